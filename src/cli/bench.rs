@@ -1,0 +1,133 @@
+//! `warpnet bench`: the training step stripped of data loading, timed on synthetic batches.
+//!
+//! Each step is forward, cross-entropy, backward and the SGD update, as in `warpnet train`; the figure
+//! is the median over timed steps after warm-up steps (the first steps pay for allocations).
+
+use std::time::Instant;
+
+use clap::Args;
+use serde::Serialize;
+use tch::{nn::VarStore, Device, Kind, Tensor};
+
+use super::train::positive;
+use crate::model::{ModelKind, Net, NetConfig};
+use crate::train::optimizer::Sgd;
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    #[arg(long, value_enum, default_value = "wrn")]
+    pub model: ModelKind,
+    /// Warp factor K (a WRN gets K * Nwarp units per stage).
+    #[arg(long, default_value = "1", value_parser = positive)]
+    pub k: usize,
+    /// Warp layers per stage.
+    #[arg(long, default_value = "2", value_parser = positive)]
+    pub nwarp: usize,
+    /// Widening factor kw.
+    #[arg(long, default_value = "4", value_parser = positive)]
+    pub width: usize,
+    /// Images per step.
+    #[arg(long, default_value = "64", value_parser = positive)]
+    pub batch: usize,
+    /// Timed steps.
+    #[arg(long, default_value = "20", value_parser = positive)]
+    pub steps: usize,
+    /// Untimed steps first.
+    #[arg(long, default_value = "3")]
+    pub warmup: usize,
+    /// libtorch intra-op threads (default: all cores).
+    #[arg(long, value_parser = positive)]
+    pub threads: Option<usize>,
+    /// Output classes of the synthetic task.
+    #[arg(long, default_value = "10", value_parser = positive)]
+    pub classes: usize,
+    #[arg(long, default_value = "0")]
+    pub seed: u64,
+    /// Print the figures as one JSON object on the last stdout line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    pub model: String,
+    pub batch: usize,
+    pub threads: i32,
+    pub steps: usize,
+    /// Median milliseconds per training step.
+    pub ms_per_batch: f64,
+    /// batch / median step time.
+    pub images_per_s: f64,
+    /// Every timed step, in milliseconds, in order.
+    pub step_ms: Vec<f64>,
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(threads) = args.threads {
+        tch::set_num_threads(threads as i32);
+    }
+    let config = NetConfig {
+        model: args.model,
+        k: args.k,
+        nwarp: args.nwarp,
+        width: args.width,
+        in_channels: 3,
+        classes: args.classes,
+    };
+    config.validate().map_err(crate::error::input_error)?;
+    let result = bench_training_step(&config, &args);
+    println!(
+        "{} batch {} threads {}: {:.1} ms/batch (median of {}), {:.1} images/s",
+        result.model, result.batch, result.threads, result.ms_per_batch, result.steps, result.images_per_s
+    );
+    if args.json {
+        super::print_json(&result)?;
+    }
+    Ok(())
+}
+
+/// Times `args.steps` training steps after `args.warmup` untimed ones.
+pub fn bench_training_step(config: &NetConfig, args: &BenchArgs) -> BenchResult {
+    let device = Device::Cpu;
+    tch::manual_seed(args.seed as i64);
+    let vs = VarStore::new(device);
+    let net = Net::new(&vs.root(), config);
+    let mut sgd = Sgd::new(&vs, 0.9, 5e-4);
+    let batch = args.batch as i64;
+    let images = Tensor::randn([batch, 3, 32, 32], (Kind::Float, device)); // (B, 3, 32, 32)
+    let labels = Tensor::randint(args.classes as i64, [batch], (Kind::Int64, device)); // (B,)
+    let mut step_ms = Vec::with_capacity(args.steps);
+    for i in 0..args.warmup + args.steps {
+        let started = Instant::now();
+        let loss = net.forward(&images, true).cross_entropy_for_logits(&labels);
+        sgd.zero_grad();
+        loss.backward();
+        sgd.step(0.1);
+        let _ = loss.double_value(&[]); // waits for the step on asynchronous devices
+        if i >= args.warmup {
+            step_ms.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let ms_per_batch = median(&step_ms);
+    BenchResult {
+        model: config.label(),
+        batch: args.batch,
+        threads: tch::get_num_threads(),
+        steps: args.steps,
+        ms_per_batch,
+        images_per_s: args.batch as f64 / (ms_per_batch / 1e3),
+        step_ms,
+    }
+}
+
+/// Median of a non-empty list.
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    if sorted.len().is_multiple_of(2) {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    } else {
+        sorted[mid]
+    }
+}

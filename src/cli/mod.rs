@@ -1,0 +1,41 @@
+//! The `warpnet` command line: one file per subcommand.
+
+pub mod bench;
+pub mod train;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "warpnet", version, about = "Warped Residual Networks (Fok et al., ICLR 2018) on libtorch")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a network (no subcommand at all: the demo, `warpnet train --preset demo`).
+    Train(Box<train::TrainArgs>),
+    /// Time training steps on synthetic data and print images/s.
+    Bench(bench::BenchArgs),
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Some(Command::Train(args)) => train::run(*args),
+        Some(Command::Bench(args)) => bench::run(args),
+        None => {
+            println!(
+                "warpnet: no subcommand, so the demo: `warpnet train --preset demo` (see `warpnet --help`)"
+            );
+            train::run(train::TrainArgs::demo())
+        }
+    }
+}
+
+/// Prints `value` as one JSON line (the last stdout line of a `--json` run).
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(value)?);
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! `warpnet train`: flags over a preset, then the training loop.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use crate::data::{self, DataSpec};
+use crate::error::input_error;
+use crate::model::ModelKind;
+use crate::train::{self, Preset, TrainConfig, Verbosity};
+
+/// Every flag is optional: unset flags keep the preset's value (`--preset paper` by default, the
+/// paper's CIFAR recipe).
+#[derive(Debug, Clone, Default, Args)]
+pub struct TrainArgs {
+    /// Starting values for every setting below.
+    #[arg(long, value_enum)]
+    pub preset: Option<Preset>,
+    /// Network kind.
+    #[arg(long, value_enum)]
+    pub model: Option<ModelKind>,
+    /// Warp factor K: units per warp layer (a WRN gets K * Nwarp plain units per stage).
+    #[arg(long, value_parser = positive)]
+    pub k: Option<usize>,
+    /// Warp layers per stage.
+    #[arg(long, value_parser = positive)]
+    pub nwarp: Option<usize>,
+    /// Widening factor kw (channels 16kw, 32kw, 64kw).
+    #[arg(long, value_parser = positive)]
+    pub width: Option<usize>,
+    /// Data set: fashion-mnist (embedded subset), fashion-mnist:DIR, cifar10:DIR, cifar100:DIR, imagenet32:DIR.
+    #[arg(long)]
+    pub data: Option<DataSpec>,
+    /// Passes over the training set.
+    #[arg(long, conflicts_with = "iters")]
+    pub epochs: Option<usize>,
+    /// Total optimizer steps (instead of --epochs).
+    #[arg(long)]
+    pub iters: Option<usize>,
+    /// Training batch size.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Evaluation batch size.
+    #[arg(long)]
+    pub eval_batch: Option<usize>,
+    /// Initial learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Epochs at which the learning rate is multiplied by --gamma, e.g. 60,120,160 (empty: none).
+    #[arg(long, value_delimiter = ',', num_args = 0..)]
+    pub milestones: Option<Vec<usize>>,
+    /// Learning-rate factor at each milestone.
+    #[arg(long)]
+    pub gamma: Option<f64>,
+    /// Weight decay.
+    #[arg(long)]
+    pub wd: Option<f64>,
+    /// SGD momentum.
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    /// Random seed (weights, data order, augmentation).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// libtorch intra-op threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Output folder (default: runs/<network>-<data>[-n]).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print the final figures as one JSON object on the last stdout line.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar or per-epoch lines.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl TrainArgs {
+    /// The main job: the demo preset, nothing overridden.
+    pub fn demo() -> Self {
+        TrainArgs { preset: Some(Preset::Demo), ..TrainArgs::default() }
+    }
+
+    /// The preset with every given flag applied, validated.
+    pub fn resolve(&self) -> anyhow::Result<TrainConfig> {
+        let mut c = self.preset.unwrap_or(Preset::Paper).config();
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field.clone() { c.$field = v; } )* };
+        }
+        set!(
+            model, k, nwarp, width, data, epochs, batch, eval_batch, lr, milestones, gamma, wd, momentum,
+            seed
+        );
+        if self.iters.is_some() {
+            c.iters = self.iters;
+        }
+        if self.epochs.is_some() {
+            c.iters = None;
+        }
+        if self.threads.is_some() {
+            c.threads = self.threads;
+        }
+        if self.out.is_some() {
+            c.out = self.out.clone();
+        }
+        c.validate().map_err(input_error)?;
+        Ok(c)
+    }
+}
+
+pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    let config = args.resolve()?;
+    let splits = data::load(&config.data)?;
+    let label = config.net(splits.train.classes).label();
+    let out = config.out.clone().unwrap_or_else(|| fresh_run_dir(Path::new("runs"), &label, &config.data));
+    let config = TrainConfig { out: Some(out.clone()), ..config };
+    let verbosity = if args.quiet { Verbosity::Quiet } else { Verbosity::Normal };
+    let summary = train::train(&config, splits, &out, verbosity)?;
+    println!(
+        "{}: test error {:.2}% (accuracy {:.2}%), {} steps in {:.0} s of training, {:.0} images/s; run folder {}",
+        summary.model,
+        100.0 * summary.test_error,
+        100.0 * summary.test_accuracy,
+        summary.steps,
+        summary.train_seconds,
+        summary.images_per_s,
+        out.display()
+    );
+    if args.json {
+        super::print_json(&summary)?;
+    }
+    Ok(())
+}
+
+/// runs/<label>-<data set>, or the first of -2, -3, ... that does not exist yet.
+fn fresh_run_dir(root: &Path, label: &str, data: &DataSpec) -> PathBuf {
+    let data_name = data.to_string();
+    let data_name = data_name.split(':').next().unwrap_or("data");
+    let base = format!("{label}-{data_name}");
+    let mut dir = root.join(&base);
+    let mut n = 2;
+    while dir.exists() {
+        dir = root.join(format!("{base}-{n}"));
+        n += 1;
+    }
+    dir
+}
+
+/// A whole number >= 1 (for K, Nwarp, width, ...).
+pub fn positive(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("expected a whole number >= 1".into()),
+    }
+}

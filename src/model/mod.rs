@@ -1,0 +1,10 @@
+//! The network: residual units, the warp operator that groups them, and the whole Table 1 net.
+
+pub mod config;
+pub mod layers;
+pub mod net;
+pub mod unit;
+pub mod warp;
+
+pub use config::{ModelKind, NetConfig};
+pub use net::Net;

@@ -1,0 +1,145 @@
+//! TrainConfig: every training setting as one plain value, saved beside the run's artifacts.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::DataSpec;
+use crate::model::{ModelKind, NetConfig};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    // --- network (paper Table 1) ---
+    pub model: ModelKind,
+    /// Warp factor K (units per warp layer); a WRN has K * Nwarp plain units per stage.
+    pub k: usize,
+    /// Warp layers per stage.
+    pub nwarp: usize,
+    /// Widening factor kw.
+    pub width: usize,
+    // --- data ---
+    pub data: DataSpec,
+    // --- schedule ---
+    /// Passes over the training set (ignored when `iters` is set).
+    pub epochs: usize,
+    /// Total optimizer steps instead of whole epochs.
+    pub iters: Option<usize>,
+    /// Images per training step.
+    pub batch: usize,
+    /// Images per evaluation forward pass (memory only; no effect on results).
+    pub eval_batch: usize,
+    // --- optimizer: SGD with momentum ---
+    pub lr: f64,
+    /// Epochs (0-based) at which the learning rate is multiplied by `gamma`.
+    pub milestones: Vec<usize>,
+    pub gamma: f64,
+    /// L2 weight decay, added to every parameter's gradient.
+    pub wd: f64,
+    pub momentum: f64,
+    // --- run ---
+    pub seed: u64,
+    /// libtorch intra-op threads; `None` leaves libtorch's default (all cores).
+    pub threads: Option<usize>,
+    /// Output folder; `None` picks runs/<label>[-n].
+    pub out: Option<PathBuf>,
+}
+
+/// Named starting points for a config; flags override them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    /// The paper's CIFAR recipe (section 4.1): WRN-37-4, batch 128, lr 0.1 divided by 10 at epochs 60,
+    /// 120 and 160, weight decay 5e-4, momentum 0.9, 204 epochs (80,000 iterations on 50,000 images).
+    Paper,
+    /// The main job: a small WRN on the embedded Fashion-MNIST subset, a few minutes on 2 cores.
+    Demo,
+}
+
+impl Preset {
+    pub fn config(self) -> TrainConfig {
+        match self {
+            Preset::Paper => TrainConfig::paper(),
+            Preset::Demo => TrainConfig::demo(),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// The paper's CIFAR recipe; see [`Preset::Paper`].
+    pub fn paper() -> Self {
+        TrainConfig {
+            model: ModelKind::Wrn,
+            k: 2,
+            nwarp: 3,
+            width: 4,
+            data: DataSpec::FashionMnistEmbedded,
+            epochs: 204,
+            iters: None,
+            batch: 128,
+            eval_batch: 500,
+            lr: 0.1,
+            milestones: vec![60, 120, 160],
+            gamma: 0.1,
+            wd: 5e-4,
+            momentum: 0.9,
+            seed: 0,
+            threads: None,
+            out: None,
+        }
+    }
+
+    /// The main job; see [`Preset::Demo`].
+    pub fn demo() -> Self {
+        TrainConfig { k: 1, nwarp: 1, width: 1, epochs: 30, milestones: vec![18, 25], ..TrainConfig::paper() }
+    }
+
+    /// The network for a data set with `classes` classes.
+    pub fn net(&self, classes: usize) -> NetConfig {
+        NetConfig {
+            model: self.model,
+            k: self.k,
+            nwarp: self.nwarp,
+            width: self.width,
+            in_channels: 3,
+            classes,
+        }
+    }
+
+    /// Checks values that flags alone cannot; the message names the flag.
+    pub fn validate(&self) -> Result<(), String> {
+        self.net(10).validate()?;
+        if self.batch < 2 {
+            return Err(format!(
+                "--batch must be at least 2 (BatchNorm needs two images), got {}",
+                self.batch
+            ));
+        }
+        if self.eval_batch == 0 {
+            return Err("--eval-batch must be at least 1".into());
+        }
+        if self.iters.is_none() && self.epochs == 0 {
+            return Err("--epochs must be at least 1".into());
+        }
+        if self.iters == Some(0) {
+            return Err("--iters must be at least 1".into());
+        }
+        for (flag, value) in
+            [("--lr", self.lr), ("--gamma", self.gamma), ("--wd", self.wd), ("--momentum", self.momentum)]
+        {
+            if !value.is_finite() || value < 0.0 {
+                return Err(format!("{flag} must be a finite number >= 0, got {value}"));
+            }
+        }
+        if self.lr == 0.0 {
+            return Err("--lr must be positive".into());
+        }
+        if self.milestones.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(format!("--milestones must increase, got {:?}", self.milestones));
+        }
+        if self.threads == Some(0) {
+            return Err("--threads must be at least 1".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,50 @@
+//! Per-epoch figures, written one JSON object per line to metrics.jsonl in the run folder.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Optimizer steps taken so far.
+    pub step: usize,
+    pub lr: f64,
+    pub train_loss: f64,
+    /// Fraction of training images classified correctly (augmented, in training mode).
+    pub train_accuracy: f64,
+    pub test_loss: f64,
+    /// Fraction of test images misclassified.
+    pub test_error: f64,
+    /// Wall-clock seconds of this epoch's training steps (evaluation excluded).
+    pub seconds: f64,
+    /// Training images per second over this epoch.
+    pub images_per_s: f64,
+}
+
+/// Appends records to a JSONL file, flushing each line.
+pub struct MetricsLog {
+    file: File,
+}
+
+impl MetricsLog {
+    pub fn create(path: &Path) -> anyhow::Result<Self> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("{}: cannot open metrics log", path.display()))?;
+        Ok(MetricsLog { file })
+    }
+
+    pub fn append(&mut self, record: &EpochRecord) -> anyhow::Result<()> {
+        let line = serde_json::to_string(record)?;
+        writeln!(self.file, "{line}")?;
+        self.file.flush()?;
+        Ok(())
+    }
+}

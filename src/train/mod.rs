@@ -1,0 +1,12 @@
+//! Training: optimizer and schedule, the loop, evaluation, metrics and run artifacts.
+
+pub mod checkpoint;
+pub mod config;
+pub mod evaluate;
+pub mod metrics;
+pub mod optimizer;
+pub mod schedule;
+pub mod trainer;
+
+pub use config::{Preset, TrainConfig};
+pub use trainer::{train, RunSummary, Verbosity};

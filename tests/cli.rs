@@ -1,0 +1,85 @@
+//! The `warpnet` binary end to end: bad input gives one error line and exit code 2; `--json` gives a
+//! parseable last line.
+
+use std::process::{Command, Output};
+
+fn warpnet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_warpnet")).args(args).output().expect("warpnet runs")
+}
+
+/// Asserts exit code 2 and exactly one stderr line that starts with "error:" and mentions `needle`.
+fn assert_rejected(args: &[&str], needle: &str) {
+    let out = warpnet(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: stderr {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{args:?}: expected one line, got {stderr:?}");
+    assert!(lines[0].starts_with("error:"), "{args:?}: {stderr:?}");
+    assert!(lines[0].contains(needle), "{args:?}: {stderr:?} should mention {needle}");
+    assert!(!stderr.contains("panicked"), "{args:?}: {stderr:?}");
+}
+
+#[test]
+fn bad_flags_are_one_line_and_exit_code_2() {
+    assert_rejected(&["train", "--k", "0"], "--k");
+    assert_rejected(&["train", "--nwarp", "0"], "--nwarp");
+    assert_rejected(&["train", "--width", "0"], "--width");
+    assert_rejected(&["train", "--width", "four"], "--width");
+    assert_rejected(&["train", "--data", "mnist"], "unknown data set 'mnist'");
+    assert_rejected(&["train", "--data", "cifar10:"], "cifar10:");
+    assert_rejected(&["train", "--batch", "1"], "--batch");
+    assert_rejected(&["train", "--lr=-0.1"], "--lr");
+    assert_rejected(&["train", "--milestones", "60,30"], "--milestones");
+    assert_rejected(&["train", "--epochs", "3", "--iters", "5"], "--iters");
+    assert_rejected(&["train", "--no-such-flag"], "--no-such-flag");
+    assert_rejected(&["bench", "--batch", "0"], "--batch");
+}
+
+#[test]
+fn missing_data_directory_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-cifar-here");
+    let spec = format!("cifar10:{}", missing.display());
+    assert_rejected(&["train", "--data", &spec, "--out", dir.path().to_str().unwrap()], "no-cifar-here");
+}
+
+#[test]
+fn train_json_is_the_last_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let out = warpnet(&[
+        "train",
+        "--preset",
+        "demo",
+        "--iters",
+        "12",
+        "--batch",
+        "32",
+        "--quiet",
+        "--json",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["steps"], 12);
+    assert_eq!(summary["model"], "WRN-7-1");
+    let error = summary["test_error"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&error));
+    assert!(out_dir.join("model.safetensors").is_file());
+}
+
+#[test]
+fn bench_json_reports_images_per_second() {
+    let out = warpnet(&[
+        "bench", "--nwarp", "1", "--width", "1", "--batch", "8", "--steps", "3", "--warmup", "1", "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let result: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(result["model"], "WRN-7-1");
+    assert_eq!(result["step_ms"].as_array().unwrap().len(), 3);
+    let (ms, ips) = (result["ms_per_batch"].as_f64().unwrap(), result["images_per_s"].as_f64().unwrap());
+    assert!(ms > 0.0 && (ips - 8.0 / (ms / 1e3)).abs() < 1e-6 * ips);
+}
