@@ -100,9 +100,8 @@ pub fn bench_training_step(config: &NetConfig, args: &BenchArgs) -> BenchResult 
     for i in 0..args.warmup + args.steps {
         let started = Instant::now();
         let loss = net.forward(&images, true).cross_entropy_for_logits(&labels);
-        sgd.zero_grad();
-        loss.backward();
-        sgd.step(0.1);
+        let gradients = sgd.gradients(&loss);
+        sgd.step(gradients, 0.1);
         let _ = loss.double_value(&[]); // waits for the step on asynchronous devices
         if i >= args.warmup {
             step_ms.push(started.elapsed().as_secs_f64() * 1e3);

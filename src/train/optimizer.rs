@@ -3,6 +3,10 @@
 //!
 //! For each parameter p with gradient g:  d = g + wd * p;  buf = momentum * buf + d;  p -= lr * buf.
 //! (PyTorch starts buf at d on the first step; starting at zero gives the same first buf.)
+//!
+//! Gradients are values, not accumulators: [`Sgd::gradients`] returns dL/dp for every parameter
+//! (`torch.autograd.grad`), so nothing is zeroed between steps and gradients from several replicas can
+//! be summed before [`Sgd::step`].
 
 use tch::{nn::VarStore, Tensor};
 
@@ -24,33 +28,36 @@ impl Sgd {
         Sgd { params, buffers, momentum, weight_decay }
     }
 
-    /// Clears the accumulated gradients.
-    pub fn zero_grad(&mut self) {
-        for (_, p) in &mut self.params {
-            let mut grad = p.grad();
-            if grad.defined() {
-                let _ = grad.detach_().zero_();
-            }
-        }
+    /// dL/dp for every parameter, in the order of [`Sgd::names`]; a parameter the loss does not reach
+    /// gets zeros.
+    pub fn gradients(&self, loss: &Tensor) -> Vec<Tensor> {
+        let params: Vec<&Tensor> = self.params.iter().map(|(_, p)| p).collect();
+        Tensor::run_backward(&[loss], &params, false, false)
+            .into_iter()
+            .zip(&params)
+            .map(|(g, p)| if g.defined() { g } else { p.zeros_like() })
+            .collect()
     }
 
-    /// One update with learning rate `lr` from the gradients accumulated by `backward`.
-    pub fn step(&mut self, lr: f64) {
+    /// One update with learning rate `lr` from `gradients` (one per parameter, as [`Sgd::gradients`]).
+    pub fn step(&mut self, gradients: Vec<Tensor>, lr: f64) {
+        assert_eq!(gradients.len(), self.params.len(), "one gradient per parameter");
         tch::no_grad(|| {
-            for ((_, p), buf) in self.params.iter_mut().zip(&mut self.buffers) {
-                let grad = p.grad();
-                if !grad.defined() {
-                    continue;
-                }
-                let decayed = grad + &*p * self.weight_decay; // d = g + wd * p
-                let _ = buf.g_mul_scalar_(self.momentum).g_add_(&decayed); // buf = m * buf + d
+            for (((_, p), buf), mut g) in self.params.iter_mut().zip(&mut self.buffers).zip(gradients) {
+                let _ = g.g_add_(&(&*p * self.weight_decay)); // d = g + wd * p
+                let _ = buf.g_mul_scalar_(self.momentum).g_add_(&g); // buf = m * buf + d
                 let _ = p.g_add_(&(&*buf * -lr)); // p -= lr * buf
             }
         });
     }
 
+    /// Parameter names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.params.iter().map(|(n, _)| n.as_str())
+    }
+
     /// (name, momentum buffer) pairs, sorted by name.
     pub fn state(&self) -> impl Iterator<Item = (&str, &Tensor)> {
-        self.params.iter().map(|(n, _)| n.as_str()).zip(&self.buffers)
+        self.names().zip(&self.buffers)
     }
 }

@@ -110,9 +110,8 @@ pub fn train(
             let labels = batch.labels.to_device(device);
             let logits = net.forward(&images, true);
             let loss = logits.cross_entropy_for_logits(&labels);
-            sgd.zero_grad();
-            loss.backward();
-            sgd.step(lr);
+            let gradients = sgd.gradients(&loss);
+            sgd.step(gradients, lr);
             let batch_loss = loss.double_value(&[]);
             if !batch_loss.is_finite() {
                 anyhow::bail!(
