@@ -6,7 +6,7 @@ use clap::Args;
 
 use crate::data::{self, DataSpec};
 use crate::error::input_error;
-use crate::model::ModelKind;
+use crate::model::{terms, DerivativeBn, ModelKind, Variant};
 use crate::train::{self, Preset, TrainConfig, Verbosity};
 
 /// Every flag is optional: unset flags keep the preset's value (`--preset paper` by default, the
@@ -28,6 +28,15 @@ pub struct TrainArgs {
     /// Widening factor kw (channels 16kw, 32kw, 64kw).
     #[arg(long, value_parser = positive)]
     pub width: Option<usize>,
+    /// Warp-layer terms (--model warp): exact, warpnet1 (default), warpnet2, released.
+    #[arg(long, value_enum)]
+    pub variant: Option<Variant>,
+    /// Keep only terms of at most M units (--variant exact).
+    #[arg(long, value_parser = positive)]
+    pub max_order: Option<usize>,
+    /// BatchNorm in the tangent pass F'(x1)v (--model warp): none (default, the paper's), frozen, exact.
+    #[arg(long, value_enum)]
+    pub derivative_bn: Option<DerivativeBn>,
     /// Data set: fashion-mnist (embedded subset), fashion-mnist:DIR, cifar10:DIR, cifar100:DIR, imagenet32:DIR.
     #[arg(long)]
     pub data: Option<DataSpec>,
@@ -84,24 +93,21 @@ impl TrainArgs {
     /// The preset with every given flag applied, validated.
     pub fn resolve(&self) -> anyhow::Result<TrainConfig> {
         let mut c = self.preset.unwrap_or(Preset::Paper).config();
+        // Flags whose config field is a plain value.
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = self.$field.clone() { c.$field = v; } )* };
+        }
+        // Flags whose config field is itself optional.
+        macro_rules! set_optional {
+            ($($field:ident),*) => { $( if self.$field.is_some() { c.$field = self.$field.clone(); } )* };
         }
         set!(
             model, k, nwarp, width, data, epochs, batch, eval_batch, lr, milestones, gamma, wd, momentum,
             seed
         );
-        if self.iters.is_some() {
-            c.iters = self.iters;
-        }
+        set_optional!(variant, max_order, derivative_bn, iters, threads, out);
         if self.epochs.is_some() {
             c.iters = None;
-        }
-        if self.threads.is_some() {
-            c.threads = self.threads;
-        }
-        if self.out.is_some() {
-            c.out = self.out.clone();
         }
         c.validate().map_err(input_error)?;
         Ok(c)
@@ -115,6 +121,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let out = config.out.clone().unwrap_or_else(|| fresh_run_dir(Path::new("runs"), &label, &config.data));
     let config = TrainConfig { out: Some(out.clone()), ..config };
     let verbosity = if args.quiet { Verbosity::Quiet } else { Verbosity::Normal };
+    if verbosity == Verbosity::Normal && config.model == ModelKind::Warp {
+        let net = config.net(splits.train.classes);
+        let layer_terms = terms::build(net.variant, net.k, net.max_order);
+        println!("{}: each warp layer computes x{} = {}", net.describe(), net.k + 1, terms::notation(&layer_terms));
+    }
     let summary = train::train(&config, splits, &out, verbosity)?;
     println!(
         "{}: test error {:.2}% (accuracy {:.2}%), {} steps in {:.0} s of training, {:.0} images/s; run folder {}",

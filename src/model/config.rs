@@ -1,13 +1,44 @@
-//! NetConfig: the shape of a network (paper Table 1), as plain values.
+//! NetConfig: the shape of a network (paper Table 1) and of its warp operator, as plain values.
 
 use serde::{Deserialize, Serialize};
 
-/// Which network: the wide ResNet baseline, built from K = 1 warp layers.
+/// Which network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelKind {
-    /// Wide residual network: K * Nwarp ordinary residual units per stage.
+    /// Wide residual network: K * Nwarp ordinary residual units per stage (K = 1 warp layers).
     Wrn,
+    /// Warped residual network: Nwarp warp layers of K units per stage.
+    Warp,
+}
+
+/// Which terms a warp layer keeps (model/terms.rs builds the list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Variant {
+    /// Every non-empty ordered subset of the K units: 2^K - 1 terms (paper eq. 3).
+    Exact,
+    /// F_i for every i and F'_j x1 once for each j >= 2 (the paper's WarpNet1).
+    Warpnet1,
+    /// F_i and F'_j F_i for i < j (the paper's WarpNet2; for K = 3 it drops F3'F2'F1).
+    Warpnet2,
+    /// WarpNet1's terms with the released code's map in place of F'_j x1:
+    /// conv(flip(W_j,conv2), 1[conv(flip(W_j,conv1), x1) > 0]). Not a derivative; kept only to reproduce
+    /// that code's numbers.
+    Released,
+}
+
+/// How BatchNorm enters the tangent pass F'(x1)v.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DerivativeBn {
+    /// The paper's choice: BN layers removed from F' (a departure from the series, section 4).
+    None,
+    /// Each BN as its affine map gamma * (x - mean) / sqrt(var + eps) + beta with the statistics of the
+    /// primal batch at x1 held constant.
+    Frozen,
+    /// The full Jacobian of training-mode BN, whose mean and variance depend on the input.
+    Exact,
 }
 
 /// The network's shape. WRN and WarpNet with the same (K * Nwarp, kw) have the same parameters.
@@ -25,6 +56,12 @@ pub struct NetConfig {
     pub in_channels: usize,
     /// Output classes.
     pub classes: usize,
+    /// Terms of a warp layer (a WRN ignores it).
+    pub variant: Variant,
+    /// `exact` truncated to terms of at most this many units.
+    pub max_order: Option<usize>,
+    /// BatchNorm in the tangent pass (a WRN ignores it).
+    pub derivative_bn: DerivativeBn,
 }
 
 /// Channels of the stem convolution, before the concatenation to 16kw (Table 1).
@@ -35,7 +72,27 @@ pub const STAGES: usize = 3;
 impl NetConfig {
     /// A WRN with `units` residual units per stage (K = 1, Nwarp = units).
     pub fn wrn(units: usize, width: usize, classes: usize) -> Self {
-        NetConfig { model: ModelKind::Wrn, k: 1, nwarp: units, width, in_channels: 3, classes }
+        NetConfig {
+            model: ModelKind::Wrn,
+            k: 1,
+            nwarp: units,
+            width,
+            in_channels: 3,
+            classes,
+            variant: Variant::Warpnet1,
+            max_order: None,
+            derivative_bn: DerivativeBn::None,
+        }
+    }
+
+    /// A WarpNet with `nwarp` layers of `k` units per stage.
+    pub fn warp(k: usize, nwarp: usize, width: usize, classes: usize, variant: Variant) -> Self {
+        NetConfig { model: ModelKind::Warp, k, nwarp, variant, ..NetConfig::wrn(1, width, classes) }
+    }
+
+    /// The same weights seen as the other kind of network (same names, same units per stage).
+    pub fn as_model(&self, model: ModelKind) -> Self {
+        NetConfig { model, ..self.clone() }
     }
 
     /// Residual units per stage: K * Nwarp.
@@ -58,17 +115,39 @@ impl NetConfig {
     pub fn layer_grouping(&self) -> (usize, usize) {
         match self.model {
             ModelKind::Wrn => (1, self.units_per_stage()),
+            ModelKind::Warp => (self.k, self.nwarp),
         }
     }
 
-    /// "WRN-13-4".
+    /// The paper's names: "WRN-37-4", "WarpNet1-73-4", "WarpNet2-73-4"; `exact` is "WarpNet-73-4", its
+    /// truncation by --max-order 2 "WarpNetM2-73-4", the released code's variant "WarpNetR-73-4".
     pub fn label(&self) -> String {
-        match self.model {
-            ModelKind::Wrn => format!("WRN-{}-{}", self.depth(), self.width),
+        let (n, kw) = (self.depth(), self.width);
+        match (self.model, self.variant, self.max_order) {
+            (ModelKind::Wrn, ..) => format!("WRN-{n}-{kw}"),
+            (ModelKind::Warp, Variant::Exact, Some(m)) => format!("WarpNetM{m}-{n}-{kw}"),
+            (ModelKind::Warp, Variant::Exact, None) => format!("WarpNet-{n}-{kw}"),
+            (ModelKind::Warp, Variant::Warpnet1, _) => format!("WarpNet1-{n}-{kw}"),
+            (ModelKind::Warp, Variant::Warpnet2, _) => format!("WarpNet2-{n}-{kw}"),
+            (ModelKind::Warp, Variant::Released, _) => format!("WarpNetR-{n}-{kw}"),
         }
     }
 
-    /// Checks the values; the error names the offending field.
+    /// The label with what it leaves out: "WarpNet1-73-4 (K=2, Nwarp=6, derivative BN none)".
+    pub fn describe(&self) -> String {
+        match self.model {
+            ModelKind::Wrn => self.label(),
+            ModelKind::Warp => format!(
+                "{} (K={}, Nwarp={}, derivative BN {})",
+                self.label(),
+                self.k,
+                self.nwarp,
+                format!("{:?}", self.derivative_bn).to_lowercase()
+            ),
+        }
+    }
+
+    /// Checks the values; the error names the offending flag.
     pub fn validate(&self) -> Result<(), String> {
         for (name, value) in
             [("k", self.k), ("nwarp", self.nwarp), ("width", self.width), ("in_channels", self.in_channels)]
@@ -79,6 +158,17 @@ impl NetConfig {
         }
         if self.classes < 2 {
             return Err(format!("classes must be at least 2, got {}", self.classes));
+        }
+        if let Some(m) = self.max_order {
+            if self.variant != Variant::Exact {
+                return Err(format!("--max-order truncates --variant exact, not {:?}", self.variant));
+            }
+            if m == 0 || m > self.k {
+                return Err(format!("--max-order {m} must lie in 1..=K (K = {})", self.k));
+            }
+        }
+        if self.variant == Variant::Released && self.derivative_bn != DerivativeBn::None {
+            return Err("--variant released has no BatchNorm in its term: it needs --derivative-bn none".into());
         }
         Ok(())
     }

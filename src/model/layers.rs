@@ -94,3 +94,59 @@ impl Linear {
         x.linear(&self.weight, Some(&self.bias))
     }
 }
+
+/// Per-channel reduction axes of a (B, C, H, W) tensor: batch and space.
+const BN_AXES: [i64; 3] = [0, 2, 3];
+
+/// How one BatchNorm enters the tangent pass F'(x1)v, fixed at the primal point.
+#[derive(Debug)]
+pub enum BnTangent {
+    /// Removed from F' (derivative-BN `none`, the paper's choice): v -> v.
+    Removed,
+    /// The affine map with the statistics held constant: v -> gamma / sqrt(var + eps) * v, scale (1, C, 1, 1).
+    Affine { scale: Tensor },
+    /// The Jacobian of training-mode BN, whose statistics move with the input:
+    /// v -> gamma / sqrt(var + eps) * (v - mean(v) - xhat * mean(v * xhat)), means per channel over
+    /// (B, H, W); xhat (B, C, H, W) is the standardised input at the primal point.
+    Batch { scale: Tensor, normalized: Tensor },
+}
+
+impl BatchNorm2d {
+    /// Linearisation of this BN at input `x` (B, C, H, W), as `mode` asks. In eval mode the statistics are
+    /// the running ones, constants, so `frozen` and `exact` coincide. The batch statistics are computed
+    /// with differentiable ops, so backpropagation through a tangent term reaches x1 through them too.
+    pub fn linearize(&self, x: &Tensor, train: bool, mode: super::config::DerivativeBn) -> BnTangent {
+        use super::config::DerivativeBn;
+        let gamma = self.weight.view([1, -1, 1, 1]);
+        if mode == DerivativeBn::None {
+            return BnTangent::Removed;
+        }
+        if !train {
+            let invstd = (&self.running_var + BN_EPS).rsqrt().view([1, -1, 1, 1]);
+            return BnTangent::Affine { scale: gamma * invstd };
+        }
+        let mean = x.mean_dim(BN_AXES.as_slice(), true, None); // (1, C, 1, 1)
+        let var = x.var_dim(BN_AXES.as_slice(), false, true); // biased, as the forward pass uses
+        let invstd = (var + BN_EPS).rsqrt();
+        let scale = gamma * &invstd;
+        match mode {
+            DerivativeBn::Frozen => BnTangent::Affine { scale },
+            _ => BnTangent::Batch { scale, normalized: (x - mean) * invstd },
+        }
+    }
+}
+
+impl BnTangent {
+    /// The BN's Jacobian applied to v: (B, C, H, W) -> (B, C, H, W).
+    pub fn apply(&self, v: &Tensor) -> Tensor {
+        match self {
+            BnTangent::Removed => v.shallow_clone(),
+            BnTangent::Affine { scale } => v * scale,
+            BnTangent::Batch { scale, normalized } => {
+                let mean_v = v.mean_dim(BN_AXES.as_slice(), true, None);
+                let mean_v_xhat = (v * normalized).mean_dim(BN_AXES.as_slice(), true, None);
+                (v - mean_v - normalized * mean_v_xhat) * scale
+            }
+        }
+    }
+}

@@ -3,8 +3,9 @@
 pub mod config;
 pub mod layers;
 pub mod net;
+pub mod terms;
 pub mod unit;
 pub mod warp;
 
-pub use config::{ModelKind, NetConfig};
+pub use config::{DerivativeBn, ModelKind, NetConfig, Variant};
 pub use net::Net;

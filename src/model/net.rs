@@ -4,10 +4,11 @@
 use tch::nn::Path;
 use tch::Tensor;
 
-use super::config::{NetConfig, STAGES, STEM_CHANNELS};
+use super::config::{ModelKind, NetConfig, Variant, STAGES, STEM_CHANNELS};
 use super::layers::{BatchNorm2d, Conv3x3, Linear};
 use super::unit::ResidualUnit;
-use super::warp::{residual_terms, WarpLayer};
+use super::terms::{self, Term};
+use super::warp::{Jacobian, WarpLayer};
 
 /// Stem Conv3x3(in -> 16)-BN-ReLU.
 #[derive(Debug)]
@@ -47,6 +48,7 @@ impl Net {
             bn: BatchNorm2d::new(root / "stem" / "bn", STEM_CHANNELS as i64),
         };
         let (units_per_layer, layers_per_stage) = config.layer_grouping();
+        let (layer_terms, jacobian) = layer_operator(config);
         let stages = (0..STAGES)
             .map(|s| {
                 let channels = config.stage_channels(s) as i64;
@@ -59,7 +61,7 @@ impl Net {
                                 ResidualUnit::new(&(&stage_path / format!("unit{unit_number}")), channels)
                             })
                             .collect();
-                        WarpLayer::new(units, residual_terms())
+                        WarpLayer::new(units, layer_terms.clone(), jacobian)
                     })
                     .collect();
                 Stage { layers }
@@ -101,6 +103,20 @@ impl Net {
         let h = self.head.bn.forward(h, train).relu();
         let pooled = h.mean_dim([2i64, 3].as_slice(), false, None); // (B, 64kw)
         self.head.fc.forward(&pooled)
+    }
+}
+
+/// The term list of one warp layer and the meaning of its Jacobians. A WRN layer is [F1].
+pub fn layer_operator(config: &NetConfig) -> (Vec<Term>, Jacobian) {
+    match config.model {
+        ModelKind::Wrn => (terms::exact(1, 1), Jacobian::Tangent(config.derivative_bn)),
+        ModelKind::Warp => {
+            let jacobian = match config.variant {
+                Variant::Released => Jacobian::Released,
+                _ => Jacobian::Tangent(config.derivative_bn),
+            };
+            (terms::build(config.variant, config.k, config.max_order), jacobian)
+        }
     }
 }
 

@@ -1,9 +1,11 @@
-//! The residual unit F = BN-Conv3x3-BN-ReLU-Conv3x3-BN (paper section 4), used with an identity skip.
+//! The residual unit F = BN-Conv3x3-BN-ReLU-Conv3x3-BN (paper section 4), used with an identity skip:
+//! its primal pass F(x1) and its tangent pass F'(x1)v.
 
 use tch::nn::Path;
 use tch::Tensor;
 
-use super::layers::{BatchNorm2d, Conv3x3};
+use super::config::DerivativeBn;
+use super::layers::{BatchNorm2d, BnTangent, Conv3x3};
 
 /// One residual branch F_i at a fixed width C. The skip connection x + F(x) is added by the warp layer.
 #[derive(Debug)]
@@ -16,14 +18,22 @@ pub struct ResidualUnit {
     pub bn2: BatchNorm2d,
 }
 
-/// What the primal pass F(x1) returns, and what a tangent pass F'(x1)v at the same point needs.
+/// What the primal pass F(x1) returns.
 #[derive(Debug)]
 pub struct UnitPrimal {
     /// F(x1): (B, C, H, W).
     pub output: Tensor,
-    /// The 0/1 mask of the ReLU at x1, 1 where its input was > 0: (B, C, H, W), same kind as x1. Kept
-    /// only when asked for (a term of the warp layer applies this unit's Jacobian).
-    pub relu_mask: Option<Tensor>,
+    /// What a tangent pass at the same x1 needs; kept only when asked for.
+    pub linearization: Option<Linearization>,
+}
+
+/// The unit linearised at x1: F'(x1) is v -> BN2'(Conv2(mask * BN1'(Conv1(BN0'(v))))).
+#[derive(Debug)]
+pub struct Linearization {
+    /// 1 where the ReLU's input at x1 was > 0, else 0: (B, C, H, W), held constant.
+    pub relu_mask: Tensor,
+    /// bn0, bn1, bn2 as the derivative-BN mode treats them.
+    pub bn: [BnTangent; 3],
 }
 
 impl ResidualUnit {
@@ -38,15 +48,40 @@ impl ResidualUnit {
         }
     }
 
-    /// Primal pass F(x): (B, C, H, W) -> (B, C, H, W). `keep_mask` keeps the ReLU mask for a later
-    /// tangent pass at the same x.
-    pub fn primal(&self, x: &Tensor, train: bool, keep_mask: bool) -> UnitPrimal {
-        let h = self.bn0.forward(x, train);
-        let h = self.conv1.forward(&h);
-        let pre_relu = self.bn1.forward(&h, train);
-        let relu_mask = keep_mask.then(|| pre_relu.gt(0.0).to_kind(pre_relu.kind()));
-        let h = pre_relu.relu();
-        let h = self.conv2.forward(&h);
-        UnitPrimal { output: self.bn2.forward(&h, train), relu_mask }
+    /// Primal pass F(x): (B, C, H, W) -> (B, C, H, W). With `linearize`, also keeps what the tangent pass
+    /// at this x needs, BN treated as that mode says.
+    pub fn primal(&self, x: &Tensor, train: bool, linearize: Option<DerivativeBn>) -> UnitPrimal {
+        let conv1_in = self.bn0.forward(x, train);
+        let bn1_in = self.conv1.forward(&conv1_in);
+        let pre_relu = self.bn1.forward(&bn1_in, train);
+        let bn2_in = self.conv2.forward(&pre_relu.relu());
+        let output = self.bn2.forward(&bn2_in, train);
+        let linearization = linearize.map(|mode| Linearization {
+            relu_mask: pre_relu.gt(0.0).to_kind(pre_relu.kind()),
+            bn: [
+                self.bn0.linearize(x, train, mode),
+                self.bn1.linearize(&bn1_in, train, mode),
+                self.bn2.linearize(&bn2_in, train, mode),
+            ],
+        });
+        UnitPrimal { output, linearization }
+    }
+
+    /// Tangent pass F'(x1)v: (B, C, H, W) -> (B, C, H, W), linear in v, with the ReLU mask of x1. Bilinear
+    /// in (weights, v), so backpropagating through it gives the paper's d2F/dx dW terms.
+    pub fn tangent(&self, at: &Linearization, v: &Tensor) -> Tensor {
+        let h = self.conv1.forward(&at.bn[0].apply(v));
+        let h = at.bn[1].apply(&h) * &at.relu_mask;
+        at.bn[2].apply(&self.conv2.forward(&h))
+    }
+
+    /// The released code's stand-in for F'(x1)v: conv(flip(W2), 1[conv(flip(W1), v) > 0]), kernels
+    /// flipped in space. NOT a derivative: the "mask" is taken of the convolved vector itself and then
+    /// convolved as if it were the signal, and no BN appears. Kept only to reproduce that code's numbers.
+    pub fn released_map(&self, v: &Tensor) -> Tensor {
+        let flipped = |w: &Tensor| w.flip([2, 3]);
+        let h = v.conv2d(&flipped(&self.conv1.weight), None::<Tensor>, [1, 1], [1, 1], [1, 1], 1);
+        let mask = h.gt(0.0).to_kind(h.kind());
+        mask.conv2d(&flipped(&self.conv2.weight), None::<Tensor>, [1, 1], [1, 1], [1, 1], 1)
     }
 }

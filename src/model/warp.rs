@@ -1,66 +1,20 @@
 //! The warp operator (paper eq. 3 and 5): a layer over K consecutive units evaluated from its input x1
-//! alone, as x1 plus a list of terms.
-//!
-//! A term is data: the vector it starts from (a primal output F_c1(x1), or x1 itself) and the chain of
-//! units whose Jacobians at x1 are applied to it, innermost first. The list is built in one place (the
-//! variant's builder) and evaluated in one place ([`WarpLayer::forward`]). K = 1 with the single term
-//! F1 is an ordinary residual unit x1 + F1(x1): the wide ResNet baseline is this same layer.
-
-use std::fmt;
+//! alone, as x1 plus a list of terms (model/terms.rs). This is the one place any term list is evaluated.
+//! K = 1 with the single term F1 is an ordinary residual unit x1 + F1(x1): the WRN is this same layer.
 
 use tch::Tensor;
 
+use super::config::DerivativeBn;
+use super::terms::{Term, Vector};
 use super::unit::{ResidualUnit, UnitPrimal};
 
-/// The vector a term's Jacobian chain acts on.
+/// What a Jacobian F'_j(x1) in a term means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Vector {
-    /// F_c(x1), the primal output of unit c (0-based inside the layer).
-    Primal(usize),
-    /// x1, the layer's input (WarpNet1's F'_j x1).
-    Input,
-}
-
-/// One term of a warp layer: F'_{ck}(x1) ... F'_{c2}(x1) applied to `vector`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Term {
-    pub vector: Vector,
-    /// Units whose Jacobians at x1 are applied, innermost first (0-based inside the layer).
-    pub chain: Vec<usize>,
-}
-
-impl Term {
-    /// The first-order term F_c(x1).
-    pub fn primal(unit: usize) -> Self {
-        Term { vector: Vector::Primal(unit), chain: Vec::new() }
-    }
-
-    /// Units whose weights this term reads.
-    pub fn units(&self) -> impl Iterator<Item = usize> + '_ {
-        let vector_unit = match self.vector {
-            Vector::Primal(c) => Some(c),
-            Vector::Input => None,
-        };
-        vector_unit.into_iter().chain(self.chain.iter().copied())
-    }
-}
-
-/// The paper's notation with 1-based units, outermost Jacobian first: `F1`, `F2'F1`, `F3'F2'x1`.
-impl fmt::Display for Term {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for &unit in self.chain.iter().rev() {
-            write!(f, "F{}'", unit + 1)?;
-        }
-        match self.vector {
-            Vector::Primal(c) => write!(f, "F{}", c + 1),
-            Vector::Input => write!(f, "x1"),
-        }
-    }
-}
-
-/// The term list of an ordinary residual unit, the K = 1 layer of the WRN: [F1].
-pub fn residual_terms() -> Vec<Term> {
-    vec![Term::primal(0)]
+pub enum Jacobian {
+    /// The true tangent pass at x1, BatchNorm treated as the mode says.
+    Tangent(DerivativeBn),
+    /// The released code's map instead (not a derivative; `--variant released`).
+    Released,
 }
 
 /// A warp layer: K units and the terms that combine them.
@@ -68,47 +22,57 @@ pub fn residual_terms() -> Vec<Term> {
 pub struct WarpLayer {
     pub units: Vec<ResidualUnit>,
     pub terms: Vec<Term>,
+    pub jacobian: Jacobian,
 }
 
 impl WarpLayer {
-    pub fn new(units: Vec<ResidualUnit>, terms: Vec<Term>) -> Self {
-        debug_assert!(terms.iter().all(|t| t.units().all(|u| u < units.len())));
-        WarpLayer { units, terms }
+    pub fn new(units: Vec<ResidualUnit>, terms: Vec<Term>, jacobian: Jacobian) -> Self {
+        assert!(!terms.is_empty(), "a warp layer has at least one term");
+        assert!(terms.iter().all(|t| t.units().all(|u| u < units.len())), "terms name units of the layer");
+        WarpLayer { units, terms, jacobian }
     }
 
-    /// x1 + sum of the terms: (B, C, H, W) -> (B, C, H, W).
+    /// x_{K+1} = x1 + sum of the terms: (B, C, H, W) -> (B, C, H, W).
     pub fn forward(&self, x1: &Tensor, train: bool) -> Tensor {
-        let primals = self.primal_outputs(x1, train);
+        let primals = self.primal_passes(x1, train);
         let terms_sum = self
             .terms
             .iter()
             .map(|term| self.evaluate(term, x1, &primals))
             .reduce(|sum, term| sum + term)
-            .expect("a warp layer has at least one term");
+            .expect("at least one term");
         x1 + terms_sum
     }
 
-    /// F_c(x1) for every unit some term starts from; `None` for the others.
-    fn primal_outputs(&self, x1: &Tensor, train: bool) -> Vec<Option<UnitPrimal>> {
+    /// The primal pass at x1 of every unit a term uses, once each: its output where a term starts from
+    /// it, its linearisation where a term applies its Jacobian. `None` for units no term uses.
+    pub fn primal_passes(&self, x1: &Tensor, train: bool) -> Vec<Option<UnitPrimal>> {
         (0..self.units.len())
             .map(|c| {
-                let needed = self.terms.iter().any(|t| t.vector == Vector::Primal(c));
-                let keeps_mask = self.terms.iter().any(|t| t.chain.contains(&c));
-                needed.then(|| self.units[c].primal(x1, train, keeps_mask))
+                let starts_a_term = self.terms.iter().any(|t| t.vector == Vector::Primal(c));
+                let in_a_chain = self.terms.iter().any(|t| t.chain.contains(&c));
+                let linearize = match self.jacobian {
+                    Jacobian::Tangent(mode) if in_a_chain => Some(mode),
+                    _ => None,
+                };
+                (starts_a_term || linearize.is_some()).then(|| self.units[c].primal(x1, train, linearize))
             })
             .collect()
     }
 
-    /// One term's value at x1: (B, C, H, W).
-    fn evaluate(&self, term: &Term, x1: &Tensor, primals: &[Option<UnitPrimal>]) -> Tensor {
-        assert!(term.chain.is_empty(), "term {term}: Jacobian chains are not evaluated by this layer");
-        match term.vector {
-            Vector::Primal(c) => primals[c]
-                .as_ref()
-                .expect("primal output computed for every term that starts from it")
-                .output
-                .shallow_clone(),
+    /// One term's value at x1: its vector, then each Jacobian of its chain, innermost first.
+    pub fn evaluate(&self, term: &Term, x1: &Tensor, primals: &[Option<UnitPrimal>]) -> Tensor {
+        let primal = |c: usize| primals[c].as_ref().expect("primal pass of every unit a term uses");
+        let vector = match term.vector {
+            Vector::Primal(c) => primal(c).output.shallow_clone(),
             Vector::Input => x1.shallow_clone(),
-        }
+        };
+        term.chain.iter().fold(vector, |v, &j| match self.jacobian {
+            Jacobian::Tangent(_) => {
+                let at = primal(j).linearization.as_ref().expect("linearised: its Jacobian is in a chain");
+                self.units[j].tangent(at, &v)
+            }
+            Jacobian::Released => self.units[j].released_map(&v),
+        })
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::data::DataSpec;
-use crate::model::{ModelKind, NetConfig};
+use crate::model::{DerivativeBn, ModelKind, NetConfig, Variant};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,6 +18,12 @@ pub struct TrainConfig {
     pub nwarp: usize,
     /// Widening factor kw.
     pub width: usize,
+    /// Warp-layer terms (`--model warp` only; default warpnet1).
+    pub variant: Option<Variant>,
+    /// Truncation of `--variant exact` to terms of at most this many units.
+    pub max_order: Option<usize>,
+    /// BatchNorm in the tangent pass (`--model warp` only; default none, the paper's).
+    pub derivative_bn: Option<DerivativeBn>,
     // --- data ---
     pub data: DataSpec,
     // --- schedule ---
@@ -73,6 +79,9 @@ impl TrainConfig {
             k: 2,
             nwarp: 3,
             width: 4,
+            variant: None,
+            max_order: None,
+            derivative_bn: None,
             data: DataSpec::FashionMnistEmbedded,
             epochs: 204,
             iters: None,
@@ -103,11 +112,24 @@ impl TrainConfig {
             width: self.width,
             in_channels: 3,
             classes,
+            variant: self.variant.unwrap_or(Variant::Warpnet1),
+            max_order: self.max_order,
+            derivative_bn: self.derivative_bn.unwrap_or(DerivativeBn::None),
         }
     }
 
     /// Checks values that flags alone cannot; the message names the flag.
     pub fn validate(&self) -> Result<(), String> {
+        if self.model == ModelKind::Wrn {
+            let warp_flags = [
+                ("--variant", self.variant.is_some()),
+                ("--max-order", self.max_order.is_some()),
+                ("--derivative-bn", self.derivative_bn.is_some()),
+            ];
+            if let Some((flag, _)) = warp_flags.iter().find(|(_, given)| *given) {
+                return Err(format!("{flag} means nothing for --model wrn (a WRN has no warp terms)"));
+            }
+        }
         self.net(10).validate()?;
         if self.batch < 2 {
             return Err(format!(

@@ -1,0 +1,55 @@
+//! Helpers shared by the numerics tests: float64 networks with non-trivial BatchNorm, finite
+//! differences, relative errors.
+#![allow(dead_code)]
+
+use tch::{nn::VarStore, Device, Kind, Tensor};
+use warpnet::model::layers::{BatchNorm2d, BN_EPS};
+use warpnet::model::unit::ResidualUnit;
+
+pub const F64: (Kind, Device) = (Kind::Double, Device::Cpu);
+
+/// ||a - b|| / ||b||
+pub fn relative_error(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).norm().double_value(&[]) / b.norm().double_value(&[])
+}
+
+/// (f(x + h v) - f(x - h v)) / 2h
+pub fn central_difference(f: impl Fn(&Tensor) -> Tensor, x: &Tensor, v: &Tensor, h: f64) -> Tensor {
+    (f(&(x + v * h)) - f(&(x - v * h))) / (2.0 * h)
+}
+
+/// Gives every BatchNorm random affine parameters and running statistics, so that no BN is close to
+/// the identity and eval-mode BN is a non-trivial affine map.
+pub fn randomize_batch_norms(vs: &VarStore) {
+    tch::no_grad(|| {
+        for (name, mut t) in vs.variables() {
+            let value = if name.ends_with("running_var") || (name.contains("bn") && name.ends_with("weight")) {
+                Tensor::rand_like(&t) + 0.5 // U(0.5, 1.5)
+            } else if name.contains("bn") {
+                Tensor::randn_like(&t) * 0.3 // bias and running mean N(0, 0.09)
+            } else {
+                continue;
+            };
+            t.copy_(&value);
+        }
+    });
+}
+
+/// Makes a BN the identity in eval mode: gamma 1, beta 0, mean 0, var 1 - eps.
+pub fn make_identity(bn: &mut BatchNorm2d) {
+    tch::no_grad(|| {
+        let _ = bn.weight.fill_(1.0);
+        let _ = bn.bias.fill_(0.0);
+        let _ = bn.running_mean.fill_(0.0);
+        let _ = bn.running_var.fill_(1.0 - BN_EPS);
+    });
+}
+
+/// One residual unit at `channels` channels in float64, with random BatchNorm parameters.
+pub fn unit_f64(channels: i64) -> (VarStore, ResidualUnit) {
+    let mut vs = VarStore::new(Device::Cpu);
+    let unit = ResidualUnit::new(&vs.root(), channels);
+    vs.double();
+    randomize_batch_norms(&vs);
+    (vs, unit)
+}
