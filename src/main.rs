@@ -28,7 +28,9 @@ fn main() -> ExitCode {
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // One line: libtorch's own messages carry a C++ backtrace after their first line.
+            let message = format!("{err:#}");
+            eprintln!("error: {}", message.lines().next().unwrap_or("unknown failure"));
             ExitCode::from(if is_input_error(&err) { EXIT_INPUT } else { EXIT_FAILURE })
         }
     }

@@ -83,3 +83,69 @@ fn bench_json_reports_images_per_second() {
     let (ms, ips) = (result["ms_per_batch"].as_f64().unwrap(), result["images_per_s"].as_f64().unwrap());
     assert!(ms > 0.0 && (ips - 8.0 / (ms / 1e3)).abs() < 1e-6 * ips);
 }
+
+#[test]
+fn warp_flags_are_checked() {
+    assert_rejected(&["train", "--model", "warp", "--k", "0"], "--k");
+    assert_rejected(&["train", "--model", "warp", "--variant", "warpnet3"], "--variant");
+    assert_rejected(
+        &["train", "--model", "warp", "--k", "2", "--variant", "exact", "--max-order", "3"],
+        "--max-order",
+    );
+    assert_rejected(&["train", "--model", "warp", "--k", "2", "--max-order", "1"], "--max-order");
+    assert_rejected(
+        &["train", "--model", "warp", "--variant", "released", "--derivative-bn", "frozen"],
+        "--derivative-bn none",
+    );
+    assert_rejected(&["train", "--model", "wrn", "--variant", "exact"], "--variant");
+    assert_rejected(&["train", "--model", "wrn", "--derivative-bn", "exact"], "--derivative-bn");
+    assert_rejected(&["train", "--model", "wrn", "--max-order", "1"], "--max-order");
+}
+
+/// A WarpNet run prints its term list in the paper's notation, and its weights evaluate both ways.
+#[test]
+fn warp_train_prints_terms_and_eval_reads_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = warpnet(&[
+        "train",
+        "--preset",
+        "demo",
+        "--model",
+        "warp",
+        "--k",
+        "2",
+        "--nwarp",
+        "1",
+        "--iters",
+        "6",
+        "--batch",
+        "16",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("x3 = x1 + F1 + F2 + F2'x1"), "{stdout}");
+
+    let checkpoint = run.join("model.safetensors");
+    let out = warpnet(&["eval", "--checkpoint", checkpoint.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let models: Vec<&str> =
+        report["results"].as_array().unwrap().iter().map(|r| r["model"].as_str().unwrap()).collect();
+    assert_eq!(models, ["WRN-13-1", "WarpNet1-13-1"]);
+
+    // A WarpNet view that cannot exist, and a checkpoint of another size, are one-line input errors.
+    assert_rejected(&["eval", "--checkpoint", checkpoint.to_str().unwrap(), "--k", "3"], "--k 3");
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::copy(&checkpoint, other.join("model.safetensors")).unwrap();
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap().replace("width = 1", "width = 2");
+    std::fs::write(other.join("config.toml"), config).unwrap();
+    assert_rejected(
+        &["eval", "--checkpoint", other.join("model.safetensors").to_str().unwrap()],
+        "weights of another size",
+    );
+}

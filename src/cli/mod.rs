@@ -1,6 +1,7 @@
 //! The `warpnet` command line: one file per subcommand.
 
 pub mod bench;
+pub mod eval;
 pub mod train;
 
 use clap::{Parser, Subcommand};
@@ -16,6 +17,8 @@ pub struct Cli {
 pub enum Command {
     /// Train a network (no subcommand at all: the demo, `warpnet train --preset demo`).
     Train(Box<train::TrainArgs>),
+    /// Evaluate a checkpoint as the WRN, the WarpNet, or both.
+    Eval(eval::EvalArgs),
     /// Time training steps on synthetic data and print images/s.
     Bench(bench::BenchArgs),
 }
@@ -24,6 +27,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Train(args)) => train::run(*args),
+        Some(Command::Eval(args)) => eval::run(args),
         Some(Command::Bench(args)) => bench::run(args),
         None => {
             println!(

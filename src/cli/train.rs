@@ -124,7 +124,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     if verbosity == Verbosity::Normal && config.model == ModelKind::Warp {
         let net = config.net(splits.train.classes);
         let layer_terms = terms::build(net.variant, net.k, net.max_order);
-        println!("{}: each warp layer computes x{} = {}", net.describe(), net.k + 1, terms::notation(&layer_terms));
+        println!(
+            "{}: each warp layer computes x{} = {}",
+            net.describe(),
+            net.k + 1,
+            terms::notation(&layer_terms)
+        );
     }
     let summary = train::train(&config, splits, &out, verbosity)?;
     println!(

@@ -168,7 +168,9 @@ impl NetConfig {
             }
         }
         if self.variant == Variant::Released && self.derivative_bn != DerivativeBn::None {
-            return Err("--variant released has no BatchNorm in its term: it needs --derivative-bn none".into());
+            return Err(
+                "--variant released has no BatchNorm in its term: it needs --derivative-bn none".into()
+            );
         }
         Ok(())
     }

@@ -6,8 +6,8 @@ use tch::Tensor;
 
 use super::config::{ModelKind, NetConfig, Variant, STAGES, STEM_CHANNELS};
 use super::layers::{BatchNorm2d, Conv3x3, Linear};
-use super::unit::ResidualUnit;
 use super::terms::{self, Term};
+use super::unit::ResidualUnit;
 use super::warp::{Jacobian, WarpLayer};
 
 /// Stem Conv3x3(in -> 16)-BN-ReLU.

@@ -21,9 +21,12 @@ pub fn central_difference(f: impl Fn(&Tensor) -> Tensor, x: &Tensor, v: &Tensor,
 /// Gives every BatchNorm random affine parameters and running statistics, so that no BN is close to
 /// the identity and eval-mode BN is a non-trivial affine map.
 pub fn randomize_batch_norms(vs: &VarStore) {
+    let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    variables.sort_by(|a, b| a.0.cmp(&b.0)); // a fixed order, so a seed gives the same values
     tch::no_grad(|| {
-        for (name, mut t) in vs.variables() {
-            let value = if name.ends_with("running_var") || (name.contains("bn") && name.ends_with("weight")) {
+        for (name, mut t) in variables {
+            let value = if name.ends_with("running_var") || (name.contains("bn") && name.ends_with("weight"))
+            {
                 Tensor::rand_like(&t) + 0.5 // U(0.5, 1.5)
             } else if name.contains("bn") {
                 Tensor::randn_like(&t) * 0.3 // bias and running mean N(0, 0.09)
