@@ -9,7 +9,7 @@ use clap::Args;
 use serde::Serialize;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
-use super::train::positive;
+use super::flags::{positive, WarpFlags};
 use crate::model::{DerivativeBn, ModelKind, Net, NetConfig, Variant};
 use crate::train::optimizer::Sgd;
 
@@ -26,15 +26,8 @@ pub struct BenchArgs {
     /// Widening factor kw.
     #[arg(long, default_value = "4", value_parser = positive)]
     pub width: usize,
-    /// Warp-layer terms (--model warp).
-    #[arg(long, value_enum, default_value = "warpnet1")]
-    pub variant: Variant,
-    /// Keep only terms of at most M units (--variant exact).
-    #[arg(long, value_parser = positive)]
-    pub max_order: Option<usize>,
-    /// BatchNorm in the tangent pass (--model warp).
-    #[arg(long, value_enum, default_value = "none")]
-    pub derivative_bn: DerivativeBn,
+    #[command(flatten)]
+    pub warp: WarpFlags,
     /// Images per step.
     #[arg(long, default_value = "64", value_parser = positive)]
     pub batch: usize,
@@ -82,9 +75,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         width: args.width,
         in_channels: 3,
         classes: args.classes,
-        variant: args.variant,
-        max_order: args.max_order,
-        derivative_bn: args.derivative_bn,
+        variant: args.warp.variant.unwrap_or(Variant::Warpnet1),
+        max_order: args.warp.max_order,
+        derivative_bn: args.warp.derivative_bn.unwrap_or(DerivativeBn::None),
     };
     config.validate().map_err(crate::error::input_error)?;
     let result = bench_training_step(&config, &args);

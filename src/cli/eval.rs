@@ -11,11 +11,11 @@ use clap::Args;
 use serde::Serialize;
 use tch::{nn::VarStore, Device};
 
-use super::train::positive;
+use super::flags::{positive, WarpFlags};
 use crate::data::augment::Standardizer;
 use crate::data::{self, DataSpec};
 use crate::error::input_error;
-use crate::model::{DerivativeBn, ModelKind, Net, NetConfig, Variant};
+use crate::model::{ModelKind, Net, NetConfig};
 use crate::train::checkpoint::load_weights;
 use crate::train::evaluate::evaluate;
 use crate::train::TrainConfig;
@@ -34,15 +34,9 @@ pub struct EvalArgs {
     /// Warp factor K of the WarpNet view (default: the run's); it must divide the units per stage.
     #[arg(long, value_parser = positive)]
     pub k: Option<usize>,
-    /// Warp-layer terms of the WarpNet view (default: the run's, else warpnet1).
-    #[arg(long, value_enum)]
-    pub variant: Option<Variant>,
-    /// Keep only terms of at most M units (--variant exact).
-    #[arg(long, value_parser = positive)]
-    pub max_order: Option<usize>,
-    /// BatchNorm in the tangent pass of the WarpNet view (default: the run's, else none).
-    #[arg(long, value_enum)]
-    pub derivative_bn: Option<DerivativeBn>,
+    /// The WarpNet view's operator (default: the run's).
+    #[command(flatten)]
+    pub warp: WarpFlags,
     /// Images per forward pass.
     #[arg(long, default_value = "500", value_parser = positive)]
     pub eval_batch: usize,
@@ -126,9 +120,10 @@ fn view(trained: &NetConfig, model: ModelKind, args: &EvalArgs) -> anyhow::Resul
         }
         config.k = k;
         config.nwarp = units / k;
-        config.variant = args.variant.unwrap_or(trained.variant);
-        config.derivative_bn = args.derivative_bn.unwrap_or(trained.derivative_bn);
-        config.max_order = args.max_order.or(trained.max_order.filter(|_| args.variant.is_none()));
+        let flags = &args.warp;
+        config.variant = flags.variant.unwrap_or(trained.variant);
+        config.derivative_bn = flags.derivative_bn.unwrap_or(trained.derivative_bn);
+        config.max_order = flags.max_order.or(trained.max_order.filter(|_| flags.variant.is_none()));
         config.validate().map_err(input_error)?;
     }
     Ok(config)

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod eval;
+pub mod flags;
 pub mod train;
 
 use clap::{Parser, Subcommand};

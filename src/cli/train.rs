@@ -4,9 +4,10 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
+use super::flags::{positive, WarpFlags};
 use crate::data::{self, DataSpec};
 use crate::error::input_error;
-use crate::model::{terms, DerivativeBn, ModelKind, Variant};
+use crate::model::{terms, ModelKind};
 use crate::train::{self, Preset, TrainConfig, Verbosity};
 
 /// Every flag is optional: unset flags keep the preset's value (`--preset paper` by default, the
@@ -28,15 +29,8 @@ pub struct TrainArgs {
     /// Widening factor kw (channels 16kw, 32kw, 64kw).
     #[arg(long, value_parser = positive)]
     pub width: Option<usize>,
-    /// Warp-layer terms (--model warp): exact, warpnet1 (default), warpnet2, released.
-    #[arg(long, value_enum)]
-    pub variant: Option<Variant>,
-    /// Keep only terms of at most M units (--variant exact).
-    #[arg(long, value_parser = positive)]
-    pub max_order: Option<usize>,
-    /// BatchNorm in the tangent pass F'(x1)v (--model warp): none (default, the paper's), frozen, exact.
-    #[arg(long, value_enum)]
-    pub derivative_bn: Option<DerivativeBn>,
+    #[command(flatten)]
+    pub warp: WarpFlags,
     /// Data set: fashion-mnist (embedded subset), fashion-mnist:DIR, cifar10:DIR, cifar100:DIR, imagenet32:DIR.
     #[arg(long)]
     pub data: Option<DataSpec>,
@@ -105,7 +99,10 @@ impl TrainArgs {
             model, k, nwarp, width, data, epochs, batch, eval_batch, lr, milestones, gamma, wd, momentum,
             seed
         );
-        set_optional!(variant, max_order, derivative_bn, iters, threads, out);
+        set_optional!(iters, threads, out);
+        c.variant = self.warp.variant.or(c.variant);
+        c.max_order = self.warp.max_order.or(c.max_order);
+        c.derivative_bn = self.warp.derivative_bn.or(c.derivative_bn);
         if self.epochs.is_some() {
             c.iters = None;
         }
@@ -160,13 +157,4 @@ fn fresh_run_dir(root: &Path, label: &str, data: &DataSpec) -> PathBuf {
         n += 1;
     }
     dir
-}
-
-/// A whole number >= 1 (for K, Nwarp, width, ...).
-pub fn positive(value: &str) -> Result<usize, String> {
-    match value.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(_) => Err("expected a whole number >= 1".into()),
-    }
 }
