@@ -8,4 +8,5 @@ pub mod cli;
 pub mod data;
 pub mod error;
 pub mod model;
+pub mod parallel;
 pub mod train;

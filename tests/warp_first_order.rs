@@ -64,7 +64,7 @@ fn scale_branches(targets: &[Tensor], original: &[Tensor], eps: f64) {
 }
 
 /// x_{K+1} by the sequential ResNet: x_{i+1} = x_i + F_i(x_i).
-fn sequential(units: &[ResidualUnit], x1: &Tensor) -> Tensor {
+fn sequential(units: &[&ResidualUnit], x1: &Tensor) -> Tensor {
     units.iter().fold(x1.shallow_clone(), |x, u| &x + u.primal(&x, false, None).output)
 }
 
@@ -83,7 +83,8 @@ fn error_slope(k: usize, bn_free: bool, layer_terms: Vec<Term>) -> (f64, f64) {
         .map(|&eps| {
             scale_branches(&targets, &original, eps);
             let warp = layer.forward(&x1, false);
-            let diff = warp - sequential(&layer.units, &x1);
+            let units: Vec<&ResidualUnit> = layer.held_units().map(|(_, u)| u).collect();
+            let diff = warp - sequential(&units, &x1);
             (diff.norm().double_value(&[]), diff.abs().max().double_value(&[]))
         })
         .collect();

@@ -17,31 +17,52 @@ pub enum Jacobian {
     Released,
 }
 
-/// A warp layer: K units and the terms that combine them.
+/// A warp layer: K units and the terms that combine them. On a device of a model-parallel placement
+/// it holds only the units its terms read (the others are `None`) and only those terms.
 #[derive(Debug)]
 pub struct WarpLayer {
-    pub units: Vec<ResidualUnit>,
+    units: Vec<Option<ResidualUnit>>,
     pub terms: Vec<Term>,
     pub jacobian: Jacobian,
 }
 
 impl WarpLayer {
+    /// The whole layer: all K units.
     pub fn new(units: Vec<ResidualUnit>, terms: Vec<Term>, jacobian: Jacobian) -> Self {
+        Self::partial(units.into_iter().map(Some).collect(), terms, jacobian)
+    }
+
+    /// A layer holding only some of its K units (slot c is unit c, `None` where absent).
+    pub fn partial(units: Vec<Option<ResidualUnit>>, terms: Vec<Term>, jacobian: Jacobian) -> Self {
         assert!(!terms.is_empty(), "a warp layer has at least one term");
-        assert!(terms.iter().all(|t| t.units().all(|u| u < units.len())), "terms name units of the layer");
+        let held = |u: usize| units.get(u).is_some_and(|slot| slot.is_some());
+        assert!(terms.iter().all(|t| t.units().all(held)), "every unit a term reads is held");
         WarpLayer { units, terms, jacobian }
+    }
+
+    /// Unit c (0-based) of the layer; panics if this layer does not hold it.
+    pub fn unit(&self, c: usize) -> &ResidualUnit {
+        self.units[c].as_ref().expect("unit held by this layer")
+    }
+
+    /// The units this layer holds, with their 0-based positions.
+    pub fn held_units(&self) -> impl Iterator<Item = (usize, &ResidualUnit)> {
+        self.units.iter().enumerate().filter_map(|(c, u)| u.as_ref().map(|u| (c, u)))
     }
 
     /// x_{K+1} = x1 + sum of the terms: (B, C, H, W) -> (B, C, H, W).
     pub fn forward(&self, x1: &Tensor, train: bool) -> Tensor {
+        x1 + self.terms_sum(x1, train)
+    }
+
+    /// The sum of this layer's terms at x1, without the skip: (B, C, H, W) -> (B, C, H, W).
+    pub fn terms_sum(&self, x1: &Tensor, train: bool) -> Tensor {
         let primals = self.primal_passes(x1, train);
-        let terms_sum = self
-            .terms
+        self.terms
             .iter()
             .map(|term| self.evaluate(term, x1, &primals))
             .reduce(|sum, term| sum + term)
-            .expect("at least one term");
-        x1 + terms_sum
+            .expect("at least one term")
     }
 
     /// The primal pass at x1 of every unit a term uses, once each: its output where a term starts from
@@ -55,7 +76,7 @@ impl WarpLayer {
                     Jacobian::Tangent(mode) if in_a_chain => Some(mode),
                     _ => None,
                 };
-                (starts_a_term || linearize.is_some()).then(|| self.units[c].primal(x1, train, linearize))
+                (starts_a_term || linearize.is_some()).then(|| self.unit(c).primal(x1, train, linearize))
             })
             .collect()
     }
@@ -70,9 +91,9 @@ impl WarpLayer {
         term.chain.iter().fold(vector, |v, &j| match self.jacobian {
             Jacobian::Tangent(_) => {
                 let at = primal(j).linearization.as_ref().expect("linearised: its Jacobian is in a chain");
-                self.units[j].tangent(at, &v)
+                self.unit(j).tangent(at, &v)
             }
-            Jacobian::Released => self.units[j].released_map(&v),
+            Jacobian::Released => self.unit(j).released_map(&v),
         })
     }
 }

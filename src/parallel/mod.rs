@@ -1,0 +1,3 @@
+//! Model-parallel and data-parallel execution of warp layers.
+
+pub mod placement;

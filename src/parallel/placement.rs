@@ -1,0 +1,323 @@
+//! Which device evaluates which term of a warp layer.
+//!
+//! Every term of a warp layer is a function of the layer's input x1 alone, so the terms can run at the
+//! same time on different devices and be summed afterwards (paper Tables 2, 3 and 5). A
+//! [`Placement`] is written in the paper's notation: one bracket per device, the terms it evaluates
+//! inside, separated by commas:
+//!
+//! ```text
+//! [F1],[F2],[F2'x1]                  WarpNet1, K = 2, three devices (Table 2)
+//! [F1],[F2],[F3],[F2'x1,F3'x1]       WarpNet1, K = 3, four devices (Table 3)
+//! [F1],[F2,F2'x1],[F3,F3'x1]         WarpNet1, K = 3, three devices (Table 5)
+//! [F1,F2,F2'x1]                      WarpNet1, K = 2, one device: the WRN-like layout
+//! ```
+//!
+//! Grammar (whitespace is allowed around every bracket, comma and term):
+//!
+//! ```text
+//! placement := group ("," group)*
+//! group     := "[" term ("," term)* "]"
+//! term      := (F<n> "'")* (F<n> | x1)      n >= 1; ' may also be written as the prime ′
+//! ```
+//!
+//! A term is read right to left: `F3'F2'F1` is F'_3(x1) F'_2(x1) F_1(x1), so its units must increase
+//! strictly from the innermost (rightmost) to the outermost (leftmost). Each term of the chosen variant
+//! (model/terms.rs) must be on exactly one device.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fmt;
+
+use crate::bail_input;
+use crate::model::terms::{self, Term, Vector};
+use crate::model::Variant;
+
+/// The flag whose value a placement is; every parse error starts with it.
+const FLAG: &str = "--placement";
+/// Opens one device's group of terms.
+const OPEN: char = '[';
+/// Closes one device's group of terms.
+const CLOSE: char = ']';
+/// Separates the terms in a group, and the groups.
+const SEPARATOR: char = ',';
+/// Marks a Jacobian: `F2'` is F'_2(x1).
+const PRIME: char = '\'';
+/// The Unicode prime, accepted in place of [`PRIME`].
+const UNICODE_PRIME: char = '\u{2032}';
+/// The letter of a unit: `F2` is unit 2 (1-based).
+const UNIT_LETTER: char = 'F';
+/// The layer's input, the innermost vector of WarpNet1's F'_j x1.
+const INPUT: &str = "x1";
+/// An example in error messages.
+const EXAMPLE: &str = "[F1],[F2],[F2'x1]";
+/// Longest stretch of the user's text quoted in an error message, in characters.
+const MAX_QUOTE: usize = 40;
+
+/// The terms of one warp layer, grouped by the device that evaluates them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// One group per device, in the order written; within a group, its terms in the order written.
+    pub groups: Vec<Vec<Term>>,
+}
+
+/// Parses one term in the paper's notation, 1-based: `F1`, `F2'F1`, `F3'F2'F1`, `F2'x1` (`'` or `′`).
+///
+/// The units of the Jacobian chain must increase strictly from right to left (`F3'F2'F1`); `F2'F3` and
+/// `F2'F2'F1` are not terms of any warp layer. Surrounding whitespace is ignored.
+pub fn parse_term(text: &str) -> Result<Term, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty term; write one like F1, F2'F1 or F2'x1".to_string());
+    }
+    let factors: Vec<&str> = text.split([PRIME, UNICODE_PRIME]).collect();
+    let (innermost, jacobians) = factors.split_last().expect("split yields at least one piece");
+    if innermost.is_empty() {
+        return Err(format!(
+            "\"{}\" ends in a prime: a Jacobian needs a vector to act on, e.g. F2'F1 or F2'x1",
+            quote(text)
+        ));
+    }
+    let mut units = Vec::with_capacity(jacobians.len());
+    for factor in jacobians {
+        if factor.trim() == INPUT {
+            return Err(format!(
+                "in \"{}\", {INPUT} is the layer's input and can only be the rightmost factor, as in F2'x1",
+                quote(text)
+            ));
+        }
+        units.push(parse_unit(factor, text)?);
+    }
+    let vector =
+        if innermost.trim() == INPUT { Vector::Input } else { Vector::Primal(parse_unit(innermost, text)?) };
+    // Written outermost first; the chain is innermost first.
+    units.reverse();
+    let vector_unit = match vector {
+        Vector::Primal(c) => Some(c),
+        Vector::Input => None,
+    };
+    let mut previous = vector_unit;
+    for &unit in &units {
+        if let Some(inner) = previous.filter(|&inner| unit <= inner) {
+            let why = if unit == inner {
+                format!("F{} appears twice", unit + 1)
+            } else {
+                format!("F{}' is applied on top of the later unit F{}", unit + 1, inner + 1)
+            };
+            return Err(format!(
+                "{} is not a term: its units must increase strictly from right to left, as in F3'F2'F1 \
+                 (here {why})",
+                quote(text)
+            ));
+        }
+        previous = Some(unit);
+    }
+    Ok(Term { vector, chain: units })
+}
+
+/// `F<n>` with n >= 1, as the 0-based unit n - 1; `whole` is the term, for the message.
+fn parse_unit(factor: &str, whole: &str) -> Result<usize, String> {
+    let factor = factor.trim();
+    let context = || if factor == whole { String::new() } else { format!(" in \"{}\"", quote(whole)) };
+    let Some(digits) = factor.strip_prefix(UNIT_LETTER) else {
+        return Err(format!(
+            "\"{}\"{}: expected a unit F1, F2, ... or the input {INPUT}",
+            quote(factor),
+            context()
+        ));
+    };
+    if digits.is_empty() {
+        return Err(format!("\"{}\"{}: F needs a unit number, as in F1 or F2", quote(factor), context()));
+    }
+    if !digits.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!(
+            "\"{}\"{}: expected a unit number after F, as in F1 or F2",
+            quote(factor),
+            context()
+        ));
+    }
+    match digits.parse::<usize>() {
+        Ok(0) => Err(format!("\"{}\"{}: units are numbered from F1", quote(factor), context())),
+        Ok(unit) => Ok(unit - 1),
+        Err(_) => Err(format!("\"{}\"{}: unit number too large", quote(factor), context())),
+    }
+}
+
+impl Placement {
+    /// Parses a placement (grammar in the module docs) and checks it against the layer's `terms`
+    /// (`terms::build` of its variant): every term on exactly one device, no other term anywhere.
+    /// Every failure is an input error whose one-line message starts with `--placement:`.
+    pub fn parse(text: &str, terms: &[Term]) -> anyhow::Result<Placement> {
+        let placement = Placement { groups: parse_groups(text)? };
+        placement.validate(terms)?;
+        Ok(placement)
+    }
+
+    /// The paper's assignment: one device for each first-order term F_i, and one more device for all
+    /// the higher-order terms, in the order of `terms::build` (`[F1],[F2],[F3],[F2'x1,F3'x1]` for
+    /// WarpNet1 with K = 3). Without higher-order terms (K = 1, or max order 1): `[F1]` .. `[FK]`.
+    pub fn default_for(variant: Variant, k: usize, max_order: Option<usize>) -> Placement {
+        let (first_order, higher_order): (Vec<Term>, Vec<Term>) =
+            terms::build(variant, k, max_order).into_iter().partition(|term| term.chain.is_empty());
+        let mut groups: Vec<Vec<Term>> = first_order.into_iter().map(|term| vec![term]).collect();
+        if !higher_order.is_empty() {
+            groups.push(higher_order);
+        }
+        Placement { groups }
+    }
+
+    /// Every term on one device, in the given order: the WRN-like layout `[F1,F2,F2'x1]`.
+    pub fn single_device(terms: &[Term]) -> Placement {
+        Placement { groups: vec![terms.to_vec()] }
+    }
+
+    /// How many devices the placement uses.
+    pub fn devices(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// The units (0-based) whose weights device `device` must hold: every unit its terms read
+    /// (`F2'x1` reads unit 1, `F3'F2'F1` units 0, 1 and 2).
+    ///
+    /// # Panics
+    /// If `device >= self.devices()`.
+    pub fn units_on(&self, device: usize) -> BTreeSet<usize> {
+        self.groups[device].iter().flat_map(Term::units).collect()
+    }
+
+    /// The units held by more than one device, ascending. Each device computes a gradient for its copy
+    /// of such a unit; the copies' gradients must be summed across devices before the update.
+    pub fn replicated_units(&self) -> Vec<usize> {
+        let mut holders: BTreeMap<usize, usize> = BTreeMap::new();
+        for device in 0..self.devices() {
+            for unit in self.units_on(device) {
+                *holders.entry(unit).or_default() += 1;
+            }
+        }
+        holders.into_iter().filter(|&(_, count)| count > 1).map(|(unit, _)| unit).collect()
+    }
+
+    /// Every term of `terms` on exactly one device, and nothing else.
+    fn validate(&self, terms: &[Term]) -> anyhow::Result<()> {
+        let mut seen: HashSet<&Term> = HashSet::new();
+        for term in self.groups.iter().flatten() {
+            if !terms.contains(term) {
+                bail_input!(
+                    "{FLAG}: {term} is not a term of this warp layer (its terms: {})",
+                    join(terms, ", ")
+                );
+            }
+            if !seen.insert(term) {
+                bail_input!("{FLAG}: {term} appears twice");
+            }
+        }
+        let missing: Vec<&Term> = terms.iter().filter(|term| !seen.contains(term)).collect();
+        match missing.as_slice() {
+            [] => Ok(()),
+            [term] => bail_input!("{FLAG}: {term} is on no device"),
+            several => bail_input!("{FLAG}: {} are on no device", join(several, ", ")),
+        }
+    }
+}
+
+/// The canonical notation, without spaces: `[F1],[F2],[F2'x1]`.
+impl fmt::Display for Placement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (device, group) in self.groups.iter().enumerate() {
+            if device > 0 {
+                write!(f, "{SEPARATOR}")?;
+            }
+            write!(f, "{OPEN}{}{CLOSE}", join(group, &SEPARATOR.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// The groups of `text`, each term parsed but not yet checked against a layer.
+fn parse_groups(text: &str) -> anyhow::Result<Vec<Vec<Term>>> {
+    if text.trim().is_empty() {
+        bail_input!("{FLAG}: empty; write one bracket of terms per device, e.g. {EXAMPLE}");
+    }
+    let mut groups = Vec::new();
+    let mut rest = text.trim_start();
+    loop {
+        let Some(inside) = rest.strip_prefix(OPEN) else {
+            if rest.is_empty() {
+                bail_input!(
+                    "{FLAG}: \"{}\" ends in '{SEPARATOR}'; a bracket of terms must follow it",
+                    quote(text)
+                );
+            }
+            if rest.starts_with(CLOSE) {
+                bail_input!("{FLAG}: unmatched '{CLOSE}' at \"{}\"", quote(rest));
+            }
+            bail_input!(
+                "{FLAG}: expected '{OPEN}' at \"{}\"; write one bracket of terms per device, e.g. {EXAMPLE}",
+                quote(rest)
+            );
+        };
+        let Some(end) = inside.find([OPEN, CLOSE]) else {
+            bail_input!("{FLAG}: unclosed '{OPEN}' in \"{}\"", quote(rest));
+        };
+        let bracket = &rest[..OPEN.len_utf8() + end + 1];
+        if inside[end..].starts_with(OPEN) {
+            bail_input!(
+                "{FLAG}: '{OPEN}' inside another bracket in \"{}\"; brackets do not nest",
+                quote(bracket)
+            );
+        }
+        groups.push(parse_group(&inside[..end], bracket, groups.len() + 1)?);
+        rest = inside[end + CLOSE.len_utf8()..].trim_start();
+        if rest.is_empty() {
+            return Ok(groups);
+        }
+        match rest.strip_prefix(SEPARATOR) {
+            Some(next) => rest = next.trim_start(),
+            None if rest.starts_with(CLOSE) => {
+                bail_input!("{FLAG}: unmatched '{CLOSE}' after \"{}\"", quote(bracket))
+            }
+            None => bail_input!(
+                "{FLAG}: expected '{SEPARATOR}' between brackets after \"{}\", found \"{}\"",
+                quote(bracket),
+                quote(rest)
+            ),
+        }
+    }
+}
+
+/// The terms of one bracket; `bracket` is its text with the brackets and `device` its 1-based number,
+/// for messages.
+fn parse_group(inside: &str, bracket: &str, device: usize) -> anyhow::Result<Vec<Term>> {
+    if inside.trim().is_empty() {
+        bail_input!(
+            "{FLAG}: empty bracket \"{}\" (device {device}); every device needs a term",
+            quote(bracket)
+        );
+    }
+    let mut group = Vec::new();
+    for piece in inside.split(SEPARATOR) {
+        if piece.trim().is_empty() {
+            bail_input!("{FLAG}: an empty term in \"{}\"", quote(bracket));
+        }
+        match parse_term(piece) {
+            Ok(term) => group.push(term),
+            Err(reason) => bail_input!("{FLAG}: in \"{}\": {reason}", quote(bracket)),
+        }
+    }
+    Ok(group)
+}
+
+/// The terms in the paper's notation, separated by `separator`.
+fn join<T: fmt::Display>(terms: &[T], separator: &str) -> String {
+    terms.iter().map(ToString::to_string).collect::<Vec<_>>().join(separator)
+}
+
+/// `text` for a one-line message: whitespace runs as one space, at most [`MAX_QUOTE`] characters.
+fn quote(text: &str) -> String {
+    let single_spaced = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if single_spaced.chars().count() <= MAX_QUOTE {
+        single_spaced
+    } else {
+        let mut cut: String = single_spaced.chars().take(MAX_QUOTE).collect();
+        cut.push('…');
+        cut
+    }
+}
