@@ -3,6 +3,8 @@
 the same data, one after the other; prints a markdown table of test accuracies and images/s.
 
     cargo build --release && python3 bench/warp_vs_wrn.py --epochs 15 --milestones 9,13
+
+WARPNET=/path/to/warpnet picks another binary (e.g. a copy, so that rebuilding does not change it mid-run).
 """
 import argparse
 import json
@@ -11,7 +13,7 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WARPNET = os.path.join(ROOT, "target", "release", "warpnet")
+WARPNET = os.environ.get("WARPNET", os.path.join(ROOT, "target", "release", "warpnet"))
 
 
 def train(model_flags, a, out):

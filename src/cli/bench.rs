@@ -106,7 +106,7 @@ pub fn bench_training_step(config: &NetConfig, args: &BenchArgs) -> BenchResult 
         let started = Instant::now();
         let loss = net.forward(&images, true).cross_entropy_for_logits(&labels);
         let gradients = sgd.gradients(&loss);
-        sgd.step(gradients, 0.1);
+        sgd.step(&gradients, 0.1);
         let _ = loss.double_value(&[]); // waits for the step on asynchronous devices
         if i >= args.warmup {
             step_ms.push(started.elapsed().as_secs_f64() * 1e3);

@@ -1,3 +1,12 @@
 //! Model-parallel and data-parallel execution of warp layers.
 
+pub mod device;
+pub mod executor;
+pub mod named;
 pub mod placement;
+pub mod replica;
+pub mod worker;
+
+pub use device::Devices;
+pub use executor::{Executor, Plan};
+pub use placement::Placement;

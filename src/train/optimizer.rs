@@ -24,6 +24,12 @@ impl Sgd {
         let mut params: Vec<(String, Tensor)> =
             vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
         params.sort_by(|a, b| a.0.cmp(&b.0));
+        Self::over(params, momentum, weight_decay)
+    }
+
+    /// SGD over the given (name, parameter) pairs, sorted by name.
+    pub fn over(mut params: Vec<(String, Tensor)>, momentum: f64, weight_decay: f64) -> Self {
+        params.sort_by(|a, b| a.0.cmp(&b.0));
         let buffers = params.iter().map(|(_, p)| p.zeros_like()).collect();
         Sgd { params, buffers, momentum, weight_decay }
     }
@@ -40,12 +46,13 @@ impl Sgd {
     }
 
     /// One update with learning rate `lr` from `gradients` (one per parameter, as [`Sgd::gradients`]).
-    pub fn step(&mut self, gradients: Vec<Tensor>, lr: f64) {
+    /// The gradients are read, not modified (several devices may hold the same summed gradient).
+    pub fn step(&mut self, gradients: &[Tensor], lr: f64) {
         assert_eq!(gradients.len(), self.params.len(), "one gradient per parameter");
         tch::no_grad(|| {
-            for (((_, p), buf), mut g) in self.params.iter_mut().zip(&mut self.buffers).zip(gradients) {
-                let _ = g.g_add_(&(&*p * self.weight_decay)); // d = g + wd * p
-                let _ = buf.g_mul_scalar_(self.momentum).g_add_(&g); // buf = m * buf + d
+            for (((_, p), buf), g) in self.params.iter_mut().zip(&mut self.buffers).zip(gradients) {
+                let decayed = g + &*p * self.weight_decay; // d = g + wd * p
+                let _ = buf.g_mul_scalar_(self.momentum).g_add_(&decayed); // buf = m * buf + d
                 let _ = p.g_add_(&(&*buf * -lr)); // p -= lr * buf
             }
         });

@@ -111,7 +111,7 @@ pub fn train(
             let logits = net.forward(&images, true);
             let loss = logits.cross_entropy_for_logits(&labels);
             let gradients = sgd.gradients(&loss);
-            sgd.step(gradients, lr);
+            sgd.step(&gradients, lr);
             let batch_loss = loss.double_value(&[]);
             if !batch_loss.is_finite() {
                 anyhow::bail!(

@@ -1,0 +1,99 @@
+//! `--devices`: where the executor's workers run.
+//!
+//! `cpu` or `cpu:N`: N CPU workers in this process, each a thread with its own share of the cores
+//! (libtorch intra-op threads = cores / N, at least 1), so that N terms really run at the same time.
+//! `cuda:0,cuda:1,...`: one worker per GPU; `cuda` alone is `cuda:0`. The same code path serves both:
+//! tensors move between devices with `to_device`, which is free between CPU workers.
+
+use std::fmt;
+use std::str::FromStr;
+
+use tch::Device;
+
+/// The workers an executor runs on, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Devices {
+    pub workers: Vec<Device>,
+}
+
+impl Devices {
+    /// N CPU workers.
+    pub fn cpu(n: usize) -> Self {
+        Devices { workers: vec![Device::Cpu; n] }
+    }
+
+    pub fn len(&self) -> usize {
+        self.workers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.workers.is_empty()
+    }
+
+    /// libtorch intra-op threads for one worker: the machine's cores shared among the CPU workers
+    /// (a GPU worker's thread only launches kernels: one thread).
+    pub fn threads_per_worker(&self) -> usize {
+        let cpu_workers = self.workers.iter().filter(|d| **d == Device::Cpu).count().max(1);
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        (cores / cpu_workers).max(1)
+    }
+}
+
+impl FromStr for Devices {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text == "cpu" {
+            return Ok(Devices::cpu(1));
+        }
+        if let Some(n) = text.strip_prefix("cpu:") {
+            return match n.parse::<usize>() {
+                Ok(n) if n >= 1 => Ok(Devices::cpu(n)),
+                _ => Err(format!("'{text}': expected cpu:N with N >= 1 workers")),
+            };
+        }
+        let workers = text
+            .split(',')
+            .map(|d| match d.trim() {
+                "cuda" => Ok(Device::Cuda(0)),
+                d => d
+                    .strip_prefix("cuda:")
+                    .and_then(|i| i.parse::<usize>().ok())
+                    .map(Device::Cuda)
+                    .ok_or_else(|| format!("'{d}': expected cpu, cpu:N or cuda:I[,cuda:J...]")),
+            })
+            .collect::<Result<Vec<Device>, String>>()?;
+        Ok(Devices { workers })
+    }
+}
+
+impl fmt::Display for Devices {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.workers.iter().all(|d| *d == Device::Cpu) {
+            return write!(f, "cpu:{}", self.workers.len());
+        }
+        let names: Vec<String> = self
+            .workers
+            .iter()
+            .map(|d| match d {
+                Device::Cuda(i) => format!("cuda:{i}"),
+                _ => "cpu".into(),
+            })
+            .collect();
+        write!(f, "{}", names.join(","))
+    }
+}
+
+/// Checks that the GPUs named exist; one line naming the first that does not.
+pub fn check_available(devices: &Devices) -> anyhow::Result<()> {
+    for device in &devices.workers {
+        if let Device::Cuda(i) = device {
+            let count = tch::Cuda::device_count() as usize;
+            if *i >= count {
+                crate::bail_input!("--devices: cuda:{i} does not exist ({count} CUDA devices visible)");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! The executor: data parallelism over replicas, each replica whole or model-parallel over term
+//! workers. One training step: the batch is split across the replicas, each computes the gradients of
+//! its share of the loss, the gradients are summed (all-reduce), and every device applies the same
+//! SGD step to the weights it holds, so that no replica ever drifts.
+//!
+//! Layouts, from `--devices` (D workers) and `--placement` (P groups):
+//! - P = 1 (or no placement): D whole replicas, data parallelism (paper Table 5's baseline);
+//! - P > 1, D = P: one replica, its terms on P workers (model parallelism, Tables 2-3);
+//! - P > 1, D = R x P: R replicas of P workers each (the hybrid the paper left out of scope).
+//!
+//! BatchNorm statistics are per replica, computed on the replica's shard, as in the paper's data-
+//! parallel runs; the running statistics kept are replica 0's.
+
+use tch::{Device, Tensor};
+
+use super::device::Devices;
+use super::named::{accumulate, deep_copy, Named};
+use super::placement::Placement;
+use super::replica::{self, Layout, Replica, SgdSettings};
+use crate::model::NetConfig;
+
+/// How the executor was laid out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Data-parallel replicas.
+    pub replicas: usize,
+    /// Term workers per replica (1: the replica is whole on one device).
+    pub workers_per_replica: usize,
+    pub placement: Option<Placement>,
+}
+
+impl Plan {
+    /// The layout `devices` and `placement` ask for; the error names the flag.
+    pub fn new(devices: &Devices, placement: Option<Placement>) -> anyhow::Result<Plan> {
+        let groups = placement.as_ref().map_or(1, Placement::devices);
+        if !devices.len().is_multiple_of(groups) {
+            crate::bail_input!(
+                "--devices {devices} gives {} workers, not a multiple of the {groups} devices of --placement {}",
+                devices.len(),
+                placement.as_ref().map(|p| p.to_string()).unwrap_or_default()
+            );
+        }
+        let placement = placement.filter(|p| p.devices() > 1);
+        Ok(Plan { replicas: devices.len() / groups, workers_per_replica: groups, placement })
+    }
+}
+
+/// Figures of one step.
+#[derive(Debug, Clone, Copy)]
+pub struct StepResult {
+    /// Mean cross-entropy over the batch.
+    pub loss: f64,
+    /// Images of the batch classified correctly.
+    pub correct: i64,
+}
+
+pub struct Executor {
+    replicas: Vec<Replica>,
+    pub plan: Plan,
+}
+
+impl Executor {
+    /// Starts every replica and worker, all from the weights `initial` (variables by name).
+    pub fn new(
+        config: &NetConfig,
+        devices: &Devices,
+        plan: Plan,
+        initial: &Named,
+        sgd: SgdSettings,
+    ) -> anyhow::Result<Self> {
+        super::device::check_available(devices)?;
+        let threads = devices.threads_per_worker();
+        let replicas = devices
+            .workers
+            .chunks(plan.workers_per_replica)
+            .map(|group| {
+                let layout = match &plan.placement {
+                    None => Layout::Whole(group[0]),
+                    Some(placement) => Layout::Split {
+                        home: group[0],
+                        placement: placement.clone(),
+                        workers: group.to_vec(),
+                        threads_per_worker: threads,
+                    },
+                };
+                Replica::spawn(config.clone(), layout, deep_copy(initial), sgd)
+            })
+            .collect();
+        Ok(Executor { replicas, plan })
+    }
+
+    /// One SGD step on the batch images (B, 3, H, W), labels (B,) at learning rate `lr`.
+    pub fn step(&mut self, images: &Tensor, labels: &Tensor, lr: f64) -> StepResult {
+        let batch = labels.size()[0];
+        let shards = self.replicas.len() as i64;
+        let sizes: Vec<i64> = (0..shards).map(|r| batch / shards + i64::from(r < batch % shards)).collect();
+        let image_shards = images.split_with_sizes(sizes.as_slice(), 0);
+        let label_shards = labels.split_with_sizes(sizes.as_slice(), 0);
+        for ((replica, images), labels) in self.replicas.iter().zip(image_shards).zip(label_shards) {
+            // Each shard's mean loss weighted by its share: the gradients sum to those of the batch mean.
+            let scale = labels.size()[0] as f64 / batch as f64;
+            replica.send(replica::Command::Gradients { images, labels, scale });
+        }
+        let (mut loss_sum, mut correct, mut gradients) = (0.0, 0, Named::new());
+        for replica in &self.replicas {
+            match replica.receive() {
+                replica::Reply::Gradients { loss_sum: l, correct: c, gradients: g } => {
+                    loss_sum += l;
+                    correct += c;
+                    accumulate(&mut gradients, g);
+                }
+                _ => unreachable!("gradients reply"),
+            }
+        }
+        for replica in &self.replicas {
+            replica.send(replica::Command::Apply { gradients: deep_copy(&gradients), lr });
+        }
+        for replica in &self.replicas {
+            replica.receive();
+        }
+        StepResult { loss: loss_sum / batch as f64, correct }
+    }
+
+    /// The variables held by each term worker of replica `r` (replicated units once per holder).
+    pub fn worker_variables(&self, r: usize) -> Vec<Named> {
+        self.replicas[r].send(replica::Command::WorkerVariables);
+        match self.replicas[r].receive() {
+            replica::Reply::PerWorker(v) => v,
+            _ => unreachable!("per-worker reply"),
+        }
+    }
+
+    /// Every variable of replica 0 (weights and BatchNorm statistics), on `device`.
+    pub fn variables(&self, device: Device) -> Named {
+        self.replicas[0].send(replica::Command::Variables);
+        match self.replicas[0].receive() {
+            replica::Reply::Variables(v) => v.into_iter().map(|(n, t)| (n, t.to_device(device))).collect(),
+            _ => unreachable!("variables reply"),
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! A term worker: one device of a model-parallel placement, on its own thread. It holds replicas of
+//! only the units its terms read, evaluates its terms of every warp layer at the x1 it is sent, and
+//! backpropagates them for the upstream gradient it is sent.
+
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::thread::JoinHandle;
+
+use tch::{nn::VarStore, Device, Tensor};
+
+use super::named::{assign_variables, copy_variables, Named};
+use super::placement::Placement;
+use crate::model::net::{build_layer, layer_operator};
+use crate::model::warp::WarpLayer;
+use crate::model::NetConfig;
+use crate::train::optimizer::Sgd;
+
+/// What a worker is asked to do; each command gets one reply.
+pub enum Command {
+    /// Sum of this worker's terms of layer `layer` at x1 (B, C, H, W); replies `Reply::Tensor`.
+    Forward { layer: usize, x1: Tensor, train: bool },
+    /// Backpropagate the last forward of `layer` for upstream gradient (B, C, H, W): accumulates
+    /// the weight gradients and replies dL/dx1 of this worker's terms as `Reply::Tensor`.
+    Backward { layer: usize, grad: Tensor },
+    /// The accumulated weight gradients (then cleared); replies `Reply::Named`.
+    TakeGradients,
+    /// One SGD step from the final gradients (a superset of this worker's names); replies `Reply::Done`.
+    Apply { gradients: Named, lr: f64 },
+    /// A copy of every variable; replies `Reply::Named`.
+    Variables,
+}
+
+pub enum Reply {
+    Tensor(Tensor),
+    Named(Named),
+    Done,
+}
+
+/// How to build a worker: which group of the placement it evaluates, on which device.
+pub struct WorkerSpec {
+    pub config: NetConfig,
+    pub placement: Placement,
+    pub group: usize,
+    pub device: Device,
+    /// Device the replies go to (the replica's home).
+    pub home: Device,
+    pub threads: usize,
+    pub momentum: f64,
+    pub weight_decay: f64,
+}
+
+/// The coordinator's end of a worker.
+pub struct Worker {
+    commands: Sender<Command>,
+    replies: Receiver<Reply>,
+    thread: Option<JoinHandle<()>>,
+    pub device: Device,
+}
+
+impl Worker {
+    /// Starts the worker; its unit replicas start from `initial` (variables by name).
+    pub fn spawn(spec: WorkerSpec, initial: Named) -> Self {
+        let (commands, inbox) = channel();
+        let (outbox, replies) = channel();
+        let device = spec.device;
+        let thread = std::thread::spawn(move || {
+            tch::set_num_threads(spec.threads as i32);
+            let mut state = WorkerState::new(&spec, &initial);
+            drop(initial);
+            for command in inbox {
+                if outbox.send(state.handle(command)).is_err() {
+                    break;
+                }
+            }
+        });
+        Worker { commands, replies, thread: Some(thread), device }
+    }
+
+    /// Sends a command without waiting (the workers of a layer run at the same time).
+    pub fn send(&self, command: Command) {
+        self.commands.send(command).expect("worker thread alive");
+    }
+
+    /// The reply to the oldest command not yet answered.
+    pub fn receive(&self) -> Reply {
+        self.replies.recv().expect("worker thread alive")
+    }
+
+    pub fn receive_tensor(&self) -> Tensor {
+        match self.receive() {
+            Reply::Tensor(t) => t,
+            _ => unreachable!("a tensor reply"),
+        }
+    }
+
+    pub fn receive_named(&self) -> Named {
+        match self.receive() {
+            Reply::Named(n) => n,
+            _ => unreachable!("a named reply"),
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // Closing the command channel ends the worker's loop.
+        let (closed, _) = channel();
+        drop(std::mem::replace(&mut self.commands, closed));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// What lives on the worker's thread.
+struct WorkerState {
+    vs: VarStore,
+    device: Device,
+    home: Device,
+    /// This worker's part of every warp layer, in forward order.
+    layers: Vec<WarpLayer>,
+    /// Per layer, between a forward and its backward: (x1 as a leaf, the terms' sum).
+    pending: Vec<Option<(Tensor, Tensor)>>,
+    sgd: Sgd,
+}
+
+impl WorkerState {
+    fn new(spec: &WorkerSpec, initial: &Named) -> Self {
+        let vs = VarStore::new(spec.device);
+        let (terms, jacobian) = layer_operator(&spec.config);
+        let group_terms = &spec.placement.groups[spec.group];
+        assert!(group_terms.iter().all(|t| terms.contains(t)), "placement validated against the layer");
+        let held: Vec<usize> = spec.placement.units_on(spec.group).into_iter().collect();
+        let layers: Vec<WarpLayer> = spec
+            .config
+            .layer_indices()
+            .into_iter()
+            .map(|at| build_layer(&vs.root(), &spec.config, at, &held, group_terms.clone(), jacobian))
+            .collect();
+        assign_variables(&vs, initial);
+        let sgd = Sgd::new(&vs, spec.momentum, spec.weight_decay);
+        let pending = (0..layers.len()).map(|_| None).collect();
+        WorkerState { vs, device: spec.device, home: spec.home, layers, pending, sgd }
+    }
+
+    fn handle(&mut self, command: Command) -> Reply {
+        match command {
+            Command::Forward { layer, x1, train } => {
+                // A fresh leaf on this device: this worker's graph starts at x1.
+                let x1 = x1.to_device(self.device).detach().set_requires_grad(train);
+                let sum = self.layers[layer].terms_sum(&x1, train);
+                let reply = sum.detach().to_device(self.home);
+                if train {
+                    self.pending[layer] = Some((x1, sum));
+                }
+                Reply::Tensor(reply)
+            }
+            Command::Backward { layer, grad } => {
+                let (x1, sum) = self.pending[layer].take().expect("a forward before its backward");
+                let grad = grad.to_device(self.device);
+                // d/dtheta of <sum, grad> is the vector-Jacobian product grad^T d(sum)/dtheta.
+                let kind = sum.kind();
+                (sum * grad).sum(kind).backward();
+                let x1_grad = x1.grad();
+                // Terms that reach x1 only through a 0/1 mask (`released`) give it no gradient.
+                let x1_grad = if x1_grad.defined() { x1_grad } else { x1.zeros_like() };
+                Reply::Tensor(x1_grad.to_device(self.home))
+            }
+            Command::TakeGradients => {
+                let mut gradients = Named::new();
+                for (name, mut p) in self.vs.variables() {
+                    let grad = p.grad();
+                    if p.requires_grad() && grad.defined() {
+                        gradients.insert(name, grad.to_device(self.home).copy());
+                        p.zero_grad();
+                    }
+                }
+                Reply::Named(gradients)
+            }
+            Command::Apply { gradients, lr } => {
+                let mine: Vec<Tensor> =
+                    self.sgd.names().map(|n| gradients[n].to_device(self.device)).collect();
+                self.sgd.step(&mine, lr);
+                Reply::Done
+            }
+            Command::Variables => Reply::Named(copy_variables(&self.vs, Device::Cpu)),
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Every executor against the single-device step: model parallelism (terms on CPU workers), data
+//! parallelism (whole replicas), and the hybrid give the same loss and the same updated weights.
+//!
+//! Tolerance: float32, ||a - b|| <= 2e-4 ||b|| + 1e-6 per tensor. The executors add the same terms in a
+//! different association order and sum gradients from several devices, which moves results by float32
+//! rounding (~1e-7 per operation, compounded over the network); a wrong or missing gradient term moves
+//! them by percent or more. The absolute 1e-6 covers tensors whose gradient is zero up to rounding (the
+//! BN biases of the last layer, whose shift the head's training-mode BN removes): they stay at ~0.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tch::{nn::VarStore, Device, Tensor};
+use warpnet::model::{Net, NetConfig, Variant};
+use warpnet::parallel::named::{copy_variables, Named};
+use warpnet::parallel::replica::SgdSettings;
+use warpnet::parallel::{Devices, Executor, Placement, Plan};
+use warpnet::train::optimizer::Sgd;
+
+const SGD: SgdSettings = SgdSettings { momentum: 0.9, weight_decay: 5e-4 };
+const LR: f64 = 0.1;
+const TOLERANCE: f64 = 2e-4;
+const ABSOLUTE: f64 = 1e-6;
+/// Batch of the test steps: (B, 3, 32, 32).
+const BATCH: i64 = 8;
+
+/// A batch drawn from its own seeded generator: libtorch's global generator is shared with the tests
+/// running on other threads, so the reference and the executor could otherwise see different batches.
+fn batch(seed: u64) -> (Tensor, Tensor) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let pixels: Vec<f32> = (0..BATCH * 3 * 32 * 32).map(|_| rng.gen_range(-2.0..2.0)).collect();
+    let labels: Vec<i64> = (0..BATCH).map(|_| rng.gen_range(0..10)).collect();
+    (Tensor::from_slice(&pixels).view([BATCH, 3, 32, 32]), Tensor::from_slice(&labels))
+}
+
+/// The single-device reference: `steps` SGD steps; each step's gradient is the sum over `shards` equal
+/// slices of the batch of (slice mean loss) x (slice share), each slice forwarded on its own (so BatchNorm
+/// sees one slice at a time, as a data-parallel replica does). Returns the losses and the variables.
+fn reference(config: &NetConfig, initial: &Named, shards: i64, steps: i64) -> (Vec<f64>, Named) {
+    let vs = VarStore::new(Device::Cpu);
+    let net = Net::new(&vs.root(), config);
+    warpnet::parallel::named::assign_variables(&vs, initial);
+    let mut sgd = Sgd::new(&vs, SGD.momentum, SGD.weight_decay);
+    let mut losses = Vec::new();
+    for step in 0..steps {
+        let (images, labels) = batch(100 + step as u64);
+        let mut total: Option<Vec<Tensor>> = None;
+        let mut loss = 0.0;
+        for (x, y) in images.chunk(shards, 0).iter().zip(labels.chunk(shards, 0)) {
+            let share = y.size()[0] as f64 / BATCH as f64;
+            let l = net.forward(x, true).cross_entropy_for_logits(&y) * share;
+            loss += l.double_value(&[]);
+            let g = sgd.gradients(&l);
+            total = Some(match total {
+                None => g,
+                Some(t) => t.iter().zip(&g).map(|(a, b)| a + b).collect(),
+            });
+        }
+        sgd.step(&total.unwrap(), LR);
+        losses.push(loss);
+    }
+    (losses, copy_variables(&vs, Device::Cpu))
+}
+
+fn run_executor(
+    config: &NetConfig,
+    initial: &Named,
+    devices: &str,
+    placement: Option<&str>,
+    steps: i64,
+) -> (Vec<f64>, Executor) {
+    let devices: Devices = devices.parse().unwrap();
+    let terms = warpnet::model::net::layer_operator(config).0;
+    let placement = placement.map(|p| Placement::parse(p, &terms).unwrap());
+    let plan = Plan::new(&devices, placement).unwrap();
+    let mut executor = Executor::new(config, &devices, plan, initial, SGD).unwrap();
+    let losses = (0..steps)
+        .map(|step| {
+            let (images, labels) = batch(100 + step as u64);
+            executor.step(&images, &labels, LR).loss
+        })
+        .collect();
+    (losses, executor)
+}
+
+fn assert_close(what: &str, got: &Named, expected: &Named, trainable_only: bool) {
+    for (name, e) in expected {
+        if trainable_only && name.contains("running") {
+            continue;
+        }
+        let g = &got[name];
+        let (difference, size) = ((g - e).norm().double_value(&[]), e.norm().double_value(&[]));
+        assert!(
+            difference <= TOLERANCE * size + ABSOLUTE,
+            "{what}: {name} differs by {difference} (norm {size})"
+        );
+    }
+}
+
+/// Initial weights (drawn once; the reference and the executor both start from this copy).
+fn initial(config: &NetConfig, seed: i64) -> Named {
+    tch::manual_seed(seed);
+    let vs = VarStore::new(Device::Cpu);
+    let _net = Net::new(&vs.root(), config);
+    copy_variables(&vs, Device::Cpu)
+}
+
+/// Model parallelism: one replica, terms on workers. Two steps, so momentum is exercised too.
+#[test]
+fn model_parallel_matches_single_device() {
+    let cases = [
+        (NetConfig::warp(2, 1, 1, 10, Variant::Warpnet1), "cpu:3", "[F1],[F2],[F2'x1]"),
+        (NetConfig::warp(2, 1, 1, 10, Variant::Warpnet1), "cpu:2", "[F1],[F2,F2'x1]"),
+        (NetConfig::warp(2, 1, 1, 10, Variant::Exact), "cpu:3", "[F1],[F2],[F2'F1]"),
+        (NetConfig::warp(3, 1, 1, 10, Variant::Warpnet2), "cpu:4", "[F1],[F2],[F3],[F2'F1,F3'F1,F3'F2]"),
+        (NetConfig::warp(2, 1, 1, 10, Variant::Released), "cpu:2", "[F1,F2'x1],[F2]"),
+    ];
+    for (i, (config, devices, placement)) in cases.iter().enumerate() {
+        let initial = initial(config, i as i64);
+        let (expected_losses, expected) = reference(config, &initial, 1, 2);
+        let (losses, executor) = run_executor(config, &initial, devices, Some(placement), 2);
+        let what = format!("{} {placement}", config.label());
+        for (l, e) in losses.iter().zip(&expected_losses) {
+            assert!((l - e).abs() < TOLERANCE * e.abs(), "{what}: loss {l} vs {e}");
+        }
+        // BN running statistics too: every unit saw the same x1 as on one device.
+        assert_close(&what, &executor.variables(Device::Cpu), &expected, false);
+    }
+}
+
+/// A unit whose terms sit on two workers (F2 and F2'x1) is held twice; summed gradients keep the
+/// two copies identical, bit for bit.
+#[test]
+fn replicated_units_never_drift() {
+    let config = NetConfig::warp(2, 1, 1, 10, Variant::Warpnet1);
+    let (_, executor) = run_executor(&config, &initial(&config, 7), "cpu:3", Some("[F1],[F2],[F2'x1]"), 3);
+    let workers = executor.worker_variables(0);
+    let mut shared = 0;
+    for (name, t) in &workers[1] {
+        assert!(name.contains(".unit2."), "worker 1 holds only unit 2 of each layer: {name}");
+        let twin = &workers[2][name];
+        assert!(t.equal(twin), "{name} drifted between its two replicas");
+        shared += 1;
+    }
+    // Unit 2 of the one layer of each of 3 stages: 2 convolutions + 3 BNs x (gamma, beta, mean, var).
+    assert_eq!(shared, 3 * 14);
+    assert!(workers[0].keys().all(|n| n.contains(".unit1.")), "worker 0 holds only unit 1");
+}
+
+/// Data parallelism: whole replicas on a shard each; BN statistics per shard, so the reference forwards
+/// each shard on its own too. Running statistics differ by construction (replica 0 saw only its shard).
+#[test]
+fn data_parallel_matches_sharded_single_device() {
+    for (config, devices) in
+        [(NetConfig::wrn(2, 1, 10), "cpu:2"), (NetConfig::warp(2, 1, 1, 10, Variant::Warpnet1), "cpu:2")]
+    {
+        let initial = initial(&config, 3);
+        let (expected_losses, expected) = reference(&config, &initial, 2, 2);
+        let (losses, executor) = run_executor(&config, &initial, devices, None, 2);
+        for (l, e) in losses.iter().zip(&expected_losses) {
+            assert!((l - e).abs() < TOLERANCE * e.abs(), "{}: loss {l} vs {e}", config.label());
+        }
+        assert_close(&config.label(), &executor.variables(Device::Cpu), &expected, true);
+    }
+}
+
+/// The hybrid: two replicas, each model-parallel over two workers.
+#[test]
+fn hybrid_matches_sharded_single_device() {
+    let config = NetConfig::warp(2, 1, 1, 10, Variant::Warpnet1);
+    let initial = initial(&config, 5);
+    let (expected_losses, expected) = reference(&config, &initial, 2, 2);
+    let (losses, executor) = run_executor(&config, &initial, "cpu:4", Some("[F1],[F2,F2'x1]"), 2);
+    assert_eq!(executor.plan.replicas, 2);
+    for (l, e) in losses.iter().zip(&expected_losses) {
+        assert!((l - e).abs() < TOLERANCE * e.abs(), "loss {l} vs {e}");
+    }
+    assert_close("hybrid", &executor.variables(Device::Cpu), &expected, true);
+}
+
+#[test]
+fn plan_rejects_devices_that_do_not_fit_the_placement() {
+    let config = NetConfig::warp(2, 1, 1, 10, Variant::Warpnet1);
+    let terms = warpnet::model::net::layer_operator(&config).0;
+    let placement = Placement::parse("[F1],[F2],[F2'x1]", &terms).unwrap();
+    let err = Plan::new(&"cpu:2".parse().unwrap(), Some(placement)).unwrap_err();
+    assert!(warpnet::error::is_input_error(&err));
+    assert!(err.to_string().contains("--devices"), "{err}");
+}
