@@ -149,3 +149,16 @@ fn warp_train_prints_terms_and_eval_reads_both_ways() {
         "weights of another size",
     );
 }
+
+#[test]
+fn parallel_flags_are_checked() {
+    let base = ["train", "--preset", "demo", "--model", "warp", "--k", "2"];
+    let with = |extra: &[&'static str]| -> Vec<&'static str> { base.iter().chain(extra).copied().collect() };
+    assert_rejected(&with(&["--devices", "cpu:2", "--placement", "[F1],[F2],[F3]"]), "F3");
+    assert_rejected(&with(&["--devices", "cpu:2", "--placement", "[F1],[F2]"]), "F2'x1");
+    assert_rejected(&with(&["--devices", "cpu:2", "--placement", "[F1],[F1,F2,F2'x1]"]), "F1");
+    assert_rejected(&with(&["--devices", "cpu:3", "--placement", "[F1],[F2,F2'x1]"]), "--devices");
+    assert_rejected(&with(&["--placement", "[F1],[F2,F2'x1]"]), "--devices");
+    assert_rejected(&with(&["--devices", "gpu:0"]), "--devices");
+    assert_rejected(&with(&["--devices", "cpu:0"]), "--devices");
+}

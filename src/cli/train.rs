@@ -8,6 +8,7 @@ use super::flags::{positive, WarpFlags};
 use crate::data::{self, DataSpec};
 use crate::error::input_error;
 use crate::model::{terms, ModelKind};
+use crate::parallel::Devices;
 use crate::train::{self, Preset, TrainConfig, Verbosity};
 
 /// Every flag is optional: unset flags keep the preset's value (`--preset paper` by default, the
@@ -64,6 +65,14 @@ pub struct TrainArgs {
     /// Random seed (weights, data order, augmentation).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Parallel workers: cpu:N (N CPU threads sharing the cores) or cuda:0,cuda:1,... (default: one device).
+    #[arg(long)]
+    pub devices: Option<Devices>,
+    /// Terms of a warp layer per device, paper notation: "[F1],[F2],[F2'x1]" (default: the paper's
+    /// assignment when it fits --devices, else data parallelism). --devices with R times its brackets
+    /// runs R data-parallel replicas of it (the hybrid).
+    #[arg(long)]
+    pub placement: Option<String>,
     /// libtorch intra-op threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -99,7 +108,7 @@ impl TrainArgs {
             model, k, nwarp, width, data, epochs, batch, eval_batch, lr, milestones, gamma, wd, momentum,
             seed
         );
-        set_optional!(iters, threads, out);
+        set_optional!(iters, threads, out, devices, placement);
         c.variant = self.warp.variant.or(c.variant);
         c.max_order = self.warp.max_order.or(c.max_order);
         c.derivative_bn = self.warp.derivative_bn.or(c.derivative_bn);
@@ -107,6 +116,11 @@ impl TrainArgs {
             c.iters = None;
         }
         c.validate().map_err(input_error)?;
+        if c.devices.is_some() {
+            // Checks the placement against the warp layer now, before any data is read.
+            let plan = c.parallel_plan(&c.net(2))?;
+            c.placement = plan.placement.as_ref().map(|p| p.to_string()).or(c.placement);
+        }
         Ok(c)
     }
 }

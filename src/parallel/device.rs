@@ -11,7 +11,8 @@ use std::str::FromStr;
 use tch::Device;
 
 /// The workers an executor runs on, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Devices {
     pub workers: Vec<Device>,
 }
@@ -96,4 +97,17 @@ pub fn check_available(devices: &Devices) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+impl TryFrom<String> for Devices {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
+    }
+}
+
+impl From<Devices> for String {
+    fn from(devices: Devices) -> String {
+        devices.to_string()
+    }
 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::DataSpec;
 use crate::model::{DerivativeBn, ModelKind, NetConfig, Variant};
+use crate::parallel::{Devices, Placement, Plan};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,6 +48,13 @@ pub struct TrainConfig {
     pub seed: u64,
     /// libtorch intra-op threads; `None` leaves libtorch's default (all cores).
     pub threads: Option<usize>,
+    // --- parallel execution ---
+    /// Workers of the parallel executor (`cpu:N`, `cuda:0,cuda:1`); `None` trains on one device.
+    pub devices: Option<Devices>,
+    /// Terms of a warp layer per device, in the paper's notation ("[F1],[F2],[F2'x1]"); with --devices
+    /// and no placement: the paper's assignment for --model warp when it fits the devices, else data
+    /// parallelism.
+    pub placement: Option<String>,
     /// Output folder; `None` picks runs/<label>[-n].
     pub out: Option<PathBuf>,
 }
@@ -94,6 +102,8 @@ impl TrainConfig {
             momentum: 0.9,
             seed: 0,
             threads: None,
+            devices: None,
+            placement: None,
             out: None,
         }
     }
@@ -116,6 +126,22 @@ impl TrainConfig {
             max_order: self.max_order,
             derivative_bn: self.derivative_bn.unwrap_or(DerivativeBn::None),
         }
+    }
+
+    /// The executor's layout for `--devices` and `--placement` (see parallel/executor.rs).
+    pub fn parallel_plan(&self, net: &NetConfig) -> anyhow::Result<Plan> {
+        let devices = self.devices.clone().unwrap_or_else(|| Devices::cpu(1));
+        let terms = crate::model::net::layer_operator(net).0;
+        let placement = match &self.placement {
+            Some(text) => Some(Placement::parse(text, &terms)?),
+            None if net.model == ModelKind::Warp => {
+                let paper = Placement::default_for(net.variant, net.k, net.max_order);
+                // The paper's assignment when the devices fit it; otherwise whole replicas.
+                devices.len().is_multiple_of(paper.devices()).then_some(paper)
+            }
+            None => None,
+        };
+        Plan::new(&devices, placement)
     }
 
     /// Checks values that flags alone cannot; the message names the flag.
@@ -158,6 +184,9 @@ impl TrainConfig {
         }
         if self.milestones.windows(2).any(|w| w[0] >= w[1]) {
             return Err(format!("--milestones must increase, got {:?}", self.milestones));
+        }
+        if self.placement.is_some() && self.devices.is_none() {
+            return Err("--placement needs --devices (the workers its brackets run on)".into());
         }
         if self.threads == Some(0) {
             return Err("--threads must be at least 1".into());

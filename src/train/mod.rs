@@ -6,6 +6,7 @@ pub mod evaluate;
 pub mod metrics;
 pub mod optimizer;
 pub mod schedule;
+pub mod step;
 pub mod trainer;
 
 pub use config::{Preset, TrainConfig};

@@ -8,13 +8,15 @@ use std::time::Instant;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use tch::{nn::VarStore, Device, Kind};
+use tch::{nn::VarStore, Device};
 
 use super::checkpoint::{save_weights, write_atomic};
 use super::config::TrainConfig;
 use super::evaluate::{evaluate, Evaluation};
 use super::metrics::{EpochRecord, MetricsLog};
 use super::optimizer::Sgd;
+use super::step::Stepper;
+use crate::parallel::replica::SgdSettings;
 use super::schedule::StepSchedule;
 use crate::data::augment::Standardizer;
 use crate::data::loader::{EpochPlan, Loader};
@@ -69,7 +71,14 @@ pub fn train(
     let net_config = config.net(splits.train.classes);
     let vs = VarStore::new(device);
     let net = Net::new(&vs.root(), &net_config);
-    let mut sgd = Sgd::new(&vs, config.momentum, config.wd);
+    let mut stepper = match &config.devices {
+        None => Stepper::Single(Sgd::new(&vs, config.momentum, config.wd)),
+        Some(devices) => {
+            let plan = config.parallel_plan(&net_config)?;
+            let sgd = SgdSettings { momentum: config.momentum, weight_decay: config.wd };
+            Stepper::parallel(&vs, &net_config, devices, plan, sgd)?
+        }
+    };
     let schedule =
         StepSchedule { base: config.lr, milestones: config.milestones.clone(), gamma: config.gamma };
     let standardizer = Standardizer::fit(&splits.train);
@@ -108,11 +117,8 @@ pub fn train(
         for batch in Loader::spawn(train_set.clone(), standardizer, plan).take(steps) {
             let images = batch.images.to_device(device);
             let labels = batch.labels.to_device(device);
-            let logits = net.forward(&images, true);
-            let loss = logits.cross_entropy_for_logits(&labels);
-            let gradients = sgd.gradients(&loss);
-            sgd.step(&gradients, lr);
-            let batch_loss = loss.double_value(&[]);
+            let result = stepper.step(&net, &images, &labels, lr);
+            let batch_loss = result.loss;
             if !batch_loss.is_finite() {
                 anyhow::bail!(
                     "training diverged at step {}: loss is {batch_loss} (try a lower --lr)",
@@ -121,7 +127,7 @@ pub fn train(
             }
             let n = labels.size()[0] as usize;
             loss_sum += batch_loss * n as f64;
-            correct += logits.argmax(-1, false).eq_tensor(&labels).sum(Kind::Int64).int64_value(&[]);
+            correct += result.correct;
             seen += n;
             step += 1;
             bar.inc(1);
@@ -136,6 +142,7 @@ pub fn train(
         let seconds = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
         train_seconds += seconds;
+        stepper.sync(&vs);
         let test = evaluate(&net, &test_set, standardizer, config.eval_batch, device);
         let record = EpochRecord {
             epoch: epoch + 1,

@@ -1,0 +1,53 @@
+//! One training step, on one device or through the parallel executor: the same loss, gradients and
+//! SGD update either way (tests/parallel_executor.rs).
+
+use tch::{nn::VarStore, Kind, Tensor};
+
+use super::optimizer::Sgd;
+use crate::model::Net;
+use crate::parallel::executor::{Executor, StepResult};
+use crate::parallel::named::{assign_variables, copy_variables};
+
+pub enum Stepper {
+    /// Forward, backward and SGD on the network itself.
+    Single(Sgd),
+    /// The network's weights live on the executor's devices; the trainer's copy is refreshed by
+    /// [`Stepper::sync`] before it is evaluated or saved.
+    Parallel(Executor),
+}
+
+impl Stepper {
+    /// One SGD step on images (B, 3, H, W) and labels (B,) at learning rate `lr`.
+    pub fn step(&mut self, net: &Net, images: &Tensor, labels: &Tensor, lr: f64) -> StepResult {
+        match self {
+            Stepper::Single(sgd) => {
+                let logits = net.forward(images, true);
+                let loss = logits.cross_entropy_for_logits(labels);
+                let gradients = sgd.gradients(&loss);
+                sgd.step(&gradients, lr);
+                let correct = logits.argmax(-1, false).eq_tensor(labels).sum(Kind::Int64).int64_value(&[]);
+                StepResult { loss: loss.double_value(&[]), correct }
+            }
+            Stepper::Parallel(executor) => executor.step(images, labels, lr),
+        }
+    }
+
+    /// Brings the trainer's copy of the weights (and BN statistics) up to date.
+    pub fn sync(&self, vs: &VarStore) {
+        if let Stepper::Parallel(executor) = self {
+            assign_variables(vs, &executor.variables(vs.device()));
+        }
+    }
+
+    /// The executor for `vs`'s network, starting from its current weights.
+    pub fn parallel(
+        vs: &VarStore,
+        config: &crate::model::NetConfig,
+        devices: &crate::parallel::Devices,
+        plan: crate::parallel::Plan,
+        sgd: crate::parallel::replica::SgdSettings,
+    ) -> anyhow::Result<Self> {
+        let initial = copy_variables(vs, tch::Device::Cpu);
+        Ok(Stepper::Parallel(Executor::new(config, devices, plan, &initial, sgd)?))
+    }
+}
