@@ -9,4 +9,5 @@ pub mod data;
 pub mod error;
 pub mod model;
 pub mod parallel;
+pub mod report;
 pub mod train;

@@ -36,6 +36,10 @@ fn batch(seed: u64) -> (Tensor, Tensor) {
 /// slices of the batch of (slice mean loss) x (slice share), each slice forwarded on its own (so BatchNorm
 /// sees one slice at a time, as a data-parallel replica does). Returns the losses and the variables.
 fn reference(config: &NetConfig, initial: &Named, shards: i64, steps: i64) -> (Vec<f64>, Named) {
+    // One intra-op thread, as every executor thread on this 2-core machine: the same kernels, the same
+    // reduction order inside them (this thread's default would otherwise depend on which test's
+    // workers started first).
+    tch::set_num_threads(1);
     let vs = VarStore::new(Device::Cpu);
     let net = Net::new(&vs.root(), config);
     warpnet::parallel::named::assign_variables(&vs, initial);

@@ -74,14 +74,7 @@ impl fmt::Display for Devices {
         if self.workers.iter().all(|d| *d == Device::Cpu) {
             return write!(f, "cpu:{}", self.workers.len());
         }
-        let names: Vec<String> = self
-            .workers
-            .iter()
-            .map(|d| match d {
-                Device::Cuda(i) => format!("cuda:{i}"),
-                _ => "cpu".into(),
-            })
-            .collect();
+        let names: Vec<String> = self.workers.iter().map(|d| name(*d)).collect();
         write!(f, "{}", names.join(","))
     }
 }
@@ -109,5 +102,13 @@ impl TryFrom<String> for Devices {
 impl From<Devices> for String {
     fn from(devices: Devices) -> String {
         devices.to_string()
+    }
+}
+
+/// "cpu", "cuda:0": a device as `--devices` writes it.
+pub fn name(device: Device) -> String {
+    match device {
+        Device::Cuda(i) => format!("cuda:{i}"),
+        _ => "cpu".into(),
     }
 }

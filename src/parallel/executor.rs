@@ -14,6 +14,7 @@
 use tch::{Device, Tensor};
 
 use super::device::Devices;
+use super::memory::DeviceMemory;
 use super::named::{accumulate, deep_copy, Named};
 use super::placement::Placement;
 use super::replica::{self, Layout, Replica, SgdSettings};
@@ -70,14 +71,19 @@ impl Executor {
     ) -> anyhow::Result<Self> {
         super::device::check_available(devices)?;
         let threads = devices.threads_per_worker();
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        // A split replica's home thread works only while its workers wait (stem, head, sums): it may
+        // use the cores of its whole group.
+        let home_threads = (cores / plan.replicas).max(1);
         let replicas = devices
             .workers
             .chunks(plan.workers_per_replica)
             .map(|group| {
                 let layout = match &plan.placement {
-                    None => Layout::Whole(group[0]),
+                    None => Layout::Whole { device: group[0], threads },
                     Some(placement) => Layout::Split {
                         home: group[0],
+                        threads: home_threads,
                         placement: placement.clone(),
                         workers: group.to_vec(),
                         threads_per_worker: threads,
@@ -99,12 +105,12 @@ impl Executor {
         for ((replica, images), labels) in self.replicas.iter().zip(image_shards).zip(label_shards) {
             // Each shard's mean loss weighted by its share: the gradients sum to those of the batch mean.
             let scale = labels.size()[0] as f64 / batch as f64;
-            replica.send(replica::Command::Gradients { images, labels, scale });
+            replica.send(replica::Command::Gradients { images, labels, scale, measure: false });
         }
         let (mut loss_sum, mut correct, mut gradients) = (0.0, 0, Named::new());
         for replica in &self.replicas {
             match replica.receive() {
-                replica::Reply::Gradients { loss_sum: l, correct: c, gradients: g } => {
+                replica::Reply::Gradients { loss_sum: l, correct: c, gradients: g, .. } => {
                     loss_sum += l;
                     correct += c;
                     accumulate(&mut gradients, g);
@@ -119,6 +125,19 @@ impl Executor {
             replica.receive();
         }
         StepResult { loss: loss_sum / batch as f64, correct }
+    }
+
+    /// Memory of each device of replica 0 for its shard of a batch of `images` (B, 3, H, W): weights
+    /// and optimizer state exactly, activations measured on CPU devices by running its devices one
+    /// after the other (the other replicas idle). No weights change.
+    pub fn memory_profile(&mut self, images: &Tensor, labels: &Tensor) -> Vec<DeviceMemory> {
+        let shard = labels.size()[0] / self.replicas.len() as i64;
+        let (images, labels) = (images.narrow(0, 0, shard), labels.narrow(0, 0, shard));
+        self.replicas[0].send(replica::Command::Gradients { images, labels, scale: 1.0, measure: true });
+        match self.replicas[0].receive() {
+            replica::Reply::Gradients { memory, .. } => memory,
+            _ => unreachable!("gradients reply"),
+        }
     }
 
     /// The variables held by each term worker of replica `r` (replicated units once per holder).

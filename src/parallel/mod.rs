@@ -2,6 +2,7 @@
 
 pub mod device;
 pub mod executor;
+pub mod memory;
 pub mod named;
 pub mod placement;
 pub mod replica;

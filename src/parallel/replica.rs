@@ -8,26 +8,36 @@ use std::thread::JoinHandle;
 
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
-use super::named::{accumulate, assign_variables, copy_variables, Named};
+use super::device::name;
+use super::memory::{heap_in_use, measurable, variable_bytes, DeviceMemory};
+use super::named::{accumulate, assign_variables, copy_variables, deep_copy, Named};
 use super::placement::Placement;
 use super::worker::{self, Worker, WorkerSpec};
 use crate::model::net::{downsample, Head, LayerIndex, Stem};
+use crate::model::terms::Term;
 use crate::model::{Net, NetConfig};
 use crate::train::optimizer::Sgd;
 
-/// How a replica is laid out.
+/// How a replica is laid out; `threads` are libtorch intra-op threads of the replica's own thread.
 #[derive(Clone)]
 pub enum Layout {
     /// The whole network on one device.
-    Whole(Device),
+    Whole { device: Device, threads: usize },
     /// Stem and head on `home`; group g of `placement` on `workers[g]`.
-    Split { home: Device, placement: Placement, workers: Vec<Device>, threads_per_worker: usize },
+    Split {
+        home: Device,
+        threads: usize,
+        placement: Placement,
+        workers: Vec<Device>,
+        threads_per_worker: usize,
+    },
 }
 
 /// What a replica is asked to do.
 pub enum Command {
-    /// Gradients of `scale` x (mean cross-entropy over this shard); replies `Reply::Gradients`.
-    Gradients { images: Tensor, labels: Tensor, scale: f64 },
+    /// Gradients of `scale` x (mean cross-entropy over this shard); replies `Reply::Gradients`. With
+    /// `measure`, the workers run one after the other and the reply carries each device's memory.
+    Gradients { images: Tensor, labels: Tensor, scale: f64, measure: bool },
     /// One SGD step with the final gradients (all names); replies `Reply::Done`.
     Apply { gradients: Named, lr: f64 },
     /// A copy of every variable of the network on the CPU; replies `Reply::Variables`.
@@ -38,22 +48,17 @@ pub enum Command {
 }
 
 pub enum Reply {
-    /// Shard loss summed over its images, images classified correctly, and the gradients.
+    /// Shard loss summed over its images, images classified correctly, the gradients, and (measured
+    /// steps only) the memory of each device, home first.
     Gradients {
         loss_sum: f64,
         correct: i64,
         gradients: Named,
+        memory: Vec<DeviceMemory>,
     },
     Variables(Named),
     PerWorker(Vec<Named>),
     Done,
-}
-
-/// The coordinator's end of a replica.
-pub struct Replica {
-    commands: Sender<Command>,
-    replies: Receiver<anyhow::Result<Reply>>,
-    thread: Option<JoinHandle<()>>,
 }
 
 /// SGD settings every device uses.
@@ -63,29 +68,32 @@ pub struct SgdSettings {
     pub weight_decay: f64,
 }
 
+/// The coordinator's end of a replica.
+pub struct Replica {
+    commands: Sender<Command>,
+    replies: Receiver<Reply>,
+    thread: Option<JoinHandle<()>>,
+}
+
 impl Replica {
     pub fn spawn(config: NetConfig, layout: Layout, initial: Named, sgd: SgdSettings) -> Self {
         let (commands, inbox) = channel::<Command>();
         let (outbox, replies) = channel();
         let thread = std::thread::spawn(move || {
             let mut state = match layout {
-                Layout::Whole(device) => State::Whole(WholeReplica::new(&config, device, &initial, sgd)),
-                Layout::Split { home, placement, workers, threads_per_worker } => {
-                    let split = SplitReplica::new(
-                        &config,
-                        home,
-                        &placement,
-                        &workers,
-                        threads_per_worker,
-                        &initial,
-                        sgd,
-                    );
-                    State::Split(split)
+                Layout::Whole { device, threads } => {
+                    tch::set_num_threads(threads as i32);
+                    State::Whole(WholeReplica::new(&config, device, &initial, sgd))
+                }
+                Layout::Split { home, threads, placement, workers, threads_per_worker } => {
+                    tch::set_num_threads(threads as i32);
+                    let devices = WorkerDevices { devices: workers, threads: threads_per_worker };
+                    State::Split(SplitReplica::new(&config, home, &placement, &devices, &initial, sgd))
                 }
             };
             drop(initial);
             for command in inbox {
-                if outbox.send(Ok(state.handle(command))).is_err() {
+                if outbox.send(state.handle(command)).is_err() {
                     break;
                 }
             }
@@ -98,7 +106,7 @@ impl Replica {
     }
 
     pub fn receive(&self) -> Reply {
-        self.replies.recv().expect("replica thread alive").expect("replica command succeeded")
+        self.replies.recv().expect("replica thread alive")
     }
 }
 
@@ -120,11 +128,11 @@ enum State {
 impl State {
     fn handle(&mut self, command: Command) -> Reply {
         match (self, command) {
-            (State::Whole(r), Command::Gradients { images, labels, scale }) => {
-                r.gradients(&images, &labels, scale)
+            (State::Whole(r), Command::Gradients { images, labels, scale, measure }) => {
+                r.gradients(&images, &labels, scale, measure)
             }
-            (State::Split(r), Command::Gradients { images, labels, scale }) => {
-                r.gradients(&images, &labels, scale)
+            (State::Split(r), Command::Gradients { images, labels, scale, measure }) => {
+                r.gradients(&images, &labels, scale, measure)
             }
             (State::Whole(r), Command::Apply { gradients, lr }) => {
                 let mine: Vec<Tensor> = r.sgd.names().map(|n| gradients[n].to_device(r.device)).collect();
@@ -163,15 +171,30 @@ impl WholeReplica {
         WholeReplica { vs, net, device, sgd }
     }
 
-    fn gradients(&mut self, images: &Tensor, labels: &Tensor, scale: f64) -> Reply {
+    fn gradients(&mut self, images: &Tensor, labels: &Tensor, scale: f64, measure: bool) -> Reply {
+        let before = heap_in_use();
         let labels = labels.to_device(self.device);
         let logits = self.net.forward(&images.to_device(self.device), true);
         let (loss, correct) = loss_and_correct(&logits, &labels);
+        let activations = heap_in_use().saturating_sub(before);
         let n = labels.size()[0] as f64;
         let gradients = self.sgd.gradients(&(&loss * scale));
         let gradients = self.sgd.names().map(String::from).zip(gradients).collect();
-        Reply::Gradients { loss_sum: loss.double_value(&[]) * n, correct, gradients }
+        let memory = if measure {
+            let (weights, optimizer) = variable_bytes(&self.vs);
+            let activations = measurable(self.device).then_some(activations);
+            vec![DeviceMemory { device: name(self.device), weights, optimizer, activations }]
+        } else {
+            Vec::new()
+        };
+        Reply::Gradients { loss_sum: loss.double_value(&[]) * n, correct, gradients, memory }
     }
+}
+
+/// The devices of a split replica's term workers and their intra-op threads.
+struct WorkerDevices {
+    devices: Vec<Device>,
+    threads: usize,
 }
 
 /// Stem and head here, warp-layer terms on workers.
@@ -200,8 +223,7 @@ impl SplitReplica {
         config: &NetConfig,
         home: Device,
         placement: &Placement,
-        devices: &[Device],
-        threads_per_worker: usize,
+        devices: &WorkerDevices,
         initial: &Named,
         sgd: SgdSettings,
     ) -> Self {
@@ -210,6 +232,7 @@ impl SplitReplica {
         let head = Head::new(&vs.root(), config);
         assign_variables(&vs, initial);
         let workers = devices
+            .devices
             .iter()
             .enumerate()
             .map(|(group, &device)| {
@@ -219,19 +242,18 @@ impl SplitReplica {
                     group,
                     device,
                     home,
-                    threads: threads_per_worker,
+                    threads: devices.threads,
                     momentum: sgd.momentum,
                     weight_decay: sgd.weight_decay,
                 };
-                Worker::spawn(spec, super::named::deep_copy(initial))
+                Worker::spawn(spec, deep_copy(initial))
             })
             .collect();
         let sgd = Sgd::new(&vs, sgd.momentum, sgd.weight_decay);
         let units_per_layer = config.layer_grouping().0;
         let primal_owner = (0..units_per_layer)
             .map(|c| {
-                let f_c = crate::model::terms::Term::primal(c);
-                placement.groups.iter().position(|g| g.contains(&f_c)).expect("every F_c is placed")
+                placement.groups.iter().position(|g| g.contains(&Term::primal(c))).expect("F_c is placed")
             })
             .collect();
         SplitReplica {
@@ -247,15 +269,26 @@ impl SplitReplica {
         }
     }
 
-    /// Sends `command(worker)` to every worker, then collects the tensors they reply, summed.
-    fn on_all_workers(&self, command: impl Fn() -> worker::Command) -> Tensor {
-        for w in &self.workers {
-            w.send(command());
-        }
-        self.workers.iter().map(Worker::receive_tensor).reduce(|a, b| a + b).expect("at least one worker")
+    /// Sends `command()` to every worker and returns the sum of their replies. With `one_by_one`, each
+    /// worker finishes before the next starts (for measuring); otherwise they all run at once.
+    fn on_all_workers(&self, one_by_one: bool, command: impl Fn() -> worker::Command) -> Tensor {
+        let replies: Vec<Tensor> = if one_by_one {
+            self.workers
+                .iter()
+                .map(|w| {
+                    w.send(command());
+                    w.receive_tensor()
+                })
+                .collect()
+        } else {
+            self.workers.iter().for_each(|w| w.send(command()));
+            self.workers.iter().map(Worker::receive_tensor).collect()
+        };
+        replies.into_iter().reduce(|a, b| a + b).expect("at least one worker")
     }
 
-    fn gradients(&mut self, images: &Tensor, labels: &Tensor, scale: f64) -> Reply {
+    fn gradients(&mut self, images: &Tensor, labels: &Tensor, scale: f64, measure: bool) -> Reply {
+        let before = heap_in_use();
         let labels = labels.to_device(self.home);
         // Forward. Each autograd island on the home device starts at a leaf: (leaf, output).
         let stem_out = self.stem.forward(&images.to_device(self.home), true);
@@ -269,27 +302,22 @@ impl SplitReplica {
                 downsamples.push((leaf, out));
             }
             let x1 = h.shallow_clone();
-            h = &h
-                + self.on_all_workers(|| worker::Command::Forward {
-                    layer: i,
-                    x1: x1.shallow_clone(),
-                    train: true,
-                });
+            let forward =
+                || worker::Command::Forward { layer: i, x1: x1.shallow_clone(), train: true, measure };
+            h = &h + self.on_all_workers(measure, forward);
         }
         let head_in = h.set_requires_grad(true);
         let logits = self.head.forward(&head_in, true);
         let (loss, correct) = loss_and_correct(&logits, &labels);
+        let forward_bytes = heap_in_use().saturating_sub(before);
         (&loss * scale).backward();
 
         // Backward, layer by layer in reverse: g is dL/d(output of the layer being undone).
         let mut g = head_in.grad();
         for (i, at) in self.layers.iter().enumerate().rev() {
             let upstream = g.shallow_clone();
-            g = &g
-                + self.on_all_workers(|| worker::Command::Backward {
-                    layer: i,
-                    grad: upstream.shallow_clone(),
-                });
+            let backward = || worker::Command::Backward { layer: i, grad: upstream.shallow_clone() };
+            g = &g + self.on_all_workers(false, backward);
             if at.stage > 0 && at.layer == 0 {
                 let (leaf, out) = downsamples.pop().expect("one downsample per later stage");
                 (out * &g).sum(g.kind()).backward();
@@ -305,20 +333,32 @@ impl SplitReplica {
                 p.zero_grad();
             }
         }
-        for w in &self.workers {
-            w.send(worker::Command::TakeGradients);
-        }
+        self.workers.iter().for_each(|w| w.send(worker::Command::TakeGradients));
         // A unit replicated on several workers: its gradients are summed.
         for w in &self.workers {
             accumulate(&mut gradients, w.receive_named());
         }
+        let memory = if measure { self.memory(forward_bytes) } else { Vec::new() };
         let n = labels.size()[0] as f64;
-        Reply::Gradients { loss_sum: loss.double_value(&[]) * n, correct, gradients }
+        Reply::Gradients { loss_sum: loss.double_value(&[]) * n, correct, gradients, memory }
+    }
+
+    /// Memory of the home device and every worker after a measured forward that left `forward_bytes`
+    /// allocated in all (the home's share is what the workers did not account for).
+    fn memory(&self, forward_bytes: usize) -> Vec<DeviceMemory> {
+        self.workers.iter().for_each(|w| w.send(worker::Command::Memory));
+        let workers: Vec<DeviceMemory> = self.workers.iter().map(Worker::receive_memory).collect();
+        let on_workers: usize = workers.iter().filter_map(|m| m.activations).sum();
+        let (weights, optimizer) = variable_bytes(&self.vs);
+        let activations = measurable(self.home).then(|| forward_bytes.saturating_sub(on_workers));
+        let home =
+            DeviceMemory { device: format!("home {}", name(self.home)), weights, optimizer, activations };
+        std::iter::once(home).chain(workers).collect()
     }
 
     fn apply(&mut self, gradients: Named, lr: f64) -> Reply {
         for w in &self.workers {
-            w.send(worker::Command::Apply { gradients: super::named::deep_copy(&gradients), lr });
+            w.send(worker::Command::Apply { gradients: deep_copy(&gradients), lr });
         }
         let mine: Vec<Tensor> = self.sgd.names().map(|n| gradients[n].to_device(self.home)).collect();
         self.sgd.step(&mine, lr);
@@ -333,11 +373,10 @@ impl SplitReplica {
     /// primal term F_c (a worker holding it only for the released map never updates them).
     fn variables(&self) -> Named {
         let mut all = copy_variables(&self.vs, Device::Cpu);
-        let per_worker = self.worker_variables();
-        for (g, variables) in per_worker.into_iter().enumerate() {
+        for (g, variables) in self.worker_variables().into_iter().enumerate() {
             for (name, t) in variables {
-                let owner = unit_position(&name, self.units_per_layer)
-                    .and_then(|c| self.primal_owner.get(c).copied());
+                let position = unit_position(&name, self.units_per_layer);
+                let owner = position.and_then(|c| self.primal_owner.get(c).copied());
                 if owner == Some(g) || !all.contains_key(&name) {
                     all.insert(name, t);
                 }
@@ -347,9 +386,7 @@ impl SplitReplica {
     }
 
     fn worker_variables(&self) -> Vec<Named> {
-        for w in &self.workers {
-            w.send(worker::Command::Variables);
-        }
+        self.workers.iter().for_each(|w| w.send(worker::Command::Variables));
         self.workers.iter().map(Worker::receive_named).collect()
     }
 }

@@ -7,6 +7,7 @@ use std::thread::JoinHandle;
 
 use tch::{nn::VarStore, Device, Tensor};
 
+use super::memory::{heap_in_use, measurable, variable_bytes, DeviceMemory};
 use super::named::{assign_variables, copy_variables, Named};
 use super::placement::Placement;
 use crate::model::net::{build_layer, layer_operator};
@@ -16,8 +17,10 @@ use crate::train::optimizer::Sgd;
 
 /// What a worker is asked to do; each command gets one reply.
 pub enum Command {
-    /// Sum of this worker's terms of layer `layer` at x1 (B, C, H, W); replies `Reply::Tensor`.
-    Forward { layer: usize, x1: Tensor, train: bool },
+    /// Sum of this worker's terms of layer `layer` at x1 (B, C, H, W); replies `Reply::Tensor`. With
+    /// `measure`, the heap this forward leaves allocated is added to the worker's activation count
+    /// (valid only while no other thread allocates).
+    Forward { layer: usize, x1: Tensor, train: bool, measure: bool },
     /// Backpropagate the last forward of `layer` for upstream gradient (B, C, H, W): accumulates
     /// the weight gradients and replies dL/dx1 of this worker's terms as `Reply::Tensor`.
     Backward { layer: usize, grad: Tensor },
@@ -27,11 +30,15 @@ pub enum Command {
     Apply { gradients: Named, lr: f64 },
     /// A copy of every variable; replies `Reply::Named`.
     Variables,
+    /// Memory held on this worker's device (activations measured since the last `Memory`); replies
+    /// `Reply::Memory`.
+    Memory,
 }
 
 pub enum Reply {
     Tensor(Tensor),
     Named(Named),
+    Memory(DeviceMemory),
     Done,
 }
 
@@ -98,6 +105,13 @@ impl Worker {
             _ => unreachable!("a named reply"),
         }
     }
+
+    pub fn receive_memory(&self) -> DeviceMemory {
+        match self.receive() {
+            Reply::Memory(m) => m,
+            _ => unreachable!("a memory reply"),
+        }
+    }
 }
 
 impl Drop for Worker {
@@ -121,6 +135,10 @@ struct WorkerState {
     /// Per layer, between a forward and its backward: (x1 as a leaf, the terms' sum).
     pending: Vec<Option<(Tensor, Tensor)>>,
     sgd: Sgd,
+    /// Heap bytes left allocated by measured forwards since the last `Memory` command.
+    held_bytes: usize,
+    /// This worker's name in memory reports.
+    name: String,
 }
 
 impl WorkerState {
@@ -139,18 +157,23 @@ impl WorkerState {
         assign_variables(&vs, initial);
         let sgd = Sgd::new(&vs, spec.momentum, spec.weight_decay);
         let pending = (0..layers.len()).map(|_| None).collect();
-        WorkerState { vs, device: spec.device, home: spec.home, layers, pending, sgd }
+        let name = format!("worker {} {}", spec.group + 1, super::device::name(spec.device));
+        WorkerState { vs, device: spec.device, home: spec.home, layers, pending, sgd, held_bytes: 0, name }
     }
 
     fn handle(&mut self, command: Command) -> Reply {
         match command {
-            Command::Forward { layer, x1, train } => {
+            Command::Forward { layer, x1, train, measure } => {
+                let before = heap_in_use();
                 // A fresh leaf on this device: this worker's graph starts at x1.
                 let x1 = x1.to_device(self.device).detach().set_requires_grad(train);
                 let sum = self.layers[layer].terms_sum(&x1, train);
                 let reply = sum.detach().to_device(self.home);
                 if train {
                     self.pending[layer] = Some((x1, sum));
+                }
+                if measure {
+                    self.held_bytes += heap_in_use().saturating_sub(before);
                 }
                 Reply::Tensor(reply)
             }
@@ -183,6 +206,11 @@ impl WorkerState {
                 Reply::Done
             }
             Command::Variables => Reply::Named(copy_variables(&self.vs, Device::Cpu)),
+            Command::Memory => {
+                let (weights, optimizer) = variable_bytes(&self.vs);
+                let activations = measurable(self.device).then_some(std::mem::take(&mut self.held_bytes));
+                Reply::Memory(DeviceMemory { device: self.name.clone(), weights, optimizer, activations })
+            }
         }
     }
 }

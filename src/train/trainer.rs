@@ -15,13 +15,13 @@ use super::config::TrainConfig;
 use super::evaluate::{evaluate, Evaluation};
 use super::metrics::{EpochRecord, MetricsLog};
 use super::optimizer::Sgd;
-use super::step::Stepper;
-use crate::parallel::replica::SgdSettings;
 use super::schedule::StepSchedule;
+use super::step::Stepper;
 use crate::data::augment::Standardizer;
 use crate::data::loader::{EpochPlan, Loader};
 use crate::data::Splits;
 use crate::model::Net;
+use crate::parallel::replica::SgdSettings;
 
 /// The figures of a finished run (the `--json` line of `warpnet train`).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,0 +1,64 @@
+//! Memory held per device, for the benchmark's second claim of the paper: the weights of a WarpNet
+//! spread over its devices.
+//!
+//! Weights are counted exactly from the variables each device holds. Activations on CPU devices are
+//! measured: with every thread allocating from one malloc arena, the heap in use (glibc `mallinfo2`)
+//! after a device's forward work minus before it, while no other thread runs, is what that device
+//! keeps for its backward pass. On GPUs activations are not measured (`None`).
+
+use serde::Serialize;
+use tch::{nn::VarStore, Device};
+
+/// Memory of one device of a replica, in bytes.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceMemory {
+    /// "home cpu", "worker 1 cpu", "cuda:0", ...
+    pub device: String,
+    /// Parameters and BatchNorm statistics held on the device.
+    pub weights: usize,
+    /// SGD momentum buffers (one per parameter).
+    pub optimizer: usize,
+    /// Tensors kept from the forward pass for the backward pass, for one batch.
+    pub activations: Option<usize>,
+}
+
+/// Bytes of every variable of `vs`, and of its trainable ones (which the optimizer mirrors).
+pub fn variable_bytes(vs: &VarStore) -> (usize, usize) {
+    let mut all = 0;
+    let mut trainable = 0;
+    for (_, t) in vs.variables() {
+        let bytes = t.numel() * t.kind().elt_size_in_bytes();
+        all += bytes;
+        if t.requires_grad() {
+            trainable += bytes;
+        }
+    }
+    (all, trainable)
+}
+
+/// Makes every thread allocate from glibc's main arena, so that [`heap_in_use`] sees all of them.
+/// Called once by the benchmark before it starts any thread.
+pub fn share_one_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; M_ARENA_MAX = 1 is a valid setting.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
+/// Bytes the process has allocated with malloc and not freed (main arena and mmapped chunks).
+pub fn heap_in_use() -> usize {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 reads allocator statistics and has no preconditions.
+        let info = unsafe { libc::mallinfo2() };
+        info.uordblks + info.hblkhd
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    0
+}
+
+/// Whether activations on `device` can be measured with [`heap_in_use`].
+pub fn measurable(device: Device) -> bool {
+    device == Device::Cpu && cfg!(all(target_os = "linux", target_env = "gnu"))
+}

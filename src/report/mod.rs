@@ -1,0 +1,5 @@
+//! Reports: tables as markdown and CSV.
+
+pub mod table;
+
+pub use table::Table;
