@@ -162,3 +162,33 @@ fn parallel_flags_are_checked() {
     assert_rejected(&with(&["--devices", "gpu:0"]), "--devices");
     assert_rejected(&with(&["--devices", "cpu:0"]), "--devices");
 }
+
+/// The comparison: runs side by side, RS against the first, memory per device, markdown and CSV.
+#[test]
+fn bench_compares_runs_and_writes_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = warpnet(&[
+        "bench", "--k", "2", "--nwarp", "1", "--width", "1", "--batch", "8", "--steps", "1", "--warmup", "1",
+        "--rounds", "1", "--run", "wrn cpu:1", "--run", "warpnet1 k=2 cpu:2 [F1],[F2,F2'x1]", "--out",
+        dir.path().to_str().unwrap(), "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0]["rs"], 0.0, "the first run is the baseline");
+    assert_eq!(runs[1]["layout"], "[F1],[F2,F2'x1]");
+    // Home plus two workers; the WarpNet's unit weights split over the workers, none at home.
+    let memory = runs[1]["memory"].as_array().unwrap();
+    assert_eq!(memory.len(), 3);
+    let wrn_weights = runs[0]["memory"][0]["weights"].as_f64().unwrap();
+    let worker_weights: f64 = memory[1..].iter().map(|m| m["weights"].as_f64().unwrap()).sum();
+    assert!(worker_weights < wrn_weights, "units spread over the workers: {worker_weights} vs {wrn_weights}");
+    let csv = std::fs::read_to_string(dir.path().join("bench.csv")).unwrap();
+    assert!(csv.starts_with("method,K,placement,devices,ms/batch,RS,"), "{csv}");
+    assert!(csv.contains("\"[F1],[F2,F2'x1]\""), "{csv}");
+    assert!(dir.path().join("bench.md").is_file());
+    assert_rejected(&["bench", "--run", "wrn gpu:1"], "--run 'wrn gpu:1'");
+    assert_rejected(&["bench", "--k", "2", "--run", "warpnet1 k=2 cpu:2 [F1],[F3]"], "F3");
+}

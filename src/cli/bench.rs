@@ -2,6 +2,10 @@
 //!
 //! Each step is forward, cross-entropy, backward and the SGD update, as in `warpnet train`; the figure
 //! is the median over timed steps after warm-up steps (the first steps pay for allocations).
+//!
+//! One network (the default): images/s of one training step on one device. With `--run SPEC`... or
+//! `--table`: the speed-up comparison of parallel/comparison.rs, printed in the layout of the paper's
+//! Tables 2, 3 and 5 and written as markdown and CSV.
 
 use std::time::Instant;
 
@@ -9,7 +13,13 @@ use clap::Args;
 use serde::Serialize;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
+use anyhow::Context;
+
 use super::flags::{positive, WarpFlags};
+use crate::parallel::comparison::{default_runs, measure, RunSpec};
+use crate::parallel::memory;
+use crate::report::Table;
+use crate::train::checkpoint::write_atomic;
 use crate::model::{DerivativeBn, ModelKind, Net, NetConfig, Variant};
 use crate::train::optimizer::Sgd;
 
@@ -45,6 +55,19 @@ pub struct BenchArgs {
     pub classes: usize,
     #[arg(long, default_value = "0")]
     pub seed: u64,
+    /// A configuration to compare (repeatable), e.g. "warpnet1 k=2 cpu:2 [F1],[F2,F2'x1]"; the first is
+    /// the baseline of RS. Network size: --k x --nwarp units per stage, --width.
+    #[arg(long = "run")]
+    pub runs: Vec<String>,
+    /// Compare the default set: WRN on 1 and 2 workers, WarpNet1/2 K = 2 on 1, 2, 3 and 4 workers.
+    #[arg(long)]
+    pub table: bool,
+    /// Rounds of the comparison (each run takes --steps timed steps per round).
+    #[arg(long, default_value = "3", value_parser = positive)]
+    pub rounds: usize,
+    /// Folder for the comparison's bench.md and bench.csv.
+    #[arg(long, default_value = "runs/bench")]
+    pub out: std::path::PathBuf,
     /// Print the figures as one JSON object on the last stdout line.
     #[arg(long)]
     pub json: bool,
@@ -80,6 +103,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         derivative_bn: args.warp.derivative_bn.unwrap_or(DerivativeBn::None),
     };
     config.validate().map_err(crate::error::input_error)?;
+    if args.table || !args.runs.is_empty() {
+        return compare(&config, &args);
+    }
     let result = bench_training_step(&config, &args);
     println!(
         "{} batch {} threads {}: {:.1} ms/batch (median of {}), {:.1} images/s",
@@ -112,7 +138,7 @@ pub fn bench_training_step(config: &NetConfig, args: &BenchArgs) -> BenchResult 
             step_ms.push(started.elapsed().as_secs_f64() * 1e3);
         }
     }
-    let ms_per_batch = median(&step_ms);
+    let ms_per_batch = crate::parallel::comparison::median(&step_ms);
     BenchResult {
         model: config.label(),
         batch: args.batch,
@@ -124,14 +150,54 @@ pub fn bench_training_step(config: &NetConfig, args: &BenchArgs) -> BenchResult 
     }
 }
 
-/// Median of a non-empty list.
-pub fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let mid = sorted.len() / 2;
-    if sorted.len().is_multiple_of(2) {
-        (sorted[mid - 1] + sorted[mid]) / 2.0
-    } else {
-        sorted[mid]
+/// The comparison table: every run timed side by side.
+fn compare(base: &NetConfig, args: &BenchArgs) -> anyhow::Result<()> {
+    let mut runs = args.runs.iter().map(|r| RunSpec::parse(r, base)).collect::<anyhow::Result<Vec<_>>>()?;
+    if args.table {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        runs.extend(default_runs(base, cores)?);
     }
+    memory::share_one_arena();
+    let measured = measure(&runs, args.batch as i64, args.warmup, args.rounds, args.steps)?;
+    let mut table = Table::new(&[
+        "method",
+        "K",
+        "placement",
+        "devices",
+        "ms/batch",
+        "RS",
+        "weights+optimizer MB per device",
+        "activations MB per device",
+    ]);
+    let megabytes = |bytes: usize| format!("{:.1}", bytes as f64 / 1e6);
+    for m in &measured {
+        let weights: Vec<String> = m.memory.iter().map(|d| megabytes(d.weights + d.optimizer)).collect();
+        let activations: Vec<String> =
+            m.memory.iter().map(|d| d.activations.map_or("n/a".into(), megabytes)).collect();
+        table.push(vec![
+            m.method.clone(),
+            m.k.to_string(),
+            m.layout.clone(),
+            m.devices.clone(),
+            format!("{:.1}", m.ms_per_batch),
+            format!("{:.1}%", 100.0 * m.rs),
+            weights.join(" / "),
+            activations.join(" / "),
+        ]);
+    }
+    println!(
+        "batch {}, {} rounds x {} steps after {} warm-up steps; RS = (t_first - t) / t_first; memory per device \
+         (home first), activations of replica 0 for its share of the batch",
+        args.batch, args.rounds, args.steps, args.warmup
+    );
+    print!("{}", table.markdown());
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("{}: cannot create output folder", args.out.display()))?;
+    write_atomic(&args.out.join("bench.md"), table.markdown().as_bytes())?;
+    write_atomic(&args.out.join("bench.csv"), table.csv().as_bytes())?;
+    println!("written: {}/bench.md, {}/bench.csv", args.out.display(), args.out.display());
+    if args.json {
+        super::print_json(&serde_json::json!({ "batch": args.batch, "runs": measured }))?;
+    }
+    Ok(())
 }

@@ -1,0 +1,202 @@
+//! The speed-up comparison (paper Tables 2, 3 and 5): several executors of the same network size,
+//! timed in one process, interleaved round by round so that machine noise hits all alike.
+//!
+//! A run is written as whitespace-separated words: the method, then options, e.g.
+//! `wrn cpu:1`, `wrn cpu:2` (data parallel), `warpnet1 k=2 cpu:2 [F1],[F2,F2'x1]`,
+//! `warpnet2 k=2 bn=frozen cpu:3`, `exact k=3 order=2 cpu:4 [F1],[F2],[F3],[F2'F1,F3'F1,F3'F2]`.
+//! Methods: wrn, exact, warpnet1, warpnet2, released. Options: `k=K`, `bn=none|frozen|exact`,
+//! `order=M`, a device list (as --devices), a placement (as --placement). Every run has the base
+//! network's units per stage and width, so they are twins; a WarpNet without a placement gets the
+//! paper's assignment when it fits the devices, else data parallelism.
+
+use std::time::Instant;
+
+use clap::ValueEnum;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use tch::Tensor;
+
+use super::executor::{Executor, Plan};
+use super::memory::DeviceMemory;
+use super::named::copy_variables;
+use super::replica::SgdSettings;
+use super::{Devices, Placement};
+use crate::error::input_error;
+use crate::model::net::layer_operator;
+use crate::model::{DerivativeBn, ModelKind, Net, NetConfig, Variant};
+
+/// The SGD of every benchmark step (the paper's CIFAR recipe).
+const SGD: SgdSettings = SgdSettings { momentum: 0.9, weight_decay: 5e-4 };
+const LR: f64 = 0.1;
+
+/// One configuration to time.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub config: NetConfig,
+    pub devices: Devices,
+    pub placement: Option<Placement>,
+}
+
+impl RunSpec {
+    /// Parses a run (see the module docs) for a base network of `base` shape (units per stage, width,
+    /// classes are taken from it).
+    pub fn parse(text: &str, base: &NetConfig) -> anyhow::Result<RunSpec> {
+        let bad = |what: String| input_error(format!("--run '{text}': {what}"));
+        let mut words = text.split_whitespace();
+        let method = words.next().ok_or_else(|| bad("empty".into()))?;
+        let (model, variant) = match method {
+            "wrn" => (ModelKind::Wrn, Variant::Warpnet1),
+            m => (ModelKind::Warp, Variant::from_str(m, true).map_err(|_| bad(format!("unknown method '{m}'")))?),
+        };
+        let mut config = NetConfig { model, variant, k: 1, ..base.clone() };
+        config.k = if model == ModelKind::Warp { 2 } else { 1 };
+        let mut devices = Devices::cpu(1);
+        let mut placement_text = None;
+        for word in words {
+            if let Some(k) = word.strip_prefix("k=") {
+                config.k = k.parse().map_err(|_| bad(format!("'{word}': K must be a whole number")))?;
+            } else if let Some(mode) = word.strip_prefix("bn=") {
+                config.derivative_bn = DerivativeBn::from_str(mode, true).map_err(|_| bad(format!("'{word}'")))?;
+            } else if let Some(m) = word.strip_prefix("order=") {
+                config.max_order = Some(m.parse().map_err(|_| bad(format!("'{word}'")))?);
+            } else if word.starts_with("cpu") || word.starts_with("cuda") {
+                devices = word.parse().map_err(bad)?;
+            } else if word.starts_with('[') {
+                placement_text = Some(word.to_string());
+            } else {
+                return Err(bad(format!("unknown word '{word}'")));
+            }
+        }
+        let units = base.units_per_stage();
+        if config.k == 0 || units % config.k != 0 {
+            return Err(bad(format!("k={} does not divide the {units} units per stage", config.k)));
+        }
+        config.nwarp = units / config.k;
+        config.validate().map_err(bad)?;
+        let terms = layer_operator(&config).0;
+        let placement = match placement_text {
+            Some(p) => Some(Placement::parse(&p, &terms).map_err(|e| bad(format!("{e:#}")))?),
+            None if model == ModelKind::Warp => {
+                let paper = Placement::default_for(config.variant, config.k, config.max_order);
+                devices.len().is_multiple_of(paper.devices()).then_some(paper)
+            }
+            None => None,
+        };
+        Ok(RunSpec { config, devices, placement })
+    }
+
+    /// "[F1],[F2,F2'x1]" for a model-parallel run, "data parallel" for whole replicas on several
+    /// devices, "-" for one device.
+    pub fn layout(&self) -> String {
+        match (&self.placement, self.devices.len()) {
+            (Some(p), _) if p.devices() > 1 => p.to_string(),
+            (_, 1) => "-".into(),
+            _ => "data parallel".into(),
+        }
+    }
+}
+
+/// The runs `warpnet bench --table` compares on a machine with `workers` CPU workers to spare (at
+/// least 2): the WRN on one device (the baseline of RS), the data-parallel WRN, and WarpNet1/2 with
+/// K = 2 on one device and under the placements that fit.
+pub fn default_runs(base: &NetConfig, workers: usize) -> anyhow::Result<Vec<RunSpec>> {
+    let n = workers.max(2);
+    let mut texts = vec![
+        "wrn cpu:1".to_string(),
+        format!("wrn cpu:{n}"),
+        "warpnet1 k=2 cpu:1".into(),
+        "warpnet1 k=2 cpu:2 [F1],[F2,F2'x1]".into(),
+        "warpnet1 k=2 cpu:2 [F1,F2'x1],[F2]".into(),
+        "warpnet1 k=2 cpu:3 [F1],[F2],[F2'x1]".into(),
+        "warpnet2 k=2 cpu:2 [F1],[F2,F2'F1]".into(),
+        "warpnet1 k=2 cpu:4 [F1],[F2,F2'x1]".into(),
+    ];
+    if base.units_per_stage() % 2 != 0 {
+        texts.retain(|t| t.starts_with("wrn"));
+    }
+    texts.iter().map(|t| RunSpec::parse(t, base)).collect()
+}
+
+/// What was measured for one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measured {
+    pub method: String,
+    pub k: usize,
+    pub layout: String,
+    pub devices: String,
+    /// Median wall-clock milliseconds of one training step.
+    pub ms_per_batch: f64,
+    /// Relative speed-up against the first run: (t_first - t) / t_first.
+    pub rs: f64,
+    pub step_ms: Vec<f64>,
+    pub memory: Vec<DeviceMemory>,
+}
+
+/// Times every run: `warmup` untimed steps each, then `rounds` rounds in which each run in turn takes
+/// `steps` timed steps; the figure is the median over all its timed steps. Memory is profiled once per
+/// run after timing. All runs start from the same weights and see the same synthetic batch.
+pub fn measure(runs: &[RunSpec], batch: i64, warmup: usize, rounds: usize, steps: usize) -> anyhow::Result<Vec<Measured>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let pixels: Vec<f32> = (0..batch * 3 * 32 * 32).map(|_| rng.gen_range(-2.0..2.0)).collect();
+    let images = Tensor::from_slice(&pixels).view([batch, 3, 32, 32]); // (B, 3, 32, 32)
+    let classes = runs.first().map_or(10, |r| r.config.classes) as i64;
+    let labels: Vec<i64> = (0..batch).map(|_| rng.gen_range(0..classes)).collect();
+    let labels = Tensor::from_slice(&labels); // (B,)
+
+    let mut executors = runs
+        .iter()
+        .map(|run| {
+            let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+            let _net = Net::new(&vs.root(), &run.config);
+            let plan = Plan::new(&run.devices, run.placement.clone())?;
+            Executor::new(&run.config, &run.devices, plan, &copy_variables(&vs, tch::Device::Cpu), SGD)
+        })
+        .collect::<anyhow::Result<Vec<Executor>>>()?;
+    for executor in &mut executors {
+        for _ in 0..warmup {
+            executor.step(&images, &labels, LR);
+        }
+    }
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); runs.len()];
+    for _ in 0..rounds {
+        for (executor, times) in executors.iter_mut().zip(&mut times) {
+            for _ in 0..steps {
+                let started = Instant::now();
+                executor.step(&images, &labels, LR);
+                times.push(started.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+    }
+    let baseline = median(&times[0]);
+    Ok(runs
+        .iter()
+        .zip(executors.iter_mut())
+        .zip(times)
+        .map(|((run, executor), step_ms)| {
+            let ms = median(&step_ms);
+            Measured {
+                method: run.config.label(),
+                k: run.config.k,
+                layout: run.layout(),
+                devices: run.devices.to_string(),
+                ms_per_batch: ms,
+                rs: (baseline - ms) / baseline,
+                memory: executor.memory_profile(&images, &labels),
+                step_ms,
+            }
+        })
+        .collect())
+}
+
+/// Median of a non-empty list.
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    if sorted.len().is_multiple_of(2) {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    } else {
+        sorted[mid]
+    }
+}
