@@ -69,7 +69,7 @@ impl RunSpec {
             }
         }
         let units = base.units_per_stage();
-        if config.k == 0 || units % config.k != 0 {
+        if config.k == 0 || !units.is_multiple_of(config.k) {
             return Err(bad(format!("k={} does not divide the {units} units per stage", config.k)));
         }
         config.nwarp = units / config.k;
@@ -112,7 +112,7 @@ pub fn default_runs(base: &NetConfig, workers: usize) -> anyhow::Result<Vec<RunS
         "warpnet2 k=2 cpu:2 [F1],[F2,F2'F1]".into(),
         "warpnet1 k=2 cpu:4 [F1],[F2,F2'x1]".into(),
     ];
-    if base.units_per_stage() % 2 != 0 {
+    if !base.units_per_stage().is_multiple_of(2) {
         texts.retain(|t| t.starts_with("wrn"));
     }
     texts.iter().map(|t| RunSpec::parse(t, base)).collect()
