@@ -168,9 +168,28 @@ fn parallel_flags_are_checked() {
 fn bench_compares_runs_and_writes_tables() {
     let dir = tempfile::tempdir().unwrap();
     let out = warpnet(&[
-        "bench", "--k", "2", "--nwarp", "1", "--width", "1", "--batch", "8", "--steps", "1", "--warmup", "1",
-        "--rounds", "1", "--run", "wrn cpu:1", "--run", "warpnet1 k=2 cpu:2 [F1],[F2,F2'x1]", "--out",
-        dir.path().to_str().unwrap(), "--json",
+        "bench",
+        "--k",
+        "2",
+        "--nwarp",
+        "1",
+        "--width",
+        "1",
+        "--batch",
+        "8",
+        "--steps",
+        "1",
+        "--warmup",
+        "1",
+        "--rounds",
+        "1",
+        "--run",
+        "wrn cpu:1",
+        "--run",
+        "warpnet1 k=2 cpu:2 [F1],[F2,F2'x1]",
+        "--out",
+        dir.path().to_str().unwrap(),
+        "--json",
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8(out.stdout).unwrap();

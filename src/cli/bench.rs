@@ -16,11 +16,11 @@ use tch::{nn::VarStore, Device, Kind, Tensor};
 use anyhow::Context;
 
 use super::flags::{positive, WarpFlags};
+use crate::model::{DerivativeBn, ModelKind, Net, NetConfig, Variant};
 use crate::parallel::comparison::{default_runs, measure, RunSpec};
 use crate::parallel::memory;
 use crate::report::Table;
 use crate::train::checkpoint::write_atomic;
-use crate::model::{DerivativeBn, ModelKind, Net, NetConfig, Variant};
 use crate::train::optimizer::Sgd;
 
 #[derive(Debug, Clone, Args)]
@@ -166,6 +166,7 @@ fn compare(base: &NetConfig, args: &BenchArgs) -> anyhow::Result<()> {
         "devices",
         "ms/batch",
         "RS",
+        "busy ms per device",
         "weights+optimizer MB per device",
         "activations MB per device",
     ]);
@@ -181,13 +182,14 @@ fn compare(base: &NetConfig, args: &BenchArgs) -> anyhow::Result<()> {
             m.devices.clone(),
             format!("{:.1}", m.ms_per_batch),
             format!("{:.1}%", 100.0 * m.rs),
+            m.busy_ms.iter().map(|(_, ms)| format!("{ms:.0}")).collect::<Vec<_>>().join(" / "),
             weights.join(" / "),
             activations.join(" / "),
         ]);
     }
     println!(
-        "batch {}, {} rounds x {} steps after {} warm-up steps; RS = (t_first - t) / t_first; memory per device \
-         (home first), activations of replica 0 for its share of the batch",
+        "batch {}, {} rounds x {} steps after {} warm-up steps; RS = (t_first - t) / t_first; per device (home \
+         first, replica 0): ms per step working rather than waiting, memory, activations for its share of the batch",
         args.batch, args.rounds, args.steps, args.warmup
     );
     print!("{}", table.markdown());

@@ -47,7 +47,10 @@ impl RunSpec {
         let method = words.next().ok_or_else(|| bad("empty".into()))?;
         let (model, variant) = match method {
             "wrn" => (ModelKind::Wrn, Variant::Warpnet1),
-            m => (ModelKind::Warp, Variant::from_str(m, true).map_err(|_| bad(format!("unknown method '{m}'")))?),
+            m => (
+                ModelKind::Warp,
+                Variant::from_str(m, true).map_err(|_| bad(format!("unknown method '{m}'")))?,
+            ),
         };
         let mut config = NetConfig { model, variant, k: 1, ..base.clone() };
         config.k = if model == ModelKind::Warp { 2 } else { 1 };
@@ -57,7 +60,8 @@ impl RunSpec {
             if let Some(k) = word.strip_prefix("k=") {
                 config.k = k.parse().map_err(|_| bad(format!("'{word}': K must be a whole number")))?;
             } else if let Some(mode) = word.strip_prefix("bn=") {
-                config.derivative_bn = DerivativeBn::from_str(mode, true).map_err(|_| bad(format!("'{word}'")))?;
+                config.derivative_bn =
+                    DerivativeBn::from_str(mode, true).map_err(|_| bad(format!("'{word}'")))?;
             } else if let Some(m) = word.strip_prefix("order=") {
                 config.max_order = Some(m.parse().map_err(|_| bad(format!("'{word}'")))?);
             } else if word.starts_with("cpu") || word.starts_with("cuda") {
@@ -130,13 +134,22 @@ pub struct Measured {
     /// Relative speed-up against the first run: (t_first - t) / t_first.
     pub rs: f64,
     pub step_ms: Vec<f64>,
+    /// Milliseconds per step each device of replica 0 spent working, home first (the rest of the
+    /// step it waited).
+    pub busy_ms: Vec<(String, f64)>,
     pub memory: Vec<DeviceMemory>,
 }
 
 /// Times every run: `warmup` untimed steps each, then `rounds` rounds in which each run in turn takes
 /// `steps` timed steps; the figure is the median over all its timed steps. Memory is profiled once per
 /// run after timing. All runs start from the same weights and see the same synthetic batch.
-pub fn measure(runs: &[RunSpec], batch: i64, warmup: usize, rounds: usize, steps: usize) -> anyhow::Result<Vec<Measured>> {
+pub fn measure(
+    runs: &[RunSpec],
+    batch: i64,
+    warmup: usize,
+    rounds: usize,
+    steps: usize,
+) -> anyhow::Result<Vec<Measured>> {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let pixels: Vec<f32> = (0..batch * 3 * 32 * 32).map(|_| rng.gen_range(-2.0..2.0)).collect();
     let images = Tensor::from_slice(&pixels).view([batch, 3, 32, 32]); // (B, 3, 32, 32)
@@ -157,6 +170,7 @@ pub fn measure(runs: &[RunSpec], batch: i64, warmup: usize, rounds: usize, steps
         for _ in 0..warmup {
             executor.step(&images, &labels, LR);
         }
+        executor.busy_seconds(); // busy time counts from here
     }
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); runs.len()];
     for _ in 0..rounds {
@@ -175,6 +189,8 @@ pub fn measure(runs: &[RunSpec], batch: i64, warmup: usize, rounds: usize, steps
         .zip(times)
         .map(|((run, executor), step_ms)| {
             let ms = median(&step_ms);
+            let timed = step_ms.len() as f64;
+            let busy_ms = executor.busy_seconds().into_iter().map(|(d, s)| (d, 1e3 * s / timed)).collect();
             Measured {
                 method: run.config.label(),
                 k: run.config.k,
@@ -183,6 +199,7 @@ pub fn measure(runs: &[RunSpec], batch: i64, warmup: usize, rounds: usize, steps
                 ms_per_batch: ms,
                 rs: (baseline - ms) / baseline,
                 memory: executor.memory_profile(&images, &labels),
+                busy_ms,
                 step_ms,
             }
         })

@@ -140,6 +140,15 @@ impl Executor {
         }
     }
 
+    /// Seconds each device of replica 0 worked since the last call (home first).
+    pub fn busy_seconds(&self) -> Vec<(String, f64)> {
+        self.replicas[0].send(replica::Command::Busy);
+        match self.replicas[0].receive() {
+            replica::Reply::Busy(b) => b,
+            _ => unreachable!("busy reply"),
+        }
+    }
+
     /// The variables held by each term worker of replica `r` (replicated units once per holder).
     pub fn worker_variables(&self, r: usize) -> Vec<Named> {
         self.replicas[r].send(replica::Command::WorkerVariables);

@@ -45,6 +45,9 @@ pub enum Command {
     /// Each term worker's own variables (replicated units appear once per worker that holds them);
     /// replies `Reply::PerWorker` (empty for a whole replica).
     WorkerVariables,
+    /// Seconds each device worked since the last `Busy` (home first; the home's waits for its workers
+    /// excluded); replies `Reply::Busy`.
+    Busy,
 }
 
 pub enum Reply {
@@ -58,6 +61,7 @@ pub enum Reply {
     },
     Variables(Named),
     PerWorker(Vec<Named>),
+    Busy(Vec<(String, f64)>),
     Done,
 }
 
@@ -80,6 +84,7 @@ impl Replica {
         let (commands, inbox) = channel::<Command>();
         let (outbox, replies) = channel();
         let thread = std::thread::spawn(move || {
+            let mut busy = std::time::Duration::ZERO;
             let mut state = match layout {
                 Layout::Whole { device, threads } => {
                     tch::set_num_threads(threads as i32);
@@ -93,7 +98,16 @@ impl Replica {
             };
             drop(initial);
             for command in inbox {
-                if outbox.send(state.handle(command)).is_err() {
+                let reply = match command {
+                    Command::Busy => Reply::Busy(state.busy(std::mem::take(&mut busy))),
+                    command => {
+                        let started = std::time::Instant::now();
+                        let reply = state.handle(command);
+                        busy += started.elapsed();
+                        reply
+                    }
+                };
+                if outbox.send(reply).is_err() {
                     break;
                 }
             }
@@ -144,6 +158,26 @@ impl State {
             (State::Split(r), Command::Variables) => Reply::Variables(r.variables()),
             (State::Whole(_), Command::WorkerVariables) => Reply::PerWorker(Vec::new()),
             (State::Split(r), Command::WorkerVariables) => Reply::PerWorker(r.worker_variables()),
+            (_, Command::Busy) => unreachable!("answered by the replica's loop"),
+        }
+    }
+
+    /// Busy seconds per device, given the replica thread's time handling commands.
+    fn busy(&mut self, handling: std::time::Duration) -> Vec<(String, f64)> {
+        match self {
+            State::Whole(r) => vec![(name(r.device), handling.as_secs_f64())],
+            State::Split(r) => {
+                let home = handling.saturating_sub(std::mem::take(&mut r.waiting));
+                r.workers.iter().for_each(|w| w.send(worker::Command::Busy));
+                let workers = r
+                    .workers
+                    .iter()
+                    .enumerate()
+                    .map(|(g, w)| (format!("worker {} {}", g + 1, name(w.device)), w.receive_seconds()));
+                std::iter::once((format!("home {}", name(r.home)), home.as_secs_f64()))
+                    .chain(workers)
+                    .collect()
+            }
         }
     }
 }
@@ -209,6 +243,8 @@ struct SplitReplica {
     units_per_layer: usize,
     /// For each unit position c in a layer: the worker whose group holds F_c.
     primal_owner: Vec<usize>,
+    /// Time this thread spent waiting for worker replies since the last `Busy`.
+    waiting: std::time::Duration,
 }
 
 /// The position within its warp layer (0-based) of the unit a variable name belongs to:
@@ -266,12 +302,14 @@ impl SplitReplica {
             sgd,
             units_per_layer,
             primal_owner,
+            waiting: std::time::Duration::ZERO,
         }
     }
 
     /// Sends `command()` to every worker and returns the sum of their replies. With `one_by_one`, each
     /// worker finishes before the next starts (for measuring); otherwise they all run at once.
-    fn on_all_workers(&self, one_by_one: bool, command: impl Fn() -> worker::Command) -> Tensor {
+    fn on_all_workers(&mut self, one_by_one: bool, command: impl Fn() -> worker::Command) -> Tensor {
+        let started = std::time::Instant::now();
         let replies: Vec<Tensor> = if one_by_one {
             self.workers
                 .iter()
@@ -284,6 +322,7 @@ impl SplitReplica {
             self.workers.iter().for_each(|w| w.send(command()));
             self.workers.iter().map(Worker::receive_tensor).collect()
         };
+        self.waiting += started.elapsed();
         replies.into_iter().reduce(|a, b| a + b).expect("at least one worker")
     }
 
@@ -294,7 +333,7 @@ impl SplitReplica {
         let stem_out = self.stem.forward(&images.to_device(self.home), true);
         let mut h = stem_out.detach();
         let mut downsamples: Vec<(Tensor, Tensor)> = Vec::new();
-        for (i, at) in self.layers.iter().enumerate() {
+        for (i, at) in self.layers.clone().into_iter().enumerate() {
             if at.stage > 0 && at.layer == 0 {
                 let leaf = h.set_requires_grad(true);
                 let out = downsample(&leaf);
@@ -314,7 +353,7 @@ impl SplitReplica {
 
         // Backward, layer by layer in reverse: g is dL/d(output of the layer being undone).
         let mut g = head_in.grad();
-        for (i, at) in self.layers.iter().enumerate().rev() {
+        for (i, at) in self.layers.clone().into_iter().enumerate().rev() {
             let upstream = g.shallow_clone();
             let backward = || worker::Command::Backward { layer: i, grad: upstream.shallow_clone() };
             g = &g + self.on_all_workers(false, backward);
@@ -336,7 +375,10 @@ impl SplitReplica {
         self.workers.iter().for_each(|w| w.send(worker::Command::TakeGradients));
         // A unit replicated on several workers: its gradients are summed.
         for w in &self.workers {
-            accumulate(&mut gradients, w.receive_named());
+            let started = std::time::Instant::now();
+            let part = w.receive_named();
+            self.waiting += started.elapsed();
+            accumulate(&mut gradients, part);
         }
         let memory = if measure { self.memory(forward_bytes) } else { Vec::new() };
         let n = labels.size()[0] as f64;
@@ -362,9 +404,11 @@ impl SplitReplica {
         }
         let mine: Vec<Tensor> = self.sgd.names().map(|n| gradients[n].to_device(self.home)).collect();
         self.sgd.step(&mine, lr);
+        let started = std::time::Instant::now();
         for w in &self.workers {
             w.receive();
         }
+        self.waiting += started.elapsed();
         Reply::Done
     }
 

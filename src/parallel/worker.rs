@@ -33,12 +33,15 @@ pub enum Command {
     /// Memory held on this worker's device (activations measured since the last `Memory`); replies
     /// `Reply::Memory`.
     Memory,
+    /// Seconds spent working (not waiting for commands) since the last `Busy`; replies `Reply::Seconds`.
+    Busy,
 }
 
 pub enum Reply {
     Tensor(Tensor),
     Named(Named),
     Memory(DeviceMemory),
+    Seconds(f64),
     Done,
 }
 
@@ -106,6 +109,13 @@ impl Worker {
         }
     }
 
+    pub fn receive_seconds(&self) -> f64 {
+        match self.receive() {
+            Reply::Seconds(s) => s,
+            _ => unreachable!("a seconds reply"),
+        }
+    }
+
     pub fn receive_memory(&self) -> DeviceMemory {
         match self.receive() {
             Reply::Memory(m) => m,
@@ -139,6 +149,8 @@ struct WorkerState {
     held_bytes: usize,
     /// This worker's name in memory reports.
     name: String,
+    /// Time spent handling commands since the last `Busy`.
+    busy: std::time::Duration,
 }
 
 impl WorkerState {
@@ -158,10 +170,27 @@ impl WorkerState {
         let sgd = Sgd::new(&vs, spec.momentum, spec.weight_decay);
         let pending = (0..layers.len()).map(|_| None).collect();
         let name = format!("worker {} {}", spec.group + 1, super::device::name(spec.device));
-        WorkerState { vs, device: spec.device, home: spec.home, layers, pending, sgd, held_bytes: 0, name }
+        WorkerState {
+            vs,
+            device: spec.device,
+            home: spec.home,
+            layers,
+            pending,
+            sgd,
+            held_bytes: 0,
+            name,
+            busy: std::time::Duration::ZERO,
+        }
     }
 
     fn handle(&mut self, command: Command) -> Reply {
+        let started = std::time::Instant::now();
+        let reply = self.work(command);
+        self.busy += started.elapsed();
+        reply
+    }
+
+    fn work(&mut self, command: Command) -> Reply {
         match command {
             Command::Forward { layer, x1, train, measure } => {
                 let before = heap_in_use();
@@ -211,6 +240,7 @@ impl WorkerState {
                 let activations = measurable(self.device).then_some(std::mem::take(&mut self.held_bytes));
                 Reply::Memory(DeviceMemory { device: self.name.clone(), weights, optimizer, activations })
             }
+            Command::Busy => Reply::Seconds(std::mem::take(&mut self.busy).as_secs_f64()),
         }
     }
 }
