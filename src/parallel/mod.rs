@@ -1,5 +1,6 @@
 //! Model-parallel and data-parallel execution of warp layers.
 
+pub mod actor;
 pub mod comparison;
 pub mod device;
 pub mod executor;

@@ -3,11 +3,9 @@
 //! group of the placement). Backward mirrors forward: the upstream gradient of a warp layer is sent
 //! to every worker, each returns its terms' dL/dx1, and the home adds them to the skip's gradient.
 
-use std::sync::mpsc::{channel, Receiver, Sender};
-use std::thread::JoinHandle;
-
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
+use super::actor::Actor;
 use super::device::name;
 use super::memory::{heap_in_use, measurable, variable_bytes, DeviceMemory};
 use super::named::{accumulate, assign_variables, copy_variables, deep_copy, Named};
@@ -74,18 +72,19 @@ pub struct SgdSettings {
 
 /// The coordinator's end of a replica.
 pub struct Replica {
-    commands: Sender<Command>,
-    replies: Receiver<Reply>,
-    thread: Option<JoinHandle<()>>,
+    actor: Actor<Command, Reply>,
+}
+
+/// What lives on a replica's thread: its network and the time it spent handling commands.
+struct Running {
+    state: State,
+    busy: std::time::Duration,
 }
 
 impl Replica {
     pub fn spawn(config: NetConfig, layout: Layout, initial: Named, sgd: SgdSettings) -> Self {
-        let (commands, inbox) = channel::<Command>();
-        let (outbox, replies) = channel();
-        let thread = std::thread::spawn(move || {
-            let mut busy = std::time::Duration::ZERO;
-            let mut state = match layout {
+        let start = move || {
+            let state = match layout {
                 Layout::Whole { device, threads } => {
                     tch::set_num_threads(threads as i32);
                     State::Whole(WholeReplica::new(&config, device, &initial, sgd))
@@ -96,41 +95,26 @@ impl Replica {
                     State::Split(SplitReplica::new(&config, home, &placement, &devices, &initial, sgd))
                 }
             };
-            drop(initial);
-            for command in inbox {
-                let reply = match command {
-                    Command::Busy => Reply::Busy(state.busy(std::mem::take(&mut busy))),
-                    command => {
-                        let started = std::time::Instant::now();
-                        let reply = state.handle(command);
-                        busy += started.elapsed();
-                        reply
-                    }
-                };
-                if outbox.send(reply).is_err() {
-                    break;
-                }
+            Running { state, busy: std::time::Duration::ZERO }
+        };
+        let handle = |running: &mut Running, command: Command| match command {
+            Command::Busy => Reply::Busy(running.state.busy(std::mem::take(&mut running.busy))),
+            command => {
+                let started = std::time::Instant::now();
+                let reply = running.state.handle(command);
+                running.busy += started.elapsed();
+                reply
             }
-        });
-        Replica { commands, replies, thread: Some(thread) }
+        };
+        Replica { actor: Actor::spawn(start, handle) }
     }
 
     pub fn send(&self, command: Command) {
-        self.commands.send(command).expect("replica thread alive");
+        self.actor.send(command);
     }
 
     pub fn receive(&self) -> Reply {
-        self.replies.recv().expect("replica thread alive")
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let (closed, _) = channel();
-        drop(std::mem::replace(&mut self.commands, closed));
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.actor.receive()
     }
 }
 

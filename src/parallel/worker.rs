@@ -2,11 +2,9 @@
 //! only the units its terms read, evaluates its terms of every warp layer at the x1 it is sent, and
 //! backpropagates them for the upstream gradient it is sent.
 
-use std::sync::mpsc::{channel, Receiver, Sender};
-use std::thread::JoinHandle;
-
 use tch::{nn::VarStore, Device, Tensor};
 
+use super::actor::Actor;
 use super::memory::{heap_in_use, measurable, variable_bytes, DeviceMemory};
 use super::named::{assign_variables, copy_variables, Named};
 use super::placement::Placement;
@@ -60,39 +58,29 @@ pub struct WorkerSpec {
 
 /// The coordinator's end of a worker.
 pub struct Worker {
-    commands: Sender<Command>,
-    replies: Receiver<Reply>,
-    thread: Option<JoinHandle<()>>,
+    actor: Actor<Command, Reply>,
     pub device: Device,
 }
 
 impl Worker {
     /// Starts the worker; its unit replicas start from `initial` (variables by name).
     pub fn spawn(spec: WorkerSpec, initial: Named) -> Self {
-        let (commands, inbox) = channel();
-        let (outbox, replies) = channel();
         let device = spec.device;
-        let thread = std::thread::spawn(move || {
+        let start = move || {
             tch::set_num_threads(spec.threads as i32);
-            let mut state = WorkerState::new(&spec, &initial);
-            drop(initial);
-            for command in inbox {
-                if outbox.send(state.handle(command)).is_err() {
-                    break;
-                }
-            }
-        });
-        Worker { commands, replies, thread: Some(thread), device }
+            WorkerState::new(&spec, &initial)
+        };
+        Worker { actor: Actor::spawn(start, WorkerState::handle), device }
     }
 
     /// Sends a command without waiting (the workers of a layer run at the same time).
     pub fn send(&self, command: Command) {
-        self.commands.send(command).expect("worker thread alive");
+        self.actor.send(command);
     }
 
     /// The reply to the oldest command not yet answered.
     pub fn receive(&self) -> Reply {
-        self.replies.recv().expect("worker thread alive")
+        self.actor.receive()
     }
 
     pub fn receive_tensor(&self) -> Tensor {
@@ -120,17 +108,6 @@ impl Worker {
         match self.receive() {
             Reply::Memory(m) => m,
             _ => unreachable!("a memory reply"),
-        }
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        // Closing the command channel ends the worker's loop.
-        let (closed, _) = channel();
-        drop(std::mem::replace(&mut self.commands, closed));
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }
