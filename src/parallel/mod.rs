@@ -8,6 +8,7 @@ pub mod memory;
 pub mod named;
 pub mod placement;
 pub mod replica;
+mod split;
 pub mod worker;
 
 pub use device::Devices;
