@@ -10,6 +10,8 @@ use warpnet::error::is_input_error;
 const EXIT_INPUT: u8 = 2;
 /// Exit code of any other failure.
 const EXIT_FAILURE: u8 = 1;
+/// Exit code of a run stopped by Ctrl-C (128 + SIGINT), after its checkpoint was saved.
+const EXIT_INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -31,7 +33,14 @@ fn main() -> ExitCode {
             // One line: libtorch's own messages carry a C++ backtrace after their first line.
             let message = format!("{err:#}");
             eprintln!("error: {}", message.lines().next().unwrap_or("unknown failure"));
-            ExitCode::from(if is_input_error(&err) { EXIT_INPUT } else { EXIT_FAILURE })
+            let interrupted = err.chain().any(|cause| cause.is::<warpnet::train::Interrupted>());
+            ExitCode::from(if interrupted {
+                EXIT_INTERRUPTED
+            } else if is_input_error(&err) {
+                EXIT_INPUT
+            } else {
+                EXIT_FAILURE
+            })
         }
     }
 }

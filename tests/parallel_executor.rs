@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{nn::VarStore, Device, Tensor};
 use warpnet::model::{Net, NetConfig, Variant};
-use warpnet::parallel::named::{copy_variables, Named};
+use warpnet::parallel::named::{copy_variables, deep_copy, Named, Snapshot};
 use warpnet::parallel::replica::SgdSettings;
 use warpnet::parallel::{Devices, Executor, Placement, Plan};
 use warpnet::train::optimizer::Sgd;
@@ -76,7 +76,8 @@ fn run_executor(
     let terms = warpnet::model::net::layer_operator(config).0;
     let placement = placement.map(|p| Placement::parse(p, &terms).unwrap());
     let plan = Plan::new(&devices, placement).unwrap();
-    let mut executor = Executor::new(config, &devices, plan, initial, SGD).unwrap();
+    let start = Snapshot { variables: deep_copy(initial), momentum: Named::new() };
+    let mut executor = Executor::new(config, &devices, plan, &start, SGD).unwrap();
     let losses = (0..steps)
         .map(|step| {
             let (images, labels) = batch(100 + step as u64);

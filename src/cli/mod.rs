@@ -1,8 +1,10 @@
 //! The `warpnet` command line: one file per subcommand.
 
 pub mod bench;
+pub mod data;
 pub mod eval;
 pub mod flags;
+pub mod plot;
 pub mod train;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +24,10 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Time training steps on synthetic data and print images/s.
     Bench(bench::BenchArgs),
+    /// Data sets: download the official CIFAR archives, print a set's counts and statistics.
+    Data(data::DataArgs),
+    /// Draw test error against epoch for one or more runs (the paper's Fig. 2).
+    Plot(plot::PlotArgs),
 }
 
 /// Runs the parsed command line.
@@ -30,6 +36,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Train(args)) => train::run(*args),
         Some(Command::Eval(args)) => eval::run(args),
         Some(Command::Bench(args)) => bench::run(args),
+        Some(Command::Data(args)) => data::run(args),
+        Some(Command::Plot(args)) => plot::run(args),
         None => {
             println!(
                 "warpnet: no subcommand, so the demo: `warpnet train --preset demo` (see `warpnet --help`)"

@@ -18,6 +18,19 @@ pub struct TrainArgs {
     /// Starting values for every setting below.
     #[arg(long, value_enum)]
     pub preset: Option<Preset>,
+    /// A TOML file of settings (keys as in a run's config.toml), laid over the preset; flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Print the resolved configuration as TOML and exit without training.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Continue the run in this folder from its newest checkpoint, as it was configured (no other
+    /// settings may be given).
+    #[arg(long, value_name = "RUN_DIR")]
+    pub resume: Option<PathBuf>,
+    /// Checkpoints kept in the run folder (one is written per epoch and on Ctrl-C).
+    #[arg(long, value_parser = positive)]
+    pub keep_checkpoints: Option<usize>,
     /// Network kind.
     #[arg(long, value_enum)]
     pub model: Option<ModelKind>,
@@ -35,6 +48,9 @@ pub struct TrainArgs {
     /// Data set: fashion-mnist (embedded subset), fashion-mnist:DIR, cifar10:DIR, cifar100:DIR, imagenet32:DIR.
     #[arg(long)]
     pub data: Option<DataSpec>,
+    /// Train on the first N training images only (quick experiments).
+    #[arg(long, value_parser = positive)]
+    pub limit_train: Option<usize>,
     /// Passes over the training set.
     #[arg(long, conflicts_with = "iters")]
     pub epochs: Option<usize>,
@@ -96,6 +112,9 @@ impl TrainArgs {
     /// The preset with every given flag applied, validated.
     pub fn resolve(&self) -> anyhow::Result<TrainConfig> {
         let mut c = self.preset.unwrap_or(Preset::Paper).config();
+        if let Some(path) = &self.config {
+            c = c.overlaid_with_file(path)?;
+        }
         // Flags whose config field is a plain value.
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = self.$field.clone() { c.$field = v; } )* };
@@ -105,10 +124,23 @@ impl TrainArgs {
             ($($field:ident),*) => { $( if self.$field.is_some() { c.$field = self.$field.clone(); } )* };
         }
         set!(
-            model, k, nwarp, width, data, epochs, batch, eval_batch, lr, milestones, gamma, wd, momentum,
-            seed
+            model,
+            k,
+            nwarp,
+            width,
+            data,
+            epochs,
+            batch,
+            eval_batch,
+            lr,
+            milestones,
+            gamma,
+            wd,
+            momentum,
+            seed,
+            keep_checkpoints
         );
-        set_optional!(iters, threads, out, devices, placement);
+        set_optional!(iters, threads, out, devices, placement, limit_train);
         c.variant = self.warp.variant.or(c.variant);
         c.max_order = self.warp.max_order.or(c.max_order);
         c.derivative_bn = self.warp.derivative_bn.or(c.derivative_bn);
@@ -126,7 +158,14 @@ impl TrainArgs {
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    if let Some(run_dir) = &args.resume {
+        return resume(run_dir, &args);
+    }
     let config = args.resolve()?;
+    if args.dry_run {
+        print!("{}", toml::to_string(&config)?);
+        return Ok(());
+    }
     let splits = data::load(&config.data)?;
     let label = config.net(splits.train.classes).label();
     let out = config.out.clone().unwrap_or_else(|| fresh_run_dir(Path::new("runs"), &label, &config.data));
@@ -143,6 +182,25 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         );
     }
     let summary = train::train(&config, splits, &out, verbosity)?;
+    report(&summary, &out, args.json)
+}
+
+/// `--resume RUN_DIR`: the newest checkpoint's configuration, data and position.
+fn resume(run_dir: &Path, args: &TrainArgs) -> anyhow::Result<()> {
+    let alone =
+        TrainArgs { resume: args.resume.clone(), json: args.json, quiet: args.quiet, ..TrainArgs::default() };
+    if format!("{args:?}") != format!("{alone:?}") {
+        crate::bail_input!("--resume continues a run as it was configured: give no other settings with it");
+    }
+    let checkpoint = train::checkpoint::latest_checkpoint(run_dir)?;
+    let splits = data::load(&checkpoint.sidecar.config.data)?;
+    let verbosity = if args.quiet { Verbosity::Quiet } else { Verbosity::Normal };
+    let summary = train::resume(run_dir, splits, checkpoint, verbosity)?;
+    report(&summary, run_dir, args.json)
+}
+
+/// The final line (and JSON) of a finished run.
+fn report(summary: &train::RunSummary, out: &Path, json: bool) -> anyhow::Result<()> {
     println!(
         "{}: test error {:.2}% (accuracy {:.2}%), {} steps in {:.0} s of training, {:.0} images/s; run folder {}",
         summary.model,
@@ -153,8 +211,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         summary.images_per_s,
         out.display()
     );
-    if args.json {
-        super::print_json(&summary)?;
+    if json {
+        super::print_json(summary)?;
     }
     Ok(())
 }

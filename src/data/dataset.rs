@@ -33,6 +33,12 @@ impl Dataset {
         &self.images[i * IMAGE_BYTES..(i + 1) * IMAGE_BYTES]
     }
 
+    /// Keeps only the first `n` images.
+    pub fn truncate(&mut self, n: usize) {
+        self.labels.truncate(n);
+        self.images.truncate(n.min(self.labels.len()) * IMAGE_BYTES);
+    }
+
     /// Appends another set of the same classes.
     pub fn extend(&mut self, other: Dataset) {
         debug_assert_eq!(self.classes, other.classes);

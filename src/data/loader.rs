@@ -1,7 +1,9 @@
 //! Batches prepared on a background thread while the model trains.
 //!
 //! An epoch is a plan (the order of the images, the batch size, whether to augment and with which seed),
-//! so the same seed and epoch always give the same batches, whatever the thread timing.
+//! so the same seed and epoch always give the same batches, whatever the thread timing. Each batch
+//! draws its augmentation from its own stream of the epoch's seed, so a resumed run can start in the
+//! middle of an epoch and see exactly the batches it would have seen.
 
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
@@ -35,6 +37,8 @@ pub struct EpochPlan {
     pub drop_last: bool,
     /// Seed of the flip/crop augmentation; `None` serves the images as they are (evaluation).
     pub augment_seed: Option<u64>,
+    /// Batches of the plan to skip (a run resumed in the middle of an epoch).
+    pub start_batch: usize,
 }
 
 /// RNG streams of one training epoch: one for the order, one for the augmentation.
@@ -51,12 +55,19 @@ impl EpochPlan {
             batch_size,
             drop_last: true,
             augment_seed: Some(epoch_rng(seed, epoch, AUGMENT_STREAM).next_u64()),
+            start_batch: 0,
         }
     }
 
     /// Every image once, in order, no augmentation.
     pub fn evaluation(len: usize, batch_size: usize) -> Self {
-        EpochPlan { order: (0..len).collect(), batch_size, drop_last: false, augment_seed: None }
+        EpochPlan {
+            order: (0..len).collect(),
+            batch_size,
+            drop_last: false,
+            augment_seed: None,
+            start_batch: 0,
+        }
     }
 
     /// Batches this plan yields.
@@ -86,11 +97,15 @@ impl Loader {
     pub fn spawn(data: Arc<Dataset>, standardizer: Standardizer, plan: EpochPlan) -> Self {
         let (sender, batches) = sync_channel(PREFETCH);
         let worker = std::thread::spawn(move || {
-            let mut rng = plan.augment_seed.map(ChaCha8Rng::seed_from_u64);
-            for indices in plan.order.chunks(plan.batch_size) {
+            for (b, indices) in plan.order.chunks(plan.batch_size).enumerate().skip(plan.start_batch) {
                 if plan.drop_last && indices.len() < plan.batch_size {
                     break;
                 }
+                let mut rng = plan.augment_seed.map(|seed| {
+                    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                    rng.set_stream(b as u64); // batch b's own stream
+                    rng
+                });
                 let batch = make_batch(&data, &standardizer, indices, rng.as_mut());
                 if sender.send(batch).is_err() {
                     break; // the trainer stopped early (an iteration budget, an error)

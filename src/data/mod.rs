@@ -7,6 +7,7 @@
 pub mod augment;
 pub mod cifar;
 pub mod dataset;
+pub mod download;
 pub mod embedded;
 pub mod idx;
 pub mod imagenet32;

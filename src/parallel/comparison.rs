@@ -19,7 +19,7 @@ use tch::Tensor;
 
 use super::executor::{Executor, Plan};
 use super::memory::DeviceMemory;
-use super::named::copy_variables;
+use super::named::{copy_variables, Snapshot};
 use super::replica::SgdSettings;
 use super::{Devices, Placement};
 use crate::error::input_error;
@@ -163,7 +163,9 @@ pub fn measure(
             let vs = tch::nn::VarStore::new(tch::Device::Cpu);
             let _net = Net::new(&vs.root(), &run.config);
             let plan = Plan::new(&run.devices, run.placement.clone())?;
-            Executor::new(&run.config, &run.devices, plan, &copy_variables(&vs, tch::Device::Cpu), SGD)
+            let start =
+                Snapshot { variables: copy_variables(&vs, tch::Device::Cpu), momentum: Default::default() };
+            Executor::new(&run.config, &run.devices, plan, &start, SGD)
         })
         .collect::<anyhow::Result<Vec<Executor>>>()?;
     for executor in &mut executors {

@@ -15,7 +15,7 @@ use tch::{Device, Tensor};
 
 use super::device::Devices;
 use super::memory::DeviceMemory;
-use super::named::{accumulate, deep_copy, Named};
+use super::named::{accumulate, deep_copy, Named, Snapshot};
 use super::placement::Placement;
 use super::replica::{self, Layout, Replica, SgdSettings};
 use crate::model::NetConfig;
@@ -61,12 +61,12 @@ pub struct Executor {
 }
 
 impl Executor {
-    /// Starts every replica and worker, all from the weights `initial` (variables by name).
+    /// Starts every replica and worker, all from `initial` (variables and momentum by name).
     pub fn new(
         config: &NetConfig,
         devices: &Devices,
         plan: Plan,
-        initial: &Named,
+        initial: &Snapshot,
         sgd: SgdSettings,
     ) -> anyhow::Result<Self> {
         super::device::check_available(devices)?;
@@ -89,7 +89,7 @@ impl Executor {
                         threads_per_worker: threads,
                     },
                 };
-                Replica::spawn(config.clone(), layout, deep_copy(initial), sgd)
+                Replica::spawn(config.clone(), layout, initial.deep_copy(), sgd)
             })
             .collect();
         Ok(Executor { replicas, plan })
@@ -155,6 +155,15 @@ impl Executor {
         match self.replicas[r].receive() {
             replica::Reply::PerWorker(v) => v,
             _ => unreachable!("per-worker reply"),
+        }
+    }
+
+    /// The optimizer's momentum buffers of every parameter (replica 0's; all replicas hold the same).
+    pub fn momentum(&self) -> Named {
+        self.replicas[0].send(replica::Command::Momentum);
+        match self.replicas[0].receive() {
+            replica::Reply::Variables(v) => v,
+            _ => unreachable!("momentum reply"),
         }
     }
 

@@ -43,3 +43,17 @@ pub fn assign_variables(vs: &VarStore, values: &Named) {
 pub fn deep_copy(values: &Named) -> Named {
     tch::no_grad(|| values.iter().map(|(n, t)| (n.clone(), t.copy())).collect())
 }
+
+/// A network's training state by name: its variables (weights and BatchNorm statistics) and its
+/// optimizer's momentum buffers (per trainable parameter; absent names start at zero).
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub variables: Named,
+    pub momentum: Named,
+}
+
+impl Snapshot {
+    pub fn deep_copy(&self) -> Snapshot {
+        Snapshot { variables: deep_copy(&self.variables), momentum: deep_copy(&self.momentum) }
+    }
+}

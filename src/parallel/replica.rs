@@ -8,7 +8,7 @@ use tch::{nn::VarStore, Device, Kind, Tensor};
 use super::actor::Actor;
 use super::device::name;
 use super::memory::{heap_in_use, measurable, variable_bytes, DeviceMemory};
-use super::named::{assign_variables, copy_variables, Named};
+use super::named::{assign_variables, copy_variables, Named, Snapshot};
 use super::placement::Placement;
 use super::split::{SplitReplica, WorkerDevices};
 use super::worker;
@@ -45,6 +45,8 @@ pub enum Command {
     /// Seconds each device worked since the last `Busy` (home first; the home's waits for its workers
     /// excluded); replies `Reply::Busy`.
     Busy,
+    /// The optimizer's momentum buffers of every parameter; replies `Reply::Variables`.
+    Momentum,
 }
 
 pub enum Reply {
@@ -81,7 +83,7 @@ struct Running {
 }
 
 impl Replica {
-    pub fn spawn(config: NetConfig, layout: Layout, initial: Named, sgd: SgdSettings) -> Self {
+    pub fn spawn(config: NetConfig, layout: Layout, initial: Snapshot, sgd: SgdSettings) -> Self {
         let start = move || {
             let state = match layout {
                 Layout::Whole { device, threads } => {
@@ -141,6 +143,8 @@ impl State {
             (State::Split(r), Command::Variables) => Reply::Variables(r.variables()),
             (State::Whole(_), Command::WorkerVariables) => Reply::PerWorker(Vec::new()),
             (State::Split(r), Command::WorkerVariables) => Reply::PerWorker(r.worker_variables()),
+            (State::Whole(r), Command::Momentum) => Reply::Variables(r.sgd.momentum(Device::Cpu)),
+            (State::Split(r), Command::Momentum) => Reply::Variables(r.momentum()),
             (_, Command::Busy) => unreachable!("answered by the replica's loop"),
         }
     }
@@ -180,11 +184,12 @@ struct WholeReplica {
 }
 
 impl WholeReplica {
-    fn new(config: &NetConfig, device: Device, initial: &Named, sgd: SgdSettings) -> Self {
+    fn new(config: &NetConfig, device: Device, initial: &Snapshot, sgd: SgdSettings) -> Self {
         let vs = VarStore::new(device);
         let net = Net::new(&vs.root(), config);
-        assign_variables(&vs, initial);
-        let sgd = Sgd::new(&vs, sgd.momentum, sgd.weight_decay);
+        assign_variables(&vs, &initial.variables);
+        let mut sgd = Sgd::new(&vs, sgd.momentum, sgd.weight_decay);
+        sgd.set_momentum(&initial.momentum);
         WholeReplica { vs, net, device, sgd }
     }
 

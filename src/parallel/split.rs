@@ -6,7 +6,7 @@ use tch::{nn::VarStore, Device, Tensor};
 
 use super::device::name;
 use super::memory::{heap_in_use, measurable, variable_bytes, DeviceMemory};
-use super::named::{accumulate, assign_variables, copy_variables, deep_copy, Named};
+use super::named::{accumulate, assign_variables, copy_variables, deep_copy, Named, Snapshot};
 use super::placement::Placement;
 use super::replica::{loss_and_correct, Reply, SgdSettings};
 use super::worker::{self, Worker, WorkerSpec};
@@ -50,13 +50,13 @@ impl SplitReplica {
         home: Device,
         placement: &Placement,
         devices: &WorkerDevices,
-        initial: &Named,
+        initial: &Snapshot,
         sgd: SgdSettings,
     ) -> Self {
         let vs = VarStore::new(home);
         let stem = Stem::new(&vs.root(), config);
         let head = Head::new(&vs.root(), config);
-        assign_variables(&vs, initial);
+        assign_variables(&vs, &initial.variables);
         let workers = devices
             .devices
             .iter()
@@ -72,10 +72,11 @@ impl SplitReplica {
                     momentum: sgd.momentum,
                     weight_decay: sgd.weight_decay,
                 };
-                Worker::spawn(spec, deep_copy(initial))
+                Worker::spawn(spec, deep_copy(&initial.variables), deep_copy(&initial.momentum))
             })
             .collect();
-        let sgd = Sgd::new(&vs, sgd.momentum, sgd.weight_decay);
+        let mut sgd = Sgd::new(&vs, sgd.momentum, sgd.weight_decay);
+        sgd.set_momentum(&initial.momentum);
         let units_per_layer = config.layer_grouping().0;
         let primal_owner = (0..units_per_layer)
             .map(|c| {
@@ -214,6 +215,18 @@ impl SplitReplica {
                 if owner == Some(g) || !all.contains_key(&name) {
                     all.insert(name, t);
                 }
+            }
+        }
+        all
+    }
+
+    /// Momentum buffers of the home's parameters and every worker's (a replicated unit's are equal).
+    pub(super) fn momentum(&self) -> Named {
+        let mut all = self.sgd.momentum(Device::Cpu);
+        self.workers.iter().for_each(|w| w.send(worker::Command::Momentum));
+        for w in &self.workers {
+            for (name, t) in w.receive_named() {
+                all.entry(name).or_insert(t);
             }
         }
         all

@@ -33,6 +33,8 @@ pub enum Command {
     Memory,
     /// Seconds spent working (not waiting for commands) since the last `Busy`; replies `Reply::Seconds`.
     Busy,
+    /// Copies of the optimizer's momentum buffers by parameter name; replies `Reply::Named`.
+    Momentum,
 }
 
 pub enum Reply {
@@ -63,12 +65,15 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts the worker; its unit replicas start from `initial` (variables by name).
-    pub fn spawn(spec: WorkerSpec, initial: Named) -> Self {
+    /// Starts the worker; its unit replicas start from `initial` (variables by name) and its
+    /// optimizer from `momentum` (buffers by parameter name; missing names start at zero).
+    pub fn spawn(spec: WorkerSpec, initial: Named, momentum: Named) -> Self {
         let device = spec.device;
         let start = move || {
             tch::set_num_threads(spec.threads as i32);
-            WorkerState::new(&spec, &initial)
+            let mut state = WorkerState::new(&spec, &initial);
+            state.sgd.set_momentum(&momentum);
+            state
         };
         Worker { actor: Actor::spawn(start, WorkerState::handle), device }
     }
@@ -218,6 +223,7 @@ impl WorkerState {
                 Reply::Memory(DeviceMemory { device: self.name.clone(), weights, optimizer, activations })
             }
             Command::Busy => Reply::Seconds(std::mem::take(&mut self.busy).as_secs_f64()),
+            Command::Momentum => Reply::Named(self.sgd.momentum(Device::Cpu)),
         }
     }
 }

@@ -4,12 +4,17 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use tch::nn::VarStore;
 use tch::Tensor;
 
+use serde::{Deserialize, Serialize};
+
+use super::config::TrainConfig;
+use crate::data::augment::Standardizer;
 use crate::error::input_error;
+use crate::parallel::named::{assign_variables, Named};
 
 /// The temporary sibling of `path`, keeping its extension (tch picks the format from it).
 fn temporary_sibling(path: &Path) -> PathBuf {
@@ -36,12 +41,19 @@ pub fn save_weights(vs: &VarStore, path: &Path) -> anyhow::Result<()> {
 /// file and the first offending variable, and leaves `vs` untouched.
 pub fn load_weights(vs: &VarStore, path: &Path) -> anyhow::Result<()> {
     let first_line = |e: &dyn std::fmt::Display| e.to_string().lines().next().unwrap_or_default().to_string();
-    let stored: HashMap<String, Tensor> = Tensor::read_safetensors(path)
+    let stored: Named = Tensor::read_safetensors(path)
         .map_err(|e| {
             input_error(format!("{}: not a readable safetensors file ({})", path.display(), first_line(&e)))
         })?
         .into_iter()
         .collect();
+    check_names_and_shapes(path, vs, &stored)?;
+    assign_variables(vs, &stored);
+    Ok(())
+}
+
+/// Checks that `stored` (read from `path`) holds exactly the variables of `vs` with their shapes.
+fn check_names_and_shapes(path: &Path, vs: &VarStore, stored: &Named) -> anyhow::Result<()> {
     let mut expected: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     expected.sort_by(|a, b| a.0.cmp(&b.0));
     for (name, variable) in &expected {
@@ -58,13 +70,157 @@ pub fn load_weights(vs: &VarStore, path: &Path) -> anyhow::Result<()> {
         }
     }
     let known: HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
-    if let Some(name) = stored.keys().filter(|n| !known.contains(n.as_str())).min() {
+    if let Some(name) = stored.keys().find(|n| !known.contains(n.as_str())) {
         crate::bail_input!("{}: holds {name}, which this network does not have", path.display());
     }
-    tch::no_grad(|| {
-        for (name, variable) in &expected {
-            variable.shallow_clone().copy_(&stored[name]);
-        }
-    });
     Ok(())
+}
+
+/// Version of the checkpoint layout written below; a checkpoint of another version is refused.
+pub const CHECKPOINT_FORMAT: u32 = 1;
+/// Folder of a run's checkpoints.
+pub const CHECKPOINTS: &str = "checkpoints";
+/// Prefix of the optimizer's momentum buffers in a checkpoint's safetensors.
+const MOMENTUM_PREFIX: &str = "optimizer.momentum.";
+
+/// Where training stands: `epoch` epochs complete plus `batch` batches of the next one, `step` steps
+/// in all. Every random draw of training derives from the seed and this position (the data order and
+/// augmentation of an epoch from (seed, epoch), a batch's augmentation from its index; the weights'
+/// initialisation happened before step 0), so seed + position is the whole RNG state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Position {
+    pub epoch: usize,
+    pub batch: usize,
+    pub step: usize,
+}
+
+/// Running sums of an unfinished epoch, so its metrics line comes out the same after a resume.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct EpochProgress {
+    pub loss_sum: f64,
+    pub correct: i64,
+    pub seen: usize,
+    pub seconds: f64,
+}
+
+/// The JSON sidecar of a checkpoint: what the safetensors beside it do not hold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sidecar {
+    pub format: u32,
+    pub config: TrainConfig,
+    pub classes: usize,
+    pub class_names: Vec<String>,
+    pub standardizer: Standardizer,
+    pub position: Position,
+    pub progress: EpochProgress,
+    /// Seconds of training steps before this checkpoint (evaluation excluded).
+    pub train_seconds: f64,
+    /// The seed of weights, data order and augmentation (also in `config`, kept here as the RNG state).
+    pub seed: u64,
+}
+
+/// A checkpoint on disk: its safetensors and its sidecar.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    pub tensors: PathBuf,
+    pub sidecar: Sidecar,
+}
+
+/// Writes `variables` (weights and BN statistics) and `momentum` (per trainable name) as
+/// checkpoints/step-NNNNNNNN.safetensors plus its .json sidecar, each atomically, the sidecar last (a
+/// checkpoint without one is incomplete and ignored); then deletes all but the newest `keep`.
+pub fn save_checkpoint(
+    run: &Path,
+    variables: &Named,
+    momentum: &Named,
+    sidecar: &Sidecar,
+    keep: usize,
+) -> anyhow::Result<PathBuf> {
+    let dir = run.join(CHECKPOINTS);
+    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    let stem = format!("step-{:08}", sidecar.position.step);
+    let tensors_path = dir.join(format!("{stem}.safetensors"));
+    let mut tensors: Vec<(String, Tensor)> =
+        variables.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
+    tensors.extend(momentum.iter().map(|(n, t)| (format!("{MOMENTUM_PREFIX}{n}"), t.shallow_clone())));
+    let tmp = temporary_sibling(&tensors_path);
+    Tensor::write_safetensors(&tensors, &tmp).with_context(|| format!("{}: cannot write", tmp.display()))?;
+    std::fs::rename(&tmp, &tensors_path)
+        .with_context(|| format!("{}: cannot rename", tensors_path.display()))?;
+    write_atomic(&dir.join(format!("{stem}.json")), serde_json::to_string_pretty(sidecar)?.as_bytes())?;
+    for old in complete_checkpoints(&dir)?.into_iter().rev().skip(keep.max(1)) {
+        let _ = std::fs::remove_file(old.with_extension("safetensors"));
+        let _ = std::fs::remove_file(old);
+    }
+    Ok(tensors_path)
+}
+
+/// Sidecar paths of the complete checkpoints in `dir`, oldest first.
+fn complete_checkpoints(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("{}: cannot list", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name.starts_with("step-") && name.ends_with(".json") && p.with_extension("safetensors").is_file()
+        })
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+/// The newest complete checkpoint of the run folder `run`; an input error if there is none or its
+/// sidecar does not parse.
+pub fn latest_checkpoint(run: &Path) -> anyhow::Result<Checkpoint> {
+    let dir = run.join(CHECKPOINTS);
+    if !dir.is_dir() {
+        crate::bail_input!(
+            "--resume {}: no {CHECKPOINTS}/ folder (not a run folder, or no epoch finished)",
+            run.display()
+        );
+    }
+    let Some(json) = complete_checkpoints(&dir)?.pop() else {
+        crate::bail_input!("--resume {}: no complete checkpoint in {}", run.display(), dir.display());
+    };
+    let text = std::fs::read_to_string(&json).with_context(|| format!("{}: cannot read", json.display()))?;
+    let sidecar: Sidecar = serde_json::from_str(&text)
+        .map_err(|e| input_error(format!("{}: not a checkpoint sidecar: {e}", json.display())))?;
+    if sidecar.format != CHECKPOINT_FORMAT {
+        crate::bail_input!(
+            "{}: checkpoint format {} (this build reads {CHECKPOINT_FORMAT})",
+            json.display(),
+            sidecar.format
+        );
+    }
+    Ok(Checkpoint { tensors: json.with_extension("safetensors"), sidecar })
+}
+
+/// The network's variables and the optimizer's momentum buffers of a checkpoint, checked against the
+/// names and shapes of `vs` (one input-error line on any mismatch).
+pub fn read_checkpoint(checkpoint: &Checkpoint, vs: &VarStore) -> anyhow::Result<(Named, Named)> {
+    let path = &checkpoint.tensors;
+    let first_line = |e: &dyn std::fmt::Display| e.to_string().lines().next().unwrap_or_default().to_string();
+    let stored = Tensor::read_safetensors(path).map_err(|e| {
+        input_error(format!("{}: not a readable safetensors file ({})", path.display(), first_line(&e)))
+    })?;
+    let (mut variables, mut momentum) = (Named::new(), Named::new());
+    for (name, t) in stored {
+        match name.strip_prefix(MOMENTUM_PREFIX) {
+            Some(param) => momentum.insert(param.to_string(), t),
+            None => variables.insert(name, t),
+        };
+    }
+    check_names_and_shapes(path, vs, &variables)?;
+    for (name, p) in vs.variables().into_iter().filter(|(_, t)| t.requires_grad()) {
+        match momentum.get(&name) {
+            Some(m) if m.size() == p.size() => {}
+            _ => crate::bail_input!(
+                "{}: no momentum buffer of {name} with shape {:?}",
+                path.display(),
+                p.size()
+            ),
+        }
+    }
+    Ok((variables, momentum))
 }

@@ -27,6 +27,8 @@ pub struct TrainConfig {
     pub derivative_bn: Option<DerivativeBn>,
     // --- data ---
     pub data: DataSpec,
+    /// Train on the first N training images only (quick experiments, tests); `None`: all of them.
+    pub limit_train: Option<usize>,
     // --- schedule ---
     /// Passes over the training set (ignored when `iters` is set).
     pub epochs: usize,
@@ -57,6 +59,8 @@ pub struct TrainConfig {
     pub placement: Option<String>,
     /// Output folder; `None` picks runs/<label>[-n].
     pub out: Option<PathBuf>,
+    /// Checkpoints kept in the run folder (the newest ones; one is written every epoch).
+    pub keep_checkpoints: usize,
 }
 
 /// Named starting points for a config; flags override them.
@@ -91,6 +95,7 @@ impl TrainConfig {
             max_order: None,
             derivative_bn: None,
             data: DataSpec::FashionMnistEmbedded,
+            limit_train: None,
             epochs: 204,
             iters: None,
             batch: 128,
@@ -105,12 +110,35 @@ impl TrainConfig {
             devices: None,
             placement: None,
             out: None,
+            keep_checkpoints: 3,
         }
     }
 
     /// The main job; see [`Preset::Demo`].
     pub fn demo() -> Self {
         TrainConfig { k: 1, nwarp: 1, width: 1, epochs: 30, milestones: vec![18, 25], ..TrainConfig::paper() }
+    }
+
+    /// `self` with the settings of the TOML file at `path` laid over it: keys are the field names of
+    /// this struct (config.toml of a run folder is such a file); a key it does not have, a value of the
+    /// wrong type, or bad TOML is one input-error line naming the file and the line.
+    pub fn overlaid_with_file(&self, path: &std::path::Path) -> anyhow::Result<TrainConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            crate::error::input_error(format!("--config {}: cannot read: {e}", path.display()))
+        })?;
+        let located = |e: toml::de::Error| {
+            let line = e.span().map(|s| text[..s.start].lines().count().max(1));
+            let at = line.map(|l| format!(" line {l}:")).unwrap_or_default();
+            crate::error::input_error(format!("--config {}:{at} {}", path.display(), e.message().trim()))
+        };
+        let file: toml::Table = toml::from_str(&text).map_err(located)?;
+        let mut merged = toml::Table::try_from(self)?;
+        merged.extend(file);
+        // Re-serialised so that errors point into the user's own text where they can.
+        let merged_text = toml::to_string(&merged)?;
+        toml::from_str::<TrainConfig>(&merged_text).map_err(|e| {
+            crate::error::input_error(format!("--config {}: {}", path.display(), e.message().trim()))
+        })
     }
 
     /// The network for a data set with `classes` classes.
@@ -187,6 +215,12 @@ impl TrainConfig {
         }
         if self.placement.is_some() && self.devices.is_none() {
             return Err("--placement needs --devices (the workers its brackets run on)".into());
+        }
+        if self.limit_train == Some(0) {
+            return Err("--limit-train must be at least 1".into());
+        }
+        if self.keep_checkpoints == 0 {
+            return Err("--keep-checkpoints must be at least 1".into());
         }
         if self.threads == Some(0) {
             return Err("--threads must be at least 1".into());

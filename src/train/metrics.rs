@@ -41,6 +41,39 @@ impl MetricsLog {
         Ok(MetricsLog { file })
     }
 
+    /// The records of an existing log (none if there is no file); a malformed line is an input error
+    /// naming the file and the line.
+    pub fn read(path: &Path) -> anyhow::Result<Vec<EpochRecord>> {
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        text.lines()
+            .enumerate()
+            .filter(|(_, line)| !line.trim().is_empty())
+            .map(|(i, line)| {
+                serde_json::from_str(line).map_err(|e| {
+                    crate::error::input_error(format!(
+                        "{}: line {}: not a metrics record: {e}",
+                        path.display(),
+                        i + 1
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// Replaces the log with exactly `records`, atomically.
+    pub fn rewrite(path: &Path, records: &[EpochRecord]) -> anyhow::Result<()> {
+        let mut text = String::new();
+        for r in records {
+            text.push_str(&serde_json::to_string(r)?);
+            text.push('\n');
+        }
+        super::checkpoint::write_atomic(path, text.as_bytes())
+    }
+
     pub fn append(&mut self, record: &EpochRecord) -> anyhow::Result<()> {
         let line = serde_json::to_string(record)?;
         writeln!(self.file, "{line}")?;

@@ -5,9 +5,11 @@ pub mod config;
 pub mod evaluate;
 pub mod metrics;
 pub mod optimizer;
+pub mod progress;
 pub mod schedule;
 pub mod step;
 pub mod trainer;
 
 pub use config::{Preset, TrainConfig};
-pub use trainer::{train, RunSummary, Verbosity};
+pub use progress::Verbosity;
+pub use trainer::{resume, train, Interrupted, RunSummary};

@@ -67,4 +67,20 @@ impl Sgd {
     pub fn state(&self) -> impl Iterator<Item = (&str, &Tensor)> {
         self.names().zip(&self.buffers)
     }
+
+    /// Copies of the momentum buffers by parameter name, on `device` (for a checkpoint).
+    pub fn momentum(&self, device: tch::Device) -> std::collections::BTreeMap<String, Tensor> {
+        self.state().map(|(n, b)| (n.to_string(), b.to_device(device).copy())).collect()
+    }
+
+    /// Restores the momentum buffers from `values` (by parameter name; names it lacks keep theirs).
+    pub fn set_momentum(&mut self, values: &std::collections::BTreeMap<String, Tensor>) {
+        tch::no_grad(|| {
+            for ((name, _), buffer) in self.params.iter().zip(&mut self.buffers) {
+                if let Some(value) = values.get(name) {
+                    buffer.copy_(value);
+                }
+            }
+        });
+    }
 }

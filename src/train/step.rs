@@ -6,7 +6,7 @@ use tch::{nn::VarStore, Kind, Tensor};
 use super::optimizer::Sgd;
 use crate::model::Net;
 use crate::parallel::executor::{Executor, StepResult};
-use crate::parallel::named::{assign_variables, copy_variables};
+use crate::parallel::named::{assign_variables, copy_variables, Named, Snapshot};
 
 pub enum Stepper {
     /// Forward, backward and SGD on the network itself.
@@ -39,15 +39,24 @@ impl Stepper {
         }
     }
 
-    /// The executor for `vs`'s network, starting from its current weights.
+    /// The executor for `vs`'s network, starting from its current weights and `momentum`.
     pub fn parallel(
         vs: &VarStore,
+        momentum: Named,
         config: &crate::model::NetConfig,
         devices: &crate::parallel::Devices,
         plan: crate::parallel::Plan,
         sgd: crate::parallel::replica::SgdSettings,
     ) -> anyhow::Result<Self> {
-        let initial = copy_variables(vs, tch::Device::Cpu);
+        let initial = Snapshot { variables: copy_variables(vs, tch::Device::Cpu), momentum };
         Ok(Stepper::Parallel(Executor::new(config, devices, plan, &initial, sgd)?))
+    }
+
+    /// The optimizer's momentum buffers by parameter name (for a checkpoint).
+    pub fn momentum(&self) -> Named {
+        match self {
+            Stepper::Single(sgd) => sgd.momentum(tch::Device::Cpu),
+            Stepper::Parallel(executor) => executor.momentum(),
+        }
     }
 }

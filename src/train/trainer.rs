@@ -1,26 +1,33 @@
 //! The training loop: SGD steps over augmented batches, an evaluation on the test split after every
-//! epoch, one metrics line per epoch, and the final weights in the run folder.
+//! epoch, one metrics line and one checkpoint per epoch, and the final weights in the run folder.
+//! A run interrupted (Ctrl-C, or killed) continues from its last checkpoint with `--resume` and ends
+//! with the same weights, bit for bit on CPU, as if it had never stopped.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Device};
 
-use super::checkpoint::{save_weights, write_atomic};
+use super::checkpoint::{
+    read_checkpoint, save_checkpoint, save_weights, write_atomic, Checkpoint, EpochProgress, Position,
+    Sidecar, CHECKPOINT_FORMAT,
+};
 use super::config::TrainConfig;
-use super::evaluate::{evaluate, Evaluation};
+use super::evaluate::evaluate;
 use super::metrics::{EpochRecord, MetricsLog};
 use super::optimizer::Sgd;
+use super::progress::{epoch_bar, print_epoch, Verbosity};
 use super::schedule::StepSchedule;
 use super::step::Stepper;
 use crate::data::augment::Standardizer;
 use crate::data::loader::{EpochPlan, Loader};
 use crate::data::Splits;
 use crate::model::Net;
+use crate::parallel::named::{assign_variables, copy_variables, Named};
 use crate::parallel::replica::SgdSettings;
 
 /// The figures of a finished run (the `--json` line of `warpnet train`).
@@ -36,52 +43,113 @@ pub struct RunSummary {
     pub test_loss: f64,
     pub test_error: f64,
     pub test_accuracy: f64,
-    /// Seconds spent in training steps (evaluation excluded).
+    /// Seconds spent in training steps (evaluation excluded), over all sessions of the run.
     pub train_seconds: f64,
     pub images_per_s: f64,
     pub out: PathBuf,
 }
 
-/// How a run reports while it goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verbosity {
-    /// A progress bar (on a terminal) and one line per epoch on stdout.
-    Normal,
-    /// Nothing but errors (tests).
-    Quiet,
+/// Training stopped by Ctrl-C after saving a checkpoint.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "interrupted at step {step}; checkpoint {checkpoint} saved; continue with `warpnet train --resume {run}`"
+)]
+pub struct Interrupted {
+    pub step: usize,
+    pub checkpoint: PathBuf,
+    pub run: PathBuf,
 }
 
-/// Trains from scratch as `config` says, writing config.toml, metrics.jsonl and model.safetensors to
-/// `out_dir` (created if needed).
+/// Set by Ctrl-C; the loop checks it after every step.
+static INTERRUPT: AtomicBool = AtomicBool::new(false);
+
+/// Installs the Ctrl-C handler once per process.
+fn catch_interrupt() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        // A second handler cannot be installed in this process: training then stops only by kill.
+        let _ = ctrlc::set_handler(|| INTERRUPT.store(true, Ordering::SeqCst));
+    });
+}
+
+/// Trains from scratch as `config` says, writing config.toml, metrics.jsonl, checkpoints/ and
+/// model.safetensors to `out_dir` (created if needed).
 pub fn train(
     config: &TrainConfig,
     splits: Splits,
     out_dir: &Path,
     verbosity: Verbosity,
 ) -> anyhow::Result<RunSummary> {
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("{}: cannot create output folder", out_dir.display()))?;
+    write_atomic(&out_dir.join("config.toml"), toml::to_string(config)?.as_bytes())?;
+    run(config, splits, out_dir, verbosity, None)
+}
+
+/// Continues the run in `run_dir` from its newest checkpoint, with the configuration it was started with.
+pub fn resume(
+    run_dir: &Path,
+    splits: Splits,
+    checkpoint: Checkpoint,
+    verbosity: Verbosity,
+) -> anyhow::Result<RunSummary> {
+    if splits.train.classes != checkpoint.sidecar.classes {
+        crate::bail_input!(
+            "--resume {}: the data has {} classes, the checkpoint {}",
+            run_dir.display(),
+            splits.train.classes,
+            checkpoint.sidecar.classes
+        );
+    }
+    let config = checkpoint.sidecar.config.clone();
+    run(&config, splits, run_dir, verbosity, Some(checkpoint))
+}
+
+fn run(
+    config: &TrainConfig,
+    mut splits: Splits,
+    out_dir: &Path,
+    verbosity: Verbosity,
+    from: Option<Checkpoint>,
+) -> anyhow::Result<RunSummary> {
     let device = Device::Cpu;
     if let Some(threads) = config.threads {
         tch::set_num_threads(threads as i32);
     }
     tch::manual_seed(config.seed as i64);
-    std::fs::create_dir_all(out_dir)
-        .with_context(|| format!("{}: cannot create output folder", out_dir.display()))?;
-    write_atomic(&out_dir.join("config.toml"), toml::to_string(config)?.as_bytes())?;
+    catch_interrupt();
 
+    if let Some(n) = config.limit_train {
+        splits.train.truncate(n);
+    }
     let net_config = config.net(splits.train.classes);
     let vs = VarStore::new(device);
     let net = Net::new(&vs.root(), &net_config);
+    let standardizer = Standardizer::fit(&splits.train);
+    let (mut position, mut progress, mut train_seconds, momentum) = match &from {
+        None => (Position::default(), EpochProgress::default(), 0.0, Named::new()),
+        Some(checkpoint) => {
+            let (variables, momentum) = read_checkpoint(checkpoint, &vs)?;
+            assign_variables(&vs, &variables);
+            let s = &checkpoint.sidecar;
+            (s.position, s.progress, s.train_seconds, momentum)
+        }
+    };
     let mut stepper = match &config.devices {
-        None => Stepper::Single(Sgd::new(&vs, config.momentum, config.wd)),
+        None => {
+            let mut sgd = Sgd::new(&vs, config.momentum, config.wd);
+            sgd.set_momentum(&momentum);
+            Stepper::Single(sgd)
+        }
         Some(devices) => {
             let plan = config.parallel_plan(&net_config)?;
             let sgd = SgdSettings { momentum: config.momentum, weight_decay: config.wd };
-            Stepper::parallel(&vs, &net_config, devices, plan, sgd)?
+            Stepper::parallel(&vs, momentum, &net_config, devices, plan, sgd)?
         }
     };
     let schedule =
         StepSchedule { base: config.lr, milestones: config.milestones.clone(), gamma: config.gamma };
-    let standardizer = Standardizer::fit(&splits.train);
+    let class_names = splits.class_names.clone();
     let train_set = Arc::new(splits.train);
     let test_set = Arc::new(splits.test);
 
@@ -91,10 +159,19 @@ pub fn train(
     }
     let total_steps = config.iters.unwrap_or(config.epochs * steps_per_epoch);
     let epochs = total_steps.div_ceil(steps_per_epoch);
-    let mut log = MetricsLog::create(&out_dir.join("metrics.jsonl"))?;
+    let metrics_path = out_dir.join("metrics.jsonl");
+    // Lines of epochs after the checkpoint (written before a kill) are dropped: they will be redone.
+    let mut records = MetricsLog::read(&metrics_path)?
+        .into_iter()
+        .filter(|r| r.epoch <= position.epoch)
+        .collect::<Vec<_>>();
+    MetricsLog::rewrite(&metrics_path, &records)?;
+    let mut log = MetricsLog::create(&metrics_path)?;
     if verbosity == Verbosity::Normal {
+        let resumed =
+            if from.is_some() { format!(", resumed at step {}", position.step) } else { String::new() };
         println!(
-            "{} ({} parameters) on {}: {} train / {} test images, {epochs} epochs of {steps_per_epoch} steps, batch {}",
+            "{} ({} parameters) on {}: {} train / {} test images, {epochs} epochs of {steps_per_epoch} steps, batch {}{resumed}",
             net_config.label(),
             parameter_count(&vs),
             config.data,
@@ -104,90 +181,112 @@ pub fn train(
         );
     }
 
-    let mut step = 0;
-    let mut train_seconds = 0.0;
-    let mut last: Option<(EpochRecord, Evaluation)> = None;
-    for epoch in 0..epochs {
-        let lr = schedule.lr(epoch);
-        let steps = steps_per_epoch.min(total_steps - step);
-        let plan = EpochPlan::training(train_set.len(), config.batch, config.seed, epoch as u64);
-        let bar = progress_bar(verbosity, steps, epoch + 1, epochs);
-        let (mut loss_sum, mut correct, mut seen) = (0.0, 0i64, 0usize);
+    let checkpoint = |position: Position, progress: EpochProgress, train_seconds: f64, stepper: &Stepper| {
+        stepper.sync(&vs);
+        let sidecar = Sidecar {
+            format: CHECKPOINT_FORMAT,
+            config: config.clone(),
+            classes: net_config.classes,
+            class_names: class_names.clone(),
+            standardizer,
+            position,
+            progress,
+            train_seconds,
+            seed: config.seed,
+        };
+        save_checkpoint(
+            out_dir,
+            &copy_variables(&vs, Device::Cpu),
+            &stepper.momentum(),
+            &sidecar,
+            config.keep_checkpoints,
+        )
+    };
+
+    while position.step < total_steps {
+        let lr = schedule.lr(position.epoch);
+        let epoch_steps = steps_per_epoch.min(total_steps - position.step + position.batch);
+        let mut plan = EpochPlan::training(train_set.len(), config.batch, config.seed, position.epoch as u64);
+        plan.start_batch = position.batch;
+        let bar = epoch_bar(verbosity, epoch_steps, position.epoch + 1, epochs);
+        bar.set_position(position.batch as u64);
         let started = Instant::now();
-        for batch in Loader::spawn(train_set.clone(), standardizer, plan).take(steps) {
-            let images = batch.images.to_device(device);
-            let labels = batch.labels.to_device(device);
-            let result = stepper.step(&net, &images, &labels, lr);
-            let batch_loss = result.loss;
-            if !batch_loss.is_finite() {
+        let before = progress.seconds;
+        for batch in Loader::spawn(train_set.clone(), standardizer, plan).take(epoch_steps - position.batch) {
+            let result =
+                stepper.step(&net, &batch.images.to_device(device), &batch.labels.to_device(device), lr);
+            if !result.loss.is_finite() {
                 anyhow::bail!(
-                    "training diverged at step {}: loss is {batch_loss} (try a lower --lr)",
-                    step + 1
+                    "training diverged at step {}: loss is {}; the last good checkpoint is in {} (try a lower --lr)",
+                    position.step + 1,
+                    result.loss,
+                    out_dir.join(super::checkpoint::CHECKPOINTS).display()
                 );
             }
-            let n = labels.size()[0] as usize;
-            loss_sum += batch_loss * n as f64;
-            correct += result.correct;
-            seen += n;
-            step += 1;
+            let n = batch.labels.size()[0] as usize;
+            progress.loss_sum += result.loss * n as f64;
+            progress.correct += result.correct;
+            progress.seen += n;
+            progress.seconds = before + started.elapsed().as_secs_f64();
+            position.batch += 1;
+            position.step += 1;
             bar.inc(1);
-            let seconds = started.elapsed().as_secs_f64();
             bar.set_message(format!(
-                "loss {:.3}  acc {:.1}%  {:.0} img/s",
-                loss_sum / seen as f64,
-                100.0 * correct as f64 / seen as f64,
-                seen as f64 / seconds
+                "loss {:.3}  acc {:.1}%",
+                progress.loss_sum / progress.seen as f64,
+                100.0 * progress.correct as f64 / progress.seen as f64
             ));
+            if INTERRUPT.swap(false, Ordering::SeqCst) {
+                bar.finish_and_clear();
+                let saved =
+                    checkpoint(position, progress, train_seconds + progress.seconds - before, &stepper)?;
+                return Err(Interrupted {
+                    step: position.step,
+                    checkpoint: saved,
+                    run: out_dir.to_path_buf(),
+                }
+                .into());
+            }
         }
-        let seconds = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
-        train_seconds += seconds;
+        train_seconds += progress.seconds - before;
         stepper.sync(&vs);
         let test = evaluate(&net, &test_set, standardizer, config.eval_batch, device);
         let record = EpochRecord {
-            epoch: epoch + 1,
-            step,
+            epoch: position.epoch + 1,
+            step: position.step,
             lr,
-            train_loss: loss_sum / seen.max(1) as f64,
-            train_accuracy: correct as f64 / seen.max(1) as f64,
+            train_loss: progress.loss_sum / progress.seen.max(1) as f64,
+            train_accuracy: progress.correct as f64 / progress.seen.max(1) as f64,
             test_loss: test.loss,
             test_error: test.error,
-            seconds,
-            images_per_s: seen as f64 / seconds,
+            seconds: progress.seconds,
+            images_per_s: progress.seen as f64 / progress.seconds,
         };
+        position = Position { epoch: position.epoch + 1, batch: 0, step: position.step };
+        progress = EpochProgress::default();
+        checkpoint(position, progress, train_seconds, &stepper)?;
         log.append(&record)?;
-        if verbosity == Verbosity::Normal {
-            println!(
-                "epoch {:>3}/{epochs}  lr {:<7.4}  train loss {:.4} acc {:5.2}%  test loss {:.4} error {:5.2}%  {:6.1} s  {:5.0} img/s",
-                record.epoch,
-                lr,
-                record.train_loss,
-                100.0 * record.train_accuracy,
-                record.test_loss,
-                100.0 * record.test_error,
-                seconds,
-                record.images_per_s
-            );
-        }
-        last = Some((record, test));
+        print_epoch(verbosity, &record, epochs);
+        records.push(record);
     }
 
+    stepper.sync(&vs);
     save_weights(&vs, &out_dir.join("model.safetensors"))?;
-    let (record, test) = last.expect("at least one epoch");
-    let images = step * config.batch;
+    let record = records.last().context("no epoch was recorded")?.clone();
     Ok(RunSummary {
         model: net_config.label(),
         data: config.data.to_string(),
         parameters: parameter_count(&vs),
         epochs,
-        steps: step,
+        steps: position.step,
         train_loss: record.train_loss,
         train_accuracy: record.train_accuracy,
-        test_loss: test.loss,
-        test_error: test.error,
-        test_accuracy: 1.0 - test.error,
+        test_loss: record.test_loss,
+        test_error: record.test_error,
+        test_accuracy: 1.0 - record.test_error,
         train_seconds,
-        images_per_s: images as f64 / train_seconds,
+        images_per_s: (position.step * config.batch) as f64 / train_seconds.max(f64::MIN_POSITIVE),
         out: out_dir.to_path_buf(),
     })
 }
@@ -195,18 +294,4 @@ pub fn train(
 /// Trainable parameters (BatchNorm running statistics excluded).
 pub fn parameter_count(vs: &VarStore) -> i64 {
     vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
-}
-
-fn progress_bar(verbosity: Verbosity, steps: usize, epoch: usize, epochs: usize) -> ProgressBar {
-    if verbosity == Verbosity::Quiet {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(steps as u64);
-    bar.set_style(
-        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(format!("{epoch}/{epochs}"));
-    bar
 }

@@ -1,0 +1,494 @@
+//! Learning curves: one metric against epoch for several runs on one chart (the paper's Fig. 2), as
+//! PNG or SVG.
+//!
+//! A run is a folder written by `warpnet train`; its `metrics.jsonl` holds one JSON object per epoch
+//! ([`crate::train::metrics::EpochRecord`]). The curve's label is the folder name. The chart is drawn
+//! in memory and written atomically, so a failure never leaves a partial file under the output name.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Once;
+
+use anyhow::{anyhow, Context};
+use plotters::coord::Shift;
+use plotters::element::MultiLineText;
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+use crate::error::input_error;
+use crate::train::checkpoint::write_atomic;
+
+/// DejaVu Sans (see `assets/fonts/LICENSE-DejaVu.txt`): every text of the chart, PNG and SVG alike
+/// (the SVG names the family; the font's metrics lay the text out).
+static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+/// The family name the chart's text styles ask for.
+const FAMILY: &str = "sans-serif";
+
+/// Chart size in pixels.
+pub const WIDTH: u32 = 900;
+pub const HEIGHT: u32 = 600;
+
+/// Line colours, one per run in the order given (cycled past ten): the Tableau 10 palette, distinct
+/// from each other and from the grid's greys.
+pub const PALETTE: [(u8, u8, u8); 10] = [
+    (0x1f, 0x77, 0xb4),
+    (0xff, 0x7f, 0x0e),
+    (0x2c, 0xa0, 0x2c),
+    (0xd6, 0x27, 0x28),
+    (0x94, 0x67, 0xbd),
+    (0x8c, 0x56, 0x4b),
+    (0xe3, 0x77, 0xc2),
+    (0x7f, 0x7f, 0x7f),
+    (0xbc, 0xbd, 0x22),
+    (0x17, 0xbe, 0xcf),
+];
+
+/// The colour of the `index`-th run's curve.
+pub fn run_colour(index: usize) -> (u8, u8, u8) {
+    PALETTE[index % PALETTE.len()]
+}
+
+/// Which figure of `metrics.jsonl` to draw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Metric {
+    /// Test error in percent (`test_error`).
+    #[default]
+    TestError,
+    /// Mean training loss over the epoch (`train_loss`).
+    TrainLoss,
+    /// Test loss (`test_loss`).
+    TestLoss,
+    /// Training error in percent (1 - `train_accuracy`; augmented images, training mode).
+    TrainError,
+}
+
+impl Metric {
+    /// The y axis label.
+    pub fn axis_label(self) -> &'static str {
+        match self {
+            Metric::TestError => "test error (%)",
+            Metric::TrainLoss => "training loss",
+            Metric::TestLoss => "test loss",
+            Metric::TrainError => "training error (%)",
+        }
+    }
+
+    /// The JSON field the metric is read from.
+    pub fn field(self) -> &'static str {
+        match self {
+            Metric::TestError => "test_error",
+            Metric::TrainLoss => "train_loss",
+            Metric::TestLoss => "test_loss",
+            Metric::TrainError => "train_accuracy",
+        }
+    }
+
+    /// The plotted value for the stored one.
+    fn plotted(self, stored: f64) -> f64 {
+        match self {
+            Metric::TestError => 100.0 * stored,
+            Metric::TrainError => 100.0 * (1.0 - stored),
+            Metric::TrainLoss | Metric::TestLoss => stored,
+        }
+    }
+}
+
+/// Output format, from the extension of the output path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Png,
+    Svg,
+}
+
+impl Format {
+    /// `.png` or `.svg` (any case); anything else is one input-error line naming `--out`.
+    pub fn from_path(out: &Path) -> anyhow::Result<Format> {
+        let ext = out.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
+        match ext.as_deref() {
+            Some("png") => Ok(Format::Png),
+            Some("svg") => Ok(Format::Svg),
+            Some(other) => Err(input_error(format!(
+                "--out {}: unknown extension '.{other}' (use .png or .svg)",
+                out.display()
+            ))),
+            None => Err(input_error(format!("--out {}: no extension (use .png or .svg)", out.display()))),
+        }
+    }
+}
+
+/// One run's curve: its label and its (epoch, plotted value) points by epoch, in segments split where a
+/// value is missing (a non-finite loss is stored as `null`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Curve {
+    pub label: String,
+    pub segments: Vec<Vec<(u32, f64)>>,
+}
+
+impl Curve {
+    /// Every point, in order.
+    pub fn points(&self) -> impl Iterator<Item = (u32, f64)> + '_ {
+        self.segments.iter().flatten().copied()
+    }
+}
+
+/// Reads `dir/metrics.jsonl` and returns the metric's curve, labelled with the folder name.
+///
+/// A line whose epoch is not above the previous one starts the history again from that epoch (a run
+/// restarted or resumed into the same folder appends to the file): the records it supersedes are
+/// dropped. A value stored as `null` (a non-finite loss) leaves a gap. Blank lines are skipped.
+pub fn read_curve(dir: &Path, metric: Metric) -> anyhow::Result<Curve> {
+    if !dir.exists() {
+        crate::bail_input!("{}: no such run folder", dir.display());
+    }
+    if !dir.is_dir() {
+        crate::bail_input!(
+            "{}: not a folder (give the run folder written by `warpnet train`)",
+            dir.display()
+        );
+    }
+    let path = dir.join("metrics.jsonl");
+    if !path.is_file() {
+        crate::bail_input!("{}: missing (not a run folder written by `warpnet train`?)", path.display());
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|err| input_error(format!("{}: cannot read: {err}", path.display())))?;
+    let field = metric.field();
+    let mut records: Vec<(u32, Option<f64>)> = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = || format!("{} line {}", path.display(), index + 1);
+        let value: serde_json::Value = serde_json::from_str(line).map_err(|err| {
+            // serde's own "at line 1 column C" would contradict the file's line number.
+            let what = err.to_string();
+            let what = what.split(" at line ").next().unwrap_or_default();
+            input_error(format!("{}: not valid JSON ({what} at column {})", at(), err.column()))
+        })?;
+        let Some(object) = value.as_object() else {
+            crate::bail_input!("{}: not a JSON object", at());
+        };
+        let epoch = match object.get("epoch").and_then(|e| e.as_u64()) {
+            Some(epoch) if epoch >= 1 && epoch <= u32::MAX as u64 => epoch as u32,
+            _ => crate::bail_input!("{}: no \"epoch\" (a positive whole number)", at()),
+        };
+        let stored = match object.get(field) {
+            Some(serde_json::Value::Null) => None,
+            Some(v) if v.is_number() => v.as_f64(),
+            _ => crate::bail_input!("{}: no \"{field}\" number", at()),
+        };
+        records.retain(|(e, _)| *e < epoch);
+        records.push((epoch, stored.map(|s| metric.plotted(s)).filter(|v| v.is_finite())));
+    }
+    if records.is_empty() {
+        crate::bail_input!("{}: empty (no epoch recorded yet)", path.display());
+    }
+    let mut segments: Vec<Vec<(u32, f64)>> = Vec::new();
+    let mut current = Vec::new();
+    for (epoch, value) in records {
+        match value {
+            Some(v) => current.push((epoch, v)),
+            None if !current.is_empty() => segments.push(std::mem::take(&mut current)),
+            None => {}
+        }
+    }
+    if !current.is_empty() {
+        segments.push(current);
+    }
+    Ok(Curve { label: folder_name(dir), segments })
+}
+
+/// The last component of `dir`, resolving `.` and `..`; the path itself where there is none.
+fn folder_name(dir: &Path) -> String {
+    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+    name(dir)
+        .filter(|n| n != "." && n != "..")
+        .or_else(|| std::fs::canonicalize(dir).ok().as_deref().and_then(name))
+        .unwrap_or_else(|| dir.display().to_string())
+}
+
+/// Draws `metric` against epoch for every run folder in `runs`, one line each, and writes the chart to
+/// `out` as PNG or SVG by its extension.
+pub fn plot_runs(runs: &[PathBuf], out: &Path, metric: Metric) -> anyhow::Result<()> {
+    plot_runs_titled(runs, out, metric, None)
+}
+
+/// [`plot_runs`] with a title above the chart.
+pub fn plot_runs_titled(
+    runs: &[PathBuf],
+    out: &Path,
+    metric: Metric,
+    title: Option<&str>,
+) -> anyhow::Result<()> {
+    let format = Format::from_path(out)?;
+    if runs.is_empty() {
+        crate::bail_input!("no run folders given (warpnet plot RUN_DIR... --out FILE)");
+    }
+    if out.is_dir() {
+        crate::bail_input!("--out {}: is a folder, not a file", out.display());
+    }
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.is_dir() {
+            crate::bail_input!("--out {}: folder {} does not exist", out.display(), parent.display());
+        }
+    }
+    let mut curves = runs.iter().map(|dir| read_curve(dir, metric)).collect::<anyhow::Result<Vec<_>>>()?;
+    // Two folders of the same name in different places: label them by their paths instead.
+    let shared: Vec<bool> =
+        curves.iter().map(|a| curves.iter().filter(|b| b.label == a.label).count() > 1).collect();
+    for ((curve, dir), shared) in curves.iter_mut().zip(runs).zip(shared) {
+        if shared {
+            curve.label = dir.display().to_string();
+        }
+    }
+    let bytes = render(&curves, metric, title, format)?;
+    write_atomic(out, &bytes)
+}
+
+/// Draws the chart in memory: PNG bytes or SVG text.
+pub fn render(
+    curves: &[Curve],
+    metric: Metric,
+    title: Option<&str>,
+    format: Format,
+) -> anyhow::Result<Vec<u8>> {
+    register_font()?;
+    match format {
+        Format::Png => {
+            let mut pixels = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
+            {
+                let root = BitMapBackend::with_buffer(&mut pixels, (WIDTH, HEIGHT)).into_drawing_area();
+                draw(&root, curves, metric, title)?;
+                root.present().map_err(|e| anyhow!("cannot draw the chart: {e}"))?;
+            }
+            let image = image::RgbImage::from_raw(WIDTH, HEIGHT, pixels)
+                .context("chart buffer does not match its size")?;
+            let mut png = Vec::new();
+            image
+                .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+                .context("cannot encode PNG")?;
+            Ok(png)
+        }
+        Format::Svg => {
+            let mut svg = String::new();
+            {
+                let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+                draw(&root, curves, metric, title)?;
+                root.present().map_err(|e| anyhow!("cannot draw the chart: {e}"))?;
+            }
+            Ok(svg.into_bytes())
+        }
+    }
+}
+
+/// Registers the embedded font once per process.
+fn register_font() -> anyhow::Result<()> {
+    static ONCE: Once = Once::new();
+    static LOADED: AtomicBool = AtomicBool::new(false);
+    ONCE.call_once(|| {
+        let loaded = plotters::style::register_font(FAMILY, FontStyle::Normal, FONT).is_ok();
+        LOADED.store(loaded, Ordering::Release);
+    });
+    if LOADED.load(Ordering::Acquire) {
+        Ok(())
+    } else {
+        Err(anyhow!("the embedded font DejaVuSans.ttf cannot be loaded"))
+    }
+}
+
+/// Layout, in pixels.
+const MARGIN: u32 = 20;
+const X_LABEL_AREA: u32 = 60;
+const Y_LABEL_AREA: u32 = 80;
+const TITLE_SIZE: u32 = 26;
+const AXIS_SIZE: u32 = 20;
+const TICK_SIZE: u32 = 16;
+const LEGEND_SIZE: u32 = 16;
+const LEGEND_MARGIN: u32 = 10;
+const LEGEND_SWATCH: u32 = 40;
+/// Gap between the legend box and the plot's edges.
+const LEGEND_INSET: i32 = 10;
+
+/// A corner of the plotting area, where the legend goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Corner {
+    UpperRight,
+    UpperLeft,
+    LowerRight,
+    LowerLeft,
+}
+
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    curves: &[Curve],
+    metric: Metric,
+    title: Option<&str>,
+) -> anyhow::Result<()> {
+    let fail = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("cannot draw the chart: {e}");
+    root.fill(&WHITE).map_err(fail)?;
+    let area = match title {
+        Some(text) if !text.is_empty() => root.titled(text, (FAMILY, TITLE_SIZE)).map_err(fail)?,
+        _ => root.clone(),
+    };
+
+    // At least two epochs wide, so that a one-epoch run's point is not on the edge.
+    let max_epoch = curves.iter().flat_map(|c| c.points().map(|p| p.0)).max().unwrap_or(1).max(2);
+    let max_value = curves.iter().flat_map(|c| c.points().map(|p| p.1)).fold(0.0f64, f64::max);
+    let max_value = if max_value > 0.0 { max_value } else { 1.0 };
+
+    // Where the legend fits without covering a curve: a corner of the plot, with more room above the
+    // highest value if no corner is free at first.
+    let legend_font = (FAMILY, LEGEND_SIZE).into_font();
+    let legend_style: TextStyle = legend_font.clone().into();
+    let mut legend_text = MultiLineText::<_, &str>::new((0, 0), &legend_style);
+    for curve in curves {
+        legend_text.push_line(curve.label.as_str());
+    }
+    let (text_w, text_h) =
+        legend_text.estimate_dimension().map_err(|e| anyhow!("cannot lay out text: {e}"))?;
+    let legend = (text_w + (LEGEND_SWATCH + 2 * LEGEND_MARGIN) as i32, text_h + 2 * LEGEND_MARGIN as i32);
+    let (area_w, area_h) = area.dim_in_pixel();
+    let plot = (
+        area_w.saturating_sub(2 * MARGIN + Y_LABEL_AREA) as f64,
+        area_h.saturating_sub(2 * MARGIN + X_LABEL_AREA) as f64,
+    );
+    let (y_top, corner) = place_legend(curves, max_epoch, max_value, plot, legend);
+
+    let mut chart = ChartBuilder::on(&area)
+        .margin(MARGIN)
+        .x_label_area_size(X_LABEL_AREA)
+        .y_label_area_size(Y_LABEL_AREA)
+        .build_cartesian_2d(0u32..max_epoch, 0.0..y_top)
+        .map_err(fail)?;
+
+    let decimals = if y_top >= 20.0 {
+        0
+    } else if y_top >= 2.0 {
+        1
+    } else {
+        2
+    };
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc(metric.axis_label())
+        .axis_desc_style((FAMILY, AXIS_SIZE))
+        .label_style((FAMILY, TICK_SIZE))
+        .x_labels(12)
+        .y_labels(10)
+        .max_light_lines(4)
+        .y_label_formatter(&|v: &f64| format!("{v:.decimals$}"))
+        .bold_line_style(RGBColor(0xdd, 0xdd, 0xdd))
+        .light_line_style(RGBColor(0xf2, 0xf2, 0xf2))
+        .axis_style(RGBColor(0x44, 0x44, 0x44))
+        .draw()
+        .map_err(fail)?;
+
+    for (index, curve) in curves.iter().enumerate() {
+        let (r, g, b) = run_colour(index);
+        let colour = RGBColor(r, g, b);
+        let style = colour.stroke_width(2);
+        // The legend entry comes with the first series drawn, an empty one if the run has no point.
+        chart
+            .draw_series(LineSeries::new(curve.segments.first().into_iter().flatten().copied(), style))
+            .map_err(fail)?
+            .label(curve.label.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + LEGEND_SWATCH as i32 - 8, y)], style));
+        for segment in curve.segments.iter().skip(1) {
+            chart.draw_series(LineSeries::new(segment.iter().copied(), style)).map_err(fail)?;
+        }
+        // A point with no neighbour (a one-epoch run) has no line: mark it.
+        let lone = curve.segments.iter().filter(|s| s.len() == 1).flatten();
+        chart.draw_series(lone.map(|&p| Circle::new(p, 4, colour.filled()))).map_err(fail)?;
+    }
+
+    let (plot_w, plot_h) = chart.plotting_area().dim_in_pixel();
+    let x = match corner {
+        Corner::UpperLeft | Corner::LowerLeft => LEGEND_INSET,
+        Corner::UpperRight | Corner::LowerRight => plot_w as i32 - legend.0 - LEGEND_INSET,
+    };
+    let y = match corner {
+        Corner::UpperLeft | Corner::UpperRight => LEGEND_INSET,
+        Corner::LowerLeft | Corner::LowerRight => plot_h as i32 - legend.1 - LEGEND_INSET,
+    };
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::Coordinate(x, y))
+        .margin(LEGEND_MARGIN)
+        .legend_area_size(LEGEND_SWATCH)
+        .label_font(legend_font)
+        .background_style(WHITE.mix(0.9))
+        .border_style(RGBColor(0xbb, 0xbb, 0xbb))
+        .draw()
+        .map_err(fail)?;
+    Ok(())
+}
+
+/// Chooses the top of the y axis and the legend's corner: the first free corner (upper right, upper
+/// left, lower right, lower left) with the y axis 8% above the largest value, then with more headroom;
+/// if none is ever free, the corner crossed by the fewest curve samples.
+fn place_legend(
+    curves: &[Curve],
+    max_epoch: u32,
+    max_value: f64,
+    plot: (f64, f64),
+    legend: (i32, i32),
+) -> (f64, Corner) {
+    const CORNERS: [Corner; 4] =
+        [Corner::UpperRight, Corner::UpperLeft, Corner::LowerRight, Corner::LowerLeft];
+    let mut best: Option<(usize, Corner)> = None;
+    for headroom in [1.08, 1.2, 1.35, 1.5] {
+        let y_top = max_value * headroom;
+        for corner in CORNERS {
+            let hits = legend_hits(curves, max_epoch, y_top, plot, legend, corner);
+            if hits == 0 {
+                return (y_top, corner);
+            }
+            if headroom == 1.08 && best.is_none_or(|(h, _)| hits < h) {
+                best = Some((hits, corner));
+            }
+        }
+    }
+    (max_value * 1.08, best.map_or(Corner::UpperRight, |(_, c)| c))
+}
+
+/// How many samples along the curves fall inside the legend box (plus a few pixels) at `corner`.
+fn legend_hits(
+    curves: &[Curve],
+    max_epoch: u32,
+    y_top: f64,
+    (plot_w, plot_h): (f64, f64),
+    (legend_w, legend_h): (i32, i32),
+    corner: Corner,
+) -> usize {
+    let pad = 4.0;
+    let (w, h) = (legend_w as f64 + 2.0 * pad, legend_h as f64 + 2.0 * pad);
+    let inset = LEGEND_INSET as f64 - pad;
+    let left = match corner {
+        Corner::UpperLeft | Corner::LowerLeft => inset,
+        Corner::UpperRight | Corner::LowerRight => plot_w - w - inset,
+    };
+    let top = match corner {
+        Corner::UpperLeft | Corner::UpperRight => inset,
+        Corner::LowerLeft | Corner::LowerRight => plot_h - h - inset,
+    };
+    let to_pixel = |(e, v): (u32, f64)| (e as f64 / max_epoch as f64 * plot_w, (1.0 - v / y_top) * plot_h);
+    let inside = |(x, y): (f64, f64)| x >= left && x <= left + w && y >= top && y <= top + h;
+    let mut hits = 0;
+    for curve in curves {
+        for segment in &curve.segments {
+            let pixels: Vec<(f64, f64)> = segment.iter().map(|&p| to_pixel(p)).collect();
+            hits += pixels.iter().filter(|&&p| inside(p)).count();
+            for pair in pixels.windows(2) {
+                let ((x0, y0), (x1, y1)) = (pair[0], pair[1]);
+                let steps = ((x1 - x0).abs().max((y1 - y0).abs()) / 2.0).ceil().max(1.0) as usize;
+                hits += (1..steps)
+                    .map(|s| s as f64 / steps as f64)
+                    .filter(|t| inside((x0 + t * (x1 - x0), y0 + t * (y1 - y0))))
+                    .count();
+            }
+        }
+    }
+    hits
+}
