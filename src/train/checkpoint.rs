@@ -184,16 +184,39 @@ pub fn latest_checkpoint(run: &Path) -> anyhow::Result<Checkpoint> {
         crate::bail_input!("--resume {}: no complete checkpoint in {}", run.display(), dir.display());
     };
     let text = std::fs::read_to_string(&json).with_context(|| format!("{}: cannot read", json.display()))?;
-    let sidecar: Sidecar = serde_json::from_str(&text)
-        .map_err(|e| input_error(format!("{}: not a checkpoint sidecar: {e}", json.display())))?;
-    if sidecar.format != CHECKPOINT_FORMAT {
-        crate::bail_input!(
-            "{}: checkpoint format {} (this build reads {CHECKPOINT_FORMAT})",
-            json.display(),
-            sidecar.format
-        );
-    }
+    let sidecar = parse_sidecar(&text, &json)?;
     Ok(Checkpoint { tensors: json.with_extension("safetensors"), sidecar })
+}
+
+/// Parses and checks a checkpoint sidecar read from `path` (named in errors): JSON of the right
+/// format version, a configuration that validates, a position and progress that agree.
+pub fn parse_sidecar(text: &str, path: &Path) -> anyhow::Result<Sidecar> {
+    let bad = |what: String| input_error(format!("{}: {what}", path.display()));
+    let sidecar: Sidecar =
+        serde_json::from_str(text).map_err(|e| bad(format!("not a checkpoint sidecar: {e}")))?;
+    if sidecar.format != CHECKPOINT_FORMAT {
+        return Err(bad(format!(
+            "checkpoint format {} (this build reads {CHECKPOINT_FORMAT})",
+            sidecar.format
+        )));
+    }
+    sidecar.config.validate().map_err(|e| bad(format!("its configuration: {e}")))?;
+    if sidecar.class_names.len() != sidecar.classes || sidecar.classes < 2 {
+        return Err(bad(format!(
+            "{} class names for {} classes",
+            sidecar.class_names.len(),
+            sidecar.classes
+        )));
+    }
+    let p = sidecar.position;
+    if p.step < p.batch || (p.batch == 0) != (sidecar.progress.seen == 0) {
+        return Err(bad(format!("position {p:?} disagrees with its progress")));
+    }
+    let sums = [sidecar.progress.loss_sum, sidecar.progress.seconds, sidecar.train_seconds];
+    if sums.iter().any(|v| !v.is_finite() || *v < 0.0) {
+        return Err(bad("negative or non-finite sums".into()));
+    }
+    Ok(sidecar)
 }
 
 /// The network's variables and the optimizer's momentum buffers of a checkpoint, checked against the
