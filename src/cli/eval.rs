@@ -4,7 +4,7 @@
 //! evaluated both ways, the two test errors measure how well the warp operator approximates the
 //! sequential network for those weights (the paper's Fig. 2 discussion).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
@@ -12,13 +12,13 @@ use serde::Serialize;
 use tch::{nn::VarStore, Device};
 
 use super::flags::{positive, WarpFlags};
-use crate::data::augment::Standardizer;
 use crate::data::{self, DataSpec};
 use crate::error::input_error;
 use crate::model::{ModelKind, Net, NetConfig};
+use crate::report::Table;
 use crate::train::checkpoint::load_weights;
-use crate::train::evaluate::evaluate;
-use crate::train::TrainConfig;
+use crate::train::evaluate::{evaluate, Evaluation, TOP_K};
+use crate::train::run_folder;
 
 #[derive(Debug, Clone, Args)]
 pub struct EvalArgs {
@@ -49,17 +49,21 @@ pub struct EvalArgs {
 struct ViewResult {
     model: String,
     description: String,
-    test_loss: f64,
-    test_error: f64,
-    images: usize,
+    evaluation: Evaluation,
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
-    let run_config = read_run_config(&args.checkpoint)?;
-    let spec = args.data.clone().unwrap_or(run_config.data.clone());
+    let run = run_folder::open(&args.checkpoint)?;
+    let spec = args.data.clone().unwrap_or(run.config.data.clone());
     let splits = data::load(&spec)?;
-    let trained = run_config.net(splits.train.classes);
-    let standardizer = Standardizer::fit(&splits.train);
+    if splits.class_names.len() != run.data.class_names.len() {
+        crate::bail_input!(
+            "--data {spec}: {} classes, the network was trained on {}",
+            splits.class_names.len(),
+            run.data.class_names.len()
+        );
+    }
+    let trained = run.config.net(splits.train.classes);
     let test = Arc::new(splits.test);
     let models = match args.as_model {
         Some(model) => vec![model],
@@ -71,42 +75,36 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         let vs = VarStore::new(Device::Cpu);
         let net = Net::new(&vs.root(), &config);
         load_weights(&vs, &args.checkpoint)?;
-        let e = evaluate(&net, &test, standardizer, args.eval_batch, Device::Cpu);
+        // Standardised as in training: the training set's statistics, kept in the run folder.
+        let e = evaluate(&net, &test, run.data.standardizer, args.eval_batch, Device::Cpu);
         println!(
-            "{}: test error {:.2}% (loss {:.4}) on {} images of {spec}",
+            "{}: top-1 error {:.2}%, top-{TOP_K} error {:.2}%, loss {:.4} on {} images of {spec}",
             config.describe(),
             100.0 * e.error,
+            100.0 * e.top5_error,
             e.loss,
             e.images
         );
-        results.push(ViewResult {
-            model: config.label(),
-            description: config.describe(),
-            test_loss: e.loss,
-            test_error: e.error,
-            images: e.images,
-        });
+        results.push(ViewResult { model: config.label(), description: config.describe(), evaluation: e });
     }
+    print_per_class(&splits.class_names, &results);
     if args.json {
         super::print_json(&serde_json::json!({ "checkpoint": args.checkpoint, "results": results }))?;
     }
     Ok(())
 }
 
-/// The run's config.toml beside the checkpoint.
-fn read_run_config(checkpoint: &Path) -> anyhow::Result<TrainConfig> {
-    if !checkpoint.is_file() {
-        crate::bail_input!("{}: no such checkpoint file", checkpoint.display());
+/// One row per class: its top-1 error under every view.
+fn print_per_class(class_names: &[String], results: &[ViewResult]) {
+    let headers: Vec<String> = std::iter::once("class".to_string())
+        .chain(results.iter().map(|r| format!("{} error", r.model)))
+        .collect();
+    let mut table = Table::new(&headers.iter().map(String::as_str).collect::<Vec<_>>());
+    for (c, name) in class_names.iter().enumerate() {
+        let errors = results.iter().map(|r| format!("{:.1}%", 100.0 * r.evaluation.per_class_error[c]));
+        table.push(std::iter::once(name.clone()).chain(errors).collect());
     }
-    let path = checkpoint.with_file_name("config.toml");
-    let text = std::fs::read_to_string(&path).map_err(|_| {
-        input_error(format!(
-            "{}: missing (eval reads the run's config beside the checkpoint)",
-            path.display()
-        ))
-    })?;
-    let message = |e: toml::de::Error| input_error(format!("{}: {}", path.display(), e.message()));
-    toml::from_str(&text).map_err(message)
+    print!("{}", table.markdown());
 }
 
 /// The trained network seen as `model`, with the flags' overrides for the WarpNet view.

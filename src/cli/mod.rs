@@ -1,10 +1,12 @@
 //! The `warpnet` command line: one file per subcommand.
 
 pub mod bench;
+pub mod convert;
 pub mod data;
 pub mod eval;
 pub mod flags;
 pub mod plot;
+pub mod predict;
 pub mod train;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +24,10 @@ pub enum Command {
     Train(Box<train::TrainArgs>),
     /// Evaluate a checkpoint as the WRN, the WarpNet, or both.
     Eval(eval::EvalArgs),
+    /// The top-5 classes of 32x32 RGB PNG images.
+    Predict(predict::PredictArgs),
+    /// Re-group a checkpoint's weights (WRN <-> WarpNet) or export them for PyTorch.
+    Convert(convert::ConvertArgs),
     /// Time training steps on synthetic data and print images/s.
     Bench(bench::BenchArgs),
     /// Data sets: download the official CIFAR archives, print a set's counts and statistics.
@@ -35,6 +41,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Train(args)) => train::run(*args),
         Some(Command::Eval(args)) => eval::run(args),
+        Some(Command::Predict(args)) => predict::run(args),
+        Some(Command::Convert(args)) => convert::run(args),
         Some(Command::Bench(args)) => bench::run(args),
         Some(Command::Data(args)) => data::run(args),
         Some(Command::Plot(args)) => plot::run(args),

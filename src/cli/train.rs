@@ -9,6 +9,7 @@ use crate::data::{self, DataSpec};
 use crate::error::input_error;
 use crate::model::{terms, ModelKind};
 use crate::parallel::Devices;
+use crate::report::plot;
 use crate::train::{self, Preset, TrainConfig, Verbosity};
 
 /// Every flag is optional: unset flags keep the preset's value (`--preset paper` by default, the
@@ -199,8 +200,13 @@ fn resume(run_dir: &Path, args: &TrainArgs) -> anyhow::Result<()> {
     report(&summary, run_dir, args.json)
 }
 
-/// The final line (and JSON) of a finished run.
+/// The final line (and JSON) of a finished run, after its test-error curve (test-error.png in the run
+/// folder; a run is not failed by its plot).
 fn report(summary: &train::RunSummary, out: &Path, json: bool) -> anyhow::Result<()> {
+    let curve = out.join("test-error.png");
+    if let Err(e) = plot::plot_runs(&[out.to_path_buf()], &curve, plot::Metric::TestError) {
+        eprintln!("warning: {}: no plot: {e:#}", curve.display());
+    }
     println!(
         "{}: test error {:.2}% (accuracy {:.2}%), {} steps in {:.0} s of training, {:.0} images/s; run folder {}",
         summary.model,

@@ -46,6 +46,8 @@ pub fn load_weights(vs: &VarStore, path: &Path) -> anyhow::Result<()> {
             input_error(format!("{}: not a readable safetensors file ({})", path.display(), first_line(&e)))
         })?
         .into_iter()
+        // A checkpoint's safetensors also hold the optimizer's momentum: not part of the network.
+        .filter(|(name, _)| !name.starts_with(MOMENTUM_PREFIX))
         .collect();
     check_names_and_shapes(path, vs, &stored)?;
     assign_variables(vs, &stored);

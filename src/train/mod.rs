@@ -6,6 +6,7 @@ pub mod evaluate;
 pub mod metrics;
 pub mod optimizer;
 pub mod progress;
+pub mod run_folder;
 pub mod schedule;
 pub mod step;
 pub mod trainer;

@@ -21,6 +21,7 @@ use super::evaluate::evaluate;
 use super::metrics::{EpochRecord, MetricsLog};
 use super::optimizer::Sgd;
 use super::progress::{epoch_bar, print_epoch, Verbosity};
+use super::run_folder::DataInfo;
 use super::schedule::StepSchedule;
 use super::step::Stepper;
 use crate::data::augment::Standardizer;
@@ -126,6 +127,9 @@ fn run(
     let vs = VarStore::new(device);
     let net = Net::new(&vs.root(), &net_config);
     let standardizer = Standardizer::fit(&splits.train);
+    if from.is_none() {
+        DataInfo { class_names: splits.class_names.clone(), standardizer }.write(out_dir)?;
+    }
     let (mut position, mut progress, mut train_seconds, momentum) = match &from {
         None => (Position::default(), EpochProgress::default(), 0.0, Named::new()),
         Some(checkpoint) => {

@@ -1,0 +1,69 @@
+//! A run folder as `warpnet train` leaves it, read back by eval, predict and convert:
+//!
+//!     RUN/config.toml         the resolved TrainConfig
+//!     RUN/data.json           class names and the standardisation statistics of the training set
+//!     RUN/metrics.jsonl       one line per epoch
+//!     RUN/model.safetensors   final weights and BatchNorm statistics
+//!     RUN/checkpoints/step-N.safetensors + .json   weights, statistics, momentum; the sidecar
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::{write_atomic, CHECKPOINTS};
+use super::config::TrainConfig;
+use crate::data::augment::Standardizer;
+use crate::error::input_error;
+
+/// What a trained network needs to know about its data to classify new images.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataInfo {
+    pub class_names: Vec<String>,
+    pub standardizer: Standardizer,
+}
+
+/// The configuration and data description of the run a weights file belongs to.
+#[derive(Debug, Clone)]
+pub struct RunFiles {
+    pub folder: PathBuf,
+    pub config: TrainConfig,
+    pub data: DataInfo,
+}
+
+pub const DATA_INFO: &str = "data.json";
+
+impl DataInfo {
+    pub fn write(&self, run: &Path) -> anyhow::Result<()> {
+        write_atomic(&run.join(DATA_INFO), serde_json::to_string_pretty(self)?.as_bytes())
+    }
+}
+
+/// The run folder of `weights`: RUN/model.safetensors, or RUN/checkpoints/step-N.safetensors.
+pub fn open(weights: &Path) -> anyhow::Result<RunFiles> {
+    if !weights.is_file() {
+        crate::bail_input!("{}: no such checkpoint file", weights.display());
+    }
+    let parent = weights.parent().unwrap_or(Path::new("."));
+    let folder = if parent.file_name().is_some_and(|n| n == CHECKPOINTS) {
+        parent.parent().unwrap_or(Path::new(".")).to_path_buf()
+    } else {
+        parent.to_path_buf()
+    };
+    let read = |name: &str| {
+        let path = folder.join(name);
+        std::fs::read_to_string(&path).map(|text| (path.clone(), text)).map_err(|_| {
+            input_error(format!("{}: missing (the run folder of {})", path.display(), weights.display()))
+        })
+    };
+    let (config_path, text) = read("config.toml")?;
+    let config: TrainConfig = toml::from_str(&text)
+        .map_err(|e| input_error(format!("{}: {}", config_path.display(), e.message().trim())))?;
+    let (data_path, text) = read(DATA_INFO)?;
+    let data: DataInfo = serde_json::from_str(&text)
+        .map_err(|e| input_error(format!("{}: not a data description: {e}", data_path.display())))?;
+    if data.class_names.len() < 2 {
+        crate::bail_input!("{}: {} class names", data_path.display(), data.class_names.len());
+    }
+    Ok(RunFiles { folder, config, data })
+}

@@ -1,0 +1,214 @@
+//! The experiment workflow on a small real run: eval (top-1, top-5, per class), predict on PNGs,
+//! convert between WRN and WarpNet and back, the PyTorch export, and hostile inputs to each (one error
+//! line, exit code 2, nothing written).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use tch::Tensor;
+
+fn warpnet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_warpnet")).args(args).output().unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = warpnet(args);
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn rejected(args: &[&str], needle: &str) {
+    let out = warpnet(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+    assert!(stderr.contains(needle), "{args:?}: {stderr} should mention {needle}");
+}
+
+fn last_json(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
+/// A WRN-13-1 (two units per stage) trained for a few steps.
+fn tiny_run(dir: &Path) -> PathBuf {
+    let run = dir.join("run");
+    ok(&[
+        "train",
+        "--preset",
+        "demo",
+        "--k",
+        "2",
+        "--limit-train",
+        "256",
+        "--iters",
+        "4",
+        "--batch",
+        "32",
+        "--quiet",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    run
+}
+
+fn write_png(path: &Path, width: u32, height: u32, colour: image::ColorType) {
+    let pixels: Vec<u8> =
+        (0..width * height * colour.bytes_per_pixel() as u32).map(|i| (i * 37 % 251) as u8).collect();
+    image::save_buffer(path, &pixels, width, height, colour).unwrap();
+}
+
+fn read_weights(path: &Path) -> Vec<(String, Tensor)> {
+    let mut v = Tensor::read_safetensors(path).unwrap();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[test]
+fn eval_predict_convert_and_their_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = tiny_run(dir.path());
+    let model = run.join("model.safetensors");
+    let m = model.to_str().unwrap();
+
+    let report = last_json(&ok(&["eval", "--checkpoint", m, "--as", "wrn", "--json"]));
+    let e = &report["results"][0]["evaluation"];
+    let (top1, top5) = (e["error"].as_f64().unwrap(), e["top5_error"].as_f64().unwrap());
+    assert!(top5 <= top1 && (0.0..=1.0).contains(&top1), "top-5 error {top5} <= top-1 error {top1}");
+    assert_eq!(e["per_class_error"].as_array().unwrap().len(), 10);
+    // A checkpoint of the run (with optimizer state) evaluates too.
+    let step4 = run.join("checkpoints").join("step-00000004.safetensors");
+    ok(&["eval", "--checkpoint", step4.to_str().unwrap(), "--as", "wrn"]);
+
+    let (good, small, grey, text) = (
+        dir.path().join("a.png"),
+        dir.path().join("b.png"),
+        dir.path().join("c.png"),
+        dir.path().join("d.png"),
+    );
+    write_png(&good, 32, 32, image::ColorType::Rgb8);
+    write_png(&small, 28, 28, image::ColorType::Rgb8);
+    write_png(&grey, 32, 32, image::ColorType::L8);
+    std::fs::write(&text, "not a png").unwrap();
+    let predictions = last_json(&ok(&["predict", "--checkpoint", m, good.to_str().unwrap(), "--json"]));
+    let top = predictions["predictions"][0]["top"].as_array().unwrap();
+    assert_eq!(top.len(), 5);
+    let p: Vec<f64> = top.iter().map(|t| t[1].as_f64().unwrap()).collect();
+    assert!(p.windows(2).all(|w| w[0] >= w[1]) && p.iter().sum::<f64>() <= 1.0 + 1e-9, "{p:?}");
+    rejected(&["predict", "--checkpoint", m, good.to_str().unwrap(), small.to_str().unwrap()], "28x28");
+    rejected(&["predict", "--checkpoint", m, grey.to_str().unwrap()], "RGB");
+    rejected(&["predict", "--checkpoint", m, text.to_str().unwrap()], "not a PNG");
+
+    // WRN -> WarpNet (K = 2) -> WRN: the same tensors, bit for bit.
+    let (warp, back) = (dir.path().join("warp"), dir.path().join("back"));
+    ok(&["convert", "--checkpoint", m, "--to", "warp", "--k", "2", "--out", warp.to_str().unwrap()]);
+    let warp_model = warp.join("model.safetensors");
+    let shown = ok(&["eval", "--checkpoint", warp_model.to_str().unwrap(), "--as", "warp"]);
+    assert!(shown.contains("WarpNet1-13-1"), "{shown}");
+    ok(&[
+        "convert",
+        "--checkpoint",
+        warp_model.to_str().unwrap(),
+        "--to",
+        "wrn",
+        "--out",
+        back.to_str().unwrap(),
+    ]);
+    let (a, b) = (read_weights(&model), read_weights(&back.join("model.safetensors")));
+    assert_eq!(a.len(), b.len());
+    for ((na, ta), (nb, tb)) in a.iter().zip(&b) {
+        assert!(na == nb && ta.equal(tb), "{na} changed in the round trip");
+    }
+    rejected(
+        &["convert", "--checkpoint", m, "--to", "warp", "--out", warp.to_str().unwrap()],
+        "exists already",
+    );
+    rejected(&["convert", "--checkpoint", m, "--to", "warp", "--k", "3", "--out", "/tmp/never"], "--k 3");
+    assert!(!Path::new("/tmp/never").exists());
+
+    // A truncated weights file, and weights of another size: errors, and nothing is overwritten.
+    let broken = dir.path().join("broken");
+    std::fs::create_dir(&broken).unwrap();
+    for f in ["config.toml", "data.json"] {
+        std::fs::copy(run.join(f), broken.join(f)).unwrap();
+    }
+    let bytes = std::fs::read(&model).unwrap();
+    std::fs::write(broken.join("model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
+    rejected(&["eval", "--checkpoint", broken.join("model.safetensors").to_str().unwrap()], "safetensors");
+    let other = std::fs::read_to_string(run.join("config.toml")).unwrap().replace("width = 1", "width = 2");
+    std::fs::write(broken.join("config.toml"), other).unwrap();
+    std::fs::copy(&model, broken.join("model.safetensors")).unwrap();
+    rejected(
+        &[
+            "predict",
+            "--checkpoint",
+            broken.join("model.safetensors").to_str().unwrap(),
+            good.to_str().unwrap(),
+        ],
+        "another size",
+    );
+    assert_eq!(std::fs::read(&model).unwrap(), bytes, "the run's own weights are untouched");
+}
+
+/// The export loads strictly into python/warpnet_torch.py and gives warpnet's logits. Needs PyTorch:
+/// `./scripts/setup.sh --pytorch` installs it into .deps/pytorch-2.11 (WARPNET_TORCH_PYTHONPATH points
+/// elsewhere); without it the comparison is reported as not run.
+#[test]
+fn pytorch_export_matches_warpnet() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = tiny_run(dir.path());
+    let export = dir.path().join("export.safetensors");
+    ok(&[
+        "convert",
+        "--checkpoint",
+        run.join("model.safetensors").to_str().unwrap(),
+        "--pytorch",
+        export.to_str().unwrap(),
+    ]);
+    let exported = read_weights(&export);
+    assert!(exported.iter().any(|(n, _)| n == "stage2.unit2.bn1.num_batches_tracked"));
+
+    // warpnet's own logits for some images, with the weights the export came from.
+    let config = warpnet::model::NetConfig::wrn(2, 1, 10);
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let net = warpnet::model::Net::new(&vs.root(), &config);
+    warpnet::train::checkpoint::load_weights(&vs, &run.join("model.safetensors")).unwrap();
+    let images = Tensor::randn([4, 3, 32, 32], (tch::Kind::Float, tch::Device::Cpu));
+    let logits = tch::no_grad(|| net.forward(&images, false));
+    let reference = dir.path().join("reference.safetensors");
+    Tensor::write_safetensors(&[("images", &images), ("logits", &logits)], &reference).unwrap();
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let site = std::env::var("WARPNET_TORCH_PYTHONPATH")
+        .unwrap_or_else(|_| root.join(".deps/pytorch-2.11").display().to_string());
+    let has_torch = Command::new("python3")
+        .args(["-c", "import torch, safetensors"])
+        .env("PYTHONPATH", &site)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_torch {
+        eprintln!("PyTorch not found in {site}: the export was checked for names only (./scripts/setup.sh --pytorch)");
+        return;
+    }
+    let out = Command::new("python3")
+        .arg(root.join("python/check_export.py"))
+        .args([
+            export.to_str().unwrap(),
+            reference.to_str().unwrap(),
+            "--units",
+            "2",
+            "--width",
+            "1",
+            "--classes",
+            "10",
+        ])
+        .env("PYTHONPATH", &site)
+        .output()
+        .unwrap();
+    // Same float32 ops in another library: agreement to ~1e-6; 1e-4 is the script's tolerance.
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
