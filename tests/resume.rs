@@ -147,3 +147,46 @@ fn resume_refuses_other_settings_and_missing_checkpoints() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no other settings"));
 }
+
+/// A loss that turns NaN stops the run with one line; the last good checkpoint stays, the final
+/// weights are never written, and a second run into the same folder cannot overwrite it.
+#[test]
+fn divergence_keeps_the_last_good_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    // The first epoch trains normally; at the milestone the lr jumps by 1e8 and the weights blow up.
+    let out = warpnet()
+        .args([
+            "train",
+            "--preset",
+            "demo",
+            "--limit-train",
+            "256",
+            "--batch",
+            "64",
+            "--epochs",
+            "3",
+            "--milestones",
+            "1",
+            "--gamma",
+            "1e8",
+            "--quiet",
+            "--out",
+            run.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("diverged"), "{stderr}");
+    let good = run.join("checkpoints").join("step-00000004.json");
+    assert!(good.is_file(), "the first epoch's checkpoint stays");
+    assert!(!run.join("model.safetensors").exists(), "no final weights from a diverged run");
+    let before = std::fs::read(&good).unwrap();
+    let again =
+        warpnet().args(["train", "--preset", "demo", "--out", run.to_str().unwrap()]).output().unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+    assert_eq!(std::fs::read(&good).unwrap(), before, "nothing overwritten");
+}

@@ -81,6 +81,12 @@ pub fn train(
     out_dir: &Path,
     verbosity: Verbosity,
 ) -> anyhow::Result<RunSummary> {
+    if out_dir.join("config.toml").exists() {
+        crate::bail_input!(
+            "--out {}: holds a run already (continue it with --resume, or choose another folder)",
+            out_dir.display()
+        );
+    }
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("{}: cannot create output folder", out_dir.display()))?;
     write_atomic(&out_dir.join("config.toml"), toml::to_string(config)?.as_bytes())?;
