@@ -344,12 +344,16 @@ fn malformed_config_files_are_one_error_line_naming_the_file() {
 }
 
 #[test]
-fn invalid_settings_in_config_files_are_one_error_line_naming_the_file() {
+fn warp_settings_for_a_wrn_in_a_config_file_are_one_error_line_naming_the_file() {
     assert_config_rejected(
         "wrn-with-variant.toml",
         "model = \"wrn\"\nk = 2\nnwarp = 3\nvariant = \"warpnet1\"\n",
         "variant",
     );
+}
+
+#[test]
+fn a_placement_term_the_variant_lacks_in_a_config_file_is_one_error_line_naming_the_file() {
     // WarpNet1 has F2'x1, not WarpNet2's F2'F1.
     assert_config_rejected(
         "foreign-term.toml",

@@ -148,9 +148,19 @@ impl TrainArgs {
         if self.epochs.is_some() {
             c.iters = None;
         }
+        let checked = Self::check(c);
+        match (&self.config, checked) {
+            // A setting the file gave (or a flag fighting it): the message names the file too.
+            (Some(path), Err(e)) => Err(e.context(format!("--config {}", path.display()))),
+            (_, checked) => checked,
+        }
+    }
+
+    /// Validates a resolved config; with --devices, also its placement against the warp layer, now,
+    /// before any data is read.
+    fn check(mut c: TrainConfig) -> anyhow::Result<TrainConfig> {
         c.validate().map_err(input_error)?;
         if c.devices.is_some() {
-            // Checks the placement against the warp layer now, before any data is read.
             let plan = c.parallel_plan(&c.net(2))?;
             c.placement = plan.placement.as_ref().map(|p| p.to_string()).or(c.placement);
         }
