@@ -142,6 +142,7 @@ fn warp_train_prints_terms_and_eval_reads_both_ways() {
     let other = dir.path().join("other");
     std::fs::create_dir(&other).unwrap();
     std::fs::copy(&checkpoint, other.join("model.safetensors")).unwrap();
+    std::fs::copy(run.join("data.json"), other.join("data.json")).unwrap();
     let config = std::fs::read_to_string(run.join("config.toml")).unwrap().replace("width = 1", "width = 2");
     std::fs::write(other.join("config.toml"), config).unwrap();
     assert_rejected(
