@@ -8,9 +8,17 @@
 #[error("{0}")]
 pub struct InputError(pub String);
 
-/// Shorthand: an `anyhow::Error` carrying an [`InputError`].
+/// Shorthand: an `anyhow::Error` carrying an [`InputError`]. Line breaks and other control characters
+/// quoted from the input (a file name, a JSON string) are escaped, so the message stays one line.
 pub fn input_error(message: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(InputError(message.into()))
+    anyhow::Error::new(InputError(one_line(&message.into())))
+}
+
+/// `text` with its control characters escaped as `\n`, `\r`, `\u{1b}`, ...
+pub fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+        .collect()
 }
 
 /// Early return with an [`InputError`], formatted like `format!`.

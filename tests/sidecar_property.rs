@@ -37,6 +37,9 @@ fn valid_sidecar() -> Sidecar {
     }
 }
 
+/// An edit of the sidecar's JSON value.
+type Edit = fn(&mut Value);
+
 fn valid_value() -> Value {
     serde_json::to_value(valid_sidecar()).unwrap()
 }
@@ -115,7 +118,7 @@ fn the_valid_sidecar_parses_back_to_itself() {
 
 #[test]
 fn specific_inconsistencies_are_refused() {
-    let cases: [(&str, &str, fn(&mut Value)); 10] = [
+    let cases: [(&str, &str, Edit); 10] = [
         ("format 2", "checkpoint format 2", |v| v["format"] = json!(2)),
         ("format 0", "checkpoint format 0", |v| v["format"] = json!(0)),
         ("negative train_seconds", "negative or non-finite", |v| v["train_seconds"] = json!(-1.0)),
@@ -226,13 +229,12 @@ fn replacement(rng: &mut ChaCha8Rng) -> Value {
 /// Unknown field names added to an object.
 const UNKNOWN_FIELDS: [&str; 5] = ["extra", "formats", "Config", "", "position "];
 
-/// Bytes inserted into the text: JSON structure, digits, letters, a space, a tab, a raw newline, a
-/// byte that is not UTF-8 on its own. (A backslash is not among them: an escape such as `\n` inside a
-/// key or an enum name is the known problem that `escaped_newlines_stay_on_one_line` pins down.)
-const INSERTED: &[u8] = b"{}[]\":,-+.0123456789eEaz \t\n\xff";
+/// Bytes inserted into the text: JSON structure, a backslash (escapes), digits, letters, a space, a
+/// tab, a raw newline, a byte that is not UTF-8 on its own.
+const INSERTED: &[u8] = b"{}[]\\\":,-+.0123456789eEaz \t\n\xff";
 
-/// One mutation of the valid sidecar, as text, and a description of it.
-fn mutate(rng: &mut ChaCha8Rng) -> (String, String) {
+/// One mutation of the valid sidecar: its text, its kind (0..8) and a description.
+fn mutate(rng: &mut ChaCha8Rng) -> (String, usize, String) {
     let value = valid_value();
     let text =
         if rng.gen_bool(0.5) { serde_json::to_string_pretty(&value) } else { serde_json::to_string(&value) };
@@ -315,7 +317,7 @@ fn mutate(rng: &mut ChaCha8Rng) -> (String, String) {
         }
     };
     // parse_sidecar takes text: bytes that are no longer UTF-8 arrive as replacement characters.
-    (String::from_utf8_lossy(&bytes).into_owned(), format!("mutation kind {kind}: {described}"))
+    (String::from_utf8_lossy(&bytes).into_owned(), kind, described)
 }
 
 fn parent_is_object(value: &Value, pointer: &str) -> bool {
@@ -329,10 +331,9 @@ fn mutated_sidecars_give_ok_or_one_line_input_errors() {
     let (mut accepted, mut refused) = (0, 0);
     let mut kinds = [0usize; 8];
     for i in 0..MUTATIONS {
-        let (text, described) = mutate(&mut rng);
-        let kind: usize = described["mutation kind ".len()..][..1].parse().unwrap();
+        let (text, kind, described) = mutate(&mut rng);
         kinds[kind] += 1;
-        match parse_checked(&text, &format!("mutation {i} ({described})")) {
+        match parse_checked(&text, &format!("mutation {i} (kind {kind}: {described})")) {
             Ok(_) => accepted += 1,
             Err(_) => refused += 1,
         }
@@ -343,4 +344,30 @@ fn mutated_sidecars_give_ok_or_one_line_input_errors() {
     // and numbers that stay in range leave a valid one.
     assert!(refused > MUTATIONS / 2, "only {refused} of {MUTATIONS} mutations refused");
     assert!(accepted > 0, "no mutation left a valid sidecar");
+}
+
+// ---- problems found while fuzzing (fuzz/README.md), fixed: these guard against their return ----------
+
+#[test]
+fn escaped_newlines_stay_on_one_line() {
+    let cases: [(&str, Edit); 4] = [
+        ("unknown field with a newline", |v| v["form\nat"] = json!(1)),
+        ("model with a newline", |v| v["config"]["model"] = json!("wrn\n")),
+        ("data set with a newline", |v| v["config"]["data"] = json!("fashion\nmnist")),
+        ("devices with a newline", |v| v["config"]["devices"] = json!("gpu\n0")),
+    ];
+    for (what, edit) in cases {
+        let mut value = valid_value();
+        edit(&mut value);
+        assert!(parse_checked(&value.to_string(), what).is_err(), "{what}: accepted");
+    }
+}
+
+#[test]
+fn a_huge_worker_count_is_an_input_error() {
+    // cpu:1000000000000 aborts the process (a 16 TB allocation), which no test can catch; usize::MAX
+    // panics with "capacity overflow" instead.
+    let mut value = valid_value();
+    value["config"]["devices"] = json!(format!("cpu:{}", usize::MAX));
+    assert!(parse_checked(&value.to_string(), "cpu:usize::MAX").is_err(), "accepted cpu:usize::MAX");
 }

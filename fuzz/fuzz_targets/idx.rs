@@ -11,7 +11,8 @@ use warpnet_fuzz::{check, split_two};
 
 fuzz_target!(|data: &[u8]| {
     let (images, labels) = split_two(data);
-    let result = parse_idx_pair(images, labels, "fuzz/train-images-idx3-ubyte", "fuzz/train-labels-idx1-ubyte");
+    let result =
+        parse_idx_pair(images, labels, "fuzz/train-images-idx3-ubyte", "fuzz/train-labels-idx1-ubyte");
     if let Some(set) = check(result, "idx") {
         assert!(!set.is_empty(), "idx: Ok with no images");
         assert_eq!(set.classes, FASHION_CLASSES);

@@ -18,7 +18,7 @@ use warpnet_fuzz::{check, split_two};
 use zip::write::SimpleFileOptions;
 use zip::CompressionMethod;
 
-/// One scratch file per fuzzing process.
+/// One scratch file per fuzzing process, removed after each input.
 fn scratch() -> &'static PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| std::env::temp_dir().join(format!("warpnet-fuzz-npz-{}.npz", std::process::id())))
@@ -51,7 +51,9 @@ fuzz_target!(|input: &[u8]| {
         }
     };
     std::fs::write(scratch(), &bytes).expect("cannot write the scratch npz file");
-    if let Some(set) = check(load_npz(scratch()), "npz") {
+    let result = load_npz(scratch());
+    let _ = std::fs::remove_file(scratch());
+    if let Some(set) = check(result, "npz") {
         assert!(!set.is_empty(), "npz: Ok with no images");
         assert_eq!(set.classes, IMAGENET_CLASSES);
         assert_eq!(set.images.len(), set.len() * IMAGE_BYTES, "npz: images and labels disagree");

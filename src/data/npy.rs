@@ -116,7 +116,7 @@ pub fn parse(mut bytes: Vec<u8>) -> Result<NpyArray, NpyError> {
         npy_bail!("is stored in Fortran order, expected C order (fortran_order False)");
     }
     let item = item_size(&header.descr)
-        .ok_or_else(|| NpyError(format!("has unsupported dtype '{}'", header.descr)))?;
+        .ok_or_else(|| NpyError(format!("has unsupported dtype '{}'", header.descr.escape_default())))?;
     let expected = header
         .shape
         .iter()

@@ -10,6 +10,9 @@ use std::str::FromStr;
 
 use tch::Device;
 
+/// Most workers one process starts (each is a thread; far more than any machine has cores or GPUs).
+pub const MAX_WORKERS: usize = 1024;
+
 /// The workers an executor runs on, in order.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -50,8 +53,11 @@ impl FromStr for Devices {
         }
         if let Some(n) = text.strip_prefix("cpu:") {
             return match n.parse::<usize>() {
-                Ok(n) if n >= 1 => Ok(Devices::cpu(n)),
-                _ => Err(format!("'{text}': expected cpu:N with N >= 1 workers")),
+                Ok(n) if (1..=MAX_WORKERS).contains(&n) => Ok(Devices::cpu(n)),
+                _ => Err(format!(
+                    "'{}': expected cpu:N with 1 <= N <= {MAX_WORKERS} workers",
+                    text.escape_default()
+                )),
             };
         }
         let workers = text
@@ -62,9 +68,14 @@ impl FromStr for Devices {
                     .strip_prefix("cuda:")
                     .and_then(|i| i.parse::<usize>().ok())
                     .map(Device::Cuda)
-                    .ok_or_else(|| format!("'{d}': expected cpu, cpu:N or cuda:I[,cuda:J...]")),
+                    .ok_or_else(|| {
+                        format!("'{}': expected cpu, cpu:N or cuda:I[,cuda:J...]", d.escape_default())
+                    }),
             })
             .collect::<Result<Vec<Device>, String>>()?;
+        if workers.len() > MAX_WORKERS {
+            return Err(format!("{} devices: at most {MAX_WORKERS}", workers.len()));
+        }
         Ok(Devices { workers })
     }
 }

@@ -214,6 +214,10 @@ pub fn parse_sidecar(text: &str, path: &Path) -> anyhow::Result<Sidecar> {
     if p.step < p.batch || (p.batch == 0) != (sidecar.progress.seen == 0) {
         return Err(bad(format!("position {p:?} disagrees with its progress")));
     }
+    let statistics = sidecar.standardizer.mean.iter().chain(&sidecar.standardizer.std);
+    if statistics.clone().any(|v| !v.is_finite()) || sidecar.standardizer.std.iter().any(|s| *s <= 0.0) {
+        return Err(bad("standardisation statistics not finite, or a deviation not positive".into()));
+    }
     let sums = [sidecar.progress.loss_sum, sidecar.progress.seconds, sidecar.train_seconds];
     if sums.iter().any(|v| !v.is_finite() || *v < 0.0) {
         return Err(bad("negative or non-finite sums".into()));
