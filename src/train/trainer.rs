@@ -275,8 +275,10 @@ fn run(
         };
         position = Position { epoch: position.epoch + 1, batch: 0, step: position.step };
         progress = EpochProgress::default();
-        checkpoint(position, progress, train_seconds, &stepper)?;
+        // The metrics line first: a run killed between the two redoes this epoch from the previous
+        // checkpoint, and the resume drops the line of the epoch it redoes.
         log.append(&record)?;
+        checkpoint(position, progress, train_seconds, &stepper)?;
         print_epoch(verbosity, &record, epochs);
         records.push(record);
     }
