@@ -1,10 +1,12 @@
 //! A run folder as `warpnet train` leaves it, read back by eval, predict and convert:
 //!
-//!     RUN/config.toml         the resolved TrainConfig
-//!     RUN/data.json           class names and the standardisation statistics of the training set
-//!     RUN/metrics.jsonl       one line per epoch
-//!     RUN/model.safetensors   final weights and BatchNorm statistics
-//!     RUN/checkpoints/step-N.safetensors + .json   weights, statistics, momentum; the sidecar
+//! ```text
+//! RUN/config.toml         the resolved TrainConfig
+//! RUN/data.json           class names and the standardisation statistics of the training set
+//! RUN/metrics.jsonl       one line per epoch
+//! RUN/model.safetensors   final weights and BatchNorm statistics
+//! RUN/checkpoints/step-N.safetensors + .json   weights, statistics, momentum; the sidecar
+//! ```
 
 use std::path::{Path, PathBuf};
 
