@@ -4,54 +4,16 @@
 median over timed steps after warm-up steps. Prints one summary line, and with --json one JSON line."""
 import argparse
 import json
+import os
 import statistics
+import sys
 import time
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-STEM_CHANNELS = 16  # Table 1: the stem convolution's output, before concatenation to 16kw
-
-
-def conv3x3(c_in, c_out):
-    conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
-    nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu")  # He-normal
-    return conv
-
-
-class Unit(nn.Module):
-    """F = BN-Conv3x3-BN-ReLU-Conv3x3-BN; the block adds the identity skip."""
-
-    def __init__(self, c):
-        super().__init__()
-        self.bn0, self.conv1, self.bn1 = nn.BatchNorm2d(c), conv3x3(c, c), nn.BatchNorm2d(c)
-        self.conv2, self.bn2 = conv3x3(c, c), nn.BatchNorm2d(c)
-
-    def forward(self, x):  # (B, C, H, W) -> (B, C, H, W)
-        h = self.conv1(self.bn0(x))
-        h = F.relu(self.bn1(h))
-        return x + self.bn2(self.conv2(h))
-
-
-class WRN(nn.Module):
-    def __init__(self, units, width, classes):
-        super().__init__()
-        self.width = width
-        self.stem_conv, self.stem_bn = conv3x3(3, STEM_CHANNELS), nn.BatchNorm2d(STEM_CHANNELS)
-        channels = [STEM_CHANNELS * width * 2**s for s in range(3)]
-        self.stages = nn.ModuleList(nn.Sequential(*[Unit(c) for _ in range(units)]) for c in channels)
-        self.head_bn, self.fc = nn.BatchNorm2d(channels[-1]), nn.Linear(channels[-1], classes)
-
-    def forward(self, x):  # (B, 3, 32, 32) -> (B, classes)
-        h = F.relu(self.stem_bn(self.stem_conv(x))).repeat(1, self.width, 1, 1)  # (B, 16kw, 32, 32)
-        for s, stage in enumerate(self.stages):
-            if s > 0:  # 2x2 average pooling, then the tensor concatenated with itself: (B, 2C, H/2, W/2)
-                pooled = F.avg_pool2d(h, 2)
-                h = torch.cat([pooled, pooled], 1)
-            h = stage(h)
-        h = F.relu(self.head_bn(h)).mean(dim=(2, 3))  # (B, 64kw)
-        return self.fc(h)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python"))
+from warpnet_torch import WRN  # noqa: E402  the same network, with warpnet's parameter names
 
 
 def main():

@@ -1,5 +1,6 @@
 //! Reports: tables as markdown and CSV.
 
+pub mod curves;
 pub mod plot;
 pub mod table;
 

@@ -1,0 +1,142 @@
+//! Learning curves read from run folders: one metric of `metrics.jsonl` against epoch
+//! ([`crate::train::metrics::EpochRecord`] per line), split where a value is missing.
+
+use std::path::Path;
+
+use crate::error::input_error;
+
+/// Which figure of `metrics.jsonl` to draw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Metric {
+    /// Test error in percent (`test_error`).
+    #[default]
+    TestError,
+    /// Mean training loss over the epoch (`train_loss`).
+    TrainLoss,
+    /// Test loss (`test_loss`).
+    TestLoss,
+    /// Training error in percent (1 - `train_accuracy`; augmented images, training mode).
+    TrainError,
+}
+
+impl Metric {
+    /// The y axis label.
+    pub fn axis_label(self) -> &'static str {
+        match self {
+            Metric::TestError => "test error (%)",
+            Metric::TrainLoss => "training loss",
+            Metric::TestLoss => "test loss",
+            Metric::TrainError => "training error (%)",
+        }
+    }
+
+    /// The JSON field the metric is read from.
+    pub fn field(self) -> &'static str {
+        match self {
+            Metric::TestError => "test_error",
+            Metric::TrainLoss => "train_loss",
+            Metric::TestLoss => "test_loss",
+            Metric::TrainError => "train_accuracy",
+        }
+    }
+
+    /// The plotted value for the stored one.
+    fn plotted(self, stored: f64) -> f64 {
+        match self {
+            Metric::TestError => 100.0 * stored,
+            Metric::TrainError => 100.0 * (1.0 - stored),
+            Metric::TrainLoss | Metric::TestLoss => stored,
+        }
+    }
+}
+
+/// One run's curve: its label and its (epoch, plotted value) points by epoch, in segments split where a
+/// value is missing (a non-finite loss is stored as `null`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Curve {
+    pub label: String,
+    pub segments: Vec<Vec<(u32, f64)>>,
+}
+
+impl Curve {
+    /// Every point, in order.
+    pub fn points(&self) -> impl Iterator<Item = (u32, f64)> + '_ {
+        self.segments.iter().flatten().copied()
+    }
+}
+
+/// Reads `dir/metrics.jsonl` and returns the metric's curve, labelled with the folder name.
+///
+/// A line whose epoch is not above the previous one starts the history again from that epoch (a run
+/// restarted or resumed into the same folder appends to the file): the records it supersedes are
+/// dropped. A value stored as `null` (a non-finite loss) leaves a gap. Blank lines are skipped.
+pub fn read_curve(dir: &Path, metric: Metric) -> anyhow::Result<Curve> {
+    if !dir.exists() {
+        crate::bail_input!("{}: no such run folder", dir.display());
+    }
+    if !dir.is_dir() {
+        crate::bail_input!(
+            "{}: not a folder (give the run folder written by `warpnet train`)",
+            dir.display()
+        );
+    }
+    let path = dir.join("metrics.jsonl");
+    if !path.is_file() {
+        crate::bail_input!("{}: missing (not a run folder written by `warpnet train`?)", path.display());
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|err| input_error(format!("{}: cannot read: {err}", path.display())))?;
+    let field = metric.field();
+    let mut records: Vec<(u32, Option<f64>)> = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = || format!("{} line {}", path.display(), index + 1);
+        let value: serde_json::Value = serde_json::from_str(line).map_err(|err| {
+            // serde's own "at line 1 column C" would contradict the file's line number.
+            let what = err.to_string();
+            let what = what.split(" at line ").next().unwrap_or_default();
+            input_error(format!("{}: not valid JSON ({what} at column {})", at(), err.column()))
+        })?;
+        let Some(object) = value.as_object() else {
+            crate::bail_input!("{}: not a JSON object", at());
+        };
+        let epoch = match object.get("epoch").and_then(|e| e.as_u64()) {
+            Some(epoch) if epoch >= 1 && epoch <= u32::MAX as u64 => epoch as u32,
+            _ => crate::bail_input!("{}: no \"epoch\" (a positive whole number)", at()),
+        };
+        let stored = match object.get(field) {
+            Some(serde_json::Value::Null) => None,
+            Some(v) if v.is_number() => v.as_f64(),
+            _ => crate::bail_input!("{}: no \"{field}\" number", at()),
+        };
+        records.retain(|(e, _)| *e < epoch);
+        records.push((epoch, stored.map(|s| metric.plotted(s)).filter(|v| v.is_finite())));
+    }
+    if records.is_empty() {
+        crate::bail_input!("{}: empty (no epoch recorded yet)", path.display());
+    }
+    let mut segments: Vec<Vec<(u32, f64)>> = Vec::new();
+    let mut current = Vec::new();
+    for (epoch, value) in records {
+        match value {
+            Some(v) => current.push((epoch, v)),
+            None if !current.is_empty() => segments.push(std::mem::take(&mut current)),
+            None => {}
+        }
+    }
+    if !current.is_empty() {
+        segments.push(current);
+    }
+    Ok(Curve { label: folder_name(dir), segments })
+}
+
+/// The last component of `dir`, resolving `.` and `..`; the path itself where there is none.
+fn folder_name(dir: &Path) -> String {
+    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+    name(dir)
+        .filter(|n| n != "." && n != "..")
+        .or_else(|| std::fs::canonicalize(dir).ok().as_deref().and_then(name))
+        .unwrap_or_else(|| dir.display().to_string())
+}
