@@ -1,10 +1,24 @@
 #!/usr/bin/env python3
-"""warpnet and PyTorch side by side: the same WRN training step, run alternately in rounds so machine
-noise hits both alike, medians over all timed steps, and the ratio of images/s.
+"""warpnet's training step side by side with PyTorch's, and WarpNet's against its WRN twin.
 
-    ./scripts/setup.sh --pytorch && cargo build --release && python3 bench/compare.py --nwarp 2 --width 4 --batch 64
+Every program of the suite runs once per round, rounds alternate, so machine noise hits all alike; the
+figure is the median over all timed steps of all rounds (each run does its own warm-up steps first).
+
+    ./scripts/setup.sh --pytorch && cargo build --release
+    python3 bench/compare.py                      # the CPU suite: 1 and 2 threads (about 15 minutes)
+    python3 bench/compare.py --suite quick        # WRN-13-4 batch 64 only
+    python3 bench/compare.py --suite gpu          # WRN-37-4 and WarpNet1-37-4 (K=2), batch 128, cuda:0
+    python3 bench/compare.py --suite change --before OLD/warpnet   # this build against an earlier one
+
+Rows:  WRN vs PyTorch: ratio = warpnet images/s / PyTorch images/s (>= 1: warpnet is as fast).
+       WarpNet vs its WRN twin (same units and width, warpnet both): cost = WarpNet ms / WRN ms.
+       "shared" vs "per-term": what sharing each unit's primal pass among the terms saves.
+       this build vs --before: ratio = before ms / after ms (> 1: faster now), incl. placements on workers.
+Writes runs/bench/speed.md and speed.csv (--out), and with --json one JSON line last.
 """
 import argparse
+import csv
+import io
 import json
 import os
 import statistics
@@ -12,51 +26,164 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WARPNET = os.path.join(ROOT, "target", "release", "warpnet")
+# The binary to time: target/release/warpnet, or $WARPNET_BIN (scripts/gpu-check.sh carries a copy).
+WARPNET = os.environ.get("WARPNET_BIN") or os.path.join(ROOT, "target", "release", "warpnet")
 PYTORCH_SITE = os.path.join(ROOT, ".deps", "pytorch-2.11")
+TMP = os.path.join(ROOT, "runs", "bench", "tmp")
+
+# Network sizes: WRN-n-kw with n = 6 * units + 1 (Table 1); the WarpNet twin has K = 2 and units / 2 layers.
+WRN_13_4 = {"nwarp": 2, "width": 4}
+WRN_37_4 = {"nwarp": 6, "width": 4}
 
 
-def run_json(cmd, env=None):
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
-    return json.loads(out.strip().splitlines()[-1])
+# The suite `change`: this build against an earlier one (--before BINARY), single device and placements.
+CHANGE = [
+    dict(WRN_13_4, batch=64, threads=2),
+    dict(WRN_13_4, batch=64, threads=2, model="warp", k=2, nwarp=1, variant="warpnet1"),
+    dict(WRN_13_4, batch=64, threads=1, model="warp", k=2, nwarp=1, variant="warpnet1"),
+    dict(WRN_13_4, batch=64, run="warpnet1 k=2 cpu:3 [F1],[F2],[F2'x1]"),
+    dict(WRN_13_4, batch=64, run="warpnet1 k=2 cpu:2 [F1],[F2,F2'x1]"),
+]
+
+
+def programs(suite, device):
+    """(row key, program, settings) for every program of the suite."""
+    rows = []
+    if suite == "change":
+        for s in CHANGE:
+            rows += [("after", "warpnet", dict(s, device=device)), ("before", "before", dict(s, device=device))]
+        return rows
+    if suite == "gpu":
+        threads, sizes, batches = [None], [WRN_37_4], [128]
+    elif suite == "quick":
+        threads, sizes, batches = [2], [WRN_13_4], [64]
+    else:
+        threads, sizes, batches = [1, 2], [WRN_13_4, WRN_37_4], [64, 128]
+    for t in threads:
+        for size in sizes:
+            for batch in batches:
+                shared = dict(size, batch=batch, threads=t, device=device)
+                rows.append(("wrn", "pytorch", shared))
+                rows.append(("wrn", "warpnet", shared))
+                if size is WRN_13_4 or suite == "gpu":
+                    warp = dict(shared, model="warp", k=2, nwarp=size["nwarp"] // 2)
+                    rows.append(("warpnet1", "warpnet", dict(warp, variant="warpnet1")))
+                    if suite != "gpu":
+                        rows.append(("warpnet2", "warpnet", dict(warp, variant="warpnet2")))
+                        rows.append(("warpnet2 per-term", "warpnet", dict(warp, variant="warpnet2", per_term=True)))
+    return rows
+
+
+def command(program, s, steps, warmup, before=None):
+    common = ["--nwarp", str(s["nwarp"]), "--width", str(s["width"]), "--batch", str(s["batch"]),
+              "--steps", str(steps), "--warmup", str(warmup), "--json"]
+    binary = before if program == "before" else WARPNET
+    if "run" in s:  # one configuration of the parallel executor; the nwarp/width flags size its network
+        return [binary, "bench", "--rounds", "1", "--run", s["run"], "--out", os.path.join(TMP, "run")] + common
+    if s.get("threads"):
+        common += ["--threads", str(s["threads"])]
+    if program == "pytorch":
+        device = "cuda" if s["device"].startswith("cuda") else "cpu"
+        return [sys.executable, os.path.join(ROOT, "bench", "pytorch_wrn.py"), "--device", device] + common
+    cmd = [binary, "bench", "--model", s.get("model", "wrn")] + common
+    if s["device"] != "cpu":
+        cmd += ["--device", s["device"]]
+    if "k" in s:
+        cmd += ["--k", str(s["k"]), "--variant", s["variant"]]
+    if s.get("per_term"):
+        cmd += ["--per-term-primals"]
+    return cmd
+
+
+def run_json(cmd):
+    env = dict(os.environ, PYTHONPATH=PYTORCH_SITE)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
+        sys.exit(f"compare.py: {' '.join(cmd)} failed (exit {done.returncode}): {last}")
+    out = done.stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    return result["runs"][0] if "runs" in result else result
+
+
+def label(s):
+    if "run" in s:
+        return s["run"]
+    units = 6 * s.get("k", 1) * s["nwarp"] + 1
+    name = {"warpnet1": "WarpNet1", "warpnet2": "WarpNet2"}.get(s.get("variant"), "WRN")
+    return f"{name}-{units}-{s['width']}"
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--k", type=int, default=1)
-    p.add_argument("--nwarp", type=int, default=2)
-    p.add_argument("--width", type=int, default=4)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--rounds", type=int, default=3, help="alternations of the two programs")
-    p.add_argument("--steps", type=int, default=8, help="timed steps per program per round")
-    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--suite", choices=["cpu", "quick", "gpu", "change"], default="cpu")
+    p.add_argument("--before", help="suite change: an earlier build of warpnet to compare with")
+    p.add_argument("--device", default=None, help="cpu or cuda:I (default: cuda:0 for --suite gpu)")
+    p.add_argument("--rounds", type=int, default=2, help="alternations of all programs")
+    p.add_argument("--steps", type=int, default=2, help="timed steps per program per round")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps per program per round")
+    p.add_argument("--out", default=os.path.join(ROOT, "runs", "bench"))
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
+    device = a.device or ("cuda:0" if a.suite == "gpu" else "cpu")
     if not os.path.exists(WARPNET):
         sys.exit(f"compare.py: {WARPNET} missing: run `cargo build --release` first")
-    if not os.path.exists(os.path.join(PYTORCH_SITE, "torch", "__init__.py")):
-        sys.exit(f"compare.py: {PYTORCH_SITE} missing: run `./scripts/setup.sh --pytorch` first")
-    shared = ["--k", str(a.k), "--nwarp", str(a.nwarp), "--width", str(a.width), "--batch", str(a.batch),
-              "--steps", str(a.steps), "--warmup", str(a.warmup), "--json"]
-    if a.threads:
-        shared += ["--threads", str(a.threads)]
-    env = dict(os.environ, PYTHONPATH=PYTORCH_SITE)
-    times = {"warpnet": [], "pytorch": []}
-    for _ in range(a.rounds):
-        times["warpnet"] += run_json([WARPNET, "bench", "--model", "wrn"] + shared)["step_ms"]
-        times["pytorch"] += run_json([sys.executable, os.path.join(ROOT, "bench", "pytorch_wrn.py")] + shared, env)["step_ms"]
-    ms = {name: statistics.median(t) for name, t in times.items()}
-    ips = {name: a.batch / (m / 1e3) for name, m in ms.items()}
-    label = f"WRN-{6 * a.k * a.nwarp + 1}-{a.width}"
-    print(f"{label}, batch {a.batch}, threads {a.threads or 'default'}, {a.rounds} rounds x {a.steps} steps")
-    print(f"{'':10} {'ms/batch':>10} {'images/s':>10}")
-    for name in ("warpnet", "pytorch"):
-        print(f"{name:10} {ms[name]:10.1f} {ips[name]:10.1f}")
-    ratio = ips["warpnet"] / ips["pytorch"]
-    print(f"ratio warpnet/pytorch images/s: {ratio:.3f}")
+    if a.suite == "change" and not (a.before and os.path.exists(a.before)):
+        sys.exit("compare.py: --suite change needs --before BINARY, an earlier build of warpnet")
+    rows = programs(a.suite, device)
+    times = [[] for _ in rows]
+    for r in range(a.rounds):
+        for i, (key, program, s) in enumerate(rows):
+            print(f"round {r + 1}/{a.rounds}: {program} {key} {label(s)} batch {s['batch']} threads "
+                  f"{s.get('threads') or 'default'}", file=sys.stderr)
+            times[i] += run_json(command(program, s, a.steps, a.warmup, a.before))["step_ms"]
+    ms = [statistics.median(t) for t in times]
+
+    def find(key, program, s):
+        for i, (k, prog, other) in enumerate(rows):
+            if k == key and prog == program and other["batch"] == s["batch"] and other.get("threads") == s.get("threads") \
+                    and other["nwarp"] * other.get("k", 1) == s["nwarp"] * s.get("k", 1):
+                return ms[i]
+        return None
+
+    header = ["comparison", "network", "batch", "threads", "ms/batch", "images/s", "reference", "ref ms/batch",
+              "ref images/s", "ratio"]
+    table = []
+    for i, (key, program, s) in enumerate(rows):
+        threads = s.get("threads") or "default"
+        if key == "wrn" and program == "warpnet":
+            ref = find("wrn", "pytorch", s)
+            table.append(["WRN vs PyTorch (ratio of images/s)", label(s), s["batch"], threads, ms[i], s["batch"] / ms[i] * 1e3,
+                          "PyTorch", ref, s["batch"] / ref * 1e3, ref / ms[i]])
+        elif key in ("warpnet1", "warpnet2"):
+            ref = find("wrn", "warpnet", s)
+            name = "WarpNet1" if key == "warpnet1" else "WarpNet2"
+            table.append([f"{name} K=2 vs WRN twin (cost = ms / ms)", label(s), s["batch"], threads, ms[i],
+                          s["batch"] / ms[i] * 1e3, "WRN twin", ref, s["batch"] / ref * 1e3, ms[i] / ref])
+        elif key == "after":
+            ref = ms[i + 1]  # its "before" row follows it
+            table.append(["this build vs --before (ratio = before ms / after ms)", label(s), s["batch"], threads,
+                          ms[i], s["batch"] / ms[i] * 1e3, "before", ref, s["batch"] / ref * 1e3, ref / ms[i]])
+        elif key == "warpnet2 per-term":
+            ref = find("warpnet2", "warpnet", s)
+            table.append(["WarpNet2 primal passes per term vs shared (cost)", label(s), s["batch"],
+                          threads, ms[i], s["batch"] / ms[i] * 1e3, "shared", ref, s["batch"] / ref * 1e3, ms[i] / ref])
+    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) and v < 10 else (f"{v:.1f}" if isinstance(v, float) else str(v))
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in table]
+    markdown = "\n".join(lines) + "\n"
+    print(f"device {device}, {a.rounds} rounds x {a.steps} timed steps after {a.warmup} warm-up steps, medians")
+    print(markdown, end="")
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.out, "speed.md"), "w") as f:
+        f.write(markdown)
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows([header] + table)
+    with open(os.path.join(a.out, "speed.csv"), "w") as f:
+        f.write(buffer.getvalue())
+    print(f"written: {a.out}/speed.md, {a.out}/speed.csv")
     if a.json:
-        print(json.dumps({"model": label, "batch": a.batch, "ms_per_batch": ms, "images_per_s": ips, "ratio": ratio}))
+        print(json.dumps({"device": device, "header": header, "rows": table}))
 
 
 if __name__ == "__main__":

@@ -27,16 +27,18 @@ def main():
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:I]")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     units = a.k * a.nwarp
-    net = WRN(units, a.width, a.classes)
+    device = torch.device(a.device)
+    net = WRN(units, a.width, a.classes).to(device)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
-    images = torch.randn(a.batch, 3, 32, 32)
-    labels = torch.randint(a.classes, (a.batch,))
+    images = torch.randn(a.batch, 3, 32, 32, device=device)
+    labels = torch.randint(a.classes, (a.batch,), device=device)
     net.train()
     step_ms = []
     for i in range(a.warmup + a.steps):
@@ -45,7 +47,7 @@ def main():
         opt.zero_grad()
         loss.backward()
         opt.step()
-        loss.item()
+        loss.item()  # waits for the step on asynchronous devices
         if i >= a.warmup:
             step_ms.append((time.perf_counter() - started) * 1e3)
     ms = statistics.median(step_ms)

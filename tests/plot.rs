@@ -23,6 +23,7 @@ fn record(epoch: usize, test_error: f64) -> EpochRecord {
         test_error,
         seconds: 30.3,
         images_per_s: 194.0,
+        data_wait_seconds: 0.1,
     }
 }
 

@@ -32,7 +32,13 @@ fn valid_sidecar() -> Sidecar {
         class_names: (0..10).map(|i| format!("class {i}")).collect(),
         standardizer: Standardizer { mean: [0.2860, 0.2860, 0.2860], std: [0.3530, 0.3530, 0.3530] },
         position: Position { epoch: 2, batch: 5, step: 755 },
-        progress: EpochProgress { loss_sum: 11.25, correct: 40, seen: 80, seconds: 3.5 },
+        progress: EpochProgress {
+            loss_sum: 11.25,
+            correct: 40,
+            seen: 80,
+            seconds: 3.5,
+            data_wait_seconds: 0.25,
+        },
         train_seconds: 120.5,
     }
 }

@@ -65,7 +65,7 @@ fn scale_branches(targets: &[Tensor], original: &[Tensor], eps: f64) {
 
 /// x_{K+1} by the sequential ResNet: x_{i+1} = x_i + F_i(x_i).
 fn sequential(units: &[&ResidualUnit], x1: &Tensor) -> Tensor {
-    units.iter().fold(x1.shallow_clone(), |x, u| &x + u.primal(&x, false, None).output)
+    units.iter().fold(x1.shallow_clone(), |x, u| &x + u.forward(&x, false))
 }
 
 /// Fitted slope of log ||warp - sequential|| against log eps (least squares).

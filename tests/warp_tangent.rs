@@ -17,7 +17,7 @@ const H: f64 = 1e-6;
 const TOLERANCE: f64 = 1e-6;
 
 fn linearization(unit: &ResidualUnit, x1: &Tensor, train: bool, mode: DerivativeBn) -> Linearization {
-    unit.primal(x1, train, Some(mode)).linearization.unwrap()
+    unit.primal(x1, train, false, Some(mode)).linearization.unwrap()
 }
 
 fn point_and_direction() -> (Tensor, Tensor) {
@@ -35,7 +35,7 @@ fn none_is_the_derivative_of_the_bn_free_unit() {
     }
     let (x1, v) = point_and_direction();
     let tangent = unit.tangent(&linearization(&unit, &x1, false, DerivativeBn::None), &v);
-    let fd = central_difference(|x| unit.primal(x, false, None).output, &x1, &v, H);
+    let fd = central_difference(|x| unit.forward(x, false), &x1, &v, H);
     let error = relative_error(&tangent, &fd);
     assert!(error < TOLERANCE, "relative error {error}");
 }
@@ -47,7 +47,7 @@ fn none_departs_from_the_derivative_of_a_unit_with_batch_norm() {
     let (_vs, unit) = unit_f64(3);
     let (x1, v) = point_and_direction();
     let tangent = unit.tangent(&linearization(&unit, &x1, false, DerivativeBn::None), &v);
-    let fd = central_difference(|x| unit.primal(x, false, None).output, &x1, &v, H);
+    let fd = central_difference(|x| unit.forward(x, false), &x1, &v, H);
     assert!(relative_error(&tangent, &fd) > 1e-2);
 }
 
@@ -57,7 +57,7 @@ fn frozen_and_exact_in_eval_mode_are_the_derivative() {
     tch::manual_seed(3);
     let (_vs, unit) = unit_f64(3);
     let (x1, v) = point_and_direction();
-    let fd = central_difference(|x| unit.primal(x, false, None).output, &x1, &v, H);
+    let fd = central_difference(|x| unit.forward(x, false), &x1, &v, H);
     for mode in [DerivativeBn::Frozen, DerivativeBn::Exact] {
         let tangent = unit.tangent(&linearization(&unit, &x1, false, mode), &v);
         let error = relative_error(&tangent, &fd);
@@ -85,7 +85,7 @@ fn frozen_in_training_mode_is_the_derivative_of_the_frozen_unit() {
     let (_vs, unit) = unit_f64(3);
     let (x1, v) = point_and_direction();
     let tangent = unit.tangent(&linearization(&unit, &x1, true, DerivativeBn::Frozen), &v);
-    let train_output = unit.primal(&x1, true, None).output;
+    let train_output = unit.forward(&x1, true);
 
     // Statistics at each BN's input for x1, layer by layer, then frozen into the running buffers.
     let affine = |x: &Tensor, (mean, var): &(Tensor, Tensor), gamma: &Tensor, beta: &Tensor| {
@@ -103,7 +103,7 @@ fn frozen_in_training_mode_is_the_derivative_of_the_frozen_unit() {
             bn.running_var.shallow_clone().copy_(var);
         }
     });
-    let frozen = |x: &Tensor| unit.primal(x, false, None).output;
+    let frozen = |x: &Tensor| unit.forward(x, false);
     // The frozen unit agrees with the training-mode unit at x1 itself (same statistics there).
     assert!(relative_error(&frozen(&x1), &train_output) < 1e-12);
     let fd = central_difference(frozen, &x1, &v, H);
@@ -119,7 +119,7 @@ fn exact_in_training_mode_is_the_derivative_of_the_training_unit() {
     let (_vs, unit) = unit_f64(3);
     let (x1, v) = point_and_direction();
     let tangent = unit.tangent(&linearization(&unit, &x1, true, DerivativeBn::Exact), &v);
-    let fd = central_difference(|x| unit.primal(x, true, None).output, &x1, &v, H);
+    let fd = central_difference(|x| unit.forward(x, true), &x1, &v, H);
     let error = relative_error(&tangent, &fd);
     assert!(error < TOLERANCE, "relative error {error}");
     // ... and `frozen` is not: the statistics' own derivative matters in training mode.

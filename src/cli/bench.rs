@@ -16,7 +16,8 @@ use tch::{nn::VarStore, Device, Kind, Tensor};
 use anyhow::Context;
 
 use super::flags::{positive, WarpFlags};
-use crate::model::{DerivativeBn, ModelKind, Net, NetConfig, Variant};
+use crate::model::warp::PrimalSharing;
+use crate::model::{op_count, DerivativeBn, ModelKind, Net, NetConfig, Variant};
 use crate::parallel::comparison::{default_runs, measure, RunSpec};
 use crate::parallel::memory;
 use crate::report::Table;
@@ -50,6 +51,9 @@ pub struct BenchArgs {
     /// libtorch intra-op threads (default: all cores).
     #[arg(long, value_parser = positive)]
     pub threads: Option<usize>,
+    /// Device of the single-network step: cpu, cuda or cuda:I.
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub device: Device,
     /// Output classes of the synthetic task.
     #[arg(long, default_value = "10", value_parser = positive)]
     pub classes: usize,
@@ -68,6 +72,17 @@ pub struct BenchArgs {
     /// Folder for the comparison's bench.md and bench.csv.
     #[arg(long, default_value = "runs/bench")]
     pub out: std::path::PathBuf,
+    /// Each term runs its own primal passes (as a generic JVP would) instead of sharing them: measures
+    /// what sharing saves.
+    #[arg(long)]
+    pub per_term_primals: bool,
+    /// Convolution weights and the input in channels-last (NHWC) memory layout, which libtorch's
+    /// convolutions then keep through the network: measures whether this machine prefers it.
+    #[arg(long)]
+    pub channels_last: bool,
+    /// Also print the forward operations of one step (3x3 convolutions, ReLU masks).
+    #[arg(long)]
+    pub count: bool,
     /// Print the figures as one JSON object on the last stdout line.
     #[arg(long)]
     pub json: bool,
@@ -85,6 +100,8 @@ pub struct BenchResult {
     pub images_per_s: f64,
     /// Every timed step, in milliseconds, in order.
     pub step_ms: Vec<f64>,
+    /// Forward operations of one step.
+    pub forward_ops: op_count::OpCount,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -103,6 +120,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         derivative_bn: args.warp.derivative_bn.unwrap_or(DerivativeBn::None),
     };
     config.validate().map_err(crate::error::input_error)?;
+    if let Device::Cuda(i) = args.device {
+        let count = crate::parallel::device::cuda_device_count("--device")?;
+        if i >= count {
+            crate::bail_input!("--device: cuda:{i} does not exist ({count} CUDA devices visible)");
+        }
+    }
     if args.table || !args.runs.is_empty() {
         return compare(&config, &args);
     }
@@ -111,6 +134,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "{} batch {} threads {}: {:.1} ms/batch (median of {}), {:.1} images/s",
         result.model, result.batch, result.threads, result.ms_per_batch, result.steps, result.images_per_s
     );
+    if args.count {
+        let ops = &result.forward_ops;
+        println!("forward per step: {} 3x3 convolutions, {} ReLU masks", ops.convolutions, ops.masks);
+    }
     if args.json {
         super::print_json(&result)?;
     }
@@ -119,17 +146,29 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 /// Times `args.steps` training steps after `args.warmup` untimed ones.
 pub fn bench_training_step(config: &NetConfig, args: &BenchArgs) -> BenchResult {
-    let device = Device::Cpu;
+    let device = args.device;
     tch::manual_seed(args.seed as i64);
     let vs = VarStore::new(device);
-    let net = Net::new(&vs.root(), config);
+    let mut net = Net::new(&vs.root(), config);
+    if args.per_term_primals {
+        net.set_primal_sharing(PrimalSharing::PerTerm);
+    }
     let mut sgd = Sgd::new(&vs, 0.9, 5e-4);
     let batch = args.batch as i64;
-    let images = Tensor::randn([batch, 3, 32, 32], (Kind::Float, device)); // (B, 3, 32, 32)
+    let mut images = Tensor::randn([batch, 3, 32, 32], (Kind::Float, device)); // (B, 3, 32, 32)
+    if args.channels_last {
+        images = channels_last(&images);
+        tch::no_grad(|| {
+            for (_, mut weight) in vs.variables().into_iter().filter(|(_, v)| v.dim() == 4) {
+                weight.set_data(&channels_last(&weight));
+            }
+        });
+    }
     let labels = Tensor::randint(args.classes as i64, [batch], (Kind::Int64, device)); // (B,)
     let mut step_ms = Vec::with_capacity(args.steps);
     for i in 0..args.warmup + args.steps {
         let started = Instant::now();
+        op_count::reset();
         let loss = net.forward(&images, true).cross_entropy_for_logits(&labels);
         let gradients = sgd.gradients(&loss);
         sgd.step(&gradients, 0.1);
@@ -147,6 +186,7 @@ pub fn bench_training_step(config: &NetConfig, args: &BenchArgs) -> BenchResult 
         ms_per_batch,
         images_per_s: args.batch as f64 / (ms_per_batch / 1e3),
         step_ms,
+        forward_ops: op_count::read(),
     }
 }
 
@@ -202,4 +242,22 @@ fn compare(base: &NetConfig, args: &BenchArgs) -> anyhow::Result<()> {
         super::print_json(&serde_json::json!({ "batch": args.batch, "runs": measured }))?;
     }
     Ok(())
+}
+
+/// "cpu", "cuda", "cuda:I".
+fn parse_device(text: &str) -> Result<Device, String> {
+    match text {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Ok(Device::Cuda(0)),
+        _ => text
+            .strip_prefix("cuda:")
+            .and_then(|i| i.parse().ok())
+            .map(Device::Cuda)
+            .ok_or_else(|| format!("'{}': expected cpu, cuda or cuda:I", text.escape_default())),
+    }
+}
+
+/// The same (N, C, H, W) tensor stored as (N, H, W, C): strides that libtorch reads as channels-last.
+fn channels_last(t: &Tensor) -> Tensor {
+    t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }

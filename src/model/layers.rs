@@ -26,6 +26,7 @@ impl Conv3x3 {
 
     /// (B, C_in, H, W) -> (B, C_out, H, W)
     pub fn forward(&self, x: &Tensor) -> Tensor {
+        super::op_count::convolutions_add(1);
         x.conv2d(&self.weight, None::<Tensor>, [1, 1], [1, 1], [1, 1], 1)
     }
 }

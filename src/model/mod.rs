@@ -3,6 +3,7 @@
 pub mod config;
 pub mod layers;
 pub mod net;
+pub mod op_count;
 pub mod terms;
 pub mod unit;
 pub mod warp;

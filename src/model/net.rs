@@ -11,7 +11,7 @@ use super::config::{ModelKind, NetConfig, Variant, STAGES, STEM_CHANNELS};
 use super::layers::{BatchNorm2d, Conv3x3, Linear};
 use super::terms::{self, Term};
 use super::unit::ResidualUnit;
-use super::warp::{Jacobian, WarpLayer};
+use super::warp::{Jacobian, PrimalSharing, WarpLayer};
 
 /// Stem Conv3x3(in -> 16)-BN-ReLU, then the channel concatenation to 16kw.
 #[derive(Debug)]
@@ -109,6 +109,11 @@ impl Net {
         }
         let head = Head::new(root, config);
         Net { config: config.clone(), stem, stages, head }
+    }
+
+    /// How every warp layer shares its primal passes among its terms (shared unless benchmarking).
+    pub fn set_primal_sharing(&mut self, sharing: PrimalSharing) {
+        self.stages.iter_mut().flat_map(|s| &mut s.layers).for_each(|layer| layer.sharing = sharing);
     }
 
     /// Logits: (B, in, 32, 32) -> (B, classes).

@@ -6,6 +6,7 @@ use tch::Tensor;
 
 use super::config::DerivativeBn;
 use super::layers::{BatchNorm2d, BnTangent, Conv3x3};
+use super::op_count;
 
 /// One residual branch F_i at a fixed width C. The skip connection x + F(x) is added by the warp layer.
 #[derive(Debug)]
@@ -21,8 +22,8 @@ pub struct ResidualUnit {
 /// What the primal pass F(x1) returns.
 #[derive(Debug)]
 pub struct UnitPrimal {
-    /// F(x1): (B, C, H, W).
-    pub output: Tensor,
+    /// F(x1): (B, C, H, W); `None` when only the linearisation was asked for.
+    pub output: Option<Tensor>,
     /// What a tangent pass at the same x1 needs; kept only when asked for.
     pub linearization: Option<Linearization>,
 }
@@ -30,7 +31,8 @@ pub struct UnitPrimal {
 /// The unit linearised at x1: F'(x1) is v -> BN2'(Conv2(mask * BN1'(Conv1(BN0'(v))))).
 #[derive(Debug)]
 pub struct Linearization {
-    /// 1 where the ReLU's input at x1 was > 0, else 0: (B, C, H, W), held constant.
+    /// true where the ReLU's input at x1 was > 0: (B, C, H, W) booleans (a quarter of a float mask's
+    /// memory; multiplying by it promotes to the vector's float kind), held constant.
     pub relu_mask: Tensor,
     /// bn0, bn1, bn2 as the derivative-BN mode treats them.
     pub bn: [BnTangent; 3],
@@ -48,22 +50,42 @@ impl ResidualUnit {
         }
     }
 
-    /// Primal pass F(x): (B, C, H, W) -> (B, C, H, W). With `linearize`, also keeps what the tangent pass
-    /// at this x needs, BN treated as that mode says.
-    pub fn primal(&self, x: &Tensor, train: bool, linearize: Option<DerivativeBn>) -> UnitPrimal {
+    /// F(x): (B, C, H, W) -> (B, C, H, W).
+    pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        self.primal(x, train, true, None).output.expect("output asked for")
+    }
+
+    /// Primal pass at x: F(x) when `output`, and with `linearize` what the tangent pass at this x needs,
+    /// BN treated as that mode says. Nothing is computed that neither needs: with BN removed from F'
+    /// (`none`) a pass for the linearisation alone stops at the ReLU mask (conv1 of the two convs), so a
+    /// device that holds only F'_j x1 never runs F_j's second convolution.
+    pub fn primal(
+        &self,
+        x: &Tensor,
+        train: bool,
+        output: bool,
+        linearize: Option<DerivativeBn>,
+    ) -> UnitPrimal {
         let conv1_in = self.bn0.forward(x, train);
         let bn1_in = self.conv1.forward(&conv1_in);
         let pre_relu = self.bn1.forward(&bn1_in, train);
-        let bn2_in = self.conv2.forward(&pre_relu.relu());
-        let output = self.bn2.forward(&bn2_in, train);
-        let linearization = linearize.map(|mode| Linearization {
-            relu_mask: pre_relu.gt(0.0).to_kind(pre_relu.kind()),
-            bn: [
-                self.bn0.linearize(x, train, mode),
-                self.bn1.linearize(&bn1_in, train, mode),
-                self.bn2.linearize(&bn2_in, train, mode),
-            ],
+        let needs_bn2_input = output || linearize.is_some_and(|mode| mode != DerivativeBn::None);
+        let bn2_in = needs_bn2_input.then(|| self.conv2.forward(&pre_relu.relu()));
+        let linearization = linearize.map(|mode| {
+            op_count::masks_add(1);
+            Linearization {
+                relu_mask: pre_relu.gt(0.0),
+                bn: [
+                    self.bn0.linearize(x, train, mode),
+                    self.bn1.linearize(&bn1_in, train, mode),
+                    match &bn2_in {
+                        Some(bn2_in) => self.bn2.linearize(bn2_in, train, mode),
+                        None => BnTangent::Removed, // mode `none`
+                    },
+                ],
+            }
         });
+        let output = if output { bn2_in.map(|h| self.bn2.forward(&h, train)) } else { None };
         UnitPrimal { output, linearization }
     }
 
@@ -80,6 +102,7 @@ impl ResidualUnit {
     /// convolved as if it were the signal, and no BN appears. Kept only to reproduce that code's numbers.
     pub fn released_map(&self, v: &Tensor) -> Tensor {
         let flipped = |w: &Tensor| w.flip([2, 3]);
+        op_count::convolutions_add(2);
         let h = v.conv2d(&flipped(&self.conv1.weight), None::<Tensor>, [1, 1], [1, 1], [1, 1], 1);
         let mask = h.gt(0.0).to_kind(h.kind());
         mask.conv2d(&flipped(&self.conv2.weight), None::<Tensor>, [1, 1], [1, 1], [1, 1], 1)

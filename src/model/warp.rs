@@ -17,6 +17,17 @@ pub enum Jacobian {
     Released,
 }
 
+/// How the terms of a layer share the primal passes at x1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PrimalSharing {
+    /// Each unit's primal pass (output, ReLU mask, BN statistics) runs once and every term reuses it.
+    #[default]
+    Shared,
+    /// Each term runs the primal passes it needs itself, as a generic forward-mode JVP (jvp(F, x1, v))
+    /// would. Only for measuring what sharing saves (`warpnet bench --per-term-primals`).
+    PerTerm,
+}
+
 /// A warp layer: K units and the terms that combine them. On a device of a model-parallel placement
 /// it holds only the units its terms read (the others are `None`) and only those terms.
 #[derive(Debug)]
@@ -24,6 +35,7 @@ pub struct WarpLayer {
     units: Vec<Option<ResidualUnit>>,
     pub terms: Vec<Term>,
     pub jacobian: Jacobian,
+    pub sharing: PrimalSharing,
 }
 
 impl WarpLayer {
@@ -37,7 +49,7 @@ impl WarpLayer {
         assert!(!terms.is_empty(), "a warp layer has at least one term");
         let held = |u: usize| units.get(u).is_some_and(|slot| slot.is_some());
         assert!(terms.iter().all(|t| t.units().all(held)), "every unit a term reads is held");
-        WarpLayer { units, terms, jacobian }
+        WarpLayer { units, terms, jacobian, sharing: PrimalSharing::Shared }
     }
 
     /// Unit c (0-based) of the layer; panics if this layer does not hold it.
@@ -57,26 +69,31 @@ impl WarpLayer {
 
     /// The sum of this layer's terms at x1, without the skip: (B, C, H, W) -> (B, C, H, W).
     pub fn terms_sum(&self, x1: &Tensor, train: bool) -> Tensor {
-        let primals = self.primal_passes(x1, train);
+        let shared =
+            (self.sharing == PrimalSharing::Shared).then(|| self.primal_passes(&self.terms, x1, train));
         self.terms
             .iter()
-            .map(|term| self.evaluate(term, x1, &primals))
+            .map(|term| match &shared {
+                Some(primals) => self.evaluate(term, x1, primals),
+                None => self.evaluate(term, x1, &self.primal_passes(std::slice::from_ref(term), x1, train)),
+            })
             .reduce(|sum, term| sum + term)
             .expect("at least one term")
     }
 
-    /// The primal pass at x1 of every unit a term uses, once each: its output where a term starts from
-    /// it, its linearisation where a term applies its Jacobian. `None` for units no term uses.
-    pub fn primal_passes(&self, x1: &Tensor, train: bool) -> Vec<Option<UnitPrimal>> {
+    /// The primal pass at x1 of every unit that `terms` use, once each: its output where a term starts
+    /// from it, its linearisation where a term applies its Jacobian. `None` for units no term uses.
+    pub fn primal_passes(&self, terms: &[Term], x1: &Tensor, train: bool) -> Vec<Option<UnitPrimal>> {
         (0..self.units.len())
             .map(|c| {
-                let starts_a_term = self.terms.iter().any(|t| t.vector == Vector::Primal(c));
-                let in_a_chain = self.terms.iter().any(|t| t.chain.contains(&c));
+                let starts_a_term = terms.iter().any(|t| t.vector == Vector::Primal(c));
+                let in_a_chain = terms.iter().any(|t| t.chain.contains(&c));
                 let linearize = match self.jacobian {
                     Jacobian::Tangent(mode) if in_a_chain => Some(mode),
                     _ => None,
                 };
-                (starts_a_term || linearize.is_some()).then(|| self.unit(c).primal(x1, train, linearize))
+                (starts_a_term || linearize.is_some())
+                    .then(|| self.unit(c).primal(x1, train, starts_a_term, linearize))
             })
             .collect()
     }
@@ -85,7 +102,9 @@ impl WarpLayer {
     pub fn evaluate(&self, term: &Term, x1: &Tensor, primals: &[Option<UnitPrimal>]) -> Tensor {
         let primal = |c: usize| primals[c].as_ref().expect("primal pass of every unit a term uses");
         let vector = match term.vector {
-            Vector::Primal(c) => primal(c).output.shallow_clone(),
+            Vector::Primal(c) => {
+                primal(c).output.as_ref().expect("output of a unit a term starts from").shallow_clone()
+            }
             Vector::Input => x1.shallow_clone(),
         };
         term.chain.iter().fold(vector, |v, &j| match self.jacobian {

@@ -90,11 +90,42 @@ impl fmt::Display for Devices {
     }
 }
 
+/// libtorch's CUDA half. The binary links only libtorch_cpu (the linker drops libraries it sees no
+/// symbol of), and libtorch_cuda registers its GPU support with libtorch_cpu when it is loaded: so it is
+/// loaded here, by name, from the run path or LD_LIBRARY_PATH, the first time a GPU is asked for. The
+/// same binary thus runs on machines with and without CUDA.
+const LIBTORCH_CUDA: &std::ffi::CStr = c"libtorch_cuda.so";
+
+/// Loads libtorch's CUDA support (once) and returns how many GPUs it sees; one line naming `flag` if it
+/// cannot load.
+pub fn cuda_device_count(flag: &str) -> anyhow::Result<usize> {
+    static LOADED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let loaded = LOADED.get_or_init(|| {
+        // SAFETY: dlopen with a valid C string; the handle is kept open for the life of the process.
+        let handle = unsafe { libc::dlopen(LIBTORCH_CUDA.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+        if handle.is_null() {
+            // SAFETY: dlerror returns a C string owned by libc, or null.
+            let why = unsafe { libc::dlerror() };
+            let why = if why.is_null() {
+                "unknown error".to_string()
+            } else {
+                unsafe { std::ffi::CStr::from_ptr(why) }.to_string_lossy().into_owned()
+            };
+            return Err(why);
+        }
+        Ok(())
+    });
+    match loaded {
+        Ok(()) => Ok(tch::Cuda::device_count() as usize),
+        Err(why) => crate::bail_input!("{flag}: cannot load libtorch's CUDA support: {why}"),
+    }
+}
+
 /// Checks that the GPUs named exist; one line naming the first that does not.
 pub fn check_available(devices: &Devices) -> anyhow::Result<()> {
     for device in &devices.workers {
         if let Device::Cuda(i) = device {
-            let count = tch::Cuda::device_count() as usize;
+            let count = cuda_device_count("--devices")?;
             if *i >= count {
                 crate::bail_input!("--devices: cuda:{i} does not exist ({count} CUDA devices visible)");
             }

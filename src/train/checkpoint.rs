@@ -103,6 +103,9 @@ pub struct EpochProgress {
     pub correct: i64,
     pub seen: usize,
     pub seconds: f64,
+    /// Of `seconds`, the time the step waited for the background loader's next batch.
+    #[serde(default)]
+    pub data_wait_seconds: f64,
 }
 
 /// The JSON sidecar of a checkpoint: what the safetensors beside it do not hold.

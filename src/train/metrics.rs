@@ -24,6 +24,10 @@ pub struct EpochRecord {
     pub seconds: f64,
     /// Training images per second over this epoch.
     pub images_per_s: f64,
+    /// Of `seconds`, the time spent waiting for the background loader (0 when loading is hidden
+    /// behind compute).
+    #[serde(default)]
+    pub data_wait_seconds: f64,
 }
 
 /// Appends records to a JSONL file, flushing each line.

@@ -34,7 +34,7 @@ pub fn print_epoch(verbosity: Verbosity, record: &EpochRecord, epochs: usize) {
         return;
     }
     println!(
-        "epoch {:>3}/{epochs}  lr {:<7.4}  train loss {:.4} acc {:5.2}%  test loss {:.4} error {:5.2}%  {:6.1} s  {:5.0} img/s",
+        "epoch {:>3}/{epochs}  lr {:<7.4}  train loss {:.4} acc {:5.2}%  test loss {:.4} error {:5.2}%  {:6.1} s  {:5.0} img/s  data wait {:.1}%",
         record.epoch,
         record.lr,
         record.train_loss,
@@ -42,6 +42,7 @@ pub fn print_epoch(verbosity: Verbosity, record: &EpochRecord, epochs: usize) {
         record.test_loss,
         100.0 * record.test_error,
         record.seconds,
-        record.images_per_s
+        record.images_per_s,
+        100.0 * record.data_wait_seconds / record.seconds.max(f64::MIN_POSITIVE)
     );
 }

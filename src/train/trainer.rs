@@ -222,7 +222,12 @@ fn run(
         bar.set_position(position.batch as u64);
         let started = Instant::now();
         let before = progress.seconds;
-        for batch in Loader::spawn(train_set.clone(), standardizer, plan).take(epoch_steps - position.batch) {
+        let mut batches =
+            Loader::spawn(train_set.clone(), standardizer, plan).take(epoch_steps - position.batch);
+        loop {
+            let waiting = Instant::now();
+            let Some(batch) = batches.next() else { break };
+            progress.data_wait_seconds += waiting.elapsed().as_secs_f64();
             let result =
                 stepper.step(&net, &batch.images.to_device(device), &batch.labels.to_device(device), lr);
             if !result.loss.is_finite() {
@@ -272,6 +277,7 @@ fn run(
             test_error: test.error,
             seconds: progress.seconds,
             images_per_s: progress.seen as f64 / progress.seconds,
+            data_wait_seconds: progress.data_wait_seconds,
         };
         position = Position { epoch: position.epoch + 1, batch: 0, step: position.step };
         progress = EpochProgress::default();

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The GPU check of a lent device machine, in two halves, so that nothing is built on the device.
+#
+# Here (the build machine):
+#   scripts/gpu-check.sh --prepare
+#     builds the release binary and the GPU-marked test binary (tests/gpu.rs) and puts stripped copies
+#     in target/gpu/ (a few tens of MB: what the device run carries).
+# On the device machine, from the repository root, with target/gpu carried:
+#   scripts/gpu-check.sh [OUT_DIR]
+#     links the carried binaries against that machine's torch 2.11 (/opt/torch/.venv, or $TORCH_VENV) via
+#     LD_LIBRARY_PATH, runs the GPU-marked tests, then `bench/compare.py --suite gpu` (WRN-37-4 and
+#     WarpNet1-37-4 with K=2, batch 128, cuda:0, against the same PyTorch step there), and writes the logs
+#     and the table to OUT_DIR (default: $OUT, else runs/gpu-check). About 3-5 minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+GPU_DIR=target/gpu
+
+if [[ "${1:-}" == "--prepare" ]]; then
+  cargo build --release
+  test_binary=$(cargo test --release --test gpu --no-run 2>&1 | sed -n 's/.*Executable tests\/gpu.rs (\(.*\))/\1/p')
+  [[ -x "$test_binary" ]] || { echo "gpu-check.sh: could not find the built tests/gpu.rs binary" >&2; exit 1; }
+  mkdir -p "$GPU_DIR"
+  strip -o "$GPU_DIR/warpnet" target/release/warpnet
+  strip -o "$GPU_DIR/gpu-tests" "$test_binary"
+  du -sh "$GPU_DIR"
+  exit 0
+fi
+
+out="${1:-${OUT:-runs/gpu-check}}"
+mkdir -p "$out"
+[[ -x "$GPU_DIR/warpnet" && -x "$GPU_DIR/gpu-tests" ]] || {
+  echo "gpu-check.sh: $GPU_DIR/ missing: run scripts/gpu-check.sh --prepare on the build machine and carry it" >&2
+  exit 2
+}
+venv="${TORCH_VENV:-/opt/torch/.venv}"
+python="$venv/bin/python"
+[[ -x "$python" ]] || { echo "gpu-check.sh: $python missing (set TORCH_VENV)" >&2; exit 2; }
+site=$("$python" -c 'import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))')
+# libtorch itself, then every CUDA library folder of the nvidia-* wheels beside it.
+libs="$site/torch/lib"
+for dir in "$site"/nvidia/*/lib "$site"/nvidia/*/*/lib; do
+  [[ -d "$dir" ]] && libs="$libs:$dir"
+done
+export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export WARPNET_BIN="$PWD/$GPU_DIR/warpnet"
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+  "$python" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "devices", torch.cuda.device_count())'
+} 2>&1 | tee "$out/machine.txt"
+
+status=0
+echo "== GPU-marked tests" | tee "$out/tests.log"
+"$GPU_DIR/gpu-tests" --ignored --test-threads 1 2>&1 | tee -a "$out/tests.log" || status=1
+
+echo "== bench/compare.py --suite gpu" | tee "$out/bench.log"
+"$python" bench/compare.py --suite gpu --rounds 3 --steps 10 --warmup 3 --out "$out" 2>&1 | tee -a "$out/bench.log" \
+  || status=1
+exit $status

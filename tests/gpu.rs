@@ -1,0 +1,154 @@
+//! GPU-marked tests: ignored by `cargo test`, run on a machine with CUDA by scripts/gpu-check.sh
+//! (`cargo test --release --test gpu -- --ignored`). There, a missing GPU is a failure, not a skip.
+//!
+//! What they prove: the CUDA path computes the same network (WRN and warp variants, forward and every
+//! gradient) as the CPU path, which the rest of the suite checks against finite differences; the
+//! parallel executor works with GPU workers; `warpnet train` runs on a GPU and its checkpoint evaluates
+//! on the CPU.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tch::{nn::VarStore, Device, Kind, Tensor};
+use warpnet::model::{Net, NetConfig, Variant};
+use warpnet::parallel::named::{assign_variables, copy_variables, deep_copy, Named, Snapshot};
+use warpnet::parallel::replica::SgdSettings;
+use warpnet::parallel::{Devices, Executor, Placement, Plan};
+use warpnet::train::optimizer::Sgd;
+
+const BATCH: i64 = 8;
+
+fn cuda() -> Device {
+    let count = warpnet::parallel::device::cuda_device_count("gpu test").expect("libtorch_cuda loads");
+    assert!(count > 0, "no CUDA device visible: these tests need one");
+    Device::Cuda(0)
+}
+
+/// A batch from its own seeded generator (libtorch's global one is shared by concurrent tests).
+fn batch(seed: u64, kind: Kind) -> (Tensor, Tensor) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let pixels: Vec<f64> = (0..BATCH * 3 * 32 * 32).map(|_| rng.gen_range(-2.0..2.0)).collect();
+    let labels: Vec<i64> = (0..BATCH).map(|_| rng.gen_range(0..10)).collect();
+    (Tensor::from_slice(&pixels).view([BATCH, 3, 32, 32]).to_kind(kind), Tensor::from_slice(&labels))
+}
+
+/// Loss and gradient of every parameter, by name, after one training-mode forward on `device`.
+fn loss_and_gradients(config: &NetConfig, initial: &Named, device: Device) -> (f64, Named) {
+    let vs = VarStore::new(device);
+    let net = Net::new(&vs.root(), config);
+    assign_variables(&vs, initial);
+    let (images, labels) = batch(1, Kind::Double);
+    let loss =
+        net.forward(&images.to_device(device), true).cross_entropy_for_logits(&labels.to_device(device));
+    let sgd = Sgd::new(&vs, 0.9, 0.0);
+    let gradients = sgd.gradients(&loss).iter().map(|g| g.to_device(Device::Cpu)).collect::<Vec<_>>();
+    let named = sgd.names().map(str::to_string).zip(gradients).collect();
+    (loss.double_value(&[]), named)
+}
+
+/// The CUDA kernels (cuDNN convolutions and BN) against the CPU's, in float64 so TF32 never enters:
+/// they differ only by summation order, ~1e-15 relative; 1e-9 leaves room for accumulation over the
+/// network while any wrong or missing term (percent-level) fails.
+#[test]
+#[ignore = "needs a CUDA GPU: scripts/gpu-check.sh"]
+fn gpu_forward_and_gradients_match_cpu_in_float64() {
+    let device = cuda();
+    for config in [
+        NetConfig::wrn(2, 1, 10),
+        NetConfig::warp(2, 1, 1, 10, Variant::Warpnet1),
+        NetConfig::warp(2, 1, 1, 10, Variant::Warpnet2),
+        NetConfig::warp(3, 1, 1, 10, Variant::Exact),
+    ] {
+        tch::manual_seed(3);
+        let vs = VarStore::new(Device::Cpu);
+        let _net = Net::new(&vs.root(), &config);
+        let initial: Named =
+            copy_variables(&vs, Device::Cpu).into_iter().map(|(n, t)| (n, t.to_kind(Kind::Double))).collect();
+        let (cpu_loss, cpu) = loss_and_gradients(&config, &initial, Device::Cpu);
+        let (gpu_loss, gpu) = loss_and_gradients(&config, &initial, device);
+        let label = config.label();
+        assert!(
+            (cpu_loss - gpu_loss).abs() <= 1e-9 * cpu_loss.abs(),
+            "{label}: loss {gpu_loss} vs {cpu_loss}"
+        );
+        for (name, c) in &cpu {
+            let difference = (&gpu[name] - c).norm().double_value(&[]);
+            assert!(
+                difference <= 1e-9 * c.norm().double_value(&[]) + 1e-12,
+                "{label}: {name} off by {difference}"
+            );
+        }
+    }
+}
+
+/// The parallel executor with GPU workers (three workers on one GPU when only one is visible) against
+/// one CPU step, float32. Tolerance 5e-3 relative: libtorch lets cuDNN use TF32 for float32
+/// convolutions (10-bit mantissa, ~5e-4 per product) on Ampere and later; a missing term is larger.
+#[test]
+#[ignore = "needs a CUDA GPU: scripts/gpu-check.sh"]
+fn gpu_parallel_executor_matches_one_cpu_step() {
+    cuda();
+    let gpus = tch::Cuda::device_count().max(1) as usize;
+    let on = |n: usize| (0..n).map(|i| format!("cuda:{}", i % gpus)).collect::<Vec<_>>().join(",");
+    let sgd = SgdSettings { momentum: 0.9, weight_decay: 5e-4 };
+    let config = NetConfig::warp(2, 1, 1, 10, Variant::Warpnet1);
+    tch::manual_seed(5);
+    let vs = VarStore::new(Device::Cpu);
+    let net = Net::new(&vs.root(), &config);
+    let initial = copy_variables(&vs, Device::Cpu);
+    let (images, labels) = batch(2, Kind::Float);
+    let mut reference = Sgd::new(&vs, sgd.momentum, sgd.weight_decay);
+    let loss = net.forward(&images, true).cross_entropy_for_logits(&labels);
+    let gradients = reference.gradients(&loss);
+    reference.step(&gradients, 0.1);
+    let expected = copy_variables(&vs, Device::Cpu);
+    for (devices, placement) in [(on(3), "[F1],[F2],[F2'x1]"), (on(2), "[F1],[F2,F2'x1]")] {
+        let devices: Devices = devices.parse().unwrap();
+        let terms = warpnet::model::net::layer_operator(&config).0;
+        let plan = Plan::new(&devices, Some(Placement::parse(placement, &terms).unwrap())).unwrap();
+        let start = Snapshot { variables: deep_copy(&initial), momentum: Named::new() };
+        let mut executor = Executor::new(&config, &devices, plan, &start, sgd).unwrap();
+        let got_loss = executor.step(&images, &labels, 0.1).loss;
+        let want_loss = loss.double_value(&[]);
+        assert!(
+            (got_loss - want_loss).abs() <= 5e-3 * want_loss,
+            "{placement}: loss {got_loss} vs {want_loss}"
+        );
+        let got = executor.variables(Device::Cpu);
+        for (name, e) in expected.iter().filter(|(n, _)| !n.contains("running")) {
+            let difference = (&got[name] - e).norm().double_value(&[]);
+            assert!(
+                difference <= 5e-3 * e.norm().double_value(&[]) + 1e-5,
+                "{placement}: {name} off by {difference}"
+            );
+        }
+    }
+}
+
+/// `warpnet train` on the GPU for a few steps; the checkpoint it writes evaluates on the CPU.
+#[test]
+#[ignore = "needs a CUDA GPU: scripts/gpu-check.sh"]
+fn gpu_training_run_writes_a_checkpoint_the_cpu_evaluates() {
+    cuda();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    // The binary cargo built, or the copy scripts/gpu-check.sh carried to the device machine.
+    let built = env!("CARGO_BIN_EXE_warpnet").to_string();
+    let warpnet = std::env::var("WARPNET_BIN").unwrap_or(built);
+    let train = std::process::Command::new(&warpnet)
+        .args(["train", "--preset", "demo", "--epochs", "1", "--limit-train", "512", "--devices", "cuda:0"])
+        .args(["--out", run.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(train.status.success(), "{}", String::from_utf8_lossy(&train.stderr));
+    let checkpoint = std::fs::read_dir(run.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .expect("a checkpoint");
+    let eval = std::process::Command::new(&warpnet)
+        .args(["eval", "--checkpoint", checkpoint.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+    assert!(String::from_utf8_lossy(&eval.stdout).contains("error"));
+}
