@@ -4,6 +4,7 @@
 //! consecutive units to first order around their input x1, so that every term depends on x1 alone
 //! (paper eq. 3 and 5). The wide ResNet baseline is the K = 1 case of the same network.
 
+pub mod analysis;
 pub mod cli;
 pub mod data;
 pub mod error;

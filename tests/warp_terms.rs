@@ -8,17 +8,10 @@ use warpnet::model::Variant;
 
 const VARIANTS: [Variant; 4] = [Variant::Exact, Variant::Warpnet1, Variant::Warpnet2, Variant::Released];
 
-/// C(n, k) from Pascal's triangle.
+/// C(n, k) by Pascal's rule (the library's, itself checked against subset enumeration in
+/// tests/analysis.rs).
 fn binomial(n: usize, k: usize) -> usize {
-    let mut row = vec![1usize];
-    for _ in 0..n {
-        let mut next = vec![1usize; row.len() + 1];
-        for i in 1..row.len() {
-            next[i] = row[i - 1] + row[i];
-        }
-        row = next;
-    }
-    row.get(k).copied().unwrap_or(0)
+    warpnet::analysis::paths::binomial(n, k) as usize
 }
 
 /// Appendix A.1: expressing x_{K+2} through x_1 adds, to the terms of K units, the new unit's F_{K+1}

@@ -80,6 +80,9 @@ pub struct BenchArgs {
     /// convolutions then keep through the network: measures whether this machine prefers it.
     #[arg(long)]
     pub channels_last: bool,
+    /// Also print the median time of each phase: forward, backward, SGD update.
+    #[arg(long)]
+    pub phases: bool,
     /// Also print the forward operations of one step (3x3 convolutions, ReLU masks).
     #[arg(long)]
     pub count: bool,
@@ -102,6 +105,19 @@ pub struct BenchResult {
     pub step_ms: Vec<f64>,
     /// Forward operations of one step.
     pub forward_ops: op_count::OpCount,
+    /// Median milliseconds of each phase of the step.
+    pub phase_ms: Phases,
+}
+
+/// Where one training step's time goes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Phases {
+    /// Forward pass and cross-entropy.
+    pub forward: f64,
+    /// Backpropagation to every parameter.
+    pub backward: f64,
+    /// The SGD update.
+    pub update: f64,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -134,6 +150,19 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "{} batch {} threads {}: {:.1} ms/batch (median of {}), {:.1} images/s",
         result.model, result.batch, result.threads, result.ms_per_batch, result.steps, result.images_per_s
     );
+    if args.phases {
+        let p = &result.phase_ms;
+        let share = |ms: f64| 100.0 * ms / (p.forward + p.backward + p.update);
+        println!(
+            "phases: forward {:.1} ms ({:.0}%), backward {:.1} ms ({:.0}%), SGD update {:.1} ms ({:.0}%)",
+            p.forward,
+            share(p.forward),
+            p.backward,
+            share(p.backward),
+            p.update,
+            share(p.update)
+        );
+    }
     if args.count {
         let ops = &result.forward_ops;
         println!("forward per step: {} 3x3 convolutions, {} ReLU masks", ops.convolutions, ops.masks);
@@ -166,18 +195,33 @@ pub fn bench_training_step(config: &NetConfig, args: &BenchArgs) -> BenchResult 
     }
     let labels = Tensor::randint(args.classes as i64, [batch], (Kind::Int64, device)); // (B,)
     let mut step_ms = Vec::with_capacity(args.steps);
+    // Phase boundaries wait for a GPU only when phases are asked for, so plain timings are not perturbed.
+    let phase_end = |started: Instant| {
+        if let (true, Device::Cuda(i)) = (args.phases, device) {
+            tch::Cuda::synchronize(i as i64);
+        }
+        started.elapsed().as_secs_f64() * 1e3
+    };
+    let mut phases: [Vec<f64>; 3] = Default::default(); // forward + loss, backward, SGD update
     for i in 0..args.warmup + args.steps {
         let started = Instant::now();
         op_count::reset();
         let loss = net.forward(&images, true).cross_entropy_for_logits(&labels);
+        let forward = phase_end(started);
         let gradients = sgd.gradients(&loss);
+        let backward = phase_end(started);
         sgd.step(&gradients, 0.1);
         let _ = loss.double_value(&[]); // waits for the step on asynchronous devices
+        let total = started.elapsed().as_secs_f64() * 1e3;
         if i >= args.warmup {
-            step_ms.push(started.elapsed().as_secs_f64() * 1e3);
+            step_ms.push(total);
+            for (phase, ms) in phases.iter_mut().zip([forward, backward - forward, total - backward]) {
+                phase.push(ms);
+            }
         }
     }
     let ms_per_batch = crate::parallel::comparison::median(&step_ms);
+    let [forward, backward, update] = phases.map(|p| crate::parallel::comparison::median(&p));
     BenchResult {
         model: config.label(),
         batch: args.batch,
@@ -187,6 +231,7 @@ pub fn bench_training_step(config: &NetConfig, args: &BenchArgs) -> BenchResult 
         images_per_s: args.batch as f64 / (ms_per_batch / 1e3),
         step_ms,
         forward_ops: op_count::read(),
+        phase_ms: Phases { forward, backward, update },
     }
 }
 

@@ -1,5 +1,6 @@
 //! The `warpnet` command line: one file per subcommand.
 
+pub mod analyze;
 pub mod bench;
 pub mod convert;
 pub mod data;
@@ -34,6 +35,8 @@ pub enum Command {
     Data(data::DataArgs),
     /// Draw test error against epoch for one or more runs (the paper's Fig. 2).
     Plot(plot::PlotArgs),
+    /// The paper's claims measured: Taylor error, path counts, gradient scaling, WarpNet/WRN agreement.
+    Analyze(analyze::AnalyzeArgs),
 }
 
 /// Runs the parsed command line.
@@ -46,6 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Bench(args)) => bench::run(args),
         Some(Command::Data(args)) => data::run(args),
         Some(Command::Plot(args)) => plot::run(args),
+        Some(Command::Analyze(args)) => analyze::run(args),
         None => {
             println!(
                 "warpnet: no subcommand, so the demo: `warpnet train --preset demo` (see `warpnet --help`)"

@@ -41,6 +41,19 @@ pub enum DerivativeBn {
     Exact,
 }
 
+/// The command-line spelling (`warpnet1`, `frozen`, ...).
+macro_rules! display_as_flag {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let value = clap::ValueEnum::to_possible_value(self).expect("no skipped variants");
+                f.write_str(value.get_name())
+            }
+        }
+    )*};
+}
+display_as_flag!(Variant, DerivativeBn);
+
 /// The network's shape. WRN and WarpNet with the same (K * Nwarp, kw) have the same parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -107,24 +107,33 @@ pub fn plot_runs_titled(
             curve.label = dir.display().to_string();
         }
     }
-    let bytes = render(&curves, metric, title, format)?;
+    let bytes = render(&curves, &Axes::against_epoch(metric), title, format)?;
     write_atomic(out, &bytes)
 }
 
-/// Draws the chart in memory: PNG bytes or SVG text.
-pub fn render(
-    curves: &[Curve],
-    metric: Metric,
-    title: Option<&str>,
-    format: Format,
-) -> anyhow::Result<Vec<u8>> {
+/// The axis titles of a chart.
+#[derive(Debug, Clone)]
+pub struct Axes {
+    pub x: String,
+    pub y: String,
+}
+
+impl Axes {
+    /// A learning curve: `metric` against epoch.
+    pub fn against_epoch(metric: Metric) -> Self {
+        Axes { x: "epoch".into(), y: metric.axis_label().into() }
+    }
+}
+
+/// Draws the chart in memory: PNG bytes or SVG text. The x values are whole numbers (epochs, K, k).
+pub fn render(curves: &[Curve], axes: &Axes, title: Option<&str>, format: Format) -> anyhow::Result<Vec<u8>> {
     register_font()?;
     match format {
         Format::Png => {
             let mut pixels = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
             {
                 let root = BitMapBackend::with_buffer(&mut pixels, (WIDTH, HEIGHT)).into_drawing_area();
-                draw(&root, curves, metric, title)?;
+                draw(&root, curves, axes, title)?;
                 root.present().map_err(|e| anyhow!("cannot draw the chart: {e}"))?;
             }
             let image = image::RgbImage::from_raw(WIDTH, HEIGHT, pixels)
@@ -139,7 +148,7 @@ pub fn render(
             let mut svg = String::new();
             {
                 let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-                draw(&root, curves, metric, title)?;
+                draw(&root, curves, axes, title)?;
                 root.present().map_err(|e| anyhow!("cannot draw the chart: {e}"))?;
             }
             Ok(svg.into_bytes())
@@ -187,7 +196,7 @@ enum Corner {
 fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     curves: &[Curve],
-    metric: Metric,
+    axes: &Axes,
     title: Option<&str>,
 ) -> anyhow::Result<()> {
     let fail = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("cannot draw the chart: {e}");
@@ -236,8 +245,8 @@ fn draw<DB: DrawingBackend>(
     };
     chart
         .configure_mesh()
-        .x_desc("epoch")
-        .y_desc(metric.axis_label())
+        .x_desc(axes.x.as_str())
+        .y_desc(axes.y.as_str())
         .axis_desc_style((FAMILY, AXIS_SIZE))
         .label_style((FAMILY, TICK_SIZE))
         .x_labels(12)

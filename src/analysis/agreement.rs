@@ -1,0 +1,165 @@
+//! `warpnet analyze agreement`: does a WarpNet's training follow its WRN's? The paper (Fig. 2
+//! discussion) finds the two error curves "almost exactly on top of each other".
+//!
+//! Three runs with one seed and recipe: WarpNet1 with the true derivative, WarpNet1 with the released
+//! code's term in its place, and their WRN twin. Every epoch's checkpoint is evaluated both as the
+//! WarpNet (the run's own operator; warpnet1 for the WRN) and as the sequential WRN (same weights).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use serde::Serialize;
+use tch::{nn::VarStore, Device};
+
+use crate::cli::flags::positive;
+use crate::data::{self, DataSpec};
+use crate::model::{ModelKind, Net, Variant};
+use crate::report::curves::Curve;
+use crate::report::plot::Axes;
+use crate::report::Table;
+use crate::train::checkpoint::{load_weights, parse_sidecar};
+use crate::train::config::TrainConfig;
+use crate::train::evaluate::evaluate;
+use crate::train::progress::Verbosity;
+use crate::train::trainer;
+
+#[derive(Debug, Clone, Args)]
+pub struct AgreementArgs {
+    /// Epochs of each run; the learning rate drops x0.1 at 60% and 83% of them (the demo's schedule).
+    #[arg(long, default_value = "6", value_parser = positive)]
+    pub epochs: usize,
+    /// Warp factor K of the WarpNets (the WRN has K * Nwarp units per stage).
+    #[arg(long, default_value = "2", value_parser = positive)]
+    pub k: usize,
+    #[arg(long, default_value = "1", value_parser = positive)]
+    pub nwarp: usize,
+    #[arg(long, default_value = "1", value_parser = positive)]
+    pub width: usize,
+    /// Training data (default: the embedded Fashion-MNIST subset).
+    #[arg(long, default_value = "fashion-mnist")]
+    pub data: DataSpec,
+    /// Use only the first N training images.
+    #[arg(long)]
+    pub limit_train: Option<usize>,
+    #[arg(long, default_value = "0")]
+    pub seed: u64,
+    /// Folder of the three run folders and agreement.png.
+    #[arg(long, default_value = "runs/agreement")]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AgreementRow {
+    pub run: String,
+    pub epoch: usize,
+    /// Test error (fraction) of the weights evaluated as the WarpNet.
+    pub as_warpnet: f64,
+    /// ... and as the sequential WRN.
+    pub as_wrn: f64,
+}
+
+pub fn run(args: &AgreementArgs) -> anyhow::Result<()> {
+    let milestones = vec![(args.epochs * 3).div_ceil(5), (args.epochs * 5).div_ceil(6)];
+    let base = TrainConfig {
+        k: args.k,
+        nwarp: args.nwarp,
+        width: args.width,
+        epochs: args.epochs,
+        milestones,
+        data: args.data.clone(),
+        limit_train: args.limit_train,
+        seed: args.seed,
+        keep_checkpoints: args.epochs + 1,
+        ..TrainConfig::demo()
+    };
+    let runs = [
+        ("warpnet1", ModelKind::Warp, Variant::Warpnet1),
+        ("warpnet1-released", ModelKind::Warp, Variant::Released),
+        ("wrn", ModelKind::Wrn, Variant::Warpnet1),
+    ];
+    let mut rows = Vec::new();
+    for (slug, model, variant) in runs {
+        let config = TrainConfig { model, variant: Some(variant), ..base.clone() };
+        let dir = args.out.join(slug);
+        println!("training {slug} into {}", dir.display());
+        trainer::train(&config, data::load(&config.data)?, &dir, Verbosity::Normal)?;
+        rows.extend(evaluate_epochs(&config, &dir, slug)?);
+    }
+    let mut table = Table::new(&["run", "epoch", "error as WarpNet", "error as WRN", "difference"]);
+    for r in &rows {
+        let pct = |v: f64| format!("{:.2}%", 100.0 * v);
+        table.push(vec![
+            r.run.clone(),
+            r.epoch.to_string(),
+            pct(r.as_warpnet),
+            pct(r.as_wrn),
+            pct(r.as_wrn - r.as_warpnet),
+        ]);
+    }
+    print!("{}", table.markdown());
+    let mut curves = Vec::new();
+    for (slug, _, _) in runs {
+        let of = |f: fn(&AgreementRow) -> f64| {
+            rows.iter().filter(|r| r.run == slug).map(|r| (r.epoch as u32, 100.0 * f(r))).collect::<Vec<_>>()
+        };
+        curves.push(Curve { label: format!("{slug} as WarpNet"), segments: vec![of(|r| r.as_warpnet)] });
+        curves.push(Curve { label: format!("{slug} as WRN"), segments: vec![of(|r| r.as_wrn)] });
+    }
+    let axes = Axes { x: "epoch".into(), y: "test error (%)".into() };
+    crate::cli::analyze::write_chart(&args.out.join("agreement.png"), &curves, &axes)?;
+    if args.json {
+        crate::cli::print_json(&rows)?;
+    }
+    Ok(())
+}
+
+/// Every epoch's checkpoint of the run in `dir`, evaluated as the WarpNet and as the WRN.
+fn evaluate_epochs(
+    config: &TrainConfig,
+    dir: &std::path::Path,
+    slug: &str,
+) -> anyhow::Result<Vec<AgreementRow>> {
+    let run = crate::train::run_folder::open(&dir.join("model.safetensors"))?;
+    let splits = data::load(&config.data)?;
+    let classes = splits.train.classes;
+    let test = Arc::new(splits.test);
+    let trained = config.net(classes);
+    let warp_variant = config.variant.unwrap_or(Variant::Warpnet1);
+    let views = [
+        crate::model::NetConfig { model: ModelKind::Warp, variant: warp_variant, ..trained.clone() },
+        trained.as_model(ModelKind::Wrn),
+    ];
+    let mut checkpoints: Vec<PathBuf> = std::fs::read_dir(dir.join(crate::train::checkpoint::CHECKPOINTS))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    checkpoints.sort();
+    let mut rows = Vec::new();
+    for path in checkpoints {
+        let sidecar_path = path.with_extension("json");
+        let sidecar = parse_sidecar(&std::fs::read_to_string(&sidecar_path)?, &sidecar_path)?;
+        if sidecar.position.epoch == 0 || sidecar.position.batch != 0 {
+            continue; // only whole epochs
+        }
+        let errors: Vec<f64> = views
+            .iter()
+            .map(|view| {
+                let vs = VarStore::new(Device::Cpu);
+                let net = Net::new(&vs.root(), view);
+                load_weights(&vs, &path)?;
+                Ok(evaluate(&net, &test, run.data.standardizer, config.eval_batch, Device::Cpu).error)
+            })
+            .collect::<anyhow::Result<_>>()?;
+        rows.push(AgreementRow {
+            run: slug.into(),
+            epoch: sidecar.position.epoch,
+            as_warpnet: errors[0],
+            as_wrn: errors[1],
+        });
+    }
+    rows.sort_by_key(|r| r.epoch);
+    Ok(rows)
+}

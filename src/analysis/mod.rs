@@ -1,0 +1,8 @@
+//! The paper's claims about the expansion, measured (`warpnet analyze`): Taylor error, binomial path
+//! counts and contributions, gradient scaling with path length, WarpNet/WRN agreement in training.
+
+pub mod agreement;
+pub mod block;
+pub mod gradients;
+pub mod paths;
+pub mod taylor;
