@@ -13,6 +13,9 @@ use serde::Serialize;
 use tch::{nn::VarStore, Device};
 
 use crate::cli::flags::positive;
+use crate::data::augment::Standardizer;
+use crate::data::dataset::Dataset;
+use crate::data::loader::make_batch;
 use crate::data::{self, DataSpec};
 use crate::model::{ModelKind, Net, Variant};
 use crate::report::curves::Curve;
@@ -44,7 +47,8 @@ pub struct AgreementArgs {
     pub limit_train: Option<usize>,
     #[arg(long, default_value = "0")]
     pub seed: u64,
-    /// Folder of the three run folders and agreement.png.
+    /// Folder of the three run folders and agreement.png (a finished run found there is evaluated again,
+    /// not retrained).
     #[arg(long, default_value = "runs/agreement")]
     pub out: PathBuf,
     #[arg(long)]
@@ -59,6 +63,25 @@ pub struct AgreementRow {
     pub as_warpnet: f64,
     /// ... and as the sequential WRN.
     pub as_wrn: f64,
+    /// Both again after re-estimating every BN's running statistics in that view (see
+    /// [`reestimate_bn`]): what is left is the function, not the statistics.
+    pub as_warpnet_bn_reestimated: f64,
+    pub as_wrn_bn_reestimated: f64,
+}
+
+/// Training batches run through a view in training mode (no gradients) to re-estimate its BN running
+/// statistics: with momentum 0.1, 50 batches leave 0.9^50 < 1% of the old statistics.
+const BN_REESTIMATION_BATCHES: usize = 50;
+
+/// Re-estimates the BN running statistics of `net` from `data` (standardised, not augmented), in order.
+pub fn reestimate_bn(net: &Net, data: &Dataset, standardizer: &Standardizer, batch: usize) {
+    tch::no_grad(|| {
+        for b in 0..BN_REESTIMATION_BATCHES {
+            let indices: Vec<usize> = (0..batch).map(|i| (b * batch + i) % data.len()).collect();
+            let x = make_batch(data, standardizer, &indices, None).images;
+            let _ = net.forward(&x, true);
+        }
+    });
 }
 
 pub fn run(args: &AgreementArgs) -> anyhow::Result<()> {
@@ -82,13 +105,25 @@ pub fn run(args: &AgreementArgs) -> anyhow::Result<()> {
     ];
     let mut rows = Vec::new();
     for (slug, model, variant) in runs {
-        let config = TrainConfig { model, variant: Some(variant), ..base.clone() };
+        let variant = (model == ModelKind::Warp).then_some(variant);
+        let config = TrainConfig { model, variant, ..base.clone() };
         let dir = args.out.join(slug);
-        println!("training {slug} into {}", dir.display());
-        trainer::train(&config, data::load(&config.data)?, &dir, Verbosity::Normal)?;
+        if dir.join("model.safetensors").exists() {
+            println!("{slug}: finished run in {}, evaluating it again", dir.display());
+        } else {
+            println!("training {slug} into {}", dir.display());
+            trainer::train(&config, data::load(&config.data)?, &dir, Verbosity::Normal)?;
+        }
         rows.extend(evaluate_epochs(&config, &dir, slug)?);
     }
-    let mut table = Table::new(&["run", "epoch", "error as WarpNet", "error as WRN", "difference"]);
+    let mut table = Table::new(&[
+        "run",
+        "epoch",
+        "error as WarpNet",
+        "error as WRN",
+        "as WarpNet, BN re-estimated",
+        "as WRN, BN re-estimated",
+    ]);
     for r in &rows {
         let pct = |v: f64| format!("{:.2}%", 100.0 * v);
         table.push(vec![
@@ -96,7 +131,8 @@ pub fn run(args: &AgreementArgs) -> anyhow::Result<()> {
             r.epoch.to_string(),
             pct(r.as_warpnet),
             pct(r.as_wrn),
-            pct(r.as_wrn - r.as_warpnet),
+            pct(r.as_warpnet_bn_reestimated),
+            pct(r.as_wrn_bn_reestimated),
         ]);
     }
     print!("{}", table.markdown());
@@ -107,6 +143,8 @@ pub fn run(args: &AgreementArgs) -> anyhow::Result<()> {
         };
         curves.push(Curve { label: format!("{slug} as WarpNet"), segments: vec![of(|r| r.as_warpnet)] });
         curves.push(Curve { label: format!("{slug} as WRN"), segments: vec![of(|r| r.as_wrn)] });
+        let reestimated = of(|r| r.as_wrn_bn_reestimated);
+        curves.push(Curve { label: format!("{slug} as WRN, BN re-estimated"), segments: vec![reestimated] });
     }
     let axes = Axes { x: "epoch".into(), y: "test error (%)".into() };
     crate::cli::analyze::write_chart(&args.out.join("agreement.png"), &curves, &axes)?;
@@ -125,6 +163,7 @@ fn evaluate_epochs(
     let run = crate::train::run_folder::open(&dir.join("model.safetensors"))?;
     let splits = data::load(&config.data)?;
     let classes = splits.train.classes;
+    let train = splits.train;
     let test = Arc::new(splits.test);
     let trained = config.net(classes);
     let warp_variant = config.variant.unwrap_or(Variant::Warpnet1);
@@ -144,20 +183,26 @@ fn evaluate_epochs(
         if sidecar.position.epoch == 0 || sidecar.position.batch != 0 {
             continue; // only whole epochs
         }
-        let errors: Vec<f64> = views
-            .iter()
-            .map(|view| {
+        let mut errors = Vec::new(); // as WarpNet, as WRN, then both with BN re-estimated
+        for reestimate in [false, true] {
+            for view in &views {
                 let vs = VarStore::new(Device::Cpu);
                 let net = Net::new(&vs.root(), view);
                 load_weights(&vs, &path)?;
-                Ok(evaluate(&net, &test, run.data.standardizer, config.eval_batch, Device::Cpu).error)
-            })
-            .collect::<anyhow::Result<_>>()?;
+                if reestimate {
+                    reestimate_bn(&net, &train, &run.data.standardizer, config.batch);
+                }
+                errors
+                    .push(evaluate(&net, &test, run.data.standardizer, config.eval_batch, Device::Cpu).error);
+            }
+        }
         rows.push(AgreementRow {
             run: slug.into(),
             epoch: sidecar.position.epoch,
             as_warpnet: errors[0],
             as_wrn: errors[1],
+            as_warpnet_bn_reestimated: errors[2],
+            as_wrn_bn_reestimated: errors[3],
         });
     }
     rows.sort_by_key(|r| r.epoch);

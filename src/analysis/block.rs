@@ -75,7 +75,10 @@ impl Sequential {
         variant: Variant,
         derivative_bn: DerivativeBn,
     ) -> Block {
-        assert!(first.is_multiple_of(k) && first + k <= self.units(), "a block of whole units inside the stage");
+        assert!(
+            first.is_multiple_of(k) && first + k <= self.units(),
+            "a block of whole units inside the stage"
+        );
         let config = NetConfig {
             model: ModelKind::Warp,
             k,

@@ -5,4 +5,5 @@ pub mod agreement;
 pub mod block;
 pub mod gradients;
 pub mod paths;
+pub mod reproduce;
 pub mod taylor;

@@ -8,6 +8,7 @@ pub mod eval;
 pub mod flags;
 pub mod plot;
 pub mod predict;
+pub mod reproduce;
 pub mod train;
 
 use clap::{Parser, Subcommand};
@@ -37,6 +38,8 @@ pub enum Command {
     Plot(plot::PlotArgs),
     /// The paper's claims measured: Taylor error, path counts, gradient scaling, WarpNet/WRN agreement.
     Analyze(analyze::AnalyzeArgs),
+    /// Train and time the rows of the paper's Table 2, 3 or 5 and print them beside the paper's figures.
+    Reproduce(reproduce::ReproduceArgs),
 }
 
 /// Runs the parsed command line.
@@ -50,6 +53,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Data(args)) => data::run(args),
         Some(Command::Plot(args)) => plot::run(args),
         Some(Command::Analyze(args)) => analyze::run(args),
+        Some(Command::Reproduce(args)) => reproduce::run(args),
         None => {
             println!(
                 "warpnet: no subcommand, so the demo: `warpnet train --preset demo` (see `warpnet --help`)"

@@ -1,0 +1,189 @@
+//! `warpnet reproduce table2|table3|table5 --scale cpu|paper`: the rows of the paper's speed-up tables
+//! trained and timed, beside the paper's own figures (configs/paper-figures.json, written by
+//! configs/generate.py from the tables).
+//!
+//! Each row: one training run for the test error (on one device, which computes exactly what the
+//! placement computes, tests/parallel_executor.rs, except data-parallel rows, whose BN sees one replica's
+//! share of the batch: those train on their devices), then every row of a block timed side by side on
+//! its devices (parallel/comparison.rs) for RS = (t_WRN - t) / t_WRN against the block's WRN on one
+//! device.
+//!
+//! `paper`: the paper's networks, data (CIFAR-10/100), recipe (204 epochs) and GPUs (cuda:0..).
+//! `cpu`: the same rows shrunk to run on 2 CPU cores in under ~30 minutes: width 1, one warp layer per
+//! stage (Table 5: 6 units per stage), the embedded Fashion-MNIST subset, a short schedule, CPU workers.
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::DataSpec;
+use crate::model::{ModelKind, Variant};
+use crate::parallel::Devices;
+use crate::train::config::TrainConfig;
+
+/// The paper's figures, as configs/generate.py wrote them.
+const PAPER_FIGURES: &str = include_str!("../../configs/paper-figures.json");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PaperTable {
+    Table2,
+    Table3,
+    Table5,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scale {
+    Cpu,
+    Paper,
+}
+
+/// One row of a paper table.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaperRow {
+    /// cifar10 or cifar100.
+    pub data: String,
+    /// wrn, warpnet1 or warpnet2.
+    pub method: String,
+    pub k: usize,
+    pub nwarp: usize,
+    pub kw: usize,
+    /// GPUs of the row.
+    pub devices: usize,
+    /// The GPU assignment; none for a WRN (one GPU, or data parallel over `devices`).
+    pub placement: Option<String>,
+    /// Validation error %.
+    pub error: f64,
+    /// Relative speed-up %.
+    pub rs: f64,
+}
+
+#[derive(Debug, Deserialize)]
+struct PaperFigures {
+    #[allow(dead_code)] // provenance, for readers of the file
+    source: String,
+    table2: Vec<PaperRow>,
+    table3: Vec<PaperRow>,
+    table5: Vec<PaperRow>,
+}
+
+/// Every row of `table` as the paper prints it.
+pub fn paper_rows(table: PaperTable) -> Vec<PaperRow> {
+    let figures: PaperFigures =
+        serde_json::from_str(PAPER_FIGURES).expect("configs/paper-figures.json parses");
+    match table {
+        PaperTable::Table2 => figures.table2,
+        PaperTable::Table3 => figures.table3,
+        PaperTable::Table5 => figures.table5,
+    }
+}
+
+/// Where the data of each scale comes from.
+#[derive(Debug, Clone)]
+pub struct DataChoice {
+    /// `cpu` scale.
+    pub cpu: DataSpec,
+    pub cifar10: DataSpec,
+    pub cifar100: DataSpec,
+}
+
+/// What one row runs.
+#[derive(Debug, Clone)]
+pub struct PlannedRow {
+    pub paper: PaperRow,
+    /// The training run (its `devices` set only where the math depends on them: data parallelism, or
+    /// `paper` scale, where the placement is the point).
+    pub train: TrainConfig,
+    /// The row's devices and the `warpnet bench --run` words that time it.
+    pub devices: Devices,
+    pub bench: String,
+    /// Rows with the same block share one RS baseline: the block's WRN on one device.
+    pub block: (String, usize, usize, usize),
+    /// Folder name of its run.
+    pub slug: String,
+}
+
+/// The rows of `table` at `scale`, trained for `epochs` (default: the scale's recipe).
+pub fn plan(
+    table: PaperTable,
+    scale: Scale,
+    data: &DataChoice,
+    epochs: Option<usize>,
+    seed: u64,
+) -> Vec<PlannedRow> {
+    let rows = paper_rows(table).into_iter().filter(|r| match (scale, table) {
+        // At CPU scale one block per table: the first (CIFAR-10, smallest Nwarp, kw = 4); Table 5 whole.
+        (Scale::Cpu, PaperTable::Table2) => r.data == "cifar10" && r.nwarp == 3 && r.kw == 4,
+        (Scale::Cpu, PaperTable::Table3) => r.data == "cifar10" && r.nwarp == 2 && r.kw == 4,
+        _ => true,
+    });
+    rows.map(|paper| {
+        let (nwarp, width) = match (scale, table) {
+            (Scale::Paper, _) => (paper.nwarp, paper.kw),
+            (Scale::Cpu, PaperTable::Table5) => (6 / paper.k, 1), // 6 units per stage for K = 2 and 3
+            (Scale::Cpu, _) => (1, 1),
+        };
+        let model = if paper.method == "wrn" { ModelKind::Wrn } else { ModelKind::Warp };
+        let variant = match paper.method.as_str() {
+            "warpnet2" => Some(Variant::Warpnet2),
+            "warpnet1" => Some(Variant::Warpnet1),
+            _ => None,
+        };
+        let devices: Devices = match scale {
+            Scale::Cpu => Devices::cpu(paper.devices),
+            Scale::Paper => {
+                let names: Vec<String> = (0..paper.devices).map(|i| format!("cuda:{i}")).collect();
+                names.join(",").parse().expect("cuda list parses")
+            }
+        };
+        let recipe = match scale {
+            Scale::Cpu => TrainConfig {
+                epochs: epochs.unwrap_or(CPU_EPOCHS),
+                milestones: cpu_milestones(epochs.unwrap_or(CPU_EPOCHS)),
+                data: data.cpu.clone(),
+                ..TrainConfig::demo()
+            },
+            Scale::Paper => TrainConfig {
+                data: if paper.data == "cifar100" { data.cifar100.clone() } else { data.cifar10.clone() },
+                epochs: epochs.unwrap_or(TrainConfig::paper().epochs),
+                ..TrainConfig::paper()
+            },
+        };
+        // Data parallelism changes what BN sees, so those rows train on their devices; at paper scale
+        // every row does (the placement is what the paper ran).
+        let data_parallel = model == ModelKind::Wrn && paper.devices > 1;
+        let on_devices = scale == Scale::Paper || data_parallel;
+        let k_words = if model == ModelKind::Warp { format!(" k={}", paper.k) } else { String::new() };
+        let placement_words = paper.placement.clone().map(|p| format!(" {p}")).unwrap_or_default();
+        let slug = format!(
+            "{}-{}-k{}-n{}-kw{}-{}dev",
+            paper.data, paper.method, paper.k, paper.nwarp, paper.kw, paper.devices
+        );
+        PlannedRow {
+            train: TrainConfig {
+                model,
+                k: if model == ModelKind::Warp { paper.k } else { 1 },
+                nwarp: if model == ModelKind::Warp { nwarp } else { nwarp * paper.k },
+                width,
+                variant,
+                seed,
+                devices: on_devices.then(|| devices.clone()),
+                placement: if on_devices { paper.placement.clone() } else { None },
+                ..recipe
+            },
+            bench: format!("{}{k_words} {devices}{placement_words}", paper.method),
+            devices,
+            block: (paper.data.clone(), paper.k, paper.nwarp, paper.kw),
+            slug,
+            paper,
+        }
+    })
+    .collect()
+}
+
+/// Epochs of the `cpu` scale (configs/cpu: the CPU recipe), and its lr drops at 60% and 87%.
+pub const CPU_EPOCHS: usize = 15;
+
+pub fn cpu_milestones(epochs: usize) -> Vec<usize> {
+    vec![(epochs * 3).div_ceil(5), (epochs * 13).div_ceil(15)]
+}

@@ -1,0 +1,189 @@
+//! `warpnet reproduce table2|table3|table5 --scale cpu|paper`: see analysis/reproduce.rs. Prints the
+//! table in the paper's layout with our error and RS beside the paper's, and writes it as markdown.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use serde::Serialize;
+
+use super::flags::positive;
+use crate::analysis::reproduce::{plan, DataChoice, PaperTable, PlannedRow, Scale};
+use crate::data::{self, DataSpec};
+use crate::model::NetConfig;
+use crate::parallel::comparison::{measure, RunSpec};
+use crate::report::Table;
+use crate::train::checkpoint::write_atomic;
+use crate::train::metrics::MetricsLog;
+use crate::train::progress::Verbosity;
+use crate::train::trainer;
+
+#[derive(Debug, Clone, Args)]
+pub struct ReproduceArgs {
+    #[arg(value_enum)]
+    pub table: PaperTable,
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub scale: Scale,
+    /// Epochs of every run (default: 15 at cpu scale, the paper's 204 at paper scale).
+    #[arg(long, value_parser = positive)]
+    pub epochs: Option<usize>,
+    /// Use only the first N training images (a quick look).
+    #[arg(long)]
+    pub limit_train: Option<usize>,
+    /// Data of the cpu scale.
+    #[arg(long, default_value = "fashion-mnist")]
+    pub data: DataSpec,
+    /// CIFAR-10 of the paper scale (`warpnet data download cifar10 --dir data`).
+    #[arg(long, default_value = "cifar10:data/cifar-10-batches-bin")]
+    pub cifar10: DataSpec,
+    /// CIFAR-100 of the paper scale.
+    #[arg(long, default_value = "cifar100:data/cifar-100-binary")]
+    pub cifar100: DataSpec,
+    #[arg(long, default_value = "0")]
+    pub seed: u64,
+    /// Timing: rounds, timed steps per round and warm-up steps of the RS measurement.
+    #[arg(long, default_value = "3", value_parser = positive)]
+    pub rounds: usize,
+    #[arg(long, default_value = "3", value_parser = positive)]
+    pub steps: usize,
+    #[arg(long, default_value = "1")]
+    pub warmup: usize,
+    /// Folder of the run folders and <table>.md (finished runs found there are reused).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Outcome {
+    row: crate::analysis::reproduce::PaperRow,
+    our_network: String,
+    our_devices: String,
+    /// Test error %, and relative speed-up % against the block's WRN on one device.
+    our_error: f64,
+    our_rs: f64,
+}
+
+pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
+    let choice =
+        DataChoice { cpu: args.data.clone(), cifar10: args.cifar10.clone(), cifar100: args.cifar100.clone() };
+    let rows = plan(args.table, args.scale, &choice, args.epochs, args.seed);
+    let table_name = format!("{:?}", args.table).to_lowercase();
+    let scale_name = format!("{:?}", args.scale).to_lowercase();
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs/reproduce").join(format!("{table_name}-{scale_name}")));
+    // Fail on a missing data set or GPU before any training starts.
+    for row in &rows {
+        if let Some(devices) = &row.train.devices {
+            crate::parallel::device::check_available(devices)?;
+        }
+    }
+    let mut errors = Vec::new();
+    for row in &rows {
+        errors.push(train_row(row, &args, &out)?);
+    }
+    let mut outcomes = Vec::new();
+    let mut blocks: Vec<&(String, usize, usize, usize)> = rows.iter().map(|r| &r.block).collect();
+    blocks.dedup();
+    for block in blocks {
+        let members: Vec<usize> = (0..rows.len()).filter(|&i| &rows[i].block == block).collect();
+        let base = rows[members[0]].train.net(10);
+        let units = NetConfig { k: 1, nwarp: base.units_per_stage(), ..base.clone() };
+        // The block's WRN on one device first: the baseline of RS.
+        let mut specs = vec![RunSpec::parse("wrn cpu:1", &units)?];
+        if args.scale == Scale::Paper {
+            specs[0] = RunSpec::parse("wrn cuda:0", &units)?;
+        }
+        for &i in &members {
+            specs.push(RunSpec::parse(&rows[i].bench, &units)?);
+        }
+        println!(
+            "timing {} runs of block {:?} ({} rounds x {} steps)",
+            specs.len(),
+            block,
+            args.rounds,
+            args.steps
+        );
+        let measured =
+            measure(&specs, rows[members[0]].train.batch as i64, args.warmup, args.rounds, args.steps)?;
+        for (&i, m) in members.iter().zip(&measured[1..]) {
+            outcomes.push(Outcome {
+                row: rows[i].paper.clone(),
+                our_network: rows[i].train.net(10).label(),
+                our_devices: rows[i].devices.to_string(),
+                our_error: 100.0 * errors[i],
+                our_rs: 100.0 * m.rs,
+            });
+        }
+    }
+    let markdown = render(&outcomes, args.scale, &rows);
+    print!("{markdown}");
+    std::fs::create_dir_all(&out)
+        .map_err(|e| crate::error::input_error(format!("{}: {e}", out.display())))?;
+    let file = out.join(format!("{table_name}.md"));
+    write_atomic(&file, markdown.as_bytes())?;
+    println!("written: {}", file.display());
+    if args.json {
+        super::print_json(&outcomes)?;
+    }
+    Ok(())
+}
+
+/// Trains the row (or reuses its finished run) and returns its final test error (a fraction).
+fn train_row(row: &PlannedRow, args: &ReproduceArgs, out: &std::path::Path) -> anyhow::Result<f64> {
+    let dir = out.join(&row.slug);
+    let metrics = dir.join("metrics.jsonl");
+    if !dir.join("model.safetensors").exists() {
+        let config = crate::train::config::TrainConfig { limit_train: args.limit_train, ..row.train.clone() };
+        println!("training {} into {}", row.slug, dir.display());
+        trainer::train(&config, data::load(&config.data)?, &dir, Verbosity::Normal)?;
+    } else {
+        println!("{}: finished run in {}, reused", row.slug, dir.display());
+    }
+    let records = MetricsLog::read(&metrics)?;
+    Ok(records.last().map(|r| r.test_error).unwrap_or(f64::NAN))
+}
+
+/// The paper's layout: method, GPU assignment, our error (RS) beside the paper's.
+fn render(outcomes: &[Outcome], scale: Scale, rows: &[PlannedRow]) -> String {
+    let mut table = Table::new(&[
+        "paper row",
+        "GPU assignment",
+        "ours: network",
+        "ours: devices",
+        "ours: error % (RS)",
+        "paper: error % (RS)",
+    ]);
+    for o in outcomes {
+        let r = &o.row;
+        let method = match r.method.as_str() {
+            "warpnet1" => "WarpNet1",
+            "warpnet2" => "WarpNet2",
+            _ => "WRN",
+        };
+        let assignment = r.placement.clone().unwrap_or_else(|| {
+            if r.devices > 1 {
+                format!("data parallel x{}", r.devices)
+            } else {
+                "one device".into()
+            }
+        });
+        table.push(vec![
+            format!("{method}-{}-{} {} K={} Nwarp={}", 6 * r.k * r.nwarp + 1, r.kw, r.data, r.k, r.nwarp),
+            assignment,
+            o.our_network.clone(),
+            o.our_devices.clone(),
+            format!("{:.2} ({:.0}%)", o.our_error, o.our_rs),
+            format!("{:.2} ({:.0}%)", r.error, r.rs),
+        ]);
+    }
+    let data = rows.first().map(|r| r.train.data.to_string()).unwrap_or_default();
+    let epochs = rows.first().map_or(0, |r| r.train.epochs);
+    format!(
+        "scale {scale:?}: data {data}, {epochs} epochs; RS = (t_WRN - t) / t_WRN against the block's WRN on one \
+         device, timed side by side; paper: CIFAR, averages of two runs\n{}",
+        table.markdown()
+    )
+}

@@ -1,0 +1,92 @@
+//! `warpnet reproduce`: the paper's figures it carries, a quick end-to-end run of Table 2 at CPU scale,
+//! and the paper scale refusing cleanly where there are no GPUs.
+
+use std::process::{Command, Output};
+
+use warpnet::analysis::reproduce::{paper_rows, plan, DataChoice, PaperTable, Scale};
+use warpnet::data::DataSpec;
+
+fn warpnet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_warpnet")).args(args).output().expect("warpnet runs")
+}
+
+#[test]
+fn paper_figures_are_the_tables_rows() {
+    // Tables 2 and 3: 2 data sets x 2 Nwarp x 3 methods x 2 widths; Table 5: 3 WRN + 3 WarpNet1 rows.
+    assert_eq!(paper_rows(PaperTable::Table2).len(), 24);
+    assert_eq!(paper_rows(PaperTable::Table3).len(), 24);
+    assert_eq!(paper_rows(PaperTable::Table5).len(), 6);
+    // Copied by hand from the paper: Table 2, CIFAR-10, K = 2, Nwarp = 3, WarpNet1-37-4: 5.18 (33%);
+    // Table 3, CIFAR-100, Nwarp = 4, WarpNet2-73-6: 21.2 (35%); Table 5, WRN-73-4 on 4 GPUs: 4.67, 32.4%.
+    let find = |t, data: &str, method: &str, nwarp, kw, devices| {
+        paper_rows(t)
+            .into_iter()
+            .find(|r| {
+                r.data == data && r.method == method && r.nwarp == nwarp && r.kw == kw && r.devices == devices
+            })
+            .unwrap()
+    };
+    let r = find(PaperTable::Table2, "cifar10", "warpnet1", 3, 4, 3);
+    assert_eq!((r.error, r.rs, r.placement.as_deref()), (5.18, 33.0, Some("[F1],[F2],[F2'x1]")));
+    let r = find(PaperTable::Table3, "cifar100", "warpnet2", 4, 6, 4);
+    assert_eq!((r.error, r.rs), (21.2, 35.0));
+    let r = find(PaperTable::Table5, "cifar10", "wrn", 6, 4, 4);
+    assert_eq!((r.error, r.rs, r.placement), (4.67, 32.4, None));
+}
+
+#[test]
+fn cpu_scale_keeps_the_rows_shape_and_placement() {
+    let data = DataChoice {
+        cpu: DataSpec::FashionMnistEmbedded,
+        cifar10: "cifar10:c10".parse().unwrap(),
+        cifar100: "cifar100:c100".parse().unwrap(),
+    };
+    let rows = plan(PaperTable::Table3, Scale::Cpu, &data, Some(2), 0);
+    assert_eq!(rows.len(), 3, "one block: WarpNet1, WarpNet2 and the WRN of K = 3");
+    for row in &rows {
+        let net = row.train.net(10);
+        assert_eq!(net.units_per_stage(), 3, "{}: K = 3 units per stage", row.slug);
+        assert_eq!(row.devices.len(), row.paper.devices);
+        // Model-parallel rows train on one device (the same math); only data parallelism changes it.
+        assert!(row.train.devices.is_none());
+    }
+    let table5 = plan(PaperTable::Table5, Scale::Cpu, &data, Some(2), 0);
+    let dp = table5.iter().find(|r| r.paper.method == "wrn" && r.paper.devices == 4).unwrap();
+    assert_eq!(dp.train.devices.as_ref().map(|d| d.to_string()).as_deref(), Some("cpu:4"));
+    assert!(table5.iter().all(|r| r.train.net(10).units_per_stage() == 6));
+    let paper = plan(PaperTable::Table2, Scale::Paper, &data, None, 0);
+    assert_eq!(paper.len(), 24);
+    assert!(paper.iter().all(|r| r.train.epochs == 204 && r.train.devices.is_some()));
+}
+
+#[test]
+fn table2_at_cpu_scale_runs_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t2");
+    let args =
+        ["reproduce", "table2", "--epochs", "1", "--limit-train", "256", "--rounds", "1", "--steps", "1"];
+    let run = warpnet(&[&args[..], &["--warmup", "0", "--out", out.to_str().unwrap()]].concat());
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let markdown = std::fs::read_to_string(out.join("table2.md")).unwrap();
+    for paper in ["5.18 (33%)", "5.15 (23%)", "4.97 (0%)"] {
+        assert!(markdown.contains(paper), "paper figure {paper} in\n{markdown}");
+    }
+    assert_eq!(markdown.lines().filter(|l| l.contains("WRN-13-1") || l.contains("WarpNet")).count(), 3);
+    // A second call reuses the finished runs rather than training again.
+    let again = warpnet(&[&args[..], &["--warmup", "0", "--out", out.to_str().unwrap()]].concat());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("reused"));
+}
+
+#[test]
+fn paper_scale_without_gpus_is_one_line_and_exit_2() {
+    if warpnet::parallel::device::cuda_device_count("test").unwrap_or(0) > 0 {
+        return; // a GPU machine runs it for real
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run = warpnet(&["reproduce", "table3", "--scale", "paper", "--out", dir.path().to_str().unwrap()]);
+    assert_eq!(run.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--devices"), "{stderr}");
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "nothing written");
+}
