@@ -133,7 +133,9 @@ fn model_parallel_matches_single_device() {
 }
 
 /// A unit whose terms sit on two workers (F2 and F2'x1) is held twice; summed gradients keep the
-/// two copies identical, bit for bit.
+/// two copies identical, bit for bit. So do the BN statistics both copies compute: the worker of F2'x1
+/// needs only unit 2's mask, so its pass stops before conv2 and never updates BN2's running statistics
+/// (the run keeps those of F2's worker, which model_parallel_matches_single_device checks).
 #[test]
 fn replicated_units_never_drift() {
     let config = NetConfig::warp(2, 1, 1, 10, Variant::Warpnet1);
@@ -143,11 +145,16 @@ fn replicated_units_never_drift() {
     for (name, t) in &workers[1] {
         assert!(name.contains(".unit2."), "worker 1 holds only unit 2 of each layer: {name}");
         let twin = &workers[2][name];
+        if name.contains(".bn2.running_") {
+            assert!(!t.equal(twin), "{name}: the mask-only pass should leave it untouched");
+            continue;
+        }
         assert!(t.equal(twin), "{name} drifted between its two replicas");
         shared += 1;
     }
-    // Unit 2 of the one layer of each of 3 stages: 2 convolutions + 3 BNs x (gamma, beta, mean, var).
-    assert_eq!(shared, 3 * 14);
+    // Unit 2 of the one layer of each of 3 stages: 2 convolutions + 3 BNs x (gamma, beta, mean, var),
+    // less BN2's two running statistics.
+    assert_eq!(shared, 3 * (14 - 2));
     assert!(workers[0].keys().all(|n| n.contains(".unit1.")), "worker 0 holds only unit 1");
 }
 

@@ -85,7 +85,8 @@ fn metrics(run: &Path) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| {
             let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v.as_object_mut().unwrap().retain(|k, _| k != "seconds" && k != "images_per_s");
+            let timings = ["seconds", "images_per_s", "data_wait_seconds"];
+            v.as_object_mut().unwrap().retain(|k, _| !timings.contains(&k.as_str()));
             v
         })
         .collect()

@@ -2,7 +2,7 @@
 //! tangent pass. They prove that a warp layer runs each unit's primal pass once however many terms use
 //! it (tests/warp_reuse.rs) and let `warpnet bench --count` print what a step computes.
 //!
-//! Thread-local, so counts from concurrent tests or workers never mix; one relaxed increment per
+//! Thread-local, so counts from concurrent tests or workers never mix; one thread-local increment per
 //! convolution is nothing next to the convolution.
 
 use std::cell::Cell;
