@@ -7,6 +7,7 @@ figure is the median over all timed steps of all rounds (each run does its own w
     ./scripts/setup.sh --pytorch && cargo build --release
     python3 bench/compare.py                      # the CPU suite: 1 and 2 threads (about 15 minutes)
     python3 bench/compare.py --suite quick        # WRN-13-4 batch 64 only
+    python3 bench/compare.py --suite batch128     # WRN-13-4 and WRN-37-4 at batch 128, 2 threads
     python3 bench/compare.py --suite gpu          # WRN-37-4 and WarpNet1-37-4 (K=2), batch 128, cuda:0
     python3 bench/compare.py --suite change --before OLD/warpnet   # this build against an earlier one
 
@@ -39,6 +40,7 @@ WRN_37_4 = {"nwarp": 6, "width": 4}
 # The suite `change`: this build against an earlier one (--before BINARY), single device and placements.
 CHANGE = [
     dict(WRN_13_4, batch=64, threads=2),
+    dict(WRN_13_4, batch=128, threads=2),
     dict(WRN_13_4, batch=64, threads=2, model="warp", k=2, nwarp=1, variant="warpnet1"),
     dict(WRN_13_4, batch=64, threads=1, model="warp", k=2, nwarp=1, variant="warpnet1"),
     dict(WRN_13_4, batch=64, run="warpnet1 k=2 cpu:3 [F1],[F2],[F2'x1]"),
@@ -57,6 +59,8 @@ def programs(suite, device):
         threads, sizes, batches = [None], [WRN_37_4], [128]
     elif suite == "quick":
         threads, sizes, batches = [2], [WRN_13_4], [64]
+    elif suite == "batch128":
+        threads, sizes, batches = [2], [WRN_13_4, WRN_37_4], [128]
     else:
         threads, sizes, batches = [1, 2], [WRN_13_4, WRN_37_4], [64, 128]
     for t in threads:
@@ -116,7 +120,7 @@ def label(s):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--suite", choices=["cpu", "quick", "gpu", "change"], default="cpu")
+    p.add_argument("--suite", choices=["cpu", "quick", "batch128", "gpu", "change"], default="cpu")
     p.add_argument("--before", help="suite change: an earlier build of warpnet to compare with")
     p.add_argument("--device", default=None, help="cpu or cuda:I (default: cuda:0 for --suite gpu)")
     p.add_argument("--rounds", type=int, default=2, help="alternations of all programs")
