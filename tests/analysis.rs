@@ -125,12 +125,12 @@ fn path_gradients_sum_to_the_linearised_blocks_transpose() {
     let seq = network(k, 31);
     let x = images(3, 2);
     let g = Tensor::randn([2, 16, 32, 32], (Kind::Float, tch::Device::Cpu));
-    let paths = gradients::path_gradients(&seq, &x, 0, 0, k, DerivativeBn::Frozen, &g);
+    let (x1, units) = stage1(&seq, &x);
+    let paths = gradients::path_gradients(&seq, &x1, 0, 0, k, DerivativeBn::Frozen, &g);
     assert_eq!(paths.len(), 1 << k);
     let summed = paths.iter().fold(g.zeros_like(), |acc, (_, p)| acc + p);
     // Independent: the linearised block v -> (I + F'_K) ... (I + F'_1) v composed in order, its
     // transpose applied to g by backpropagation through the whole composition.
-    let (x1, units) = stage1(&seq, &x);
     let at: Vec<_> = units
         .iter()
         .map(|u| u.primal(&x1, false, false, Some(DerivativeBn::Frozen)).linearization.unwrap())

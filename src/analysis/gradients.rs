@@ -94,9 +94,10 @@ pub fn gradients(
     derivative_bn: DerivativeBn,
 ) -> GradientFit {
     let g = loss_gradient(seq, images, labels, stage, first + k);
+    let x1 = &seq.trace(images)[stage][first];
     let mut sums = vec![0.0; k + 1];
     let mut counts = vec![0usize; k + 1];
-    for (subset, carried) in path_gradients(seq, images, stage, first, k, derivative_bn, &g) {
+    for (subset, carried) in path_gradients(seq, x1, stage, first, k, derivative_bn, &g) {
         let length = subset.count_ones() as usize;
         sums[length] += carried.norm().double_value(&[]);
         counts[length] += 1;
@@ -120,11 +121,12 @@ pub fn gradients(
     }
 }
 
-/// The gradient every path of the block carries from `g` (at the block's output) to x1, the path given
+/// The gradient every path of the block carries from `g` (at the block's output) to its input `x1`
+/// (the input of unit `first` of `stage`), the path given
 /// as a bit set of the units it passes through (bit c: unit c of the block; 0: the identity path).
 pub fn path_gradients(
     seq: &Sequential,
-    images: &Tensor,
+    x1: &Tensor,
     stage: usize,
     first: usize,
     k: usize,
@@ -132,7 +134,6 @@ pub fn path_gradients(
     g: &Tensor,
 ) -> Vec<(u32, Tensor)> {
     let block = seq.block(stage, first, k, Variant::Exact, derivative_bn);
-    let x1 = &seq.trace(images)[stage][first];
     let at: Vec<Linearization> = (0..k)
         .map(|c| {
             block

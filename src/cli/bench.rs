@@ -19,7 +19,6 @@ use super::flags::{positive, WarpFlags};
 use crate::model::warp::PrimalSharing;
 use crate::model::{op_count, DerivativeBn, ModelKind, Net, NetConfig, Variant};
 use crate::parallel::comparison::{default_runs, measure, RunSpec};
-use crate::parallel::memory;
 use crate::report::Table;
 use crate::train::checkpoint::write_atomic;
 use crate::train::optimizer::Sgd;
@@ -242,7 +241,6 @@ fn compare(base: &NetConfig, args: &BenchArgs) -> anyhow::Result<()> {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         runs.extend(default_runs(base, cores)?);
     }
-    memory::share_one_arena();
     let measured = measure(&runs, args.batch as i64, args.warmup, args.rounds, args.steps)?;
     let mut table = Table::new(&[
         "method",

@@ -2,7 +2,8 @@
 //! spread over its devices.
 //!
 //! Weights are counted exactly from the variables each device holds. Activations on CPU devices are
-//! measured: with every thread allocating from one malloc arena, the heap in use (glibc `mallinfo2`)
+//! measured: with every thread allocating from one malloc arena ([`keep_freed_memory`], set by `warpnet`
+//! at start-up), the heap in use (glibc `mallinfo2`)
 //! after a device's forward work minus before it, while no other thread runs, is what that device
 //! keeps for its backward pass. On GPUs activations are not measured (`None`).
 
@@ -34,16 +35,6 @@ pub fn variable_bytes(vs: &VarStore) -> (usize, usize) {
         }
     }
     (all, trainable)
-}
-
-/// Makes every thread allocate from glibc's main arena, so that [`heap_in_use`] sees all of them.
-/// Called once by the benchmark before it starts any thread.
-pub fn share_one_arena() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator parameters; M_ARENA_MAX = 1 is a valid setting.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-    }
 }
 
 /// Keeps freed memory in the process for the next step instead of returning it to the kernel.
