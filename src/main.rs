@@ -1,10 +1,14 @@
 //! `warpnet`: parse the command line, run it, turn errors into one line and an exit code.
+//!
+//! Under an MPI launcher every rank runs this: rank 0 runs the command, the other ranks serve the
+//! devices it places on them (parallel/mpi/) until it is done. Only rank 0 prints.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use warpnet::cli::{self, Cli};
 use warpnet::error::is_input_error;
+use warpnet::parallel::mpi::{self, remote, session};
 
 /// Exit code of a bad flag, config or data file.
 const EXIT_INPUT: u8 = 2;
@@ -15,33 +19,64 @@ const EXIT_INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
     warpnet::parallel::memory::keep_freed_memory();
+    // MPI starts before the command line is read: `--devices mpi` means as many workers as ranks.
+    let mpi_session = match session::start() {
+        Ok(s) => s,
+        Err(err) => return fail(&err),
+    };
+    let rank = mpi_session.as_ref().map_or(0, |s| s.rank);
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) if !err.use_stderr() => {
             // --help, --version
-            let _ = err.print();
+            if rank == 0 {
+                let _ = err.print();
+            }
             return ExitCode::SUCCESS;
         }
         Err(err) => {
             let message = err.to_string();
-            eprintln!("{}", message.lines().next().unwrap_or("error: bad command line"));
+            if rank == 0 {
+                eprintln!("{}", message.lines().next().unwrap_or("error: bad command line"));
+            }
             return ExitCode::from(EXIT_INPUT);
         }
     };
-    match cli::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            // One line: libtorch's own messages carry a C++ backtrace after their first line.
-            let message = format!("{err:#}");
-            eprintln!("error: {}", message.lines().next().unwrap_or("unknown failure"));
-            let interrupted = err.chain().any(|cause| cause.is::<warpnet::train::Interrupted>());
-            ExitCode::from(if interrupted {
-                EXIT_INTERRUPTED
-            } else if is_input_error(&err) {
-                EXIT_INPUT
-            } else {
-                EXIT_FAILURE
-            })
-        }
+    let Some(mut mpi_session) = mpi_session else {
+        return exit_code(cli::run(cli));
+    };
+    mpi::set_timeout(cli.mpi_timeout);
+    if let Err(err) = mpi_session.check_same_job(&cli.fingerprint()) {
+        return if rank == 0 { fail(&err) } else { ExitCode::from(EXIT_INPUT) };
     }
+    if rank != 0 {
+        remote::serve();
+        return ExitCode::SUCCESS;
+    }
+    mpi_session.start_heartbeat();
+    let result = cli::run(cli);
+    mpi_session.finish();
+    exit_code(result)
+}
+
+fn exit_code(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err),
+    }
+}
+
+/// Prints the error's one line and gives its exit code.
+fn fail(err: &anyhow::Error) -> ExitCode {
+    // One line: libtorch's own messages carry a C++ backtrace after their first line.
+    let message = format!("{err:#}");
+    eprintln!("error: {}", message.lines().next().unwrap_or("unknown failure"));
+    let interrupted = err.chain().any(|cause| cause.is::<warpnet::train::Interrupted>());
+    ExitCode::from(if interrupted {
+        EXIT_INTERRUPTED
+    } else if is_input_error(err) {
+        EXIT_INPUT
+    } else {
+        EXIT_FAILURE
+    })
 }

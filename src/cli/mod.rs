@@ -18,6 +18,30 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Under mpirun: seconds any rank waits for another before the job stops, naming the silent rank.
+    #[arg(long, global = true, default_value_t = crate::parallel::mpi::DEFAULT_TIMEOUT_S, value_parser = positive_seconds)]
+    pub mpi_timeout: f64,
+}
+
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s > 0.0 && s.is_finite() => Ok(s),
+        _ => Err(format!("'{}': expected a positive number of seconds", text.escape_default())),
+    }
+}
+
+impl Cli {
+    /// What every rank of an MPI job must agree on besides the binary: a training run's resolved
+    /// configuration (flags, config file and preset together), else the command line.
+    pub fn fingerprint(&self) -> String {
+        let resolved = match &self.command {
+            Some(Command::Train(args)) if args.resume.is_none() => {
+                args.resolve().ok().and_then(|c| toml::to_string(&c).ok())
+            }
+            _ => None,
+        };
+        resolved.unwrap_or_else(|| format!("{:?}", std::env::args().skip(1).collect::<Vec<_>>()))
+    }
 }
 
 #[derive(Debug, Subcommand)]

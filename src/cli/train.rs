@@ -82,7 +82,8 @@ pub struct TrainArgs {
     /// Random seed (weights, data order, augmentation).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Parallel workers: cpu:N (N CPU threads sharing the cores) or cuda:0,cuda:1,... (default: one device).
+    /// Parallel workers: cpu:N (N CPU threads sharing the cores), cuda:0,cuda:1,... or mpi (one worker per
+    /// rank of `mpirun -np N`; default: one device).
     #[arg(long)]
     pub devices: Option<Devices>,
     /// Terms of a warp layer per device, paper notation: "[F1],[F2],[F2'x1]" (default: the paper's

@@ -5,6 +5,9 @@
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::thread::JoinHandle;
 
+use super::mpi::remote::Remote;
+use super::mpi::wire::Wire;
+
 /// The caller's end of a command thread.
 pub struct Actor<C, R> {
     commands: Sender<C>,
@@ -50,6 +53,29 @@ impl<C, R> Drop for Actor<C, R> {
         drop(std::mem::replace(&mut self.commands, closed));
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+    }
+}
+
+/// The caller's end of a device: a thread of this process, or a device of another MPI rank reached
+/// through messages (parallel/mpi/remote.rs). Both answer the same commands in the same order.
+pub enum Link<C, R> {
+    Thread(Actor<C, R>),
+    Rank(Remote<C, R>),
+}
+
+impl<C: Wire + Send + 'static, R: Wire + Send + 'static> Link<C, R> {
+    pub fn send(&self, command: C) {
+        match self {
+            Link::Thread(actor) => actor.send(command),
+            Link::Rank(remote) => remote.send(command),
+        }
+    }
+
+    pub fn receive(&self) -> R {
+        match self {
+            Link::Thread(actor) => actor.receive(),
+            Link::Rank(remote) => remote.receive(),
         }
     }
 }

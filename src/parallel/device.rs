@@ -4,6 +4,7 @@
 //! (libtorch intra-op threads = cores / N, at least 1), so that N terms really run at the same time.
 //! `cuda:0,cuda:1,...`: one worker per GPU; `cuda` alone is `cuda:0`. The same code path serves both:
 //! tensors move between devices with `to_device`, which is free between CPU workers.
+//! `mpi` (under `mpirun -np N`): N workers, worker i on MPI rank i, on that rank's CPU (parallel/mpi/).
 
 use std::fmt;
 use std::str::FromStr;
@@ -18,12 +19,26 @@ pub const MAX_WORKERS: usize = 1024;
 #[serde(try_from = "String", into = "String")]
 pub struct Devices {
     pub workers: Vec<Device>,
+    /// Worker i runs on MPI rank i (`mpi`); otherwise every worker is a thread of this process.
+    pub mpi: bool,
+}
+
+/// Where one worker runs: a device of an MPI rank (rank 0 when there is no MPI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    pub rank: usize,
+    pub device: Device,
 }
 
 impl Devices {
     /// N CPU workers.
     pub fn cpu(n: usize) -> Self {
-        Devices { workers: vec![Device::Cpu; n] }
+        Devices { workers: vec![Device::Cpu; n], mpi: false }
+    }
+
+    /// Where worker `i` runs.
+    pub fn place(&self, i: usize) -> Place {
+        Place { rank: if self.mpi { i } else { 0 }, device: self.workers[i] }
     }
 
     pub fn len(&self) -> usize {
@@ -37,6 +52,9 @@ impl Devices {
     /// libtorch intra-op threads for one worker: the machine's cores shared among the CPU workers
     /// (a GPU worker's thread only launches kernels: one thread).
     pub fn threads_per_worker(&self) -> usize {
+        if self.mpi {
+            return super::mpi::threads_per_rank();
+        }
         let cpu_workers = self.workers.iter().filter(|d| **d == Device::Cpu).count().max(1);
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         (cores / cpu_workers).max(1)
@@ -48,6 +66,12 @@ impl FromStr for Devices {
 
     fn from_str(text: &str) -> Result<Self, String> {
         let text = text.trim();
+        if text == "mpi" {
+            // Outside an MPI job (reading an MPI run's config to evaluate it) there are no workers;
+            // an executor asked for them says why (`Plan::new`).
+            let ranks = super::mpi::ranks().unwrap_or(0);
+            return Ok(Devices { workers: vec![Device::Cpu; ranks], mpi: true });
+        }
         if text == "cpu" {
             return Ok(Devices::cpu(1));
         }
@@ -69,19 +93,22 @@ impl FromStr for Devices {
                     .and_then(|i| i.parse::<usize>().ok())
                     .map(Device::Cuda)
                     .ok_or_else(|| {
-                        format!("'{}': expected cpu, cpu:N or cuda:I[,cuda:J...]", d.escape_default())
+                        format!("'{}': expected cpu, cpu:N, cuda:I[,cuda:J...] or mpi", d.escape_default())
                     }),
             })
             .collect::<Result<Vec<Device>, String>>()?;
         if workers.len() > MAX_WORKERS {
             return Err(format!("{} devices: at most {MAX_WORKERS}", workers.len()));
         }
-        Ok(Devices { workers })
+        Ok(Devices { workers, mpi: false })
     }
 }
 
 impl fmt::Display for Devices {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.mpi {
+            return write!(f, "mpi");
+        }
         if self.workers.iter().all(|d| *d == Device::Cpu) {
             return write!(f, "cpu:{}", self.workers.len());
         }

@@ -13,7 +13,7 @@
 
 use tch::{Device, Tensor};
 
-use super::device::Devices;
+use super::device::{Devices, Place};
 use super::memory::DeviceMemory;
 use super::named::{accumulate, deep_copy, Named, Snapshot};
 use super::placement::Placement;
@@ -33,6 +33,9 @@ pub struct Plan {
 impl Plan {
     /// The layout `devices` and `placement` ask for; the error names the flag.
     pub fn new(devices: &Devices, placement: Option<Placement>) -> anyhow::Result<Plan> {
+        if devices.mpi {
+            super::mpi::ranks().map_err(|why| crate::error::input_error(format!("--devices {why}")))?;
+        }
         let groups = placement.as_ref().map_or(1, Placement::devices);
         if !devices.len().is_multiple_of(groups) {
             crate::bail_input!(
@@ -75,21 +78,25 @@ impl Executor {
         // A split replica's home thread works only while its workers wait (stem, head, sums): it may
         // use the cores of its whole group.
         let home_threads = (cores / plan.replicas).max(1);
-        let replicas = devices
-            .workers
-            .chunks(plan.workers_per_replica)
-            .map(|group| {
+        // Over MPI ranks, a home shares its rank's cores with that rank's term worker, taking turns.
+        let home_threads = if devices.mpi { threads } else { home_threads };
+        let replicas = (0..plan.replicas)
+            .map(|r| {
+                let first = r * plan.workers_per_replica;
+                let group: Vec<Place> =
+                    (first..first + plan.workers_per_replica).map(|i| devices.place(i)).collect();
+                let home = group[0];
                 let layout = match &plan.placement {
-                    None => Layout::Whole { device: group[0], threads },
+                    None => Layout::Whole { device: home.device, threads },
                     Some(placement) => Layout::Split {
-                        home: group[0],
+                        home: home.device,
                         threads: home_threads,
                         placement: placement.clone(),
-                        workers: group.to_vec(),
+                        workers: group,
                         threads_per_worker: threads,
                     },
                 };
-                Replica::spawn(config.clone(), layout, initial.deep_copy(), sgd)
+                Replica::spawn(config.clone(), layout, initial.deep_copy(), sgd, home.rank)
             })
             .collect();
         Ok(Executor { replicas, plan })

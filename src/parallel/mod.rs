@@ -5,6 +5,7 @@ pub mod comparison;
 pub mod device;
 pub mod executor;
 pub mod memory;
+pub mod mpi;
 pub mod named;
 pub mod placement;
 pub mod replica;

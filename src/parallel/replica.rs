@@ -5,8 +5,9 @@
 
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
-use super::actor::Actor;
+use super::actor::{Actor, Link};
 use super::device::name;
+use super::device::Place;
 use super::memory::{heap_in_use, measurable, variable_bytes, DeviceMemory};
 use super::named::{assign_variables, copy_variables, Named, Snapshot};
 use super::placement::Placement;
@@ -25,7 +26,7 @@ pub enum Layout {
         home: Device,
         threads: usize,
         placement: Placement,
-        workers: Vec<Device>,
+        workers: Vec<Place>,
         threads_per_worker: usize,
     },
 }
@@ -73,7 +74,7 @@ pub struct SgdSettings {
 
 /// The coordinator's end of a replica.
 pub struct Replica {
-    actor: Actor<Command, Reply>,
+    link: Link<Command, Reply>,
 }
 
 /// What lives on a replica's thread: its network and the time it spent handling commands.
@@ -83,7 +84,18 @@ struct Running {
 }
 
 impl Replica {
-    pub fn spawn(config: NetConfig, layout: Layout, initial: Snapshot, sgd: SgdSettings) -> Self {
+    /// Starts the replica on MPI rank `rank` (a thread of this process when that is this rank).
+    pub fn spawn(
+        config: NetConfig,
+        layout: Layout,
+        initial: Snapshot,
+        sgd: SgdSettings,
+        rank: usize,
+    ) -> Self {
+        if rank != super::mpi::rank() {
+            let start = super::mpi::remote::ReplicaStart { config, layout, initial, sgd };
+            return Replica { link: Link::Rank(super::mpi::remote::replica(rank, &start)) };
+        }
         let start = move || {
             let state = match layout {
                 Layout::Whole { device, threads } => {
@@ -107,15 +119,15 @@ impl Replica {
                 reply
             }
         };
-        Replica { actor: Actor::spawn(start, handle) }
+        Replica { link: Link::Thread(Actor::spawn(start, handle)) }
     }
 
     pub fn send(&self, command: Command) {
-        self.actor.send(command);
+        self.link.send(command);
     }
 
     pub fn receive(&self) -> Reply {
-        self.actor.receive()
+        self.link.receive()
     }
 }
 

@@ -4,7 +4,7 @@
 
 use tch::{nn::VarStore, Device, Tensor};
 
-use super::device::name;
+use super::device::{name, Place};
 use super::memory::{heap_in_use, measurable, variable_bytes, DeviceMemory};
 use super::named::{accumulate, assign_variables, copy_variables, deep_copy, Named, Snapshot};
 use super::placement::Placement;
@@ -17,7 +17,7 @@ use crate::train::optimizer::Sgd;
 
 /// The devices of a split replica's term workers and their intra-op threads.
 pub(super) struct WorkerDevices {
-    pub(super) devices: Vec<Device>,
+    pub(super) devices: Vec<Place>,
     pub(super) threads: usize,
 }
 
@@ -29,6 +29,8 @@ pub(super) struct SplitReplica {
     pub(super) home: Device,
     layers: Vec<LayerIndex>,
     pub(super) workers: Vec<Worker>,
+    /// The parameters each worker updates: it is sent only their gradients.
+    worker_parameters: Vec<Vec<String>>,
     sgd: Sgd,
     units_per_layer: usize,
     /// For each unit position c in a layer: the worker whose group holds F_c.
@@ -61,12 +63,12 @@ impl SplitReplica {
             .devices
             .iter()
             .enumerate()
-            .map(|(group, &device)| {
+            .map(|(group, &place)| {
                 let spec = WorkerSpec {
                     config: config.clone(),
                     placement: placement.clone(),
                     group,
-                    device,
+                    place,
                     home,
                     threads: devices.threads,
                     momentum: sgd.momentum,
@@ -74,7 +76,9 @@ impl SplitReplica {
                 };
                 Worker::spawn(spec, deep_copy(&initial.variables), deep_copy(&initial.momentum))
             })
-            .collect();
+            .collect::<Vec<Worker>>();
+        workers.iter().for_each(|w| w.send(worker::Command::Parameters));
+        let worker_parameters = workers.iter().map(Worker::receive_names).collect();
         let mut sgd = Sgd::new(&vs, sgd.momentum, sgd.weight_decay);
         sgd.set_momentum(&initial.momentum);
         let units_per_layer = config.layer_grouping().0;
@@ -90,6 +94,7 @@ impl SplitReplica {
             home,
             layers: config.layer_indices(),
             workers,
+            worker_parameters,
             sgd,
             units_per_layer,
             primal_owner,
@@ -190,8 +195,9 @@ impl SplitReplica {
     }
 
     pub(super) fn apply(&mut self, gradients: Named, lr: f64) -> Reply {
-        for w in &self.workers {
-            w.send(worker::Command::Apply { gradients: deep_copy(&gradients), lr });
+        for (w, names) in self.workers.iter().zip(&self.worker_parameters) {
+            let theirs = names.iter().map(|n| (n.clone(), gradients[n].copy())).collect();
+            w.send(worker::Command::Apply { gradients: theirs, lr });
         }
         let mine: Vec<Tensor> = self.sgd.names().map(|n| gradients[n].to_device(self.home)).collect();
         self.sgd.step(&mine, lr);

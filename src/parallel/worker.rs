@@ -4,7 +4,8 @@
 
 use tch::{nn::VarStore, Device, Tensor};
 
-use super::actor::Actor;
+use super::actor::{Actor, Link};
+use super::device::Place;
 use super::memory::{heap_in_use, measurable, variable_bytes, DeviceMemory};
 use super::named::{assign_variables, copy_variables, Named};
 use super::placement::Placement;
@@ -35,6 +36,8 @@ pub enum Command {
     Busy,
     /// Copies of the optimizer's momentum buffers by parameter name; replies `Reply::Named`.
     Momentum,
+    /// The names of the parameters this worker updates; replies `Reply::Names`.
+    Parameters,
 }
 
 pub enum Reply {
@@ -42,6 +45,7 @@ pub enum Reply {
     Named(Named),
     Memory(DeviceMemory),
     Seconds(f64),
+    Names(Vec<String>),
     Done,
 }
 
@@ -50,7 +54,8 @@ pub struct WorkerSpec {
     pub config: NetConfig,
     pub placement: Placement,
     pub group: usize,
-    pub device: Device,
+    /// The rank and device the worker runs on (another rank: built there, parallel/mpi/).
+    pub place: Place,
     /// Device the replies go to (the replica's home).
     pub home: Device,
     pub threads: usize,
@@ -60,7 +65,7 @@ pub struct WorkerSpec {
 
 /// The coordinator's end of a worker.
 pub struct Worker {
-    actor: Actor<Command, Reply>,
+    link: Link<Command, Reply>,
     pub device: Device,
 }
 
@@ -68,24 +73,28 @@ impl Worker {
     /// Starts the worker; its unit replicas start from `initial` (variables by name) and its
     /// optimizer from `momentum` (buffers by parameter name; missing names start at zero).
     pub fn spawn(spec: WorkerSpec, initial: Named, momentum: Named) -> Self {
-        let device = spec.device;
+        let device = spec.place.device;
+        if spec.place.rank != super::mpi::rank() {
+            let link = Link::Rank(super::mpi::remote::worker(&spec, &initial, &momentum));
+            return Worker { link, device };
+        }
         let start = move || {
             tch::set_num_threads(spec.threads as i32);
             let mut state = WorkerState::new(&spec, &initial);
             state.sgd.set_momentum(&momentum);
             state
         };
-        Worker { actor: Actor::spawn(start, WorkerState::handle), device }
+        Worker { link: Link::Thread(Actor::spawn(start, WorkerState::handle)), device }
     }
 
     /// Sends a command without waiting (the workers of a layer run at the same time).
     pub fn send(&self, command: Command) {
-        self.actor.send(command);
+        self.link.send(command);
     }
 
     /// The reply to the oldest command not yet answered.
     pub fn receive(&self) -> Reply {
-        self.actor.receive()
+        self.link.receive()
     }
 
     pub fn receive_tensor(&self) -> Tensor {
@@ -106,6 +115,13 @@ impl Worker {
         match self.receive() {
             Reply::Seconds(s) => s,
             _ => unreachable!("a seconds reply"),
+        }
+    }
+
+    pub fn receive_names(&self) -> Vec<String> {
+        match self.receive() {
+            Reply::Names(n) => n,
+            _ => unreachable!("a names reply"),
         }
     }
 
@@ -137,7 +153,8 @@ struct WorkerState {
 
 impl WorkerState {
     fn new(spec: &WorkerSpec, initial: &Named) -> Self {
-        let vs = VarStore::new(spec.device);
+        let device = spec.place.device;
+        let vs = VarStore::new(device);
         let (terms, jacobian) = layer_operator(&spec.config);
         let group_terms = &spec.placement.groups[spec.group];
         assert!(group_terms.iter().all(|t| terms.contains(t)), "placement validated against the layer");
@@ -151,10 +168,15 @@ impl WorkerState {
         assign_variables(&vs, initial);
         let sgd = Sgd::new(&vs, spec.momentum, spec.weight_decay);
         let pending = (0..layers.len()).map(|_| None).collect();
-        let name = format!("worker {} {}", spec.group + 1, super::device::name(spec.device));
+        let rank = if super::mpi::session::running().is_some() {
+            format!("rank {} ", spec.place.rank)
+        } else {
+            String::new()
+        };
+        let name = format!("worker {} {rank}{}", spec.group + 1, super::device::name(device));
         WorkerState {
             vs,
-            device: spec.device,
+            device,
             home: spec.home,
             layers,
             pending,
@@ -224,6 +246,7 @@ impl WorkerState {
             }
             Command::Busy => Reply::Seconds(std::mem::take(&mut self.busy).as_secs_f64()),
             Command::Momentum => Reply::Named(self.sgd.momentum(Device::Cpu)),
+            Command::Parameters => Reply::Names(self.sgd.names().map(String::from).collect()),
         }
     }
 }

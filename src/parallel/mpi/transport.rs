@@ -1,0 +1,116 @@
+//! Byte messages between ranks over MPI, every wait bounded by the job's timeout.
+//!
+//! Sends and receives are non-blocking MPI calls polled until they complete: a rank that died or hangs
+//! never makes another wait forever. When a wait runs out, the job stops (`fail`): one line naming the
+//! silent rank, then `MPI_Abort`, which ends every rank. Checkpoints are written only by rank 0's
+//! trainer, atomically, so the last one stays intact.
+//!
+//! Polling, not blocking: OpenMPI's blocking calls spin a core at 100% while they wait, which on a
+//! machine with fewer cores than ranks starves the rank doing the work. Here a wait spins briefly,
+//! then sleeps in growing steps up to [`MAX_PAUSE`].
+
+use std::time::{Duration, Instant};
+
+use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
+use mpi::topology::{Communicator, SimpleCommunicator};
+
+use super::stats;
+
+/// MPI's tag type.
+pub type Tag = i32;
+
+/// Polls that only yield the thread before a wait starts to sleep (a reply to a small message
+/// usually arrives within them).
+const SPINS: u32 = 200;
+/// Longest sleep between two polls: bounds the latency a sleeping wait adds to a message.
+const MAX_PAUSE: Duration = Duration::from_micros(500);
+
+fn world() -> SimpleCommunicator {
+    SimpleCommunicator::world()
+}
+
+/// This process's rank.
+pub fn rank() -> usize {
+    world().rank() as usize
+}
+
+/// Polls `ready` until it gives a value or `timeout` passes.
+fn poll<T>(timeout: Duration, mut ready: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    let (mut polls, mut pause) = (0u32, Duration::from_micros(10));
+    loop {
+        if let Some(value) = ready() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        polls += 1;
+        if polls < SPINS {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(MAX_PAUSE);
+        }
+    }
+}
+
+/// Sends `bytes` to rank `to`; stops the job if `to` does not take them within `timeout`.
+pub fn send(to: usize, tag: Tag, bytes: &[u8], timeout: Duration) {
+    let started = Instant::now();
+    let world = world();
+    let done = mpi::request::scope(|scope| {
+        let mut request = Some(world.process_at_rank(to as i32).immediate_send_with_tag(scope, bytes, tag));
+        let done = poll(timeout, || match request.take()?.test() {
+            Ok(_) => Some(()),
+            Err(pending) => {
+                request = Some(pending);
+                None
+            }
+        });
+        if done.is_none() {
+            fail(to, "did not take a message");
+        }
+        done
+    });
+    debug_assert!(done.is_some());
+    stats::sent(bytes.len(), started.elapsed());
+}
+
+/// The next message with `tag` from rank `from`; stops the job if none comes within `timeout`.
+pub fn receive(from: usize, tag: Tag, timeout: Duration) -> Vec<u8> {
+    let world = world();
+    let process = world.process_at_rank(from as i32);
+    let started = Instant::now();
+    let Some(probed) = poll(timeout, || process.immediate_matched_probe_with_tag(tag)) else {
+        fail(from, "did not answer");
+    };
+    let arrived = Instant::now();
+    let (bytes, _) = probed.matched_receive_vec::<u8>();
+    stats::received(bytes.len(), arrived - started, arrived.elapsed());
+    bytes
+}
+
+/// The next message with `tag` from any rank, and its sender; `None` if none comes within `timeout`.
+pub fn receive_any(tag: Tag, timeout: Duration) -> Option<(usize, Vec<u8>)> {
+    let world = world();
+    let any = world.any_process();
+    let probed = poll(timeout, || any.immediate_matched_probe_with_tag(tag))?;
+    let (bytes, status) = probed.matched_receive_vec::<u8>();
+    Some((status.source_rank() as usize, bytes))
+}
+
+/// Stops the whole job: one line naming the rank that went silent, then every rank ends.
+pub fn fail(silent: usize, what: &str) -> ! {
+    let timeout = super::timeout().as_secs_f64();
+    eprintln!(
+        "error: MPI rank {silent} {what} within {timeout:.0} s (--mpi-timeout): it died or hangs; stopping \
+         every rank (the last checkpoint is intact)"
+    );
+    abort(super::EXIT_RANK_FAILED)
+}
+
+/// Ends every rank of the job with `code`.
+pub fn abort(code: i32) -> ! {
+    world().abort(code)
+}

@@ -1,0 +1,253 @@
+//! MPI ranks as devices, launched for real: `mpirun -np 2|3|4` on this machine (loopback).
+//!
+//! One training step over ranks against the same step in one process: the same loss and the same
+//! weights, BatchNorm statistics included. Tolerance: float32, ||a - b|| <= 2e-4 ||b|| + 1e-6 per
+//! tensor, as in tests/parallel_executor.rs: the ranks add the same terms in another association order
+//! and with another number of libtorch threads (reduction order inside kernels), which moves results
+//! by float32 rounding; a lost or doubled term or gradient moves them by percent or more. The bytes on
+//! the wire are exact (tensors travel as their raw elements), so they add no error of their own.
+//!
+//! Failures: a rank killed (SIGKILL) or hung (SIGSTOP) mid-training stops the job within the stated
+//! time, naming the rank, and the run's last checkpoint still evaluates.
+#![cfg(feature = "mpi")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tch::Tensor;
+
+const BIN: &str = env!("CARGO_BIN_EXE_warpnet");
+const TOLERANCE: f64 = 2e-4;
+const ABSOLUTE: f64 = 1e-6;
+
+/// A small WarpNet1 K=2 job on the embedded data: batches of 16 from 64 training images (an epoch is
+/// 4 steps, then the test evaluation and a checkpoint).
+const SMALL_JOB: &[&str] = &[
+    "train",
+    "--preset",
+    "demo",
+    "--model",
+    "warp",
+    "--k",
+    "2",
+    "--nwarp",
+    "1",
+    "--width",
+    "1",
+    "--limit-train",
+    "64",
+    "--batch",
+    "16",
+    "--quiet",
+    "--seed",
+    "7",
+];
+
+/// `mpirun -np N` of warpnet with `args`: as root (this machine's CI), more ranks than cores allowed.
+fn mpirun(ranks: usize, args: &[&str]) -> Command {
+    let mut command = Command::new("mpirun");
+    command.args(["--allow-run-as-root", "--oversubscribe", "-np", &ranks.to_string(), BIN]).args(args);
+    command
+}
+
+fn run(command: &mut Command) -> Output {
+    let output = command.output().expect("mpirun runs (scripts/setup.sh installs OpenMPI)");
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// `SMALL_JOB` for `iters` steps with `extra` flags into `out`.
+fn job(out: &Path, iters: usize, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = SMALL_JOB.iter().chain(extra).map(|s| s.to_string()).collect();
+    args.extend(["--iters".into(), iters.to_string(), "--out".into(), out.display().to_string()]);
+    args
+}
+
+/// One training step.
+fn one_step(out: &Path, extra: &[&str]) -> Vec<String> {
+    job(out, 1, extra)
+}
+
+fn weights(run: &Path) -> Vec<(String, Tensor)> {
+    let mut named = Tensor::read_safetensors(run.join("model.safetensors")).expect("model.safetensors");
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named
+}
+
+fn train_loss(run: &Path) -> f64 {
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).expect("metrics.jsonl");
+    let line: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
+    line["train_loss"].as_f64().unwrap()
+}
+
+fn assert_same_step(got: &Path, expected: &Path) {
+    let (a, b) = (train_loss(got), train_loss(expected));
+    assert!((a - b).abs() <= TOLERANCE * b.abs(), "loss {a} over ranks vs {b} in one process");
+    let (got, expected) = (weights(got), weights(expected));
+    assert_eq!(got.len(), expected.len(), "the same variables");
+    for ((name, a), (other, b)) in got.iter().zip(&expected) {
+        assert_eq!(name, other);
+        let diff = (a - b).norm().double_value(&[]);
+        let size = b.norm().double_value(&[]);
+        assert!(diff <= TOLERANCE * size + ABSOLUTE, "{name}: |a - b| = {diff:e}, |b| = {size:e}");
+    }
+}
+
+/// A fresh folder per test under the system's temp dir.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("warpnet-mpi-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The step over `ranks` MPI ranks with `placement` equals the step in one process on one device.
+fn model_parallel_matches_one_device(ranks: usize, placement: &str, name: &str) {
+    let dir = scratch(name);
+    let (over_ranks, alone) = (dir.join("mpi"), dir.join("one-device"));
+    run(mpirun(ranks, &[]).args(one_step(&over_ranks, &["--devices", "mpi", "--placement", placement])));
+    run(Command::new(BIN).args(one_step(&alone, &[])));
+    assert_same_step(&over_ranks, &alone);
+    let config = std::fs::read_to_string(over_ranks.join("config.toml")).unwrap();
+    assert!(config.contains("devices = \"mpi\""), "the run records its devices:\n{config}");
+}
+
+#[test]
+fn two_ranks_model_parallel_step_equals_one_device() {
+    model_parallel_matches_one_device(2, "[F1,F2'x1],[F2]", "np2");
+}
+
+#[test]
+fn three_ranks_model_parallel_step_equals_one_device() {
+    model_parallel_matches_one_device(3, "[F1],[F2],[F2'x1]", "np3");
+}
+
+/// Data parallelism (2 whole replicas) and the hybrid (2 replicas of 2 ranks each) over ranks equal the
+/// same layouts on threads of one process (whose equality with the single-device step, BatchNorm
+/// statistics per replica, tests/parallel_executor.rs proves).
+#[test]
+fn data_parallel_and_hybrid_over_ranks_equal_threads() {
+    let dir = scratch("dp");
+    for (ranks, placement) in [(2, None), (4, Some("[F1,F2'x1],[F2]"))] {
+        let mut flags = vec!["--devices".to_string(), "mpi".into()];
+        flags.extend(placement.map(|p| ["--placement".to_string(), p.to_string()]).into_iter().flatten());
+        let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let over_ranks = dir.join(format!("mpi-{ranks}"));
+        run(mpirun(ranks, &[]).args(one_step(&over_ranks, &flag_refs)));
+        let threads = dir.join(format!("threads-{ranks}"));
+        let devices = format!("cpu:{ranks}");
+        let mut thread_flags = vec!["--devices", devices.as_str()];
+        thread_flags.extend(placement.iter().flat_map(|p| ["--placement", p]));
+        run(Command::new(BIN).args(one_step(&threads, &thread_flags)));
+        assert_same_step(&over_ranks, &threads);
+    }
+}
+
+/// PIDs of the processes whose command line mentions `marker` and whose MPI rank is `rank`.
+fn rank_pids(marker: &str, rank: usize) -> Vec<i32> {
+    let wanted = format!("OMPI_COMM_WORLD_RANK={rank}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains(marker)
+                && environ.split(|&b| b == 0).any(|v| v == wanted.as_bytes())
+        })
+        .collect()
+}
+
+/// Starts a long training over 2 ranks, waits for its first checkpoint, sends rank 1 `signal`, and
+/// returns the job's output and how long it took to stop after the signal.
+fn signal_rank_one(name: &str, signal: i32, timeout_s: &str) -> (Output, Duration, PathBuf) {
+    let dir = scratch(name);
+    let out = dir.join("run");
+    let mut command = mpirun(2, &["--mpi-timeout", timeout_s]);
+    command
+        // Far more steps than the test waits for.
+        .args(job(&out, 100_000, &["--devices", "mpi", "--keep-checkpoints", "100"]))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = command.spawn().expect("mpirun starts");
+    let started = Instant::now();
+    let marker = out.display().to_string();
+    while !std::fs::read_dir(out.join("checkpoints")).is_ok_and(|d| d.count() >= 2) {
+        assert!(started.elapsed() < Duration::from_secs(120), "no checkpoint within 2 minutes");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pids = rank_pids(&marker, 1);
+    assert_eq!(pids.len(), 1, "one process is rank 1");
+    // SAFETY: kill(2) on a PID of this test's own job.
+    assert_eq!(unsafe { libc::kill(pids[0], signal) }, 0);
+    let signalled = Instant::now();
+    let output = child.wait_with_output().unwrap();
+    (output, signalled.elapsed(), out)
+}
+
+/// The newest checkpoint of a stopped run still evaluates.
+fn last_checkpoint_evaluates(run: &Path) {
+    let mut weights: Vec<PathBuf> = std::fs::read_dir(run.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    weights.sort();
+    let newest = weights.last().expect("a checkpoint");
+    let eval = Command::new(BIN).args(["eval", "--checkpoint"]).arg(newest).output().unwrap();
+    assert!(eval.status.success(), "eval {}: {}", newest.display(), String::from_utf8_lossy(&eval.stderr));
+}
+
+#[test]
+fn killed_rank_stops_the_job_and_the_checkpoint_survives() {
+    let (output, took, run) = signal_rank_one("killed", libc::SIGKILL, "60");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "the job fails");
+    // mpirun itself notices a dead rank and ends the others at once; allow for a loaded machine.
+    assert!(took < Duration::from_secs(30), "stopped {took:?} after the kill");
+    assert!(stderr.contains("rank 1"), "the message names rank 1:\n{stderr}");
+    last_checkpoint_evaluates(&run);
+}
+
+#[test]
+fn hung_rank_stops_the_job_within_the_timeout() {
+    let (output, took, run) = signal_rank_one("hung", libc::SIGSTOP, "4");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "exit code of a failed rank:\n{stderr}");
+    // The timeout (4 s) plus the abort; allow for a loaded machine.
+    assert!(took < Duration::from_secs(30), "stopped {took:?} after the hang");
+    assert!(stderr.contains("error: MPI rank 1 did not"), "the message names rank 1:\n{stderr}");
+    last_checkpoint_evaluates(&run);
+}
+
+#[test]
+fn ranks_with_different_configurations_refuse_to_start() {
+    let dir = scratch("mismatch");
+    let mut command = Command::new("mpirun");
+    command.args(["--allow-run-as-root", "--oversubscribe", "-np", "1", BIN]);
+    command.args(one_step(&dir.join("run"), &["--devices", "mpi", "--lr", "0.1"]));
+    command
+        .args([":", "-np", "1", BIN])
+        .args(one_step(&dir.join("run"), &["--devices", "mpi", "--lr", "0.2"]));
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("MPI rank 1 runs a different configuration"), "{stderr}");
+    assert!(!dir.join("run").exists(), "nothing was trained");
+}
+
+#[test]
+fn devices_mpi_outside_a_launcher_is_one_line() {
+    let output =
+        Command::new(BIN).args(one_step(Path::new("/nonexistent"), &["--devices", "mpi"])).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("not started by an MPI launcher"), "{stderr}");
+}
