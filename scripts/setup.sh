@@ -2,6 +2,9 @@
 # Installs what warpnet builds against, once, into git-ignored folders of this repository.
 #
 #   libtorch 2.11 (from PyPI's torch==2.11.0 wheel, the pin of tch 0.24) -> .deps/libtorch-2.11
+#   OpenMPI (Debian's libopenmpi-dev and openmpi-bin, with libclang-dev for the mpi crate's bindings),
+#                for `--features mpi` (`--devices mpi` under mpirun); needs root or sudo, and apt-get.
+#                Without it, build without `--features mpi`: everything but MPI ranks works.
 #   --test-data: also the full Fashion-MNIST from Debian's dataset-fashion-mnist package, which one test
 #                reads from /usr/share/datasets/fashion-mnist (needs root and apt-get).
 #   --pytorch:   also a complete PyTorch 2.11 for Python (with its CUDA wheels, ~4 GB) -> .deps/pytorch-2.11,
@@ -42,11 +45,23 @@ elif [ ! -f "$LIBTORCH_DIR/torch/lib/libtorch_cpu.so" ]; then
   mv "$LIBTORCH_DIR.partial" "$LIBTORCH_DIR"
 fi
 
+if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+apt_packages=()
+# mpicc (libopenmpi-dev) tells the mpi crate where MPI is; mpirun (openmpi-bin) launches; libclang
+# generates the crate's bindings.
+if ! command -v mpicc >/dev/null || ! command -v mpirun >/dev/null || ! ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1; then
+  echo "setup.sh: installing OpenMPI (Debian's libopenmpi-dev, openmpi-bin, libclang-dev) for --features mpi"
+  apt_packages+=(libopenmpi-dev openmpi-bin libclang-dev)
+fi
 if [ "$want_test_data" = 1 ] && [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
   echo "setup.sh: installing Debian's dataset-fashion-mnist (full Fashion-MNIST, for one test)"
-  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  apt_packages+=(dataset-fashion-mnist)
+fi
+if [ "${#apt_packages[@]}" -gt 0 ]; then
+  if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${apt_packages[@]}" >/dev/null; }; then
+    echo "setup.sh: could not apt-get install ${apt_packages[*]}; without OpenMPI, build and test without --features mpi" >&2
+    exit 2
+  fi
 fi
 
 if [ "$want_pytorch" = 1 ] && [ ! -f "$PYTORCH_DIR/torch/__init__.py" ]; then

@@ -22,7 +22,9 @@ fn main() -> ExitCode {
     // MPI starts before the command line is read: `--devices mpi` means as many workers as ranks.
     let mpi_session = match session::start() {
         Ok(s) => s,
-        Err(err) => return fail(&err),
+        // Every rank fails alike; one says so.
+        Err(err) if session::launcher_rank() == 0 => return fail(&err),
+        Err(_) => return ExitCode::from(EXIT_INPUT),
     };
     let rank = mpi_session.as_ref().map_or(0, |s| s.rank);
     let cli = match Cli::try_parse() {

@@ -212,3 +212,28 @@ fn bench_compares_runs_and_writes_tables() {
     assert_rejected(&["bench", "--run", "wrn gpu:1"], "--run 'wrn gpu:1'");
     assert_rejected(&["bench", "--k", "2", "--run", "warpnet1 k=2 cpu:2 [F1],[F3]"], "F3");
 }
+
+/// A build without the `mpi` feature: `--devices mpi` and a start by an MPI launcher each say so in one
+/// line (exit code 2), rather than training alone on every rank.
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn a_build_without_mpi_says_so() {
+    let output = warpnet(&["train", "--preset", "demo", "--devices", "mpi", "--dry-run"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("built without MPI"), "{stderr}");
+
+    let launched = Command::new(env!("CARGO_BIN_EXE_warpnet"))
+        .args(["train", "--preset", "demo", "--dry-run"])
+        .env("OMPI_COMM_WORLD_SIZE", "2")
+        .env("OMPI_COMM_WORLD_RANK", "0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&launched.stderr);
+    assert_eq!(launched.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("started by an MPI launcher, but this warpnet was built without MPI"),
+        "{stderr}"
+    );
+}

@@ -251,3 +251,54 @@ fn devices_mpi_outside_a_launcher_is_one_line() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("not started by an MPI launcher"), "{stderr}");
 }
+
+/// `warpnet bench --devices mpi` over 3 ranks ([F1],[F2],[F2'x1]) counts the bytes its messages carry;
+/// they match the analytic volume, which matches a count by hand.
+///
+/// By hand, WarpNet1-13-1 (K = 2, Nwarp = 1, kw = 1) at batch 16, two remote workers: activations
+/// 4 crossings x 16 images x (16x32x32 + 32x16x16 + 64x8x8 = 28,672 floats) x 4 bytes = 7,340,032 bytes
+/// per worker; each holds unit 2 of every stage, 18C^2 + 6C parameters at C = 16, 32, 64 (two 3x3
+/// convolutions, three BatchNorms) = 97,440 floats, sent as gradients and back with the step:
+/// 2 x 389,760 bytes per worker. Total 2 x (7,340,032 + 779,520) = 16,239,104 bytes. Measured adds the
+/// messages' headers (names, shapes: a few kB) and lacks the gradients of unit 2's BatchNorm from the
+/// F2'x1 worker, whose term does not use them (2 x 6 x 112 x 4 bytes); 1% covers both.
+#[test]
+fn bench_over_ranks_moves_the_predicted_bytes() {
+    let dir = scratch("bench");
+    let out = dir.display().to_string();
+    let args = [
+        "bench",
+        "--model",
+        "warp",
+        "--k",
+        "2",
+        "--nwarp",
+        "1",
+        "--width",
+        "1",
+        "--batch",
+        "16",
+        "--devices",
+        "mpi",
+        "--steps",
+        "2",
+        "--rounds",
+        "1",
+        "--warmup",
+        "1",
+        "--json",
+        "--out",
+        &out,
+    ];
+    let output = run(&mut mpirun(3, &args));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let json: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let over_ranks = &json["runs"][1];
+    assert_eq!(over_ranks["layout"], "[F1],[F2],[F2'x1]", "{stdout}");
+    let traffic = &over_ranks["traffic"];
+    let predicted = traffic["predicted_bytes"].as_f64().unwrap();
+    assert_eq!(predicted, 16_239_104.0, "the analytic volume against the count by hand");
+    let measured = traffic["bytes"].as_f64().unwrap();
+    assert!((measured - predicted).abs() <= 0.01 * predicted, "measured {measured} vs predicted {predicted}");
+    assert!(stdout.contains("MB moved per step"), "the table shows the traffic:\n{stdout}");
+}

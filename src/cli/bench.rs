@@ -18,7 +18,8 @@ use anyhow::Context;
 use super::flags::{positive, WarpFlags};
 use crate::model::warp::PrimalSharing;
 use crate::model::{op_count, DerivativeBn, ModelKind, Net, NetConfig, Variant};
-use crate::parallel::comparison::{default_runs, measure, RunSpec};
+use crate::parallel::comparison::{default_runs, measure, RunSpec, StepTraffic};
+use crate::parallel::Devices;
 use crate::report::Table;
 use crate::train::checkpoint::write_atomic;
 use crate::train::optimizer::Sgd;
@@ -62,6 +63,13 @@ pub struct BenchArgs {
     /// the baseline of RS. Network size: --k x --nwarp units per stage, --width.
     #[arg(long = "run")]
     pub runs: Vec<String>,
+    /// Workers for the network above, as `warpnet train --devices` (`mpi` under mpirun): compares it on
+    /// them with its WRN twin on one worker; over MPI also prints the bytes moved and time in messages.
+    #[arg(long)]
+    pub devices: Option<Devices>,
+    /// Terms per worker for --devices, paper notation (default: the paper's assignment if it fits).
+    #[arg(long, requires = "devices")]
+    pub placement: Option<String>,
     /// Compare the default set: WRN on 1 and 2 workers, WarpNet1/2 K = 2 on 1, 2, 3 and 4 workers.
     #[arg(long)]
     pub table: bool,
@@ -141,7 +149,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             crate::bail_input!("--device: cuda:{i} does not exist ({count} CUDA devices visible)");
         }
     }
-    if args.table || !args.runs.is_empty() {
+    if args.table || !args.runs.is_empty() || args.devices.is_some() {
         return compare(&config, &args);
     }
     let result = bench_training_step(&config, &args);
@@ -241,8 +249,13 @@ fn compare(base: &NetConfig, args: &BenchArgs) -> anyhow::Result<()> {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         runs.extend(default_runs(base, cores)?);
     }
+    if let Some(devices) = &args.devices {
+        runs.insert(0, RunSpec::parse("wrn cpu:1", base)?);
+        let placement = args.placement.as_deref();
+        runs.push(RunSpec::on(base.clone(), devices.clone(), placement)?);
+    }
     let measured = measure(&runs, args.batch as i64, args.warmup, args.rounds, args.steps)?;
-    let mut table = Table::new(&[
+    let mut columns = vec![
         "method",
         "K",
         "placement",
@@ -252,13 +265,18 @@ fn compare(base: &NetConfig, args: &BenchArgs) -> anyhow::Result<()> {
         "busy ms per device",
         "weights+optimizer MB per device",
         "activations MB per device",
-    ]);
+    ];
+    let over_mpi = measured.iter().any(|m| m.traffic.is_some());
+    if over_mpi {
+        columns.extend(TRAFFIC_COLUMNS);
+    }
+    let mut table = Table::new(&columns);
     let megabytes = |bytes: usize| format!("{:.1}", bytes as f64 / 1e6);
     for m in &measured {
         let weights: Vec<String> = m.memory.iter().map(|d| megabytes(d.weights + d.optimizer)).collect();
         let activations: Vec<String> =
             m.memory.iter().map(|d| d.activations.map_or("n/a".into(), megabytes)).collect();
-        table.push(vec![
+        let mut row = vec![
             m.method.clone(),
             m.k.to_string(),
             m.layout.clone(),
@@ -268,7 +286,11 @@ fn compare(base: &NetConfig, args: &BenchArgs) -> anyhow::Result<()> {
             m.busy_ms.iter().map(|(_, ms)| format!("{ms:.0}")).collect::<Vec<_>>().join(" / "),
             weights.join(" / "),
             activations.join(" / "),
-        ]);
+        ];
+        if over_mpi {
+            row.extend(traffic_cells(m.traffic.as_ref()));
+        }
+        table.push(row);
     }
     println!(
         "batch {}, {} rounds x {} steps after {} warm-up steps; RS = (t_first - t) / t_first; per device (home \
@@ -285,6 +307,28 @@ fn compare(base: &NetConfig, args: &BenchArgs) -> anyhow::Result<()> {
         super::print_json(&serde_json::json!({ "batch": args.batch, "runs": measured }))?;
     }
     Ok(())
+}
+
+/// Columns of runs over MPI ranks (parallel/mpi/stats.rs, volume.rs).
+const TRAFFIC_COLUMNS: [&str; 5] = [
+    "MB moved per step",
+    "MB predicted (tensors)",
+    "messages per step",
+    "ms waiting per step (rank 0)",
+    "ms moving per step (all ranks)",
+];
+
+fn traffic_cells(traffic: Option<&StepTraffic>) -> Vec<String> {
+    match traffic {
+        None => vec!["-".into(); TRAFFIC_COLUMNS.len()],
+        Some(t) => vec![
+            format!("{:.3}", t.bytes / 1e6),
+            format!("{:.3}", t.predicted_bytes as f64 / 1e6),
+            format!("{:.0}", t.messages),
+            format!("{:.1}", t.wait_ms),
+            format!("{:.1}", t.transfer_ms),
+        ],
+    }
 }
 
 /// "cpu", "cuda", "cuda:I".

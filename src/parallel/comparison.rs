@@ -19,6 +19,8 @@ use tch::Tensor;
 
 use super::executor::{Executor, Plan};
 use super::memory::DeviceMemory;
+use super::mpi::stats::Traffic;
+use super::mpi::{remote, volume};
 use super::named::{copy_variables, Snapshot};
 use super::replica::SgdSettings;
 use super::{Devices, Placement};
@@ -64,7 +66,7 @@ impl RunSpec {
                     DerivativeBn::from_str(mode, true).map_err(|_| bad(format!("'{word}'")))?;
             } else if let Some(m) = word.strip_prefix("order=") {
                 config.max_order = Some(m.parse().map_err(|_| bad(format!("'{word}'")))?);
-            } else if word.starts_with("cpu") || word.starts_with("cuda") {
+            } else if word.starts_with("cpu") || word.starts_with("cuda") || word == "mpi" {
                 devices = word.parse().map_err(bad)?;
             } else if word.starts_with('[') {
                 placement_text = Some(word.to_string());
@@ -78,10 +80,16 @@ impl RunSpec {
         }
         config.nwarp = units / config.k;
         config.validate().map_err(bad)?;
+        RunSpec::on(config, devices, placement_text.as_deref()).map_err(|e| bad(format!("{e:#}")))
+    }
+
+    /// `config` on `devices` with `placement` (paper notation), or the paper's assignment for a WarpNet
+    /// when it fits the devices, else data parallelism.
+    pub fn on(config: NetConfig, devices: Devices, placement: Option<&str>) -> anyhow::Result<RunSpec> {
         let terms = layer_operator(&config).0;
-        let placement = match placement_text {
-            Some(p) => Some(Placement::parse(&p, &terms).map_err(|e| bad(format!("{e:#}")))?),
-            None if model == ModelKind::Warp => {
+        let placement = match placement {
+            Some(p) => Some(Placement::parse(p, &terms)?),
+            None if config.model == ModelKind::Warp => {
                 let paper = Placement::default_for(config.variant, config.k, config.max_order);
                 devices.len().is_multiple_of(paper.devices()).then_some(paper)
             }
@@ -138,6 +146,22 @@ pub struct Measured {
     /// step it waited).
     pub busy_ms: Vec<(String, f64)>,
     pub memory: Vec<DeviceMemory>,
+    /// Runs over MPI ranks: their messages per timed step.
+    pub traffic: Option<StepTraffic>,
+}
+
+/// What one timed step over MPI ranks moved, and what the layout predicts (parallel/mpi/volume.rs).
+#[derive(Debug, Clone, Serialize)]
+pub struct StepTraffic {
+    /// Bytes sent by every rank, summed (each message once).
+    pub bytes: f64,
+    pub messages: f64,
+    /// Tensor bytes the layout predicts (headers aside).
+    pub predicted_bytes: u64,
+    /// Rank 0's threads: milliseconds waiting for messages to arrive (mostly the other ranks working).
+    pub wait_ms: f64,
+    /// Every rank: milliseconds moving messages once posted or arrived.
+    pub transfer_ms: f64,
 }
 
 /// Times every run: `warmup` untimed steps each, then `rounds` rounds in which each run in turn takes
@@ -157,11 +181,13 @@ pub fn measure(
     let labels: Vec<i64> = (0..batch).map(|_| rng.gen_range(0..classes)).collect();
     let labels = Tensor::from_slice(&labels); // (B,)
 
+    let mut parameter_bytes = Vec::new();
     let mut executors = runs
         .iter()
         .map(|run| {
             let vs = tch::nn::VarStore::new(tch::Device::Cpu);
             let _net = Net::new(&vs.root(), &run.config);
+            parameter_bytes.push(vs.trainable_variables().iter().map(|t| t.numel() as u64 * 4).sum::<u64>());
             let plan = Plan::new(&run.devices, run.placement.clone())?;
             let start =
                 Snapshot { variables: copy_variables(&vs, tch::Device::Cpu), momentum: Default::default() };
@@ -175,12 +201,17 @@ pub fn measure(
         executor.busy_seconds(); // busy time counts from here
     }
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); runs.len()];
+    let mut traffic = vec![Traffic::default(); runs.len()];
     for _ in 0..rounds {
-        for (executor, times) in executors.iter_mut().zip(&mut times) {
+        for (r, (executor, times)) in executors.iter_mut().zip(&mut times).enumerate() {
+            let before = runs[r].devices.mpi.then(remote::job_traffic);
             for _ in 0..steps {
                 let started = Instant::now();
                 executor.step(&images, &labels, LR);
                 times.push(started.elapsed().as_secs_f64() * 1e3);
+            }
+            if let Some(before) = before {
+                traffic[r] = traffic[r].plus(&remote::job_traffic().since(&before));
             }
         }
     }
@@ -189,10 +220,31 @@ pub fn measure(
         .iter()
         .zip(executors.iter_mut())
         .zip(times)
-        .map(|((run, executor), step_ms)| {
+        .enumerate()
+        .map(|(r, ((run, executor), step_ms))| {
             let ms = median(&step_ms);
             let timed = step_ms.len() as f64;
             let busy_ms = executor.busy_seconds().into_iter().map(|(d, s)| (d, 1e3 * s / timed)).collect();
+            let memory = executor.memory_profile(&images, &labels);
+            let traffic = run.devices.mpi.then(|| {
+                // Replica 0's devices, home first: each term worker's parameters (momentum = parameters).
+                let workers: Vec<u64> = memory.iter().skip(1).map(|m| m.optimizer as u64).collect();
+                let (t, plan) = (&traffic[r], &executor.plan);
+                StepTraffic {
+                    bytes: t.sent_bytes as f64 / timed,
+                    messages: t.sent_messages as f64 / timed,
+                    predicted_bytes: volume::tensor_bytes_per_step(
+                        &run.config,
+                        &run.devices,
+                        plan,
+                        batch as u64,
+                        &workers,
+                        parameter_bytes[r],
+                    ),
+                    wait_ms: 1e3 * t.wait_s / timed,
+                    transfer_ms: 1e3 * t.transfer_s / timed,
+                }
+            });
             Measured {
                 method: run.config.label(),
                 k: run.config.k,
@@ -200,7 +252,8 @@ pub fn measure(
                 devices: run.devices.to_string(),
                 ms_per_batch: ms,
                 rs: (baseline - ms) / baseline,
-                memory: executor.memory_profile(&images, &labels),
+                memory,
+                traffic,
                 busy_ms,
                 step_ms,
             }

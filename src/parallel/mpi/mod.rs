@@ -17,6 +17,7 @@
 pub mod remote;
 pub mod session;
 pub mod stats;
+pub mod volume;
 pub mod wire;
 
 mod messages;
@@ -31,15 +32,21 @@ mod transport {
 
     pub type Tag = i32;
 
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    pub enum Count {
+        Work,
+        Aside,
+    }
+
     pub fn rank() -> usize {
         0
     }
 
-    pub fn send(_to: usize, _tag: Tag, _bytes: &[u8], _timeout: Duration) {
+    pub fn send(_to: usize, _tag: Tag, _bytes: &[u8], _timeout: Duration, _count: Count) {
         unreachable!("no MPI rank exists in a build without MPI")
     }
 
-    pub fn receive(_from: usize, _tag: Tag, _timeout: Duration) -> Vec<u8> {
+    pub fn receive(_from: usize, _tag: Tag, _timeout: Duration, _count: Count) -> Vec<u8> {
         unreachable!("no MPI rank exists in a build without MPI")
     }
 

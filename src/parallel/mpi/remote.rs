@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub use super::messages::ReplicaStart;
 use super::stats::Traffic;
-use super::transport::{self, Tag};
+use super::transport::{self, Count, Tag};
 use super::wire::{Reader, Wire, Writer};
 use crate::parallel::named::Named;
 use crate::parallel::replica::{self, Layout, Replica};
@@ -68,8 +68,8 @@ fn request(kind: Request, channel: usize) -> Writer {
     w
 }
 
-fn post(rank: usize, w: &Writer) {
-    transport::send(rank, TAG_REQUEST, &w.bytes, super::timeout());
+fn post(rank: usize, w: &Writer, count: Count) {
+    transport::send(rank, TAG_REQUEST, &w.bytes, super::timeout(), count);
 }
 
 /// The caller's end of a device on rank `rank`: commands `C`, replies `R`.
@@ -84,18 +84,18 @@ impl<C: Wire, R: Wire> Remote<C, R> {
         let channel = NEXT_CHANNEL.fetch_add(1, Ordering::Relaxed);
         let mut w = request(kind, channel);
         write(&mut w);
-        post(rank, &w);
+        post(rank, &w, Count::Work);
         Remote { rank, channel, _messages: PhantomData }
     }
 
     pub fn send(&self, command: C) {
         let mut w = request(Request::Command, self.channel);
         command.write(&mut w);
-        post(self.rank, &w);
+        post(self.rank, &w, Count::Work);
     }
 
     pub fn receive(&self) -> R {
-        let bytes = transport::receive(self.rank, reply_tag(self.channel), super::timeout());
+        let bytes = transport::receive(self.rank, reply_tag(self.channel), super::timeout(), Count::Work);
         R::from_bytes(&bytes).unwrap_or_else(|e| {
             transport::fail(
                 self.rank,
@@ -107,7 +107,7 @@ impl<C: Wire, R: Wire> Remote<C, R> {
 
 impl<C, R> Drop for Remote<C, R> {
     fn drop(&mut self) {
-        post(self.rank, &request(Request::Close, self.channel));
+        post(self.rank, &request(Request::Close, self.channel), Count::Work);
     }
 }
 
@@ -132,14 +132,14 @@ pub fn replica(rank: usize, start: &ReplicaStart) -> Remote<replica::Command, re
 /// Tells every other rank that rank 0 is alive.
 pub fn ping_all() {
     for rank in 1..super::ranks().unwrap_or(1) {
-        post(rank, &request(Request::Ping, 0));
+        post(rank, &request(Request::Ping, 0), Count::Aside);
     }
 }
 
 /// Tells every other rank to stop serving.
 pub fn shutdown_all() {
     for rank in 1..super::ranks().unwrap_or(1) {
-        post(rank, &request(Request::Shutdown, 0));
+        post(rank, &request(Request::Shutdown, 0), Count::Aside);
     }
 }
 
@@ -147,8 +147,8 @@ pub fn shutdown_all() {
 pub fn job_traffic() -> Traffic {
     let mut total = Traffic::here();
     for rank in 1..super::ranks().unwrap_or(1) {
-        post(rank, &request(Request::Traffic, 0));
-        let bytes = transport::receive(rank, TAG_TRAFFIC, super::timeout());
+        post(rank, &request(Request::Traffic, 0), Count::Aside);
+        let bytes = transport::receive(rank, TAG_TRAFFIC, super::timeout(), Count::Aside);
         let theirs = Traffic::from_bytes(&bytes).unwrap_or_else(|e| transport::fail(rank, &format!("{e:#}")));
         total = total.plus(&theirs);
     }
@@ -219,12 +219,15 @@ fn handle(devices: &mut HashMap<(usize, usize), Served>, from: usize, bytes: &[u
                 }
                 None => anyhow::bail!("a command to channel {channel}, which was never started"),
             };
-            transport::send(from, reply_tag(channel), &reply, super::timeout());
+            transport::send(from, reply_tag(channel), &reply, super::timeout(), Count::Work);
         }
         Request::Close => {
             devices.remove(&(from, channel));
         }
-        Request::Traffic => transport::send(from, TAG_TRAFFIC, &Traffic::here().to_bytes(), super::timeout()),
+        Request::Traffic => {
+            let counters = Traffic::here().to_bytes();
+            transport::send(from, TAG_TRAFFIC, &counters, super::timeout(), Count::Aside);
+        }
         Request::Ping | Request::Shutdown => {}
     }
     Ok(())

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use md5::{Digest, Md5};
 
-use super::transport;
+use super::transport::{self, Count};
 use crate::error::input_error;
 
 /// Ranks of the running job, once MPI is initialized.
@@ -23,6 +23,15 @@ pub fn running() -> Option<usize> {
 /// each leave one of these in the environment.
 pub fn launched() -> bool {
     ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"].iter().any(|v| std::env::var_os(v).is_some())
+}
+
+/// This process's rank as the launcher's environment gives it, before (or without) MPI: OpenMPI's,
+/// MPICH's or PMIx's variable; 0 when there is none.
+pub fn launcher_rank() -> usize {
+    ["OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// A running MPI job, from this rank's side. Dropping it ends MPI.
@@ -83,8 +92,8 @@ impl Session {
     pub fn check_same_job(&self, config: &str) -> anyhow::Result<()> {
         let mine = fingerprint(config)?;
         if self.rank != 0 {
-            transport::send(0, TAG_FINGERPRINT, mine.as_bytes(), super::timeout());
-            let verdict = transport::receive(0, TAG_VERDICT, super::timeout());
+            transport::send(0, TAG_FINGERPRINT, mine.as_bytes(), super::timeout(), Count::Aside);
+            let verdict = transport::receive(0, TAG_VERDICT, super::timeout(), Count::Aside);
             return match verdict.is_empty() {
                 true => Ok(()),
                 false => Err(input_error(String::from_utf8_lossy(&verdict).into_owned())),
@@ -92,7 +101,7 @@ impl Session {
         }
         let mut verdict = String::new();
         for rank in 1..self.ranks {
-            let theirs = transport::receive(rank, TAG_FINGERPRINT, super::timeout());
+            let theirs = transport::receive(rank, TAG_FINGERPRINT, super::timeout(), Count::Aside);
             let theirs = String::from_utf8_lossy(&theirs);
             if verdict.is_empty() && theirs != mine {
                 let what = match theirs.split(',').next() == mine.split(',').next() {
@@ -103,7 +112,7 @@ impl Session {
             }
         }
         for rank in 1..self.ranks {
-            transport::send(rank, TAG_VERDICT, verdict.as_bytes(), super::timeout());
+            transport::send(rank, TAG_VERDICT, verdict.as_bytes(), super::timeout(), Count::Aside);
         }
         if verdict.is_empty() {
             Ok(())

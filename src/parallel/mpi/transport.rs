@@ -55,8 +55,17 @@ fn poll<T>(timeout: Duration, mut ready: impl FnMut() -> Option<T>) -> Option<T>
     }
 }
 
+/// How a message counts in this rank's traffic ([`stats`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    /// The job's own work.
+    Work,
+    /// Book-keeping that is not the job's (heartbeats, reading the counters themselves).
+    Aside,
+}
+
 /// Sends `bytes` to rank `to`; stops the job if `to` does not take them within `timeout`.
-pub fn send(to: usize, tag: Tag, bytes: &[u8], timeout: Duration) {
+pub fn send(to: usize, tag: Tag, bytes: &[u8], timeout: Duration, count: Count) {
     let started = Instant::now();
     let world = world();
     let done = mpi::request::scope(|scope| {
@@ -74,11 +83,13 @@ pub fn send(to: usize, tag: Tag, bytes: &[u8], timeout: Duration) {
         done
     });
     debug_assert!(done.is_some());
-    stats::sent(bytes.len(), started.elapsed());
+    if count == Count::Work {
+        stats::sent(bytes.len(), started.elapsed());
+    }
 }
 
 /// The next message with `tag` from rank `from`; stops the job if none comes within `timeout`.
-pub fn receive(from: usize, tag: Tag, timeout: Duration) -> Vec<u8> {
+pub fn receive(from: usize, tag: Tag, timeout: Duration, count: Count) -> Vec<u8> {
     let world = world();
     let process = world.process_at_rank(from as i32);
     let started = Instant::now();
@@ -87,7 +98,9 @@ pub fn receive(from: usize, tag: Tag, timeout: Duration) -> Vec<u8> {
     };
     let arrived = Instant::now();
     let (bytes, _) = probed.matched_receive_vec::<u8>();
-    stats::received(bytes.len(), arrived - started, arrived.elapsed());
+    if count == Count::Work {
+        stats::received(bytes.len(), arrived - started, arrived.elapsed());
+    }
     bytes
 }
 

@@ -1,0 +1,75 @@
+//! The communication volume of one training step over ranks, from the layout alone: what a user
+//! multiplies by the network's bandwidth to predict a multi-host step. Counts tensor data; each
+//! message adds a header of tens of bytes (its kind, channel, shapes and, for gradients, names).
+//!
+//! Per model-parallel replica with a batch share of B images, per warp layer at (C, H, W) and per term
+//! worker on another rank than the replica's home, four activations of B x C x H x W floats cross:
+//! x1 out and the terms' sum back (forward), the upstream gradient out and dL/dx1 back (backward).
+//! Summed over the layers of the three stages, (C, H, W) = (16kw, 32, 32), (32kw, 16, 16),
+//! (64kw, 8, 8), that is per remote worker
+//!
+//!   activations = 4 x B x Nwarp x 1024 x kw x (16 + 8 + 4) x 4 bytes,
+//!
+//! plus its parameters' gradients twice (to the home, and the summed ones back with the step):
+//! 2 x 4 bytes x (parameters the worker holds). A data-parallel replica on another rank receives its
+//! images (B x 3 x 32 x 32 floats) and labels (B int64), and sends and receives every parameter's
+//! gradient: 2 x 4 bytes x (all parameters).
+
+use crate::model::NetConfig;
+use crate::parallel::executor::Plan;
+use crate::parallel::Devices;
+
+/// Side of every image (data/ pads or checks every data set to 32 x 32).
+const IMAGE_SIDE: u64 = 32;
+/// Bytes of one float32, the kind of every activation and gradient.
+const FLOAT: u64 = 4;
+/// Bytes of one int64 label.
+const LABEL: u64 = 8;
+/// Activations crossing per warp layer and remote worker: x1, the sum, the upstream gradient, dL/dx1.
+const CROSSINGS_PER_LAYER: u64 = 4;
+
+/// Bytes of tensor data per training step between ranks, for a batch of `batch` images.
+/// `parameter_bytes[g]`: bytes of the parameters of term worker g of a replica (as all replicas);
+/// `all_parameter_bytes`: of the whole network.
+pub fn tensor_bytes_per_step(
+    config: &NetConfig,
+    devices: &Devices,
+    plan: &Plan,
+    batch: u64,
+    parameter_bytes: &[u64],
+    all_parameter_bytes: u64,
+) -> u64 {
+    let replicas = plan.replicas as u64;
+    let mut total = 0;
+    for r in 0..plan.replicas {
+        // The executor's split of the batch: the first batch % R replicas take one image more.
+        let share = batch / replicas + u64::from((r as u64) < batch % replicas);
+        let first = r * plan.workers_per_replica;
+        let home = devices.place(first).rank;
+        if home != 0 {
+            total += share * (3 * IMAGE_SIDE * IMAGE_SIDE * FLOAT + LABEL) + 2 * all_parameter_bytes;
+        }
+        if plan.placement.is_none() {
+            continue;
+        }
+        for (g, parameters) in parameter_bytes.iter().enumerate().take(plan.workers_per_replica) {
+            if devices.place(first + g).rank != home {
+                total += CROSSINGS_PER_LAYER * share * activation_floats_per_image(config) * FLOAT
+                    + 2 * parameters;
+            }
+        }
+    }
+    total
+}
+
+/// Floats of one image's warp-layer inputs, summed over every warp layer of the network.
+fn activation_floats_per_image(config: &NetConfig) -> u64 {
+    config
+        .layer_indices()
+        .iter()
+        .map(|at| {
+            let side = IMAGE_SIDE >> at.stage;
+            config.stage_channels(at.stage) as u64 * side * side
+        })
+        .sum()
+}
