@@ -314,8 +314,8 @@ const TRAFFIC_COLUMNS: [&str; 5] = [
     "MB moved per step",
     "MB predicted (tensors)",
     "messages per step",
-    "ms waiting per step (rank 0)",
-    "ms moving per step (all ranks)",
+    "rank 0 ms in MPI per step",
+    "rank 0 MPI share",
 ];
 
 fn traffic_cells(traffic: Option<&StepTraffic>) -> Vec<String> {
@@ -325,8 +325,8 @@ fn traffic_cells(traffic: Option<&StepTraffic>) -> Vec<String> {
             format!("{:.3}", t.bytes / 1e6),
             format!("{:.3}", t.predicted_bytes as f64 / 1e6),
             format!("{:.0}", t.messages),
-            format!("{:.1}", t.wait_ms),
-            format!("{:.1}", t.transfer_ms),
+            format!("{:.1}", t.home_mpi_ms),
+            format!("{:.0}%", 100.0 * t.home_mpi_share),
         ],
     }
 }

@@ -158,10 +158,11 @@ pub struct StepTraffic {
     pub messages: f64,
     /// Tensor bytes the layout predicts (headers aside).
     pub predicted_bytes: u64,
-    /// Rank 0's threads: milliseconds waiting for messages to arrive (mostly the other ranks working).
-    pub wait_ms: f64,
-    /// Every rank: milliseconds moving messages once posted or arrived.
-    pub transfer_ms: f64,
+    /// Milliseconds rank 0's threads spent in MPI calls: handing messages over and waiting for replies
+    /// (which includes the other ranks' work; on one host, the cores they share).
+    pub home_mpi_ms: f64,
+    /// That time as a share of the step.
+    pub home_mpi_share: f64,
 }
 
 /// Times every run: `warmup` untimed steps each, then `rounds` rounds in which each run in turn takes
@@ -201,17 +202,20 @@ pub fn measure(
         executor.busy_seconds(); // busy time counts from here
     }
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); runs.len()];
-    let mut traffic = vec![Traffic::default(); runs.len()];
+    // Per run: every rank's traffic summed, and rank 0's own.
+    let mut traffic = vec![(Traffic::default(), Traffic::default()); runs.len()];
     for _ in 0..rounds {
         for (r, (executor, times)) in executors.iter_mut().zip(&mut times).enumerate() {
-            let before = runs[r].devices.mpi.then(remote::job_traffic);
+            let before = runs[r].devices.mpi.then(|| (remote::job_traffic(), Traffic::here()));
             for _ in 0..steps {
                 let started = Instant::now();
                 executor.step(&images, &labels, LR);
                 times.push(started.elapsed().as_secs_f64() * 1e3);
             }
-            if let Some(before) = before {
-                traffic[r] = traffic[r].plus(&remote::job_traffic().since(&before));
+            if let Some((job, home)) = before {
+                let (home_now, job_now) = (Traffic::here(), remote::job_traffic());
+                traffic[r].0 = traffic[r].0.plus(&job_now.since(&job));
+                traffic[r].1 = traffic[r].1.plus(&home_now.since(&home));
             }
         }
     }
@@ -229,7 +233,8 @@ pub fn measure(
             let traffic = run.devices.mpi.then(|| {
                 // Replica 0's devices, home first: each term worker's parameters (momentum = parameters).
                 let workers: Vec<u64> = memory.iter().skip(1).map(|m| m.optimizer as u64).collect();
-                let (t, plan) = (&traffic[r], &executor.plan);
+                let ((t, home), plan) = (&traffic[r], &executor.plan);
+                let home_mpi_ms = 1e3 * (home.wait_s + home.transfer_s) / timed;
                 StepTraffic {
                     bytes: t.sent_bytes as f64 / timed,
                     messages: t.sent_messages as f64 / timed,
@@ -241,8 +246,8 @@ pub fn measure(
                         &workers,
                         parameter_bytes[r],
                     ),
-                    wait_ms: 1e3 * t.wait_s / timed,
-                    transfer_ms: 1e3 * t.transfer_s / timed,
+                    home_mpi_ms,
+                    home_mpi_share: home_mpi_ms / (step_ms.iter().sum::<f64>() / timed),
                 }
             });
             Measured {
