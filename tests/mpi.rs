@@ -164,9 +164,9 @@ fn rank_pids(marker: &str, rank: usize) -> Vec<i32> {
         .collect()
 }
 
-/// Starts a long training over 2 ranks, waits for its first checkpoint, sends rank 1 `signal`, and
+/// Starts a long training over 2 ranks, waits for its first checkpoint, sends rank `rank` `signal`, and
 /// returns the job's output and how long it took to stop after the signal.
-fn signal_rank_one(name: &str, signal: i32, timeout_s: &str) -> (Output, Duration, PathBuf) {
+fn signal_rank(name: &str, rank: usize, signal: i32, timeout_s: &str) -> (Output, Duration, PathBuf) {
     let dir = scratch(name);
     let out = dir.join("run");
     let mut command = mpirun(2, &["--mpi-timeout", timeout_s]);
@@ -182,8 +182,8 @@ fn signal_rank_one(name: &str, signal: i32, timeout_s: &str) -> (Output, Duratio
         assert!(started.elapsed() < Duration::from_secs(120), "no checkpoint within 2 minutes");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let pids = rank_pids(&marker, 1);
-    assert_eq!(pids.len(), 1, "one process is rank 1");
+    let pids = rank_pids(&marker, rank);
+    assert_eq!(pids.len(), 1, "one process is rank {rank}");
     // SAFETY: kill(2) on a PID of this test's own job.
     assert_eq!(unsafe { libc::kill(pids[0], signal) }, 0);
     let signalled = Instant::now();
@@ -206,7 +206,7 @@ fn last_checkpoint_evaluates(run: &Path) {
 
 #[test]
 fn killed_rank_stops_the_job_and_the_checkpoint_survives() {
-    let (output, took, run) = signal_rank_one("killed", libc::SIGKILL, "60");
+    let (output, took, run) = signal_rank("killed", 1, libc::SIGKILL, "60");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "the job fails");
     // mpirun itself notices a dead rank and ends the others at once; allow for a loaded machine.
@@ -217,12 +217,24 @@ fn killed_rank_stops_the_job_and_the_checkpoint_survives() {
 
 #[test]
 fn hung_rank_stops_the_job_within_the_timeout() {
-    let (output, took, run) = signal_rank_one("hung", libc::SIGSTOP, "4");
+    let (output, took, run) = signal_rank("hung", 1, libc::SIGSTOP, "4");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(3), "exit code of a failed rank:\n{stderr}");
     // The timeout (4 s) plus the abort; allow for a loaded machine.
     assert!(took < Duration::from_secs(30), "stopped {took:?} after the hang");
     assert!(stderr.contains("error: MPI rank 1 did not"), "the message names rank 1:\n{stderr}");
+    last_checkpoint_evaluates(&run);
+}
+
+/// Ctrl-C for rank 0 (SIGINT to its process): it saves a checkpoint of the current step, tells the other
+/// rank to stop, and the job ends with rank 0's exit code 130.
+#[test]
+fn interrupted_home_saves_a_checkpoint_and_every_rank_ends() {
+    let (output, took, run) = signal_rank("interrupted", 0, libc::SIGINT, "60");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(took < Duration::from_secs(30), "stopped {took:?} after Ctrl-C");
+    assert!(stderr.contains("continue with `mpirun -np 2 warpnet train --resume"), "{stderr}");
     last_checkpoint_evaluates(&run);
 }
 
@@ -301,4 +313,13 @@ fn bench_over_ranks_moves_the_predicted_bytes() {
     let measured = traffic["bytes"].as_f64().unwrap();
     assert!((measured - predicted).abs() <= 0.01 * predicted, "measured {measured} vs predicted {predicted}");
     assert!(stdout.contains("MB moved per step"), "the table shows the traffic:\n{stdout}");
+    // Each rank holds only its units: every term worker's weights are a part of the whole network's.
+    let whole = json["runs"][0]["memory"][0]["weights"].as_f64().unwrap();
+    let devices = over_ranks["memory"].as_array().unwrap();
+    assert_eq!(devices.len(), 4, "home and three term workers");
+    for (g, device) in devices.iter().skip(1).enumerate() {
+        let name = device["device"].as_str().unwrap();
+        assert!(name.contains(&format!("rank {g}")), "worker {} runs on rank {g}: {name}", g + 1);
+        assert!(device["weights"].as_f64().unwrap() < 0.6 * whole, "{name} holds more than its units");
+    }
 }

@@ -53,12 +53,14 @@ pub struct RunSummary {
 /// Training stopped by Ctrl-C after saving a checkpoint.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "interrupted at step {step}; checkpoint {checkpoint} saved; continue with `warpnet train --resume {run}`"
+    "interrupted at step {step}; checkpoint {checkpoint} saved; continue with `{launcher}warpnet train --resume {run}`"
 )]
 pub struct Interrupted {
     pub step: usize,
     pub checkpoint: PathBuf,
     pub run: PathBuf,
+    /// "mpirun -np N " for a job over MPI ranks, else empty.
+    pub launcher: String,
 }
 
 /// Set by Ctrl-C; the loop checks it after every step.
@@ -259,6 +261,8 @@ fn run(
                     step: position.step,
                     checkpoint: saved,
                     run: out_dir.to_path_buf(),
+                    launcher: crate::parallel::mpi::session::running()
+                        .map_or(String::new(), |ranks| format!("mpirun -np {ranks} ")),
                 }
                 .into());
             }
