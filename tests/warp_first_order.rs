@@ -70,7 +70,7 @@ fn sequential(units: &[&ResidualUnit], x1: &Tensor) -> Tensor {
 
 /// Fitted slope of log ||warp - sequential|| against log eps (least squares).
 fn error_slope(k: usize, bn_free: bool, layer_terms: Vec<Term>) -> (f64, f64) {
-    tch::manual_seed(7);
+    let _seeded = seed_exclusively(7);
     let (_vs, units) = stack(k, bn_free);
     let targets: Vec<Tensor> = units.iter().flat_map(|u| branch_scale_tensors(u, bn_free)).collect();
     let original: Vec<Tensor> = targets.iter().map(|t| t.copy()).collect();

@@ -28,7 +28,7 @@ fn point_and_direction() -> (Tensor, Tensor) {
 /// `none` (the paper): with every BN the identity, the unit is BN-free and `none` is its derivative.
 #[test]
 fn none_is_the_derivative_of_the_bn_free_unit() {
-    tch::manual_seed(1);
+    let _seeded = seed_exclusively(1);
     let (_vs, mut unit) = unit_f64(3);
     for bn in [&mut unit.bn0, &mut unit.bn1, &mut unit.bn2] {
         make_identity(bn);
@@ -43,7 +43,7 @@ fn none_is_the_derivative_of_the_bn_free_unit() {
 /// With non-trivial BN, `none` is not the unit's derivative: the paper's departure from the series.
 #[test]
 fn none_departs_from_the_derivative_of_a_unit_with_batch_norm() {
-    tch::manual_seed(2);
+    let _seeded = seed_exclusively(2);
     let (_vs, unit) = unit_f64(3);
     let (x1, v) = point_and_direction();
     let tangent = unit.tangent(&linearization(&unit, &x1, false, DerivativeBn::None), &v);
@@ -54,7 +54,7 @@ fn none_departs_from_the_derivative_of_a_unit_with_batch_norm() {
 /// Eval mode: BN is affine with running statistics, so `frozen` and `exact` are both the derivative.
 #[test]
 fn frozen_and_exact_in_eval_mode_are_the_derivative() {
-    tch::manual_seed(3);
+    let _seeded = seed_exclusively(3);
     let (_vs, unit) = unit_f64(3);
     let (x1, v) = point_and_direction();
     let fd = central_difference(|x| unit.forward(x, false), &x1, &v, H);
@@ -81,7 +81,7 @@ fn batch_statistics(x: &Tensor) -> (Tensor, Tensor) {
 /// into the running statistics and evaluating in eval mode.
 #[test]
 fn frozen_in_training_mode_is_the_derivative_of_the_frozen_unit() {
-    tch::manual_seed(4);
+    let _seeded = seed_exclusively(4);
     let (_vs, unit) = unit_f64(3);
     let (x1, v) = point_and_direction();
     let tangent = unit.tangent(&linearization(&unit, &x1, true, DerivativeBn::Frozen), &v);
@@ -115,7 +115,7 @@ fn frozen_in_training_mode_is_the_derivative_of_the_frozen_unit() {
 /// the input.
 #[test]
 fn exact_in_training_mode_is_the_derivative_of_the_training_unit() {
-    tch::manual_seed(5);
+    let _seeded = seed_exclusively(5);
     let (_vs, unit) = unit_f64(3);
     let (x1, v) = point_and_direction();
     let tangent = unit.tangent(&linearization(&unit, &x1, true, DerivativeBn::Exact), &v);
@@ -130,7 +130,7 @@ fn exact_in_training_mode_is_the_derivative_of_the_training_unit() {
 /// The tangent is linear in v (a Jacobian-vector product): F'(2a + 3b) = 2F'a + 3F'b.
 #[test]
 fn tangent_is_linear_in_the_vector() {
-    tch::manual_seed(6);
+    let _seeded = seed_exclusively(6);
     let (_vs, unit) = unit_f64(3);
     let (x1, a) = point_and_direction();
     let b = Tensor::randn_like(&a);

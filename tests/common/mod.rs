@@ -56,3 +56,15 @@ pub fn unit_f64(channels: i64) -> (VarStore, ResidualUnit) {
     randomize_batch_norms(&vs);
     (vs, unit)
 }
+
+/// Seeds libtorch's random generator for a test that then draws from it, and keeps other tests of the
+/// same binary from drawing until the returned guard drops. libtorch has one generator per process and
+/// the tests of a binary run on parallel threads: without the lock, their draws interleave and a test's
+/// numbers (weights, directions) depend on timing, so a rare unlucky draw would fail at random.
+pub fn seed_exclusively(seed: i64) -> std::sync::MutexGuard<'static, ()> {
+    static GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A test that failed while holding the lock poisons it; the next test still runs from its seed.
+    let guard = GENERATOR.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    tch::manual_seed(seed);
+    guard
+}
