@@ -254,6 +254,26 @@ fn ranks_with_different_configurations_refuse_to_start() {
     assert!(!dir.join("run").exists(), "nothing was trained");
 }
 
+/// A rank started from another build of warpnet (here: the same bytes plus one, which still runs).
+#[test]
+fn ranks_with_different_binaries_refuse_to_start() {
+    let dir = scratch("binaries");
+    let other = dir.join("warpnet-other");
+    let mut bytes = std::fs::read(BIN).unwrap();
+    bytes.push(0);
+    std::fs::write(&other, bytes).unwrap();
+    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let args = one_step(&dir.join("run"), &["--devices", "mpi"]);
+    let mut command = Command::new("mpirun");
+    command.args(["--allow-run-as-root", "--oversubscribe", "-np", "1", BIN]).args(&args);
+    command.args([":", "-np", "1"]).arg(&other).args(&args);
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("MPI rank 1 runs a different binary"), "{stderr}");
+    assert!(!dir.join("run").exists(), "nothing was trained");
+}
+
 #[test]
 fn devices_mpi_outside_a_launcher_is_one_line() {
     let output =
