@@ -76,10 +76,9 @@ impl Executor {
         let threads = devices.threads_per_worker();
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         // A split replica's home thread works only while its workers wait (stem, head, sums): it may
-        // use the cores of its whole group.
-        let home_threads = (cores / plan.replicas).max(1);
-        // Over MPI ranks, a home shares its rank's cores with that rank's term worker, taking turns.
-        let home_threads = if devices.mpi { threads } else { home_threads };
+        // use the cores of its whole group. Over MPI ranks, the cores of its rank, which it shares with
+        // that rank's term worker, taking turns.
+        let home_threads = if devices.mpi { threads } else { (cores / plan.replicas).max(1) };
         let replicas = (0..plan.replicas)
             .map(|r| {
                 let first = r * plan.workers_per_replica;
