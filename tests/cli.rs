@@ -92,7 +92,7 @@ fn warp_flags_are_checked() {
         &["train", "--model", "warp", "--k", "2", "--variant", "exact", "--max-order", "3"],
         "--max-order",
     );
-    assert_rejected(&["train", "--model", "warp", "--k", "2", "--max-order", "1"], "--max-order");
+    assert_rejected(&["train", "--model", "warp", "--k", "2", "--max-order", "1"], "not warpnet1");
     assert_rejected(
         &["train", "--model", "warp", "--variant", "released", "--derivative-bn", "frozen"],
         "--derivative-bn none",
@@ -100,6 +100,13 @@ fn warp_flags_are_checked() {
     assert_rejected(&["train", "--model", "wrn", "--variant", "exact"], "--variant");
     assert_rejected(&["train", "--model", "wrn", "--derivative-bn", "exact"], "--derivative-bn");
     assert_rejected(&["train", "--model", "wrn", "--max-order", "1"], "--max-order");
+    // The other commands that build a WRN refuse warp flags too, before reading any file.
+    let absent = "no-such-run/model.safetensors";
+    assert_rejected(&["eval", "--checkpoint", absent, "--as", "wrn", "--variant", "exact"], "--variant");
+    assert_rejected(&["eval", "--checkpoint", absent, "--as", "wrn", "--derivative-bn", "exact"], "--as wrn");
+    assert_rejected(&["eval", "--checkpoint", absent, "--as", "wrn", "--k", "2"], "--k");
+    assert_rejected(&["bench", "--model", "wrn", "--variant", "exact"], "--variant");
+    assert_rejected(&["bench", "--model", "wrn", "--max-order", "1"], "--model wrn");
 }
 
 /// A WarpNet run prints its term list in the paper's notation, and its weights evaluate both ways.
@@ -139,6 +146,20 @@ fn warp_train_prints_terms_and_eval_reads_both_ways() {
 
     // A WarpNet view that cannot exist, and a checkpoint of another size, are one-line input errors.
     assert_rejected(&["eval", "--checkpoint", checkpoint.to_str().unwrap(), "--k", "3"], "--k 3");
+    assert_rejected(
+        &[
+            "convert",
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+            "--to",
+            "wrn",
+            "--out",
+            "x",
+            "--variant",
+            "exact",
+        ],
+        "--to wrn",
+    );
     let other = dir.path().join("other");
     std::fs::create_dir(&other).unwrap();
     std::fs::copy(&checkpoint, other.join("model.safetensors")).unwrap();

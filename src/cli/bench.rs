@@ -131,6 +131,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(threads) = args.threads {
         tch::set_num_threads(threads as i32);
     }
+    // With --run or --table the flags are the defaults of the warp runs; alone, they shape --model.
+    if args.model == ModelKind::Wrn && args.runs.is_empty() && !args.table {
+        args.warp.refuse_for_wrn("--model wrn")?;
+    }
     let config = NetConfig {
         model: args.model,
         k: args.k,

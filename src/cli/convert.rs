@@ -62,6 +62,7 @@ fn convert(run: &RunFiles, args: &ConvertArgs, to: ModelKind, out: &Path) -> any
     }
     config.nwarp = units / config.k;
     if to == ModelKind::Wrn {
+        args.warp.refuse_for_wrn("--to wrn")?;
         (config.variant, config.max_order, config.derivative_bn) = (None, None, None);
     } else {
         config.variant = args.warp.variant.or(config.variant);

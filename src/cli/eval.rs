@@ -53,6 +53,12 @@ struct ViewResult {
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    if args.as_model == Some(ModelKind::Wrn) {
+        args.warp.refuse_for_wrn("--as wrn")?;
+        if args.k.is_some() {
+            crate::bail_input!("--k means nothing with --as wrn (K groups units into warp layers)");
+        }
+    }
     let run = run_folder::open(&args.checkpoint)?;
     let spec = args.data.clone().unwrap_or(run.config.data.clone());
     let splits = data::load(&spec)?;

@@ -18,6 +18,24 @@ pub struct WarpFlags {
     pub derivative_bn: Option<DerivativeBn>,
 }
 
+impl WarpFlags {
+    /// Refuses the flags when the network they would shape is a WRN (`context` names the flag that made
+    /// it one, e.g. "--as wrn"): they mean nothing there, and accepting them silently would hide a typo.
+    pub fn refuse_for_wrn(&self, context: &str) -> anyhow::Result<()> {
+        let given = [
+            ("--variant", self.variant.is_some()),
+            ("--max-order", self.max_order.is_some()),
+            ("--derivative-bn", self.derivative_bn.is_some()),
+        ];
+        match given.iter().find(|(_, is_given)| *is_given) {
+            Some((flag, _)) => {
+                crate::bail_input!("{flag} means nothing with {context} (a WRN has no warp terms)")
+            }
+            None => Ok(()),
+        }
+    }
+}
+
 /// A whole number >= 1 (for K, Nwarp, width, ...).
 pub fn positive(value: &str) -> Result<usize, String> {
     match value.parse::<usize>() {

@@ -155,7 +155,7 @@ impl NetConfig {
                 self.label(),
                 self.k,
                 self.nwarp,
-                format!("{:?}", self.derivative_bn).to_lowercase()
+                self.derivative_bn.to_string()
             ),
         }
     }
@@ -174,7 +174,7 @@ impl NetConfig {
         }
         if let Some(m) = self.max_order {
             if self.variant != Variant::Exact {
-                return Err(format!("--max-order truncates --variant exact, not {:?}", self.variant));
+                return Err(format!("--max-order truncates --variant exact, not {}", self.variant));
             }
             if m == 0 || m > self.k {
                 return Err(format!("--max-order {m} must lie in 1..=K (K = {})", self.k));
