@@ -11,7 +11,8 @@ figure is the median over all timed steps of all rounds (each run does its own w
     python3 bench/compare.py --suite gpu          # WRN-37-4 and WarpNet1-37-4 (K=2), batch 128, cuda:0
     python3 bench/compare.py --suite change --before OLD/warpnet   # this build against an earlier one
 
-Rows:  WRN vs PyTorch: ratio = warpnet images/s / PyTorch images/s (>= 1: warpnet is as fast).
+Rows:  WRN vs PyTorch: ratio = warpnet images/s / PyTorch images/s (>= 1: warpnet is as fast); also against
+       PyTorch run with warpnet's malloc settings (CPU suites), to tell the step from the allocator.
        WarpNet vs its WRN twin (same units and width, warpnet both): cost = WarpNet ms / WRN ms.
        "shared" vs "per-term": what sharing each unit's primal pass among the terms saves.
        this build vs --before: ratio = before ms / after ms (> 1: faster now), incl. placements on workers.
@@ -31,6 +32,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WARPNET = os.environ.get("WARPNET_BIN") or os.path.join(ROOT, "target", "release", "warpnet")
 PYTORCH_SITE = os.path.join(ROOT, ".deps", "pytorch-2.11")
 TMP = os.path.join(ROOT, "runs", "bench", "tmp")
+# warpnet's allocator settings (src/parallel/memory.rs: no mmap, trim above 2 GiB, one arena) given to
+# PyTorch through glibc's environment variables, so a ratio can tell the step from the allocator.
+SAME_MALLOC = ["env", "MALLOC_MMAP_MAX_=0", "MALLOC_TRIM_THRESHOLD_=2147483647", "MALLOC_ARENA_MAX=1"]
 
 # Network sizes: WRN-n-kw with n = 6 * units + 1 (Table 1); the WarpNet twin has K = 2 and units / 2 layers.
 WRN_13_4 = {"nwarp": 2, "width": 4}
@@ -68,6 +72,8 @@ def programs(suite, device):
             for batch in batches:
                 shared = dict(size, batch=batch, threads=t, device=device)
                 rows.append(("wrn", "pytorch", shared))
+                if suite != "gpu":
+                    rows.append(("wrn", "pytorch-malloc", shared))
                 rows.append(("wrn", "warpnet", shared))
                 if size is WRN_13_4 or suite == "gpu":
                     warp = dict(shared, model="warp", k=2, nwarp=size["nwarp"] // 2)
@@ -86,9 +92,10 @@ def command(program, s, steps, warmup, before=None):
         return [binary, "bench", "--rounds", "1", "--run", s["run"], "--out", os.path.join(TMP, "run")] + common
     if s.get("threads"):
         common += ["--threads", str(s["threads"])]
-    if program == "pytorch":
+    if program in ("pytorch", "pytorch-malloc"):
         device = "cuda" if s["device"].startswith("cuda") else "cpu"
-        return [sys.executable, os.path.join(ROOT, "bench", "pytorch_wrn.py"), "--device", device] + common
+        prefix = SAME_MALLOC if program == "pytorch-malloc" else []
+        return prefix + [sys.executable, os.path.join(ROOT, "bench", "pytorch_wrn.py"), "--device", device] + common
     cmd = [binary, "bench", "--model", s.get("model", "wrn")] + common
     if s["device"] != "cpu":
         cmd += ["--device", s["device"]]
@@ -159,6 +166,11 @@ def main():
             ref = find("wrn", "pytorch", s)
             table.append(["WRN vs PyTorch (ratio of images/s)", label(s), s["batch"], threads, ms[i], s["batch"] / ms[i] * 1e3,
                           "PyTorch", ref, s["batch"] / ref * 1e3, ref / ms[i]])
+            ref = find("wrn", "pytorch-malloc", s)
+            if ref is not None:
+                table.append(["WRN vs PyTorch with warpnet's malloc settings (ratio of images/s)", label(s), s["batch"],
+                              threads, ms[i], s["batch"] / ms[i] * 1e3, "PyTorch, same malloc", ref,
+                              s["batch"] / ref * 1e3, ref / ms[i]])
         elif key in ("warpnet1", "warpnet2"):
             ref = find("wrn", "warpnet", s)
             name = "WarpNet1" if key == "warpnet1" else "WarpNet2"

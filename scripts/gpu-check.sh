@@ -9,8 +9,9 @@
 #   scripts/gpu-check.sh [OUT_DIR]
 #     links the carried binaries against that machine's torch 2.11 (/opt/torch/.venv, or $TORCH_VENV) via
 #     LD_LIBRARY_PATH, runs the GPU-marked tests, then `bench/compare.py --suite gpu` (WRN-37-4 and
-#     WarpNet1-37-4 with K=2, batch 128, cuda:0, against the same PyTorch step there), and writes the logs
-#     and the table to OUT_DIR (default: $OUT, else runs/gpu-check). About 3-5 minutes.
+#     WarpNet1-37-4 with K=2, batch 128, cuda:0, against the same PyTorch step there), then `warpnet bench`'s
+#     executor table on workers sharing cuda:0, and writes the logs and the tables to OUT_DIR (default:
+#     $OUT, else runs/gpu-check). About 4-6 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GPU_DIR=target/gpu
@@ -55,4 +56,13 @@ echo "== GPU-marked tests" | tee "$out/tests.log"
 echo "== bench/compare.py --suite gpu" | tee "$out/bench.log"
 "$python" bench/compare.py --suite gpu --rounds 3 --steps 10 --warmup 3 --out "$out" 2>&1 | tee -a "$out/bench.log" \
   || status=1
+
+# The parallel executor's table (issue: terms on devices) on the one GPU: workers share cuda:0 and its
+# default stream, so their kernels queue one after another; this measures the executor's overhead there,
+# not a multi-GPU speed-up.
+echo "== warpnet bench: WRN-37-4 and WarpNet1-37-4 (K=2) on workers sharing cuda:0, batch 128" | tee -a "$out/bench.log"
+"$WARPNET_BIN" bench --nwarp 6 --width 4 --batch 128 --rounds 3 --steps 5 --warmup 2 --out "$out" \
+  --run "wrn cuda:0" --run "wrn cuda:0,cuda:0" --run "warpnet1 k=2 cuda:0" \
+  --run "warpnet1 k=2 cuda:0,cuda:0 [F1],[F2,F2'x1]" --run "warpnet1 k=2 cuda:0,cuda:0,cuda:0 [F1],[F2],[F2'x1]" \
+  2>&1 | tee -a "$out/bench.log" || status=1
 exit $status
