@@ -105,11 +105,16 @@ fn slope(errors: &[f64]) -> f64 {
 
 fn assert_slope(k: usize, layer_terms: Vec<Term>, band: (f64, f64), what: &str) {
     for bn_free in [true, false] {
-        let (l2, _) = error_slope(k, bn_free, layer_terms.clone());
+        let (l2, linf) = error_slope(k, bn_free, layer_terms.clone());
+        // `cargo test --release --test warp_first_order -- --nocapture` prints what RESULTS.md quotes.
+        eprintln!("{what:<12} K = {k}  BN-free {bn_free:<5}  slope 2-norm {l2:.3}  max-norm {linf:.3}");
         assert!(
             band.0 <= l2 && l2 <= band.1,
             "{what}, K = {k}, BN-free {bn_free}: slope {l2:.3} outside {band:?}"
         );
+        // A loose check in a second norm: the worst single entry drops the 2-norm's extra sqrt(eps) from
+        // counting flipped entries (module docs), so its slope stays above the band's lower edge - 0.5.
+        assert!(linf >= band.0 - 0.5, "{what}, K = {k}, BN-free {bn_free}: max-norm slope {linf:.3}");
     }
 }
 
