@@ -155,7 +155,7 @@ impl NetConfig {
                 self.label(),
                 self.k,
                 self.nwarp,
-                self.derivative_bn.to_string()
+                self.derivative_bn
             ),
         }
     }
