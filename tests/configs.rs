@@ -361,3 +361,26 @@ fn a_placement_term_the_variant_lacks_in_a_config_file_is_one_error_line_naming_
         "F2'F1",
     );
 }
+
+/// Flags override the config file, key by key: a file with lr 0.05 and wd 0.001 under `--lr 0.2`
+/// resolves to lr 0.2 and keeps the file's wd (a key the command line does not give). Without the flag
+/// the file's lr holds, which shows the file was read; both differ from every preset's values.
+#[test]
+fn flags_override_the_config_file_and_keep_its_other_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lr.toml");
+    std::fs::write(&path, "lr = 0.05\nwd = 0.001\n").unwrap();
+    let resolve = |flags: &[&str]| {
+        let mut args = vec!["train", "--config", path.to_str().unwrap(), "--dry-run"];
+        args.extend(flags);
+        let out = warpnet(&args);
+        assert_eq!(out.status.code(), Some(0), "{flags:?}: {}", String::from_utf8_lossy(&out.stderr));
+        toml::from_str::<TrainConfig>(&String::from_utf8_lossy(&out.stdout)).unwrap()
+    };
+    let file_only = resolve(&[]);
+    assert_eq!((file_only.lr, file_only.wd), (0.05, 0.001));
+    let overridden = resolve(&["--lr", "0.2"]);
+    assert_eq!(overridden.lr, 0.2, "the flag wins over the file");
+    assert_eq!(overridden.wd, 0.001, "a key only in the file keeps the file's value");
+    assert_eq!(TrainConfig { lr: 0.05, ..overridden }, file_only, "nothing else changes");
+}

@@ -201,3 +201,17 @@ fn random_input_gives_ok_or_input_error() {
     }
     assert!(idx_outcomes.iter().chain(&outcomes).all(|&n| n > 0), "{idx_outcomes:?} {outcomes:?}");
 }
+
+/// Fuzzing finding 1 (fuzz/README.md): a dtype holding a line break was quoted raw, so the command line
+/// printed half a message. The dtype is now escaped: the npy phrase and the npz reader's input error
+/// are each one line that shows the break as `\n`.
+#[test]
+fn a_dtype_with_a_line_break_is_a_one_line_error() {
+    let file = npy_file("<i8\n", &[], &[], 1);
+    let phrase = npy::parse(file.clone()).expect_err("an unsupported dtype").to_string();
+    assert!(!phrase.contains('\n') && !phrase.contains('\r'), "more than one line: {phrase:?}");
+    assert!(phrase.contains("unsupported dtype '<i8\\n'"), "{phrase:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("val_data.npz");
+    assert_npz_error(&path, Some(file), Some(i8_labels(&[1])), &["'data' has unsupported dtype '<i8\\n'"]);
+}

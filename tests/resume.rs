@@ -191,3 +191,104 @@ fn divergence_keeps_the_last_good_checkpoint() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
     assert_eq!(std::fs::read(&good).unwrap(), before, "nothing overwritten");
 }
+
+/// The files of a folder (names, sorted); empty when the folder does not exist.
+fn files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| entries.map(|e| e.unwrap().file_name().into_string().unwrap()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// A run refused for bad input (a batch larger than the data; a GPU this machine lacks, whose check
+/// loads libtorch's CUDA half) is one error line and exit code 2 and leaves nothing in --out: had it
+/// written config.toml there first, a rerun into the same folder would be refused as "holds a run
+/// already" and --resume would find no checkpoint. So the corrected command must then train there.
+#[test]
+fn refused_runs_leave_nothing_behind_and_the_folder_takes_the_corrected_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fresh, empty) = (dir.path().join("fresh"), dir.path().join("empty"));
+    std::fs::create_dir(&empty).unwrap();
+    let common = ["train", "--preset", "demo", "--quiet"];
+    // cuda:999 exists on no machine: without CUDA the library does not load, with it the index is out
+    // of range; both are refused at the device check.
+    let cases = [
+        (&fresh, ["--limit-train", "10", "--batch", "64"], "--batch"),
+        (&empty, ["--limit-train", "128", "--devices", "cuda:999"], "--devices"),
+    ];
+    for (out, bad, flag) in cases {
+        let output = warpnet().args(common).args(bad).arg("--out").arg(out).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{bad:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{bad:?}: {stderr}");
+        assert!(stderr.starts_with("error:") && stderr.contains(flag), "{bad:?}: {stderr}");
+        assert_eq!(files(out), Vec::<String>::new(), "{bad:?} left files in {}", out.display());
+        assert_eq!(out == &empty, out.exists(), "{bad:?}: the folder was created (or removed)");
+    }
+    for out in [&fresh, &empty] {
+        let mut args = common.to_vec();
+        args.extend([
+            "--limit-train",
+            "128",
+            "--batch",
+            "64",
+            "--iters",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        finish(&args);
+        assert!(out.join("model.safetensors").is_file(), "{}: no final weights", out.display());
+    }
+}
+
+/// `--keep-checkpoints 2` on a run of 4 epochs of 2 steps (128 images, batch 64): one checkpoint per
+/// epoch is written (steps 2, 4, 6, 8), and exactly the newest two, each its weights and its sidecar,
+/// remain. The default keeps 3, so a flag that were ignored would leave steps 4, 6 and 8.
+#[test]
+fn the_last_n_checkpoints_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mut args = vec!["train", "--preset", "demo", "--limit-train", "128", "--batch", "64"];
+    args.extend(["--epochs", "4", "--keep-checkpoints", "2", "--quiet", "--out", run.to_str().unwrap()]);
+    finish(&args);
+    let expected = ["step-00000006.json", "step-00000006.safetensors", "step-00000008.json"];
+    let mut expected = expected.map(String::from).to_vec();
+    expected.push("step-00000008.safetensors".into());
+    assert_eq!(files(&run.join("checkpoints")), expected);
+}
+
+/// A writer killed between writing a temporary and renaming it leaves `.tmp-PID-NAME` behind; the run
+/// that opens the folder again removes those of dead writers. One of a live process (this test's) may
+/// belong to a write in flight and stays, and so does every other file.
+#[test]
+fn resuming_removes_temporaries_of_dead_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mut args = vec!["train", "--preset", "demo", "--limit-train", "128", "--batch", "64"];
+    args.extend(["--iters", "2", "--quiet", "--out", run.to_str().unwrap()]);
+    finish(&args);
+    let checkpoints = run.join("checkpoints");
+    let before = files(&checkpoints);
+    // A process that has exited, and been waited for: its PID names no live process.
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let stale = [
+        checkpoints.join(format!(".tmp-{dead}-step-00000004.safetensors")),
+        checkpoints.join(format!(".tmp-{dead}-step-00000004.json")),
+        run.join(format!(".tmp-{dead}-model.safetensors")),
+    ];
+    let live = checkpoints.join(format!(".tmp-{}-step-00000004.json", std::process::id()));
+    for path in stale.iter().chain([&live]) {
+        std::fs::write(path, b"half written").unwrap();
+    }
+    finish(&["train", "--resume", run.to_str().unwrap(), "--quiet"]);
+    for path in &stale {
+        assert!(!path.exists(), "{} stayed", path.display());
+    }
+    assert!(live.exists(), "the temporary of a live process was removed");
+    std::fs::remove_file(&live).unwrap();
+    assert_eq!(files(&checkpoints), before, "the checkpoints changed");
+}

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Device};
 
 use super::checkpoint::{
-    read_checkpoint, save_checkpoint, save_weights, write_atomic, Checkpoint, EpochProgress, Position,
-    Sidecar, CHECKPOINT_FORMAT,
+    read_checkpoint, remove_stale_temporaries, save_checkpoint, save_weights, write_atomic, Checkpoint,
+    EpochProgress, Position, Sidecar, CHECKPOINT_FORMAT,
 };
 use super::config::TrainConfig;
 use super::evaluate::evaluate;
@@ -89,9 +89,6 @@ pub fn train(
             out_dir.display()
         );
     }
-    std::fs::create_dir_all(out_dir)
-        .with_context(|| format!("{}: cannot create output folder", out_dir.display()))?;
-    write_atomic(&out_dir.join("config.toml"), toml::to_string(config)?.as_bytes())?;
     run(config, splits, out_dir, verbosity, None)
 }
 
@@ -125,19 +122,30 @@ fn run(
     if let Some(threads) = config.threads {
         tch::set_num_threads(threads as i32);
     }
+    // The GPUs are checked, which loads libtorch's CUDA half, before the first seed: seeding asks
+    // libtorch's CUDA hooks to seed the GPUs too, and libtorch creates those hooks once per process,
+    // as stubs that report no GPU when libtorch_cuda is not loaded yet.
+    if let Some(devices) = &config.devices {
+        crate::parallel::device::check_available(devices)?;
+    }
     tch::manual_seed(config.seed as i64);
     catch_interrupt();
 
     if let Some(n) = config.limit_train {
         splits.train.truncate(n);
     }
+    let steps_per_epoch = splits.train.len() / config.batch;
+    if steps_per_epoch == 0 {
+        crate::bail_input!(
+            "--batch {} is larger than the {} training images",
+            config.batch,
+            splits.train.len()
+        );
+    }
     let net_config = config.net(splits.train.classes);
     let vs = VarStore::new(device);
     let net = Net::new(&vs.root(), &net_config);
     let standardizer = Standardizer::fit(&splits.train);
-    if from.is_none() {
-        DataInfo { class_names: splits.class_names.clone(), standardizer }.write(out_dir)?;
-    }
     let (mut position, mut progress, mut train_seconds, momentum) = match &from {
         None => (Position::default(), EpochProgress::default(), 0.0, Named::new()),
         Some(checkpoint) => {
@@ -159,16 +167,23 @@ fn run(
             Stepper::parallel(&vs, momentum, &net_config, devices, plan, sgd)?
         }
     };
+    // Every check that can refuse the run is behind us: only now does a new run claim its folder, so a
+    // refused one leaves nothing there (its config.toml would make a rerun into the folder be refused).
+    if from.is_none() {
+        std::fs::create_dir_all(out_dir)
+            .with_context(|| format!("{}: cannot create output folder", out_dir.display()))?;
+        write_atomic(&out_dir.join("config.toml"), toml::to_string(config)?.as_bytes())?;
+        DataInfo { class_names: splits.class_names.clone(), standardizer }.write(out_dir)?;
+    }
+    // One run owns the folder: temporaries that a killed writer left are garbage.
+    remove_stale_temporaries(out_dir);
+    remove_stale_temporaries(&out_dir.join(super::checkpoint::CHECKPOINTS));
     let schedule =
         StepSchedule { base: config.lr, milestones: config.milestones.clone(), gamma: config.gamma };
     let class_names = splits.class_names.clone();
     let train_set = Arc::new(splits.train);
     let test_set = Arc::new(splits.test);
 
-    let steps_per_epoch = train_set.len() / config.batch;
-    if steps_per_epoch == 0 {
-        crate::bail_input!("--batch {} is larger than the {} training images", config.batch, train_set.len());
-    }
     let total_steps = config.iters.unwrap_or(config.epochs * steps_per_epoch);
     let epochs = total_steps.div_ceil(steps_per_epoch);
     let metrics_path = out_dir.join("metrics.jsonl");
