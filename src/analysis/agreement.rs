@@ -47,10 +47,13 @@ pub struct AgreementArgs {
     pub limit_train: Option<usize>,
     #[arg(long, default_value = "0")]
     pub seed: u64,
-    /// Folder of the three run folders and agreement.png (a finished run found there is evaluated again,
-    /// not retrained).
+    /// Folder of the three run folders (a finished run found there is evaluated again, not retrained)
+    /// and, without --plot, of the chart agreement.png.
     #[arg(long, default_value = "runs/agreement")]
     pub out: PathBuf,
+    /// Chart file (.png or .svg); default <out>/agreement.png.
+    #[arg(long, value_parser = crate::cli::analyze::chart_file)]
+    pub plot: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
 }
@@ -147,7 +150,8 @@ pub fn run(args: &AgreementArgs) -> anyhow::Result<()> {
         curves.push(Curve { label: format!("{slug} as WRN, BN re-estimated"), segments: vec![reestimated] });
     }
     let axes = Axes { x: "epoch".into(), y: "test error (%)".into() };
-    crate::cli::analyze::write_chart(&args.out.join("agreement.png"), &curves, &axes)?;
+    let chart = args.plot.clone().unwrap_or_else(|| args.out.join("agreement.png"));
+    crate::cli::analyze::write_chart(&chart, &curves, &axes)?;
     if args.json {
         crate::cli::print_json(&rows)?;
     }

@@ -10,7 +10,9 @@
 //!
 //! `paper`: the paper's networks, data (CIFAR-10/100), recipe (204 epochs) and GPUs (cuda:0..).
 //! `cpu`: the same rows shrunk to run on 2 CPU cores in under ~30 minutes: width 1, one warp layer per
-//! stage (Table 5: 6 units per stage), the embedded Fashion-MNIST subset, a short schedule, CPU workers.
+//! stage (Table 5: 6 units per stage), the embedded Fashion-MNIST subset, a short schedule (15 epochs,
+//! Table 5's larger networks 5), CPU workers. Rows whose training is identical (Table 5's two K = 3
+//! WarpNet1 rows, which differ only in placement, at cpu scale trained on one device) train once.
 
 use serde::{Deserialize, Serialize};
 
@@ -101,6 +103,9 @@ pub struct PlannedRow {
     pub block: (String, usize, usize, usize),
     /// Folder name of its run.
     pub slug: String,
+    /// The earlier row whose training run is this row's too (identical network, seed and recipe; the
+    /// timing is still the row's own), sharing its `slug`.
+    pub same_run_as: Option<usize>,
 }
 
 /// The rows of `table` at `scale`, trained for `epochs` (default: the scale's recipe).
@@ -117,7 +122,7 @@ pub fn plan(
         (Scale::Cpu, PaperTable::Table3) => r.data == "cifar10" && r.nwarp == 2 && r.kw == 4,
         _ => true,
     });
-    rows.map(|paper| {
+    let planned = rows.map(|paper| {
         let (nwarp, width) = match (scale, table) {
             (Scale::Paper, _) => (paper.nwarp, paper.kw),
             (Scale::Cpu, PaperTable::Table5) => (6 / paper.k, 1), // 6 units per stage for K = 2 and 3
@@ -138,8 +143,8 @@ pub fn plan(
         };
         let recipe = match scale {
             Scale::Cpu => TrainConfig {
-                epochs: epochs.unwrap_or(CPU_EPOCHS),
-                milestones: cpu_milestones(epochs.unwrap_or(CPU_EPOCHS)),
+                epochs: epochs.unwrap_or(cpu_epochs(table)),
+                milestones: cpu_milestones(epochs.unwrap_or(cpu_epochs(table))),
                 data: data.cpu.clone(),
                 ..TrainConfig::demo()
             },
@@ -176,13 +181,37 @@ pub fn plan(
             block: (paper.data.clone(), paper.k, paper.nwarp, paper.kw),
             slug,
             paper,
+            same_run_as: None,
         }
-    })
-    .collect()
+    });
+    share_runs(planned.collect())
+}
+
+/// Points every row whose training config equals an earlier row's at that row's run.
+fn share_runs(mut rows: Vec<PlannedRow>) -> Vec<PlannedRow> {
+    for i in 1..rows.len() {
+        if let Some(j) = (0..i).find(|&j| rows[j].train == rows[i].train) {
+            rows[i].same_run_as = Some(j);
+            rows[i].slug = rows[j].slug.clone();
+        }
+    }
+    rows
 }
 
 /// Epochs of the `cpu` scale (configs/cpu: the CPU recipe), and its lr drops at 60% and 87%.
 pub const CPU_EPOCHS: usize = 15;
+
+/// Table 5's networks at cpu scale have 6 units per stage (Tables 2-3: 2 or 3) and six rows: 5 epochs
+/// keep the table inside ~30 minutes on 2 cores.
+pub const CPU_EPOCHS_TABLE5: usize = 5;
+
+/// The `cpu` scale's default epochs for `table`.
+pub fn cpu_epochs(table: PaperTable) -> usize {
+    match table {
+        PaperTable::Table5 => CPU_EPOCHS_TABLE5,
+        PaperTable::Table2 | PaperTable::Table3 => CPU_EPOCHS,
+    }
+}
 
 pub fn cpu_milestones(epochs: usize) -> Vec<usize> {
     vec![(epochs * 3).div_ceil(5), (epochs * 13).div_ceil(15)]

@@ -29,7 +29,7 @@ pub struct AnalyzeArgs {
 #[derive(Debug, Clone, Subcommand)]
 pub enum Analysis {
     /// Relative error of the warp expansion against the sequential units, K = 1..6, every variant,
-    /// on the trained network and on a random one of the same shape.
+    /// per warp layer (--json) and per stage, on the trained network and on a random one of its shape.
     Taylor(NetworkArgs),
     /// Binomial path counts C(K, k) and each path length's share of a block's output.
     Paths(NetworkArgs),
@@ -67,7 +67,7 @@ pub struct NetworkArgs {
     #[arg(long, default_value = "0")]
     pub seed: i64,
     /// Chart file (.png or .svg); default runs/analysis/<analysis>.png.
-    #[arg(long)]
+    #[arg(long, value_parser = chart_file)]
     pub plot: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
@@ -138,7 +138,8 @@ fn run_taylor(args: &NetworkArgs) -> anyhow::Result<()> {
     let mut all = Vec::new();
     let mut curves = Vec::new();
     for (name, seq) in &subjects.networks {
-        let rows = taylor::taylor(seq, &subjects.images, &ks, &variants, args.derivative_bn);
+        let layers = taylor::layers(seq, &subjects.images, &ks, &variants, args.derivative_bn);
+        let rows = taylor::per_stage(&layers);
         for group in rows.chunks(crate::model::config::STAGES) {
             let flips = group.iter().map(|r| r.mask_flips).sum::<f64>() / group.len() as f64;
             let mut cells = vec![
@@ -165,10 +166,14 @@ fn run_taylor(args: &NetworkArgs) -> anyhow::Result<()> {
                 .collect();
             curves.push(Curve { label: format!("{variant}, {name}"), segments: vec![points] });
         }
-        all.push(serde_json::json!({ "network": name, "model": seq.config.label(), "rows": rows }));
+        // Per stage ("rows", the table) and per warp layer ("layers": stage, first unit).
+        all.push(serde_json::json!({
+            "network": name, "model": seq.config.label(), "rows": rows, "layers": layers,
+        }));
     }
     println!(
-        "relative error = ||x1 + terms - x_(K+1)|| / ||x_(K+1) - x1||, eval mode, {} test images, derivative BN {}",
+        "relative error = ||x1 + terms - x_(K+1)|| / ||x_(K+1) - x1||, eval mode, {} test images, derivative BN {}; \
+         mean over a stage's warp layers (each layer: --json, \"layers\")",
         subjects.images.size()[0],
         args.derivative_bn
     );
@@ -268,6 +273,12 @@ fn run_gradients(args: &NetworkArgs) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// A --plot value: a path ending in .png or .svg (checked before any work starts).
+pub fn chart_file(value: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(value);
+    Format::from_path(&path).map(|_| path).map_err(|_| format!("'{value}': expected a .png or .svg file"))
 }
 
 /// Writes the chart to --plot or runs/analysis/<name>.png and says where.

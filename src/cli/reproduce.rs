@@ -23,7 +23,8 @@ pub struct ReproduceArgs {
     pub table: PaperTable,
     #[arg(long, value_enum, default_value = "cpu")]
     pub scale: Scale,
-    /// Epochs of every run (default: 15 at cpu scale, the paper's 204 at paper scale).
+    /// Epochs of every run (default at cpu scale: 15, Table 5's 6-unit stages 5; at paper scale the
+    /// paper's 204).
     #[arg(long, value_parser = positive)]
     pub epochs: Option<usize>,
     /// Use only the first N training images (a quick look).
@@ -82,7 +83,14 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
     }
     let mut errors = Vec::new();
     for row in &rows {
-        errors.push(train_row(row, &args, &out)?);
+        let error = match row.same_run_as {
+            Some(j) => {
+                println!("{}: same network, seed and recipe as an earlier row, its run reused", row.slug);
+                errors[j]
+            }
+            None => train_row(row, &args, &out)?,
+        };
+        errors.push(error);
     }
     let mut outcomes = Vec::new();
     let mut blocks: Vec<&(String, usize, usize, usize)> = rows.iter().map(|r| &r.block).collect();
@@ -175,15 +183,20 @@ fn render(outcomes: &[Outcome], scale: Scale, rows: &[PlannedRow]) -> String {
             assignment,
             o.our_network.clone(),
             o.our_devices.clone(),
-            format!("{:.2} ({:.0}%)", o.our_error, o.our_rs),
-            format!("{:.2} ({:.0}%)", r.error, r.rs),
+            format!("{:.2} ({:.1}%)", o.our_error, o.our_rs),
+            format!("{:.2} ({:.1}%)", r.error, r.rs),
         ]);
     }
     let data = rows.first().map(|r| r.train.data.to_string()).unwrap_or_default();
     let epochs = rows.first().map_or(0, |r| r.train.epochs);
+    let shared = if rows.iter().any(|r| r.same_run_as.is_some()) {
+        "; rows of identical training (network, seed, recipe) share one run's error, each timed on its own"
+    } else {
+        ""
+    };
     format!(
         "scale {scale:?}: data {data}, {epochs} epochs; RS = (t_WRN - t) / t_WRN against the block's WRN on one \
-         device, timed side by side; paper: CIFAR, averages of two runs\n{}",
+         device, timed side by side; paper: CIFAR, averages of two runs{shared}\n{}",
         table.markdown()
     )
 }
