@@ -264,9 +264,10 @@ fn run(
             position.step += 1;
             bar.inc(1);
             bar.set_message(format!(
-                "loss {:.3}  acc {:.1}%",
+                "loss {:.3}  acc {:.1}%  {:.0} img/s",
                 progress.loss_sum / progress.seen as f64,
-                100.0 * progress.correct as f64 / progress.seen as f64
+                100.0 * progress.correct as f64 / progress.seen as f64,
+                progress.seen as f64 / progress.seconds.max(f64::EPSILON)
             ));
             if INTERRUPT.swap(false, Ordering::SeqCst) {
                 bar.finish_and_clear();
