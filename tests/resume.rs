@@ -192,6 +192,30 @@ fn divergence_keeps_the_last_good_checkpoint() {
     assert_eq!(std::fs::read(&good).unwrap(), before, "nothing overwritten");
 }
 
+/// A run that diverges before its first checkpoint has nothing to keep: it says so, and leaves the
+/// folder free for the same command with a lower learning rate.
+#[test]
+fn divergence_before_the_first_checkpoint_frees_the_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let args = |lr: &'static str| {
+        let mut cmd = warpnet();
+        cmd.args(["train", "--preset", "demo", "--limit-train", "256", "--batch", "64", "--epochs", "1"])
+            .args(["--lr", lr, "--quiet", "--out", run.to_str().unwrap()]);
+        cmd
+    };
+    // lr 1e30 sends the weights to infinity in the first step: the second step's loss is not finite.
+    let out = args("1e30").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("diverged") && stderr.contains("before the first checkpoint"), "{stderr}");
+    assert_eq!(files(&run), Vec::<String>::new(), "nothing of the diverged run stays");
+    let again = args("0.05").output().unwrap();
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(run.join("model.safetensors").is_file());
+}
+
 /// The files of a folder (names, sorted); empty when the folder does not exist.
 fn files(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)

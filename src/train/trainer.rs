@@ -248,11 +248,24 @@ fn run(
             let result =
                 stepper.step(&net, &batch.images.to_device(device), &batch.labels.to_device(device), lr);
             if !result.loss.is_finite() {
+                let checkpoints = out_dir.join(super::checkpoint::CHECKPOINTS);
+                if checkpoints.exists() {
+                    anyhow::bail!(
+                        "training diverged at step {}: loss is {}; the last good checkpoint is in {} (try a lower --lr)",
+                        position.step + 1,
+                        result.loss,
+                        checkpoints.display()
+                    );
+                }
+                // Nothing to resume from: the run gives its folder back (no epoch ended, so its files hold
+                // no results), and the same command with a lower --lr can use it.
+                for file in ["config.toml", "data.json", "metrics.jsonl"] {
+                    let _ = std::fs::remove_file(out_dir.join(file));
+                }
                 anyhow::bail!(
-                    "training diverged at step {}: loss is {}; the last good checkpoint is in {} (try a lower --lr)",
+                    "training diverged at step {}: loss is {}, before the first checkpoint, so nothing was kept (try a lower --lr)",
                     position.step + 1,
-                    result.loss,
-                    out_dir.join(super::checkpoint::CHECKPOINTS).display()
+                    result.loss
                 );
             }
             let n = batch.labels.size()[0] as usize;
