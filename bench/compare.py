@@ -10,12 +10,19 @@ figure is the median over all timed steps of all rounds (each run does its own w
     python3 bench/compare.py --suite batch128     # WRN-13-4 and WRN-37-4 at batch 128, 2 threads
     python3 bench/compare.py --suite gpu          # WRN-37-4 and WarpNet1-37-4 (K=2), batch 128, cuda:0
     python3 bench/compare.py --suite change --before OLD/warpnet   # this build against an earlier one
+    python3 bench/compare.py --suite precision    # bf16: WRN-13-4 and -37-4, batch 64 and 128, 1 and 2 threads
+    python3 bench/compare.py --suite precision-quick   # bf16: WRN-13-4 batch 64, 2 threads only
+    python3 bench/compare.py --suite gpu-precision     # bf16: WRN-37-4 and WarpNet1-37-4, batch 128, cuda:0
 
 Rows:  WRN vs PyTorch: ratio = warpnet images/s / PyTorch images/s (>= 1: warpnet is as fast); also against
        PyTorch run with warpnet's malloc settings (CPU suites), to tell the step from the allocator.
        WarpNet vs its WRN twin (same units and width, warpnet both): cost = WarpNet ms / WRN ms.
        "shared" vs "per-term": what sharing each unit's primal pass among the terms saves.
        this build vs --before: ratio = before ms / after ms (> 1: faster now), incl. placements on workers.
+       Precision suites: warpnet bf16 vs PyTorch's bf16 autocast, the faster of its NCHW and channels-last
+       runs (ratio of images/s, >= 1: warpnet as fast); warpnet bf16 vs warpnet fp32 (ratio = fp32 ms /
+       bf16 ms: bf16's speed-up); WarpNet1/2 K=2 vs their WRN twin, both bf16 (cost = ms / ms).
+Every warpnet row passes --precision explicitly (fp32 unless the row is bf16), so `auto` never decides.
 Writes runs/bench/speed.md and speed.csv (--out), and with --json one JSON line last.
 """
 import argparse
@@ -52,9 +59,37 @@ CHANGE = [
 ]
 
 
+def precision_programs(suite, device):
+    """The precision suites: per size, PyTorch bf16 (NCHW and channels-last), warpnet bf16 and fp32, and
+    (WRN-13-4, or on the GPU) WarpNet1/2 K=2 under bf16."""
+    if suite == "gpu-precision":
+        threads, sizes, batches = [None], [WRN_37_4], [128]
+    elif suite == "precision-quick":
+        threads, sizes, batches = [2], [WRN_13_4], [64]
+    else:
+        threads, sizes, batches = [1, 2], [WRN_13_4, WRN_37_4], [64, 128]
+    rows = []
+    for t in threads:
+        for size in sizes:
+            for batch in batches:
+                bf16 = dict(size, batch=batch, threads=t, device=device, precision="bf16")
+                rows.append(("wrn bf16", "pytorch", bf16))
+                rows.append(("wrn bf16 cl", "pytorch", dict(bf16, channels_last=True)))
+                rows.append(("wrn bf16", "warpnet", bf16))
+                rows.append(("wrn fp32", "warpnet", dict(bf16, precision="fp32")))
+                if size is WRN_13_4 or suite == "gpu-precision":
+                    warp = dict(bf16, model="warp", k=2, nwarp=size["nwarp"] // 2)
+                    rows.append(("warpnet1 bf16", "warpnet", dict(warp, variant="warpnet1")))
+                    if suite != "gpu-precision":
+                        rows.append(("warpnet2 bf16", "warpnet", dict(warp, variant="warpnet2")))
+    return rows
+
+
 def programs(suite, device):
     """(row key, program, settings) for every program of the suite."""
     rows = []
+    if suite.startswith("precision") or suite == "gpu-precision":
+        return precision_programs(suite, device)
     if suite == "change":
         for s in CHANGE:
             rows += [("after", "warpnet", dict(s, device=device)), ("before", "before", dict(s, device=device))]
@@ -92,10 +127,13 @@ def command(program, s, steps, warmup, before=None):
         return [binary, "bench", "--rounds", "1", "--run", s["run"], "--out", os.path.join(TMP, "run")] + common
     if s.get("threads"):
         common += ["--threads", str(s["threads"])]
+    if program != "before" or knows_precision(before):  # builds before --precision computed in fp32
+        common += ["--precision", s.get("precision", "fp32")]
     if program in ("pytorch", "pytorch-malloc"):
         device = "cuda" if s["device"].startswith("cuda") else "cpu"
         prefix = SAME_MALLOC if program == "pytorch-malloc" else []
-        return prefix + [sys.executable, os.path.join(ROOT, "bench", "pytorch_wrn.py"), "--device", device] + common
+        layout = ["--channels-last"] if s.get("channels_last") else []
+        return prefix + [sys.executable, os.path.join(ROOT, "bench", "pytorch_wrn.py"), "--device", device] + common + layout
     cmd = [binary, "bench", "--model", s.get("model", "wrn")] + common
     if s["device"] != "cpu":
         cmd += ["--device", s["device"]]
@@ -104,6 +142,12 @@ def command(program, s, steps, warmup, before=None):
     if s.get("per_term"):
         cmd += ["--per-term-primals"]
     return cmd
+
+
+def knows_precision(binary):
+    """Whether a warpnet build has `bench --precision`."""
+    done = subprocess.run([binary, "bench", "--help"], capture_output=True, text=True)
+    return "--precision" in done.stdout
 
 
 def run_json(cmd):
@@ -127,7 +171,8 @@ def label(s):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--suite", choices=["cpu", "quick", "batch128", "gpu", "change"], default="cpu")
+    p.add_argument("--suite", choices=["cpu", "quick", "batch128", "gpu", "change", "precision", "precision-quick",
+                                       "gpu-precision"], default="cpu")
     p.add_argument("--before", help="suite change: an earlier build of warpnet to compare with")
     p.add_argument("--device", default=None, help="cpu or cuda:I (default: cuda:0 for --suite gpu)")
     p.add_argument("--rounds", type=int, default=2, help="alternations of all programs")
@@ -136,7 +181,7 @@ def main():
     p.add_argument("--out", default=os.path.join(ROOT, "runs", "bench"))
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
-    device = a.device or ("cuda:0" if a.suite == "gpu" else "cpu")
+    device = a.device or ("cuda:0" if a.suite.startswith("gpu") else "cpu")
     if not os.path.exists(WARPNET):
         sys.exit(f"compare.py: {WARPNET} missing: run `cargo build --release` first")
     if a.suite == "change" and not (a.before and os.path.exists(a.before)):
@@ -162,7 +207,21 @@ def main():
     table = []
     for i, (key, program, s) in enumerate(rows):
         threads = s.get("threads") or "default"
-        if key == "wrn" and program == "warpnet":
+        if key == "wrn bf16" and program == "warpnet":
+            plain, cl = find("wrn bf16", "pytorch", s), find("wrn bf16 cl", "pytorch", s)
+            ref, which = (plain, "NCHW") if plain <= cl else (cl, "channels-last")
+            table.append(["WRN bf16 vs PyTorch bf16 autocast, its faster layout (ratio of images/s)", label(s),
+                          s["batch"], threads, ms[i], s["batch"] / ms[i] * 1e3, f"PyTorch bf16 {which}", ref,
+                          s["batch"] / ref * 1e3, ref / ms[i]])
+            fp32 = find("wrn fp32", "warpnet", s)
+            table.append(["warpnet bf16 vs warpnet fp32 (ratio = fp32 ms / bf16 ms)", label(s), s["batch"], threads,
+                          ms[i], s["batch"] / ms[i] * 1e3, "warpnet fp32", fp32, s["batch"] / fp32 * 1e3, fp32 / ms[i]])
+        elif key in ("warpnet1 bf16", "warpnet2 bf16"):
+            ref = find("wrn bf16", "warpnet", s)
+            name = "WarpNet1" if key.startswith("warpnet1") else "WarpNet2"
+            table.append([f"{name} K=2 vs WRN twin, both bf16 (cost = ms / ms)", label(s), s["batch"], threads, ms[i],
+                          s["batch"] / ms[i] * 1e3, "WRN twin bf16", ref, s["batch"] / ref * 1e3, ms[i] / ref])
+        elif key == "wrn" and program == "warpnet":
             ref = find("wrn", "pytorch", s)
             table.append(["WRN vs PyTorch (ratio of images/s)", label(s), s["batch"], threads, ms[i], s["batch"] / ms[i] * 1e3,
                           "PyTorch", ref, s["batch"] / ref * 1e3, ref / ms[i]])

@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """The WRN of warpnet (paper Table 1) and its training step in plain PyTorch, timed the same way as
 `warpnet bench`: synthetic batch, forward + cross-entropy + backward + SGD(momentum 0.9, wd 5e-4) step,
-median over timed steps after warm-up steps. Prints one summary line, and with --json one JSON line."""
+median over timed steps after warm-up steps. Prints one summary line, and with --json one JSON line.
+
+--precision bf16 is PyTorch's standard mixed-precision recipe: the forward and the loss under
+torch.autocast(device, dtype=torch.bfloat16), backward and SGD outside it (fp32 master weights).
+--channels-last adds the other standard setting: model and input in torch.channels_last memory."""
 import argparse
 import json
 import os
@@ -28,6 +32,8 @@ def main():
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu or cuda[:I]")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--channels-last", action="store_true")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
     if a.threads:
@@ -38,12 +44,16 @@ def main():
     net = WRN(units, a.width, a.classes).to(device)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     images = torch.randn(a.batch, 3, 32, 32, device=device)
+    if a.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+        images = images.to(memory_format=torch.channels_last)
     labels = torch.randint(a.classes, (a.batch,), device=device)
     net.train()
     step_ms = []
     for i in range(a.warmup + a.steps):
         started = time.perf_counter()
-        loss = F.cross_entropy(net(images), labels)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=a.precision == "bf16"):
+            loss = F.cross_entropy(net(images), labels)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -55,12 +65,15 @@ def main():
         "model": f"WRN-{6 * units + 1}-{a.width}",
         "batch": a.batch,
         "threads": torch.get_num_threads(),
+        "precision": a.precision,
+        "memory_format": "channels-last" if a.channels_last else "nchw",
         "steps": a.steps,
         "ms_per_batch": ms,
         "images_per_s": a.batch / (ms / 1e3),
         "step_ms": step_ms,
     }
-    print(f"pytorch {torch.__version__} {result['model']} batch {a.batch} threads {result['threads']}: "
+    print(f"pytorch {torch.__version__} {result['model']} batch {a.batch} threads {result['threads']} "
+          f"{a.precision} {result['memory_format']}: "
           f"{ms:.1f} ms/batch (median of {a.steps}), {result['images_per_s']:.1f} images/s")
     if a.json:
         print(json.dumps(result))

@@ -9,9 +9,11 @@
 #   scripts/gpu-check.sh [OUT_DIR]
 #     links the carried binaries against that machine's torch 2.11 (/opt/torch/.venv, or $TORCH_VENV) via
 #     LD_LIBRARY_PATH, runs the GPU-marked tests, then `bench/compare.py --suite gpu` (WRN-37-4 and
-#     WarpNet1-37-4 with K=2, batch 128, cuda:0, against the same PyTorch step there), then `warpnet bench`'s
-#     executor table on workers sharing cuda:0, and writes the logs and the tables to OUT_DIR (default:
-#     $OUT, else runs/gpu-check). About 4-6 minutes.
+#     WarpNet1-37-4 with K=2, batch 128, cuda:0, against the same PyTorch step there, fp32), then the same
+#     under bf16 mixed precision (`--suite gpu-precision`: against PyTorch's bf16 autocast, NCHW and
+#     channels-last, and against warpnet fp32), then `warpnet bench`'s executor table on workers sharing
+#     cuda:0 in fp32 and in bf16, and writes the logs and the tables to OUT_DIR (default: $OUT, else
+#     runs/gpu-check). About 6-8 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GPU_DIR=target/gpu
@@ -56,13 +58,20 @@ echo "== GPU-marked tests" | tee "$out/tests.log"
 echo "== bench/compare.py --suite gpu" | tee "$out/bench.log"
 "$python" bench/compare.py --suite gpu --rounds 3 --steps 10 --warmup 3 --out "$out" 2>&1 | tee -a "$out/bench.log" \
   || status=1
+echo "== bench/compare.py --suite gpu-precision (bf16)" | tee -a "$out/bench.log"
+"$python" bench/compare.py --suite gpu-precision --rounds 3 --steps 10 --warmup 3 --out "$out/bf16" 2>&1 \
+  | tee -a "$out/bench.log" || status=1
 
 # The parallel executor's table (issue: terms on devices) on the one GPU: workers share cuda:0 and its
 # default stream, so their kernels queue one after another; this measures the executor's overhead there,
 # not a multi-GPU speed-up.
-echo "== warpnet bench: WRN-37-4 and WarpNet1-37-4 (K=2) on workers sharing cuda:0, batch 128" | tee -a "$out/bench.log"
-"$WARPNET_BIN" bench --nwarp 6 --width 4 --batch 128 --rounds 3 --steps 5 --warmup 2 --out "$out" \
-  --run "wrn cuda:0" --run "wrn cuda:0,cuda:0" --run "warpnet1 k=2 cuda:0" \
-  --run "warpnet1 k=2 cuda:0,cuda:0 [F1],[F2,F2'x1]" --run "warpnet1 k=2 cuda:0,cuda:0,cuda:0 [F1],[F2],[F2'x1]" \
-  2>&1 | tee -a "$out/bench.log" || status=1
+for precision in fp32 bf16; do
+  echo "== warpnet bench: WRN-37-4 and WarpNet1-37-4 (K=2) on workers sharing cuda:0, batch 128, $precision" \
+    | tee -a "$out/bench.log"
+  "$WARPNET_BIN" bench --nwarp 6 --width 4 --batch 128 --rounds 3 --steps 5 --warmup 2 --precision "$precision" \
+    --out "$out/executor-$precision" \
+    --run "wrn cuda:0" --run "wrn cuda:0,cuda:0" --run "warpnet1 k=2 cuda:0" \
+    --run "warpnet1 k=2 cuda:0,cuda:0 [F1],[F2,F2'x1]" --run "warpnet1 k=2 cuda:0,cuda:0,cuda:0 [F1],[F2],[F2'x1]" \
+    2>&1 | tee -a "$out/bench.log" || status=1
+done
 exit $status

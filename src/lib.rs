@@ -10,5 +10,6 @@ pub mod data;
 pub mod error;
 pub mod model;
 pub mod parallel;
+pub mod precision;
 pub mod report;
 pub mod train;

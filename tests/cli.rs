@@ -33,6 +33,8 @@ fn bad_flags_are_one_line_and_exit_code_2() {
     assert_rejected(&["train", "--epochs", "3", "--iters", "5"], "--iters");
     assert_rejected(&["train", "--no-such-flag"], "--no-such-flag");
     assert_rejected(&["bench", "--batch", "0"], "--batch");
+    assert_rejected(&["train", "--precision", "fp16"], "--precision");
+    assert_rejected(&["eval", "--checkpoint", "x", "--precision", "bfloat"], "--precision");
 }
 
 #[test]

@@ -4,7 +4,10 @@
 //! What they prove: the CUDA path computes the same network (WRN and warp variants, forward and every
 //! gradient) as the CPU path, which the rest of the suite checks against finite differences; the
 //! parallel executor works with GPU workers; `warpnet train` runs on a GPU and its checkpoint evaluates
-//! on the CPU.
+//! on the CPU; bf16 mixed precision on the GPU (cuDNN's bf16 kernels) stays within bf16's rounding of
+//! the CPU's fp32, and `auto` picks it on a GPU of compute capability 8.0 or later.
+
+mod common;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -13,6 +16,7 @@ use warpnet::model::{Net, NetConfig, Variant};
 use warpnet::parallel::named::{assign_variables, copy_variables, deep_copy, Named, Snapshot};
 use warpnet::parallel::replica::SgdSettings;
 use warpnet::parallel::{Devices, Executor, Placement, Plan};
+use warpnet::precision::{Precision, PrecisionSetting};
 use warpnet::train::optimizer::Sgd;
 
 const BATCH: i64 = 8;
@@ -124,6 +128,46 @@ fn gpu_parallel_executor_matches_one_cpu_step() {
     }
 }
 
+/// bf16 on the GPU against fp32 on the CPU, BatchNorm in eval mode (an affine map, so the comparison is
+/// of rounding alone), within the rounding bound of tests/common/mod.rs; and on the GPU of the device
+/// machines (H100/H200, compute capability 9.0) `auto` is bf16.
+#[test]
+#[ignore = "needs a CUDA GPU: scripts/gpu-check.sh"]
+fn gpu_bf16_matches_cpu_fp32_within_bf16_rounding() {
+    let device = cuda();
+    let choice = PrecisionSetting::Auto.resolve(&[device]);
+    println!("auto on {device:?}: {choice}");
+    for config in [NetConfig::wrn(2, 1, 10), NetConfig::warp(2, 1, 1, 10, Variant::Warpnet1)] {
+        tch::manual_seed(9);
+        let vs = VarStore::new(Device::Cpu);
+        let _net = Net::new(&vs.root(), &config);
+        common::randomize_batch_norms(&vs);
+        let initial = copy_variables(&vs, Device::Cpu);
+        let (images, labels) = batch(3, Kind::Float);
+        let pass = |device: Device, precision: Precision| {
+            let vs = VarStore::new(device);
+            let net = Net::new(&vs.root(), &config);
+            assign_variables(&vs, &initial);
+            warpnet::model::op_count::reset();
+            let logits = net.forward(&precision.input(&images.to_device(device)), false);
+            let convolutions = warpnet::model::op_count::read().convolutions;
+            let loss = warpnet::model::loss::cross_entropy(&logits, &labels.to_device(device));
+            let sgd = Sgd::new(&vs, 0.9, 0.0);
+            let flat: Vec<Tensor> = sgd.gradients(&loss).iter().map(|g| g.to_device(Device::Cpu).flatten(0, -1)).collect();
+            (logits.to_device(Device::Cpu).to_kind(Kind::Float), Tensor::cat(&flat, 0), convolutions, logits.kind())
+        };
+        let (cpu_logits, cpu_gradients, convolutions, _) = pass(Device::Cpu, Precision::Fp32);
+        let (gpu_logits, gpu_gradients, _, kind) = pass(device, Precision::Bf16);
+        assert_eq!(kind, Kind::BFloat16);
+        let bound = common::bf16_rounding_bound(convolutions);
+        let logits = common::relative_error(&gpu_logits, &cpu_logits);
+        let gradients = common::relative_error(&gpu_gradients, &cpu_gradients);
+        println!("{}: logits {logits:.2e}, gradients {gradients:.2e}, bound {bound:.2e}", config.label());
+        assert!(logits <= bound && gradients <= bound, "{}: logits {logits}, gradients {gradients}", config.label());
+    }
+    assert_eq!(choice.precision, Precision::Bf16, "auto on a GPU of compute capability >= 8.0: {choice}");
+}
+
 /// `warpnet train` on the GPU for a few steps; the checkpoint it writes evaluates on the CPU.
 #[test]
 #[ignore = "needs a CUDA GPU: scripts/gpu-check.sh"]
@@ -140,6 +184,9 @@ fn gpu_training_run_writes_a_checkpoint_the_cpu_evaluates() {
         .output()
         .unwrap();
     assert!(train.status.success(), "{}", String::from_utf8_lossy(&train.stderr));
+    // `auto` on the device machines' GPUs (compute capability 9.0): bf16, recorded.
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(config.contains("precision = \"bf16\""), "{config}");
     let checkpoint = std::fs::read_dir(run.join("checkpoints"))
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -42,6 +42,9 @@ const SMALL_JOB: &[&str] = &[
     "--quiet",
     "--seed",
     "7",
+    // The fp32 tolerance above: bf16 over ranks has its own test.
+    "--precision",
+    "fp32",
 ];
 
 /// `mpirun -np N` of warpnet with `args`: as root (this machine's CI), more ranks than cores allowed.
@@ -280,14 +283,25 @@ fn devices_mpi_outside_a_launcher_is_one_line() {
 /// they match the analytic volume, which matches a count by hand.
 ///
 /// By hand, WarpNet1-13-1 (K = 2, Nwarp = 1, kw = 1) at batch 16, two remote workers: activations
-/// 4 crossings x 16 images x (16x32x32 + 32x16x16 + 64x8x8 = 28,672 floats) x 4 bytes = 7,340,032 bytes
-/// per worker; each holds unit 2 of every stage, 18C^2 + 6C parameters at C = 16, 32, 64 (two 3x3
-/// convolutions, three BatchNorms) = 97,440 floats, sent as gradients and back with the step:
-/// 2 x 389,760 bytes per worker. Total 2 x (7,340,032 + 779,520) = 16,239,104 bytes. Measured adds the
-/// messages' headers (names, shapes: a few kB) and lacks the gradients of unit 2's BatchNorm from the
-/// F2'x1 worker, whose term does not use them (2 x 6 x 112 x 4 bytes); 1% covers both.
+/// 4 crossings x 16 images x (16x32x32 + 32x16x16 + 64x8x8 = 28,672 elements) x 4 bytes (fp32) =
+/// 7,340,032 bytes per worker; each holds unit 2 of every stage, 18C^2 + 6C parameters at C = 16, 32,
+/// 64 (two 3x3 convolutions, three BatchNorms) = 97,440 floats, sent as gradients and back with the
+/// step: 2 x 389,760 bytes per worker. Total 2 x (7,340,032 + 779,520) = 16,239,104 bytes. Measured
+/// adds the messages' headers (names, shapes: a few kB) and lacks the gradients of unit 2's BatchNorm
+/// from the F2'x1 worker, whose term does not use them (2 x 6 x 112 x 4 bytes); 1% covers both.
 #[test]
 fn bench_over_ranks_moves_the_predicted_bytes() {
+    bench_over_ranks("fp32", 16_239_104.0);
+}
+
+/// The same under bf16 mixed precision: the activations cross in bf16, 2 bytes each (3,670,016 bytes
+/// per worker), the gradients stay fp32 master gradients: 2 x (3,670,016 + 779,520) = 8,899,072 bytes.
+#[test]
+fn bench_over_ranks_in_bf16_moves_half_the_activation_bytes() {
+    bench_over_ranks("bf16", 8_899_072.0);
+}
+
+fn bench_over_ranks(precision: &str, by_hand: f64) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().display().to_string();
     let args = [
@@ -311,6 +325,8 @@ fn bench_over_ranks_moves_the_predicted_bytes() {
         "--warmup",
         "1",
         "--json",
+        "--precision",
+        precision,
         "--out",
         &out,
     ];
@@ -321,7 +337,7 @@ fn bench_over_ranks_moves_the_predicted_bytes() {
     assert_eq!(over_ranks["layout"], "[F1],[F2],[F2'x1]", "{stdout}");
     let traffic = &over_ranks["traffic"];
     let predicted = traffic["predicted_bytes"].as_f64().unwrap();
-    assert_eq!(predicted, 16_239_104.0, "the analytic volume against the count by hand");
+    assert_eq!(predicted, by_hand, "the analytic volume against the count by hand");
     let measured = traffic["bytes"].as_f64().unwrap();
     assert!((measured - predicted).abs() <= 0.01 * predicted, "measured {measured} vs predicted {predicted}");
     assert!(stdout.contains("MB moved per step"), "the table shows the traffic:\n{stdout}");

@@ -94,6 +94,25 @@ fn worker_commands_and_replies_round_trip() {
     }
 }
 
+/// Under bf16 mixed precision activations are bf16 and channels-last: they cross as 2 bytes an element
+/// and arrive bit for bit, still channels-last (so the receiving worker computes in the same layout).
+#[test]
+fn bf16_channels_last_activations_round_trip_in_their_layout() {
+    let x1 =
+        warpnet::precision::Precision::Bf16.input(&Tensor::randn([2, 16, 8, 8], (Kind::Float, Device::Cpu)));
+    assert!(warpnet::precision::is_channels_last(&x1) && x1.kind() == Kind::BFloat16);
+    let forward = worker::Command::Forward { layer: 0, x1: x1.shallow_clone(), train: true, measure: false };
+    let bytes = forward.to_bytes();
+    assert!(bytes.len() < 2 * 16 * 8 * 8 * 2 + 128, "{} bytes: the elements cross as bf16", bytes.len());
+    match worker::Command::from_bytes(&bytes).unwrap() {
+        worker::Command::Forward { x1: got, .. } => {
+            assert_identical(&got, &x1);
+            assert!(warpnet::precision::is_channels_last(&got), "arrives channels-last");
+        }
+        _ => panic!("a different command came back"),
+    }
+}
+
 fn named_copy(n: &Named) -> Named {
     n.iter().map(|(k, v)| (k.clone(), v.copy())).collect()
 }

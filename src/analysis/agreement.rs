@@ -18,6 +18,7 @@ use crate::data::dataset::Dataset;
 use crate::data::loader::make_batch;
 use crate::data::{self, DataSpec};
 use crate::model::{ModelKind, Net, Variant};
+use crate::precision::{Precision, PrecisionSetting};
 use crate::report::curves::Curve;
 use crate::report::plot::Axes;
 use crate::report::Table;
@@ -26,6 +27,9 @@ use crate::train::config::TrainConfig;
 use crate::train::evaluate::evaluate;
 use crate::train::progress::Verbosity;
 use crate::train::trainer;
+
+/// Every view is evaluated in fp32: what the analysis measures never depends on the hardware.
+const FP32: Precision = Precision::Fp32;
 
 #[derive(Debug, Clone, Args)]
 pub struct AgreementArgs {
@@ -99,6 +103,8 @@ pub fn run(args: &AgreementArgs) -> anyhow::Result<()> {
         limit_train: args.limit_train,
         seed: args.seed,
         keep_checkpoints: args.epochs + 1,
+        // An analysis: trained and evaluated in fp32 whatever the hardware would pick.
+        precision: PrecisionSetting::Fp32,
         ..TrainConfig::demo()
     };
     let runs = [
@@ -196,8 +202,9 @@ fn evaluate_epochs(
                 if reestimate {
                     reestimate_bn(&net, &train, &run.data.standardizer, config.batch);
                 }
-                errors
-                    .push(evaluate(&net, &test, run.data.standardizer, config.eval_batch, Device::Cpu).error);
+                errors.push(
+                    evaluate(&net, &test, run.data.standardizer, config.eval_batch, Device::Cpu, FP32).error,
+                );
             }
         }
         rows.push(AgreementRow {

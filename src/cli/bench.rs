@@ -15,11 +15,12 @@ use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use anyhow::Context;
 
-use super::flags::{positive, WarpFlags};
+use super::flags::{positive, PrecisionFlag, WarpFlags};
 use crate::model::warp::PrimalSharing;
-use crate::model::{op_count, DerivativeBn, ModelKind, Net, NetConfig, Variant};
+use crate::model::{loss, op_count, DerivativeBn, ModelKind, Net, NetConfig, Variant};
 use crate::parallel::comparison::{default_runs, measure, RunSpec, StepTraffic};
 use crate::parallel::Devices;
+use crate::precision::{MemoryFormat, Precision};
 use crate::report::Table;
 use crate::train::checkpoint::write_atomic;
 use crate::train::optimizer::Sgd;
@@ -83,10 +84,13 @@ pub struct BenchArgs {
     /// what sharing saves.
     #[arg(long)]
     pub per_term_primals: bool,
-    /// Convolution weights and the input in channels-last (NHWC) memory layout, which libtorch's
-    /// convolutions then keep through the network: measures whether this machine prefers it.
-    #[arg(long)]
-    pub channels_last: bool,
+    #[command(flatten)]
+    pub precision: PrecisionFlag,
+    /// Memory layout of the activations: nchw or channels-last (NHWC), which the layers then keep
+    /// through the network (default: the precision's, channels-last under bf16, nchw in fp32);
+    /// measures whether this machine prefers the other (one network only).
+    #[arg(long, value_enum)]
+    pub memory_format: Option<MemoryFormat>,
     /// Also print the median time of each phase: forward, backward, SGD update.
     #[arg(long)]
     pub phases: bool,
@@ -103,6 +107,8 @@ pub struct BenchResult {
     pub model: String,
     pub batch: usize,
     pub threads: i32,
+    pub precision: Precision,
+    pub memory_format: MemoryFormat,
     pub steps: usize,
     /// Median milliseconds per training step.
     pub ms_per_batch: f64,
@@ -154,12 +160,25 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
     if args.table || !args.runs.is_empty() || args.devices.is_some() {
+        if args.memory_format.is_some() {
+            crate::bail_input!(
+                "--memory-format measures one network: give it without --run, --table or --devices"
+            );
+        }
         return compare(&config, &args);
     }
-    let result = bench_training_step(&config, &args);
+    let precision = args.precision.decide(&[args.device]).precision;
+    let result = bench_training_step(&config, &args, precision);
     println!(
-        "{} batch {} threads {}: {:.1} ms/batch (median of {}), {:.1} images/s",
-        result.model, result.batch, result.threads, result.ms_per_batch, result.steps, result.images_per_s
+        "{} batch {} threads {} {} {}: {:.1} ms/batch (median of {}), {:.1} images/s",
+        result.model,
+        result.batch,
+        result.threads,
+        result.precision,
+        format_name(result.memory_format),
+        result.ms_per_batch,
+        result.steps,
+        result.images_per_s
     );
     if args.phases {
         let p = &result.phase_ms;
@@ -184,8 +203,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Times `args.steps` training steps after `args.warmup` untimed ones.
-pub fn bench_training_step(config: &NetConfig, args: &BenchArgs) -> BenchResult {
+/// Times `args.steps` training steps in `precision` after `args.warmup` untimed ones.
+pub fn bench_training_step(config: &NetConfig, args: &BenchArgs, precision: Precision) -> BenchResult {
     let device = args.device;
     tch::manual_seed(args.seed as i64);
     let vs = VarStore::new(device);
@@ -195,15 +214,8 @@ pub fn bench_training_step(config: &NetConfig, args: &BenchArgs) -> BenchResult 
     }
     let mut sgd = Sgd::new(&vs, 0.9, 5e-4);
     let batch = args.batch as i64;
-    let mut images = Tensor::randn([batch, 3, 32, 32], (Kind::Float, device)); // (B, 3, 32, 32)
-    if args.channels_last {
-        images = channels_last(&images);
-        tch::no_grad(|| {
-            for (_, mut weight) in vs.variables().into_iter().filter(|(_, v)| v.dim() == 4) {
-                weight.set_data(&channels_last(&weight));
-            }
-        });
-    }
+    let images = Tensor::randn([batch, 3, 32, 32], (Kind::Float, device)); // (B, 3, 32, 32)
+    let memory_format = args.memory_format.unwrap_or(precision.memory_format());
     let labels = Tensor::randint(args.classes as i64, [batch], (Kind::Int64, device)); // (B,)
     let mut step_ms = Vec::with_capacity(args.steps);
     // Phase boundaries wait for a GPU only when phases are asked for, so plain timings are not perturbed.
@@ -217,7 +229,9 @@ pub fn bench_training_step(config: &NetConfig, args: &BenchArgs) -> BenchResult 
     for i in 0..args.warmup + args.steps {
         let started = Instant::now();
         op_count::reset();
-        let loss = net.forward(&images, true).cross_entropy_for_logits(&labels);
+        // The cast of the input belongs to the step, as in training.
+        let loss =
+            loss::cross_entropy(&net.forward(&precision.input_as(&images, memory_format), true), &labels);
         let forward = phase_end(started);
         let gradients = sgd.gradients(&loss);
         let backward = phase_end(started);
@@ -237,6 +251,8 @@ pub fn bench_training_step(config: &NetConfig, args: &BenchArgs) -> BenchResult 
         model: config.label(),
         batch: args.batch,
         threads: tch::get_num_threads(),
+        precision,
+        memory_format,
         steps: args.steps,
         ms_per_batch,
         images_per_s: args.batch as f64 / (ms_per_batch / 1e3),
@@ -258,7 +274,10 @@ fn compare(base: &NetConfig, args: &BenchArgs) -> anyhow::Result<()> {
         let placement = args.placement.as_deref();
         runs.push(RunSpec::on(base.clone(), devices.clone(), placement)?);
     }
-    let measured = measure(&runs, args.batch as i64, args.warmup, args.rounds, args.steps)?;
+    let devices: Vec<Device> = runs.iter().flat_map(|r| r.devices.workers.clone()).collect();
+    let precision = args.precision.decide(&devices);
+    let measured =
+        measure(&runs, args.batch as i64, args.warmup, args.rounds, args.steps, precision.precision)?;
     let mut columns = vec![
         "method",
         "K",
@@ -297,8 +316,9 @@ fn compare(base: &NetConfig, args: &BenchArgs) -> anyhow::Result<()> {
         table.push(row);
     }
     println!(
-        "batch {}, {} rounds x {} steps after {} warm-up steps; RS = (t_first - t) / t_first; per device (home \
-         first, replica 0): ms per step working rather than waiting, memory, activations for its share of the batch",
+        "batch {}, precision {precision}, {} rounds x {} steps after {} warm-up steps; RS = (t_first - t) / t_first; \
+         per device (home first, replica 0): ms per step working rather than waiting, memory, activations for its \
+         share of the batch",
         args.batch, args.rounds, args.steps, args.warmup
     );
     print!("{}", table.markdown());
@@ -308,7 +328,10 @@ fn compare(base: &NetConfig, args: &BenchArgs) -> anyhow::Result<()> {
     write_atomic(&args.out.join("bench.csv"), table.csv().as_bytes())?;
     println!("written: {}/bench.md, {}/bench.csv", args.out.display(), args.out.display());
     if args.json {
-        super::print_json(&serde_json::json!({ "batch": args.batch, "runs": measured }))?;
+        let precision = precision.precision;
+        super::print_json(
+            &serde_json::json!({ "batch": args.batch, "precision": precision, "runs": measured }),
+        )?;
     }
     Ok(())
 }
@@ -348,7 +371,7 @@ fn parse_device(text: &str) -> Result<Device, String> {
     }
 }
 
-/// The same (N, C, H, W) tensor stored as (N, H, W, C): strides that libtorch reads as channels-last.
-fn channels_last(t: &Tensor) -> Tensor {
-    t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+/// "nchw", "channels-last": as the flag spells it.
+fn format_name(format: MemoryFormat) -> String {
+    clap::ValueEnum::to_possible_value(&format).expect("no skipped variants").get_name().to_string()
 }

@@ -11,10 +11,11 @@ use clap::Args;
 use serde::Serialize;
 use tch::{nn::VarStore, Device};
 
-use super::flags::{positive, WarpFlags};
+use super::flags::{positive, PrecisionFlag, WarpFlags};
 use crate::data::{self, DataSpec};
 use crate::error::input_error;
 use crate::model::{ModelKind, Net, NetConfig};
+use crate::precision::Precision;
 use crate::report::Table;
 use crate::train::checkpoint::load_weights;
 use crate::train::evaluate::{evaluate, Evaluation, TOP_K};
@@ -40,6 +41,8 @@ pub struct EvalArgs {
     /// Images per forward pass.
     #[arg(long, default_value = "500", value_parser = positive)]
     pub eval_batch: usize,
+    #[command(flatten)]
+    pub precision: PrecisionFlag,
     /// Print the figures as one JSON object on the last stdout line.
     #[arg(long)]
     pub json: bool,
@@ -49,6 +52,7 @@ pub struct EvalArgs {
 struct ViewResult {
     model: String,
     description: String,
+    precision: Precision,
     evaluation: Evaluation,
 }
 
@@ -76,13 +80,16 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         None => vec![ModelKind::Wrn, ModelKind::Warp],
     };
     let views = models.into_iter().map(|m| view(&trained, m, &args)).collect::<anyhow::Result<Vec<_>>>()?;
+    let precision = args.precision.decide(&[Device::Cpu]);
+    println!("precision {precision}");
     let mut results = Vec::new();
     for config in views {
         let vs = VarStore::new(Device::Cpu);
         let net = Net::new(&vs.root(), &config);
         load_weights(&vs, &args.checkpoint)?;
         // Standardised as in training: the training set's statistics, kept in the run folder.
-        let e = evaluate(&net, &test, run.data.standardizer, args.eval_batch, Device::Cpu);
+        let e =
+            evaluate(&net, &test, run.data.standardizer, args.eval_batch, Device::Cpu, precision.precision);
         println!(
             "{}: top-1 error {:.2}%, top-{TOP_K} error {:.2}%, loss {:.4} on {} images of {spec}",
             config.describe(),
@@ -91,7 +98,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             e.loss,
             e.images
         );
-        results.push(ViewResult { model: config.label(), description: config.describe(), evaluation: e });
+        let (model, description) = (config.label(), config.describe());
+        results.push(ViewResult { model, description, precision: precision.precision, evaluation: e });
     }
     print_per_class(&splits.class_names, &results);
     if args.json {

@@ -3,6 +3,7 @@
 use clap::Args;
 
 use crate::model::{DerivativeBn, Variant};
+use crate::precision::{Choice, PrecisionSetting};
 
 /// How a warp layer is built (`--model warp`); unset flags keep the run's or the default value.
 #[derive(Debug, Clone, Default, Args)]
@@ -33,6 +34,28 @@ impl WarpFlags {
             }
             None => Ok(()),
         }
+    }
+}
+
+/// `--precision`, for every command that runs a network.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct PrecisionFlag {
+    /// fp32, bf16 (mixed precision: convolutions and the linear head in bfloat16; BatchNorm statistics,
+    /// loss, SGD and master weights in fp32) or auto (default: bf16 where the device computes it
+    /// natively: AMX-BF16 or AVX512-BF16 CPUs, GPUs of compute capability 8.0+; fp32 elsewhere).
+    #[arg(long = "precision", value_enum)]
+    pub setting: Option<PrecisionSetting>,
+}
+
+impl PrecisionFlag {
+    /// The precision on `devices` (`auto` when the flag is not given); warns on stderr when bf16 would
+    /// be emulated.
+    pub fn decide(&self, devices: &[tch::Device]) -> Choice {
+        let choice = self.setting.unwrap_or_default().resolve(devices);
+        if let Some(warning) = choice.warning() {
+            eprintln!("{warning}");
+        }
+        choice
     }
 }
 

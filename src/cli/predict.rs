@@ -6,6 +6,7 @@ use clap::Args;
 use serde::Serialize;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
+use super::flags::PrecisionFlag;
 use crate::data::{IMAGE_BYTES, IMAGE_CHANNELS, IMAGE_SIDE};
 use crate::error::input_error;
 use crate::model::Net;
@@ -21,6 +22,8 @@ pub struct PredictArgs {
     /// 32x32 RGB PNG images.
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
+    #[command(flatten)]
+    pub precision: PrecisionFlag,
     /// Print the predictions as one JSON object on the last stdout line.
     #[arg(long)]
     pub json: bool,
@@ -49,7 +52,9 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
     let side = IMAGE_SIDE as i64;
     let batch =
         Tensor::from_slice(&standardized).view([pixels.len() as i64, IMAGE_CHANNELS as i64, side, side]);
-    let probabilities = tch::no_grad(|| net.forward(&batch, false).softmax(-1, Kind::Double)); // (N, classes)
+    let precision = args.precision.decide(&[Device::Cpu]).precision;
+    let logits = tch::no_grad(|| net.forward(&precision.input(&batch), false)); // (N, classes)
+    let probabilities = logits.softmax(-1, Kind::Double);
     let k = TOP_K.min(run.data.class_names.len() as i64);
     let (values, indices) = probabilities.topk(k, -1, true, true);
     let mut predictions = Vec::new();
@@ -67,7 +72,10 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
         predictions.push(Prediction { image: image.clone(), top });
     }
     if args.json {
-        super::print_json(&serde_json::json!({ "model": net_config.label(), "predictions": predictions }))?;
+        let model = net_config.label();
+        super::print_json(
+            &serde_json::json!({ "model": model, "precision": precision, "predictions": predictions }),
+        )?;
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::Serialize;
 
-use super::flags::positive;
+use super::flags::{positive, PrecisionFlag};
 use crate::analysis::reproduce::{plan, DataChoice, PaperTable, PlannedRow, Scale};
 use crate::data::{self, DataSpec};
 use crate::model::NetConfig;
@@ -41,6 +41,9 @@ pub struct ReproduceArgs {
     pub cifar100: DataSpec,
     #[arg(long, default_value = "0")]
     pub seed: u64,
+    /// Of every training run and every timing.
+    #[command(flatten)]
+    pub precision: PrecisionFlag,
     /// Timing: rounds, timed steps per round and warm-up steps of the RS measurement.
     #[arg(long, default_value = "3", value_parser = positive)]
     pub rounds: usize,
@@ -81,6 +84,12 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
             crate::parallel::device::check_available(devices)?;
         }
     }
+    let timing_device = match args.scale {
+        Scale::Cpu => tch::Device::Cpu,
+        Scale::Paper => tch::Device::Cuda(0),
+    };
+    let precision = args.precision.decide(&[timing_device]);
+    println!("precision {precision}");
     let mut errors = Vec::new();
     for row in &rows {
         let error = match row.same_run_as {
@@ -114,8 +123,8 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
             args.rounds,
             args.steps
         );
-        let measured =
-            measure(&specs, rows[members[0]].train.batch as i64, args.warmup, args.rounds, args.steps)?;
+        let batch = rows[members[0]].train.batch as i64;
+        let measured = measure(&specs, batch, args.warmup, args.rounds, args.steps, precision.precision)?;
         for (&i, m) in members.iter().zip(&measured[1..]) {
             outcomes.push(Outcome {
                 row: rows[i].paper.clone(),
@@ -144,7 +153,12 @@ fn train_row(row: &PlannedRow, args: &ReproduceArgs, out: &std::path::Path) -> a
     let dir = out.join(&row.slug);
     let metrics = dir.join("metrics.jsonl");
     if !dir.join("model.safetensors").exists() {
-        let config = crate::train::config::TrainConfig { limit_train: args.limit_train, ..row.train.clone() };
+        let precision = args.precision.setting.unwrap_or_default();
+        let config = crate::train::config::TrainConfig {
+            limit_train: args.limit_train,
+            precision,
+            ..row.train.clone()
+        };
         println!("training {} into {}", row.slug, dir.display());
         trainer::train(&config, data::load(&config.data)?, &dir, Verbosity::Normal)?;
     } else {

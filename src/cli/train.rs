@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use super::flags::{positive, WarpFlags};
+use super::flags::{positive, PrecisionFlag, WarpFlags};
 use crate::data::{self, DataSpec};
 use crate::error::input_error;
 use crate::model::{terms, ModelKind};
@@ -94,6 +94,8 @@ pub struct TrainArgs {
     /// libtorch intra-op threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    #[command(flatten)]
+    pub precision: PrecisionFlag,
     /// Output folder (default: runs/<network>-<data>[-n]).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -143,6 +145,7 @@ impl TrainArgs {
             keep_checkpoints
         );
         set_optional!(iters, threads, out, devices, placement, limit_train);
+        c.precision = self.precision.setting.unwrap_or(c.precision);
         c.variant = self.warp.variant.or(c.variant);
         c.max_order = self.warp.max_order.or(c.max_order);
         c.derivative_bn = self.warp.derivative_bn.or(c.derivative_bn);

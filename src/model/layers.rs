@@ -2,9 +2,13 @@
 //!
 //! Written on tch's tensor ops rather than `tch::nn` modules so that the tangent pass (model/unit.rs)
 //! can reuse the very same weights with different inputs and a different BN treatment.
+//!
+//! Every layer computes in the kind of its input (src/precision.rs): the weights are fp32 masters,
+//! cast to a bf16 input's kind where they are used (autograd hands fp32 gradients back through the
+//! cast), and left as they are for an fp32 or float64 input.
 
 use tch::nn::{Init, Path};
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 /// PyTorch's BatchNorm defaults: variance epsilon and running-average momentum.
 pub const BN_EPS: f64 = 1e-5;
@@ -26,8 +30,30 @@ impl Conv3x3 {
 
     /// (B, C_in, H, W) -> (B, C_out, H, W)
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        super::op_count::convolutions_add(1);
-        x.conv2d(&self.weight, None::<Tensor>, [1, 1], [1, 1], [1, 1], 1)
+        conv3x3(x, &self.weight)
+    }
+}
+
+/// x (B, C_in, H, W) convolved with `weight` (C_out, C_in, 3, 3): stride 1, zero padding 1, in x's kind.
+pub fn conv3x3(x: &Tensor, weight: &Tensor) -> Tensor {
+    const STRIDE: [i64; 2] = [1, 1];
+    const PADDING: [i64; 2] = [1, 1]; // keeps H and W
+    const DILATION: [i64; 2] = [1, 1];
+    const GROUPS: i64 = 1;
+    super::op_count::convolutions_add(1);
+    x.conv2d(&in_kind_of(weight, x), None::<Tensor>, STRIDE, PADDING, DILATION, GROUPS)
+}
+
+/// `weight` in the kind `x` computes in: a bf16 copy under mixed precision, `weight` itself otherwise.
+fn in_kind_of(weight: &Tensor, x: &Tensor) -> Tensor {
+    weight.to_kind(x.kind())
+}
+
+/// `t` in at least float32: bf16 and f16 widened (statistics, the loss), f32 and f64 as they are.
+pub fn widened(t: &Tensor) -> Tensor {
+    match t.kind() {
+        Kind::BFloat16 | Kind::Half => t.to_kind(Kind::Float),
+        _ => t.shallow_clone(),
     }
 }
 
@@ -90,9 +116,9 @@ impl Linear {
         }
     }
 
-    /// (B, C_in) -> (B, C_out)
+    /// (B, C_in) -> (B, C_out), in x's kind.
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.linear(&self.weight, Some(&self.bias))
+        x.linear(&in_kind_of(&self.weight, x), Some(&in_kind_of(&self.bias, x)))
     }
 }
 
@@ -115,7 +141,8 @@ pub enum BnTangent {
 impl BatchNorm2d {
     /// Linearisation of this BN at input `x` (B, C, H, W), as `mode` asks. In eval mode the statistics are
     /// the running ones, constants, so `frozen` and `exact` coincide. The batch statistics are computed
-    /// with differentiable ops, so backpropagation through a tangent term reaches x1 through them too.
+    /// with differentiable ops, so backpropagation through a tangent term reaches x1 through them too;
+    /// from a bf16 `x` they are computed in fp32, as the forward BN computes its own.
     pub fn linearize(&self, x: &Tensor, train: bool, mode: super::config::DerivativeBn) -> BnTangent {
         use super::config::DerivativeBn;
         let gamma = self.weight.view([1, -1, 1, 1]);
@@ -126,27 +153,30 @@ impl BatchNorm2d {
             let invstd = (&self.running_var + BN_EPS).rsqrt().view([1, -1, 1, 1]);
             return BnTangent::Affine { scale: gamma * invstd };
         }
+        let x = widened(x);
         let mean = x.mean_dim(BN_AXES.as_slice(), true, None); // (1, C, 1, 1)
         let var = x.var_dim(BN_AXES.as_slice(), false, true); // biased, as the forward pass uses
         let invstd = (var + BN_EPS).rsqrt();
         let scale = gamma * &invstd;
         match mode {
             DerivativeBn::Frozen => BnTangent::Affine { scale },
-            _ => BnTangent::Batch { scale, normalized: (x - mean) * invstd },
+            _ => BnTangent::Batch { scale, normalized: (&x - mean) * invstd },
         }
     }
 }
 
 impl BnTangent {
-    /// The BN's Jacobian applied to v: (B, C, H, W) -> (B, C, H, W).
+    /// The BN's Jacobian applied to v: (B, C, H, W) -> (B, C, H, W), in v's kind (a bf16 v is widened to
+    /// fp32 for the per-channel means, as BN's own reductions are, and the result cast back).
     pub fn apply(&self, v: &Tensor) -> Tensor {
         match self {
             BnTangent::Removed => v.shallow_clone(),
-            BnTangent::Affine { scale } => v * scale,
+            BnTangent::Affine { scale } => v * in_kind_of(scale, v),
             BnTangent::Batch { scale, normalized } => {
-                let mean_v = v.mean_dim(BN_AXES.as_slice(), true, None);
-                let mean_v_xhat = (v * normalized).mean_dim(BN_AXES.as_slice(), true, None);
-                (v - mean_v - normalized * mean_v_xhat) * scale
+                let wide = widened(v);
+                let mean_v = wide.mean_dim(BN_AXES.as_slice(), true, None);
+                let mean_v_xhat = (&wide * normalized).mean_dim(BN_AXES.as_slice(), true, None);
+                ((&wide - mean_v - normalized * mean_v_xhat) * scale).to_kind(v.kind())
             }
         }
     }

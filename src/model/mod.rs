@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod layers;
+pub mod loss;
 pub mod net;
 pub mod op_count;
 pub mod terms;

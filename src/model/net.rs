@@ -34,7 +34,9 @@ impl Stem {
     /// (B, in, H, W) -> (B, 16kw, H, W)
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
         let h = self.bn.forward(&self.conv.forward(x), train).relu(); // (B, 16, H, W)
-        h.repeat([1, self.copies, 1, 1])
+                                                                      // Concatenated rather than `repeat`ed: the same values, and `cat` keeps a channels-last layout.
+        let copies = vec![&h; self.copies as usize];
+        Tensor::cat(&copies, 1)
     }
 }
 

@@ -5,7 +5,7 @@ use tch::nn::Path;
 use tch::Tensor;
 
 use super::config::DerivativeBn;
-use super::layers::{BatchNorm2d, BnTangent, Conv3x3};
+use super::layers::{conv3x3, BatchNorm2d, BnTangent, Conv3x3};
 use super::op_count;
 
 /// One residual branch F_i at a fixed width C. The skip connection x + F(x) is added by the warp layer.
@@ -102,9 +102,8 @@ impl ResidualUnit {
     /// convolved as if it were the signal, and no BN appears. Kept only to reproduce that code's numbers.
     pub fn released_map(&self, v: &Tensor) -> Tensor {
         let flipped = |w: &Tensor| w.flip([2, 3]);
-        op_count::convolutions_add(2);
-        let h = v.conv2d(&flipped(&self.conv1.weight), None::<Tensor>, [1, 1], [1, 1], [1, 1], 1);
+        let h = conv3x3(v, &flipped(&self.conv1.weight));
         let mask = h.gt(0.0).to_kind(h.kind());
-        mask.conv2d(&flipped(&self.conv2.weight), None::<Tensor>, [1, 1], [1, 1], [1, 1], 1)
+        conv3x3(&mask, &flipped(&self.conv2.weight))
     }
 }

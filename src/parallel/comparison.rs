@@ -27,6 +27,7 @@ use super::{Devices, Placement};
 use crate::error::input_error;
 use crate::model::net::layer_operator;
 use crate::model::{DerivativeBn, ModelKind, Net, NetConfig, Variant};
+use crate::precision::Precision;
 
 /// The SGD of every benchmark step (the paper's CIFAR recipe).
 const SGD: SgdSettings = SgdSettings { momentum: 0.9, weight_decay: 5e-4 };
@@ -167,13 +168,15 @@ pub struct StepTraffic {
 
 /// Times every run: `warmup` untimed steps each, then `rounds` rounds in which each run in turn takes
 /// `steps` timed steps; the figure is the median over all its timed steps. Memory is profiled once per
-/// run after timing. All runs start from the same weights and see the same synthetic batch.
+/// run after timing. All runs start from the same weights and see the same synthetic batch, and step
+/// in `precision`.
 pub fn measure(
     runs: &[RunSpec],
     batch: i64,
     warmup: usize,
     rounds: usize,
     steps: usize,
+    precision: Precision,
 ) -> anyhow::Result<Vec<Measured>> {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let pixels: Vec<f32> = (0..batch * 3 * 32 * 32).map(|_| rng.gen_range(-2.0..2.0)).collect();
@@ -192,7 +195,7 @@ pub fn measure(
             let plan = Plan::new(&run.devices, run.placement.clone())?;
             let start =
                 Snapshot { variables: copy_variables(&vs, tch::Device::Cpu), momentum: Default::default() };
-            Executor::new(&run.config, &run.devices, plan, &start, SGD)
+            Ok(Executor::new(&run.config, &run.devices, plan, &start, SGD)?.with_precision(precision))
         })
         .collect::<anyhow::Result<Vec<Executor>>>()?;
     for executor in &mut executors {
@@ -243,6 +246,7 @@ pub fn measure(
                         &run.devices,
                         plan,
                         batch as u64,
+                        precision.kind().elt_size_in_bytes() as u64,
                         &workers,
                         parameter_bytes[r],
                     ),

@@ -3,7 +3,7 @@
 //! group of the placement). Backward mirrors forward: the upstream gradient of a warp layer is sent
 //! to every worker, each returns its terms' dL/dx1, and the home adds them to the skip's gradient.
 
-use tch::{nn::VarStore, Device, Kind, Tensor};
+use tch::{nn::VarStore, Device, Tensor};
 
 use super::actor::{Actor, Link};
 use super::device::name;
@@ -13,7 +13,7 @@ use super::named::{assign_variables, copy_variables, Named, Snapshot};
 use super::placement::Placement;
 use super::split::{SplitReplica, WorkerDevices};
 use super::worker;
-use crate::model::{Net, NetConfig};
+use crate::model::{loss, Net, NetConfig};
 use crate::train::optimizer::Sgd;
 
 /// How a replica is laid out; `threads` are libtorch intra-op threads of the replica's own thread.
@@ -181,12 +181,6 @@ impl State {
     }
 }
 
-/// Mean cross-entropy of logits (B, classes) against labels (B,), and the number classified correctly.
-pub(super) fn loss_and_correct(logits: &Tensor, labels: &Tensor) -> (Tensor, i64) {
-    let correct = logits.argmax(-1, false).eq_tensor(labels).sum(Kind::Int64).int64_value(&[]);
-    (logits.cross_entropy_for_logits(labels), correct)
-}
-
 /// The whole network on one device (a data-parallel replica).
 struct WholeReplica {
     vs: VarStore,
@@ -209,7 +203,7 @@ impl WholeReplica {
         let before = heap_in_use();
         let labels = labels.to_device(self.device);
         let logits = self.net.forward(&images.to_device(self.device), true);
-        let (loss, correct) = loss_and_correct(&logits, &labels);
+        let (loss, correct) = (loss::cross_entropy(&logits, &labels), loss::correct(&logits, &labels));
         let activations = heap_in_use().saturating_sub(before);
         let n = labels.size()[0] as f64;
         let gradients = self.sgd.gradients(&(&loss * scale));

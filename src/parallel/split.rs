@@ -8,11 +8,11 @@ use super::device::{name, Place};
 use super::memory::{heap_in_use, measurable, variable_bytes, DeviceMemory};
 use super::named::{accumulate, assign_variables, copy_variables, deep_copy, Named, Snapshot};
 use super::placement::Placement;
-use super::replica::{loss_and_correct, Reply, SgdSettings};
+use super::replica::{Reply, SgdSettings};
 use super::worker::{self, Worker, WorkerSpec};
 use crate::model::net::{downsample, Head, LayerIndex, Stem};
 use crate::model::terms::Term;
-use crate::model::NetConfig;
+use crate::model::{loss, NetConfig};
 use crate::train::optimizer::Sgd;
 
 /// The devices of a split replica's term workers and their intra-op threads.
@@ -143,7 +143,7 @@ impl SplitReplica {
         }
         let head_in = h.set_requires_grad(true);
         let logits = self.head.forward(&head_in, true);
-        let (loss, correct) = loss_and_correct(&logits, &labels);
+        let (loss, correct) = (loss::cross_entropy(&logits, &labels), loss::correct(&logits, &labels));
         let forward_bytes = heap_in_use().saturating_sub(before);
         (&loss * scale).backward();
 

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::DataSpec;
 use crate::model::{DerivativeBn, ModelKind, NetConfig, Variant};
 use crate::parallel::{Devices, Placement, Plan};
+use crate::precision::{Choice, PrecisionSetting};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,6 +51,10 @@ pub struct TrainConfig {
     pub seed: u64,
     /// libtorch intra-op threads; `None` leaves libtorch's default (all cores).
     pub threads: Option<usize>,
+    /// fp32, bf16 mixed precision, or auto (bf16 where the devices compute it natively); a run folder
+    /// records the choice, not `auto`. Files written before this setting existed trained in fp32.
+    #[serde(default = "trained_in_fp32")]
+    pub precision: PrecisionSetting,
     // --- parallel execution ---
     /// Workers of the parallel executor (`cpu:N`, `cuda:0,cuda:1`); `None` trains on one device.
     pub devices: Option<Devices>,
@@ -61,6 +66,11 @@ pub struct TrainConfig {
     pub out: Option<PathBuf>,
     /// Checkpoints kept in the run folder (the newest ones; one is written every epoch).
     pub keep_checkpoints: usize,
+}
+
+/// What a config file or checkpoint without a `precision` key trained in.
+fn trained_in_fp32() -> PrecisionSetting {
+    PrecisionSetting::Fp32
 }
 
 /// Named starting points for a config; flags override them.
@@ -107,6 +117,7 @@ impl TrainConfig {
             momentum: 0.9,
             seed: 0,
             threads: None,
+            precision: PrecisionSetting::Auto,
             devices: None,
             placement: None,
             out: None,
@@ -154,6 +165,12 @@ impl TrainConfig {
             max_order: self.max_order,
             derivative_bn: self.derivative_bn.unwrap_or(DerivativeBn::None),
         }
+    }
+
+    /// The precision of this run's steps on its devices (`--devices`, else the CPU).
+    pub fn precision_choice(&self) -> Choice {
+        let devices = self.devices.as_ref().map_or_else(|| vec![tch::Device::Cpu], |d| d.workers.clone());
+        self.precision.resolve(&devices)
     }
 
     /// The executor's layout for `--devices` and `--placement` (see parallel/executor.rs).

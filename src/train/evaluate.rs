@@ -4,15 +4,14 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, Reduction, Tensor};
+use tch::{Device, Kind};
 
 use crate::data::augment::Standardizer;
 use crate::data::loader::{EpochPlan, Loader};
 use crate::data::Dataset;
-use crate::model::Net;
+use crate::model::{loss, Net};
+use crate::precision::Precision;
 
-/// `ignore_index` that matches no label (every image counts).
-const IGNORE_NONE: i64 = -100;
 /// The k of the top-k error (ImageNet's convention, the paper's Table 4).
 pub const TOP_K: i64 = 5;
 
@@ -29,13 +28,15 @@ pub struct Evaluation {
     pub images: usize,
 }
 
-/// Evaluates `net` (BatchNorm with running statistics) on every image of `data`, no augmentation.
+/// Evaluates `net` (BatchNorm with running statistics) on every image of `data`, no augmentation, its
+/// forward passes in `precision`.
 pub fn evaluate(
     net: &Net,
     data: &Arc<Dataset>,
     standardizer: Standardizer,
     batch: usize,
     device: Device,
+    precision: Precision,
 ) -> Evaluation {
     let plan = EpochPlan::evaluation(data.len(), batch);
     let classes = data.classes as i64;
@@ -49,10 +50,9 @@ pub fn evaluate(
     tch::no_grad(|| {
         for batch in Loader::spawn(data.clone(), standardizer, plan) {
             let labels = batch.labels.to_device(device); // (B,)
-            let logits = net.forward(&batch.images.to_device(device), false); // (B, classes)
-            loss_sum += logits
-                .cross_entropy_loss::<Tensor>(&labels, None, Reduction::Sum, IGNORE_NONE, 0.0)
-                .double_value(&[]);
+            let images = precision.input(&batch.images.to_device(device));
+            let logits = net.forward(&images, false); // (B, classes)
+            loss_sum += loss::cross_entropy_sum(&logits, &labels).double_value(&[]);
             let hit = logits.argmax(-1, false).eq_tensor(&labels); // (B,)
             top1 += hit.sum(Kind::Int64).int64_value(&[]);
             let (_, best) = logits.topk(k, -1, true, false); // (B, k)

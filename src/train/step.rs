@@ -1,16 +1,17 @@
 //! One training step, on one device or through the parallel executor: the same loss, gradients and
-//! SGD update either way (tests/parallel_executor.rs).
+//! SGD update either way (tests/parallel_executor.rs), in fp32 or bf16 mixed precision.
 
-use tch::{nn::VarStore, Kind, Tensor};
+use tch::{nn::VarStore, Tensor};
 
 use super::optimizer::Sgd;
-use crate::model::Net;
+use crate::model::{loss, Net};
 use crate::parallel::executor::{Executor, StepResult};
 use crate::parallel::named::{assign_variables, copy_variables, Named, Snapshot};
+use crate::precision::Precision;
 
 pub enum Stepper {
-    /// Forward, backward and SGD on the network itself.
-    Single(Sgd),
+    /// Forward, backward and SGD on the network itself; the images are cast to `precision` first.
+    Single { sgd: Sgd, precision: Precision },
     /// The network's weights live on the executor's devices; the trainer's copy is refreshed by
     /// [`Stepper::sync`] before it is evaluated or saved.
     Parallel(Executor),
@@ -20,13 +21,12 @@ impl Stepper {
     /// One SGD step on images (B, 3, H, W) and labels (B,) at learning rate `lr`.
     pub fn step(&mut self, net: &Net, images: &Tensor, labels: &Tensor, lr: f64) -> StepResult {
         match self {
-            Stepper::Single(sgd) => {
-                let logits = net.forward(images, true);
-                let loss = logits.cross_entropy_for_logits(labels);
+            Stepper::Single { sgd, precision } => {
+                let logits = net.forward(&precision.input(images), true);
+                let loss = loss::cross_entropy(&logits, labels);
                 let gradients = sgd.gradients(&loss);
                 sgd.step(&gradients, lr);
-                let correct = logits.argmax(-1, false).eq_tensor(labels).sum(Kind::Int64).int64_value(&[]);
-                StepResult { loss: loss.double_value(&[]), correct }
+                StepResult { loss: loss.double_value(&[]), correct: loss::correct(&logits, labels) }
             }
             Stepper::Parallel(executor) => executor.step(images, labels, lr),
         }
@@ -39,7 +39,8 @@ impl Stepper {
         }
     }
 
-    /// The executor for `vs`'s network, starting from its current weights and `momentum`.
+    /// The executor for `vs`'s network, starting from its current weights and `momentum`, stepping in
+    /// `precision`.
     pub fn parallel(
         vs: &VarStore,
         momentum: Named,
@@ -47,15 +48,17 @@ impl Stepper {
         devices: &crate::parallel::Devices,
         plan: crate::parallel::Plan,
         sgd: crate::parallel::replica::SgdSettings,
+        precision: Precision,
     ) -> anyhow::Result<Self> {
         let initial = Snapshot { variables: copy_variables(vs, tch::Device::Cpu), momentum };
-        Ok(Stepper::Parallel(Executor::new(config, devices, plan, &initial, sgd)?))
+        let executor = Executor::new(config, devices, plan, &initial, sgd)?.with_precision(precision);
+        Ok(Stepper::Parallel(executor))
     }
 
     /// The optimizer's momentum buffers by parameter name (for a checkpoint).
     pub fn momentum(&self) -> Named {
         match self {
-            Stepper::Single(sgd) => sgd.momentum(tch::Device::Cpu),
+            Stepper::Single { sgd, .. } => sgd.momentum(tch::Device::Cpu),
             Stepper::Parallel(executor) => executor.momentum(),
         }
     }

@@ -30,6 +30,7 @@ use crate::data::Splits;
 use crate::model::Net;
 use crate::parallel::named::{assign_variables, copy_variables, Named};
 use crate::parallel::replica::SgdSettings;
+use crate::precision::{Precision, PrecisionSetting};
 
 /// The figures of a finished run (the `--json` line of `warpnet train`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,6 +48,8 @@ pub struct RunSummary {
     /// Seconds spent in training steps (evaluation excluded), over all sessions of the run.
     pub train_seconds: f64,
     pub images_per_s: f64,
+    /// What the training steps computed in.
+    pub precision: Precision,
     pub out: PathBuf,
 }
 
@@ -130,6 +133,10 @@ fn run(
     }
     tch::manual_seed(config.seed as i64);
     catch_interrupt();
+    // `auto` is decided once, here: the run folder records the choice and a resume keeps it.
+    let precision = config.precision_choice();
+    let config = &TrainConfig { precision: precision.precision.into(), ..config.clone() };
+    let eval_precision = evaluation_precision(precision.precision, config.devices.as_ref());
 
     if let Some(n) = config.limit_train {
         splits.train.truncate(n);
@@ -159,12 +166,12 @@ fn run(
         None => {
             let mut sgd = Sgd::new(&vs, config.momentum, config.wd);
             sgd.set_momentum(&momentum);
-            Stepper::Single(sgd)
+            Stepper::Single { sgd, precision: precision.precision }
         }
         Some(devices) => {
             let plan = config.parallel_plan(&net_config)?;
             let sgd = SgdSettings { momentum: config.momentum, weight_decay: config.wd };
-            Stepper::parallel(&vs, momentum, &net_config, devices, plan, sgd)?
+            Stepper::parallel(&vs, momentum, &net_config, devices, plan, sgd, precision.precision)?
         }
     };
     // Every check that can refuse the run is behind us: only now does a new run claim its folder, so a
@@ -198,7 +205,7 @@ fn run(
         let resumed =
             if from.is_some() { format!(", resumed at step {}", position.step) } else { String::new() };
         println!(
-            "{} ({} parameters) on {}: {} train / {} test images, {epochs} epochs of {steps_per_epoch} steps, batch {}{resumed}",
+            "{} ({} parameters) on {}: {} train / {} test images, {epochs} epochs of {steps_per_epoch} steps, batch {}, precision {precision}{resumed}",
             net_config.label(),
             parameter_count(&vs),
             config.data,
@@ -206,6 +213,12 @@ fn run(
             test_set.len(),
             config.batch
         );
+        if eval_precision != precision.precision {
+            println!("evaluation on the CPU in {eval_precision}: it has no native bf16");
+        }
+    }
+    if let Some(warning) = precision.warning() {
+        eprintln!("{warning}");
     }
 
     let checkpoint = |position: Position, progress: EpochProgress, train_seconds: f64, stepper: &Stepper| {
@@ -299,7 +312,7 @@ fn run(
         bar.finish_and_clear();
         train_seconds += progress.seconds - before;
         stepper.sync(&vs);
-        let test = evaluate(&net, &test_set, standardizer, config.eval_batch, device);
+        let test = evaluate(&net, &test_set, standardizer, config.eval_batch, device, eval_precision);
         let record = EpochRecord {
             epoch: position.epoch + 1,
             step: position.step,
@@ -338,8 +351,22 @@ fn run(
         test_accuracy: 1.0 - record.test_error,
         train_seconds,
         images_per_s: (position.step * config.batch) as f64 / train_seconds.max(f64::MIN_POSITIVE),
+        precision: precision.precision,
         out: out_dir.to_path_buf(),
     })
+}
+
+/// The trainer evaluates on the CPU: in the run's precision when the run trains there, and when it
+/// trains on GPUs, in bf16 only if the CPU computes bf16 natively (emulated bf16 is many times slower).
+fn evaluation_precision(run: Precision, devices: Option<&crate::parallel::Devices>) -> Precision {
+    let on_cpu = devices.is_none_or(|d| d.workers.iter().all(|w| *w == Device::Cpu));
+    if on_cpu {
+        return run;
+    }
+    match PrecisionSetting::Auto.resolve(&[Device::Cpu]).precision {
+        Precision::Bf16 => run,
+        Precision::Fp32 => Precision::Fp32,
+    }
 }
 
 /// Trainable parameters (BatchNorm running statistics excluded).

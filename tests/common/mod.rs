@@ -68,3 +68,27 @@ pub fn seed_exclusively(seed: i64) -> std::sync::MutexGuard<'static, ()> {
     tch::manual_seed(seed);
     guard
 }
+
+/// bf16's unit roundoff: 2^-8 (an 8-bit significand, rounding to nearest).
+pub const BF16_U: f64 = 1.0 / 256.0;
+/// Rounding sites per convolution of the forward pass, forward and backward: 2 x (3 + 1.5).
+const ROUNDINGS_PER_CONVOLUTION: f64 = 9.0;
+/// Margin for ReLU inputs within rounding of zero, whose mask flips.
+const SLACK: f64 = 4.0;
+
+/// The relative error that bf16 mixed precision may leave in a vector (logits, a loss, all gradients)
+/// of a pass that runs `convolutions` 3x3 convolutions (the linear head counted as one more).
+///
+/// From bf16's 8-bit significand (7 stored bits and the implicit one): rounding to bf16 moves a value
+/// by at most u = 2^-8 = 0.39 % of itself, uniformly within that, so by u / sqrt 3 rms. A pass rounds
+/// at R sites on the path from the input to a gradient: each convolution (and the head) rounds its
+/// input, its weight and its output (3 sites; products accumulate in fp32, a negligible 2^-24), the
+/// BatchNorms, residual adds, pooling and mask products around it round their outputs (about 1.5
+/// sites per convolution in these networks), and the backward pass rounds as many again: R = 9 sites
+/// per convolution, 126-180 for the test networks. Independent roundings add in quadrature, so a
+/// vector's relative error in norm is about sqrt(R) u / sqrt 3 ~ 0.03; the bound is SLACK = 4 times
+/// that, ~0.1-0.12, for ReLU inputs within rounding of zero whose mask flips.
+pub fn bf16_rounding_bound(convolutions: u64) -> f64 {
+    let roundings = ROUNDINGS_PER_CONVOLUTION * (convolutions + 1) as f64;
+    SLACK * roundings.sqrt() * BF16_U / 3f64.sqrt()
+}

@@ -8,12 +8,14 @@
 //! Summed over the layers of the three stages, (C, H, W) = (16kw, 32, 32), (32kw, 16, 16),
 //! (64kw, 8, 8), that is per remote worker
 //!
-//!   activations = 4 x B x Nwarp x 1024 x kw x (16 + 8 + 4) x 4 bytes,
+//!   activations = 4 x B x Nwarp x 1024 x kw x (16 + 8 + 4) x A bytes,
 //!
-//! plus its parameters' gradients twice (to the home, and the summed ones back with the step):
-//! 2 x 4 bytes x (parameters the worker holds). A data-parallel replica on another rank receives its
-//! images (B x 3 x 32 x 32 floats) and labels (B int64), and sends and receives every parameter's
-//! gradient: 2 x 4 bytes x (all parameters).
+//! with A = 4 bytes per activation in fp32 and 2 under bf16 mixed precision (activations travel in the
+//! kind they are computed in), plus its parameters' gradients twice (to the home, and the summed ones
+//! back with the step): 2 x 4 bytes x (parameters the worker holds; fp32 master gradients in either
+//! precision). A data-parallel replica on another rank receives its images (B x 3 x 32 x 32, A bytes
+//! each) and labels (B int64), and sends and receives every parameter's gradient: 2 x 4 bytes x (all
+//! parameters).
 
 use crate::model::NetConfig;
 use crate::parallel::executor::Plan;
@@ -21,14 +23,13 @@ use crate::parallel::Devices;
 
 /// Side of every image (data/ pads or checks every data set to 32 x 32).
 const IMAGE_SIDE: u64 = 32;
-/// Bytes of one float32, the kind of every activation and gradient.
-const FLOAT: u64 = 4;
 /// Bytes of one int64 label.
 const LABEL: u64 = 8;
 /// Activations crossing per warp layer and remote worker: x1, the sum, the upstream gradient, dL/dx1.
 const CROSSINGS_PER_LAYER: u64 = 4;
 
-/// Bytes of tensor data per training step between ranks, for a batch of `batch` images.
+/// Bytes of tensor data per training step between ranks, for a batch of `batch` images whose pixels
+/// and activations take `activation_bytes` each (the step's kind: 4 in fp32, 2 in bf16).
 /// `parameter_bytes[g]`: bytes of the parameters of term worker g of a replica (as all replicas);
 /// `all_parameter_bytes`: of the whole network.
 pub fn tensor_bytes_per_step(
@@ -36,6 +37,7 @@ pub fn tensor_bytes_per_step(
     devices: &Devices,
     plan: &Plan,
     batch: u64,
+    activation_bytes: u64,
     parameter_bytes: &[u64],
     all_parameter_bytes: u64,
 ) -> u64 {
@@ -47,14 +49,15 @@ pub fn tensor_bytes_per_step(
         let first = r * plan.workers_per_replica;
         let home = devices.place(first).rank;
         if home != 0 {
-            total += share * (3 * IMAGE_SIDE * IMAGE_SIDE * FLOAT + LABEL) + 2 * all_parameter_bytes;
+            total +=
+                share * (3 * IMAGE_SIDE * IMAGE_SIDE * activation_bytes + LABEL) + 2 * all_parameter_bytes;
         }
         if plan.placement.is_none() {
             continue;
         }
         for (g, parameters) in parameter_bytes.iter().enumerate().take(plan.workers_per_replica) {
             if devices.place(first + g).rank != home {
-                total += CROSSINGS_PER_LAYER * share * activation_floats_per_image(config) * FLOAT
+                total += CROSSINGS_PER_LAYER * share * activations_per_image(config) * activation_bytes
                     + 2 * parameters;
             }
         }
@@ -62,8 +65,8 @@ pub fn tensor_bytes_per_step(
     total
 }
 
-/// Floats of one image's warp-layer inputs, summed over every warp layer of the network.
-fn activation_floats_per_image(config: &NetConfig) -> u64 {
+/// Elements of one image's warp-layer inputs, summed over every warp layer of the network.
+fn activations_per_image(config: &NetConfig) -> u64 {
     config
         .layer_indices()
         .iter()

@@ -2,13 +2,15 @@
 //!
 //! A message is the concatenation of its fields, little-endian, with no framing beyond lengths: both
 //! ends run the same binary (checked at start-up, see `session.rs`), so the layout needs no version.
-//! A tensor is its kind, its shape and its raw contiguous elements, exactly what libtorch holds: the
-//! receiver gets bit-identical values.
+//! A tensor is its kind, its memory layout, its shape and its raw elements in that layout, exactly
+//! what libtorch holds: the receiver gets bit-identical values laid out as the sender had them (a
+//! channels-last bf16 activation stays one, and crosses as 2 bytes per element).
 
 use anyhow::{bail, Context};
 use tch::{Device, Kind, Tensor};
 
 use crate::parallel::named::Named;
+use crate::precision::{is_channels_last, NCHW_FROM_NHWC, NHWC};
 
 /// Something with a byte form.
 pub trait Wire: Sized {
@@ -67,14 +69,18 @@ impl Writer {
         self.bytes.extend_from_slice(v.as_bytes());
     }
 
-    /// A tensor's kind, shape and elements (copied to the CPU first).
+    /// A tensor's kind, layout, shape and elements (copied to the CPU first).
     pub fn tensor(&mut self, t: &Tensor) {
-        let t = t.to_device(Device::Cpu).contiguous();
+        let t = t.to_device(Device::Cpu);
         let kind = t.kind();
         self.u8(kind_code(kind));
+        let channels_last = is_channels_last(&t);
+        self.bool(channels_last);
         let shape = t.size();
         self.usize(shape.len());
         shape.iter().for_each(|&d| self.i64(d));
+        // (N, C, H, W) stored as (N, H, W, C) is that permutation, contiguous: its bytes in memory order.
+        let t = if channels_last { t.permute(NHWC).contiguous() } else { t.contiguous() };
         let numel = t.numel();
         let start = self.bytes.len();
         self.bytes.resize(start + numel * kind.elt_size_in_bytes(), 0);
@@ -154,12 +160,18 @@ impl<'a> Reader<'a> {
 
     pub fn tensor(&mut self) -> anyhow::Result<Tensor> {
         let kind = kind_of(self.u8()?)?;
+        let channels_last = self.bool()?;
         let dims = self.usize()?;
         let shape = (0..dims).map(|_| self.i64()).collect::<anyhow::Result<Vec<i64>>>()?;
         let numel = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(usize::try_from(d).ok()?));
         let bytes = numel.and_then(|n| n.checked_mul(kind.elt_size_in_bytes()));
         let Some(bytes) = bytes else { bail!("tensor shape {shape:?} is not a size") };
-        Ok(Tensor::from_data_size(self.take(bytes)?, &shape, kind))
+        if !channels_last {
+            return Ok(Tensor::from_data_size(self.take(bytes)?, &shape, kind));
+        }
+        let [n, c, h, w] = shape[..] else { bail!("a channels-last tensor of shape {shape:?}, not 4-D") };
+        let stored = Tensor::from_data_size(self.take(bytes)?, &[n, h, w, c], kind);
+        Ok(stored.permute(NCHW_FROM_NHWC))
     }
 
     pub fn named(&mut self) -> anyhow::Result<Named> {
@@ -168,8 +180,10 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The kinds that travel: what the network's variables, inputs, labels and masks are made of.
-const KINDS: [Kind; 6] = [Kind::Float, Kind::Double, Kind::Int64, Kind::Bool, Kind::Uint8, Kind::Int];
+/// The kinds that travel: what the network's variables, inputs, labels and masks are made of, and the
+/// activations of bf16 mixed precision.
+const KINDS: [Kind; 7] =
+    [Kind::Float, Kind::Double, Kind::Int64, Kind::Bool, Kind::Uint8, Kind::Int, Kind::BFloat16];
 
 fn kind_code(kind: Kind) -> u8 {
     KINDS.iter().position(|&k| k == kind).unwrap_or_else(|| panic!("no wire form for {kind:?}")) as u8

@@ -1,0 +1,27 @@
+//! The training loss: mean cross-entropy of the logits against the labels, and the count of images
+//! classified correctly. One home for every step (single device, replicas, split homes, bench).
+//!
+//! The logits are widened to at least fp32 first: under bf16 mixed precision the head computes in
+//! bf16, while log-softmax and the loss stay fp32 (as PyTorch's autocast keeps cross_entropy).
+
+use tch::{Kind, Reduction, Tensor};
+
+use super::layers::widened;
+
+/// Mean cross-entropy of `logits` (B, classes) against `labels` (B,), in at least fp32: a scalar.
+pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Tensor {
+    widened(logits).cross_entropy_for_logits(labels)
+}
+
+/// Cross-entropy of `logits` (B, classes) against `labels` (B,) summed over the batch, in at least fp32.
+pub fn cross_entropy_sum(logits: &Tensor, labels: &Tensor) -> Tensor {
+    /// `ignore_index` that matches no label (every image counts).
+    const IGNORE_NONE: i64 = -100;
+    const NO_SMOOTHING: f64 = 0.0;
+    widened(logits).cross_entropy_loss::<Tensor>(labels, None, Reduction::Sum, IGNORE_NONE, NO_SMOOTHING)
+}
+
+/// Images whose highest logit is their label.
+pub fn correct(logits: &Tensor, labels: &Tensor) -> i64 {
+    logits.argmax(-1, false).eq_tensor(labels).sum(Kind::Int64).int64_value(&[])
+}

@@ -1,0 +1,270 @@
+//! Training precision, `--precision fp32|bf16|auto`: a speed setting, never a different model.
+//!
+//! `bf16` is mixed precision as PyTorch's autocast does it: the convolutions and the linear head
+//! compute in bfloat16; BatchNorm statistics (fp32 running buffers, fp32 accumulation), the loss and
+//! softmax, the SGD update, the master weights and the momentum stay fp32; checkpoints stay fp32.
+//!
+//! How: the precision travels with the data. [`Precision::input`] casts the network's input images to
+//! bf16 (and to channels-last memory, below), and every layer computes in the kind of its input:
+//! `model/layers.rs` casts its fp32 master weights to that kind at each use (a no-op in fp32, and in
+//! the float64 of the numerical proofs), BatchNorm takes a bf16 input with fp32 parameters and
+//! statistics as PyTorch's mixed kernel does, and the loss widens the logits to fp32
+//! (`model/loss.rs`). Autograd's cast nodes return fp32 gradients to the fp32 weights. Nothing is
+//! thread-local: term workers, replicas and MPI ranks compute in bf16 because the x1 they are sent is
+//! bf16, and an analysis that feeds float64 computes in float64 whatever a run trained in.
+//! (tch's `autocast` reaches only libtorch's CUDA autocast, whose state is per thread; a C++ shim over
+//! `at::autocast` for the CPU would need every worker thread and rank to enable it, and would cast
+//! inside the numerical proofs too. Explicit casts in the two layers that compute are one line each.)
+//!
+//! Memory layout: under bf16 the input is also stored channels-last (NHWC); convolutions, BatchNorm,
+//! ReLU, pooling and concatenation keep that layout through the network. oneDNN's bf16 kernels and
+//! cuDNN's tensor cores prefer it (PyTorch's own bf16 step is ~20% faster with it on AMX CPUs), while
+//! fp32 on CPU lost 11% with it (docs/speed.md), so fp32 stays NCHW. `warpnet bench --memory-format`
+//! measures the other choice.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+/// What a user asks for (`--precision`, key `precision` of a config file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PrecisionSetting {
+    /// float32 everywhere.
+    Fp32,
+    /// Mixed precision: convolutions and the linear head in bfloat16 (emulated, and slow, on hardware
+    /// without native bf16: a warning says so).
+    Bf16,
+    /// bf16 where the device computes it natively (a CPU with AMX-BF16 or AVX512-BF16, a GPU of compute
+    /// capability 8.0 or later), fp32 elsewhere.
+    #[default]
+    Auto,
+}
+
+/// What a run computes in, once `auto` is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    Fp32,
+    Bf16,
+}
+
+/// How activations are laid out in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemoryFormat {
+    /// (B, C, H, W) contiguous, libtorch's default.
+    Nchw,
+    /// (B, C, H, W) stored as (B, H, W, C).
+    ChannelsLast,
+}
+
+/// A precision decided for some devices, and why (the run's header prints it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice {
+    pub precision: Precision,
+    /// "auto: AMX-BF16 on this CPU", "asked for; emulated on this CPU (no AMX-BF16 or AVX512-BF16)".
+    pub why: String,
+    /// bf16 on a device without native bf16: runs, many times slower than fp32.
+    pub emulated: bool,
+}
+
+impl fmt::Display for Choice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.precision, self.why)
+    }
+}
+
+impl PrecisionSetting {
+    /// The precision for a run whose steps compute on `devices`: `auto` is bf16 only when every one
+    /// of them computes bf16 natively.
+    pub fn resolve(self, devices: &[Device]) -> Choice {
+        let support: Vec<Bf16Support> = unique(devices).into_iter().map(bf16_support).collect();
+        let native = support.iter().all(|s| s.native);
+        let what = support.iter().map(|s| s.what.as_str()).collect::<Vec<_>>().join("; ");
+        let (precision, why) = match (self, native) {
+            (PrecisionSetting::Fp32, _) => (Precision::Fp32, "asked for".to_string()),
+            (PrecisionSetting::Bf16, true) => (Precision::Bf16, format!("asked for; {what}")),
+            (PrecisionSetting::Bf16, false) => (Precision::Bf16, format!("asked for; emulated: {what}")),
+            (PrecisionSetting::Auto, true) => (Precision::Bf16, format!("auto: {what}")),
+            (PrecisionSetting::Auto, false) => (Precision::Fp32, format!("auto: {what}")),
+        };
+        Choice { precision, why, emulated: precision == Precision::Bf16 && !native }
+    }
+}
+
+impl From<Precision> for PrecisionSetting {
+    fn from(precision: Precision) -> Self {
+        match precision {
+            Precision::Fp32 => PrecisionSetting::Fp32,
+            Precision::Bf16 => PrecisionSetting::Bf16,
+        }
+    }
+}
+
+impl Choice {
+    /// The one-line warning for bf16 without native support (printed once by the command).
+    pub fn warning(&self) -> Option<String> {
+        self.emulated.then(|| {
+            format!(
+                "warning: --precision bf16 without native bf16 ({}): it runs, but emulated, many times slower \
+                 than fp32 (25x measured on an AVX2 CPU); --precision auto picks fp32 here",
+                self.why.trim_start_matches("asked for; emulated: ")
+            )
+        })
+    }
+}
+
+impl Precision {
+    /// The kind the convolutions and the linear head compute in.
+    pub fn kind(self) -> Kind {
+        match self {
+            Precision::Fp32 => Kind::Float,
+            Precision::Bf16 => Kind::BFloat16,
+        }
+    }
+
+    /// The layout this precision computes fastest in (module docs).
+    pub fn memory_format(self) -> MemoryFormat {
+        match self {
+            Precision::Fp32 => MemoryFormat::Nchw,
+            Precision::Bf16 => MemoryFormat::ChannelsLast,
+        }
+    }
+
+    /// Network input images (B, C, H, W) in this precision's kind and layout.
+    pub fn input(self, images: &Tensor) -> Tensor {
+        self.input_as(images, self.memory_format())
+    }
+
+    /// Network input images (B, C, H, W) in this precision's kind and the given layout.
+    pub fn input_as(self, images: &Tensor, format: MemoryFormat) -> Tensor {
+        let cast = images.to_kind(self.kind());
+        match format {
+            MemoryFormat::Nchw => cast.contiguous(),
+            MemoryFormat::ChannelsLast => channels_last(&cast),
+        }
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Precision::Fp32 => "fp32",
+            Precision::Bf16 => "bf16",
+        })
+    }
+}
+
+/// The permutation (N, C, H, W) -> (N, H, W, C), and its inverse.
+pub const NHWC: [i64; 4] = [0, 2, 3, 1];
+pub const NCHW_FROM_NHWC: [i64; 4] = [0, 3, 1, 2];
+
+/// The same (N, C, H, W) tensor stored as (N, H, W, C): strides that libtorch reads as channels-last
+/// (tch has no memory-format argument). The tensor itself when it is stored so already.
+pub fn channels_last(t: &Tensor) -> Tensor {
+    if is_channels_last(t) {
+        return t.shallow_clone();
+    }
+    t.permute(NHWC).contiguous().permute(NCHW_FROM_NHWC)
+}
+
+/// Whether a 4-D tensor is stored densely as (N, H, W, C).
+pub fn is_channels_last(t: &Tensor) -> bool {
+    let size = t.size();
+    if size.len() != 4 {
+        return false;
+    }
+    let (c, h, w) = (size[1], size[2], size[3]);
+    t.stride() == [h * w * c, 1, w * c, c]
+}
+
+/// Whether a device computes bf16 natively, and what was found.
+struct Bf16Support {
+    native: bool,
+    what: String,
+}
+
+fn unique(devices: &[Device]) -> Vec<Device> {
+    let mut seen: Vec<Device> = Vec::new();
+    for &device in devices {
+        if !seen.contains(&device) {
+            seen.push(device);
+        }
+    }
+    if seen.is_empty() {
+        seen.push(Device::Cpu);
+    }
+    seen
+}
+
+fn bf16_support(device: Device) -> Bf16Support {
+    match device {
+        Device::Cuda(i) => gpu_bf16(i),
+        _ => cpu_bf16(),
+    }
+}
+
+/// AMX-BF16 or AVX512-BF16 on x86-64 (what oneDNN's native bf16 kernels need), BF16 on AArch64.
+fn cpu_bf16() -> Bf16Support {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // CPUID leaf 7: subleaf 0 EDX bit 22 is AMX-BF16 (std's detection of it is not stable yet);
+        // AVX512-BF16 (subleaf 1 EAX bit 5) through std, which also checks the OS saves ZMM state.
+        const AMX_BF16_BIT: u32 = 1 << 22;
+        let amx = std::arch::x86_64::__cpuid_count(7, 0).edx & AMX_BF16_BIT != 0;
+        let avx512 = std::arch::is_x86_feature_detected!("avx512bf16");
+        let what = match (amx, avx512) {
+            (true, _) => "AMX-BF16 on this CPU",
+            (false, true) => "AVX512-BF16 on this CPU",
+            (false, false) => "this CPU has neither AMX-BF16 nor AVX512-BF16",
+        };
+        Bf16Support { native: amx || avx512, what: what.into() }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        let native = std::arch::is_aarch64_feature_detected!("bf16");
+        let what = if native { "BF16 on this CPU" } else { "this CPU has no BF16 instructions" };
+        Bf16Support { native, what: what.into() }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        Bf16Support { native: false, what: "no native bf16 known for this CPU architecture".into() }
+    }
+}
+
+/// Compute capability 8.0 (Ampere) or later: bf16 tensor cores.
+fn gpu_bf16(index: usize) -> Bf16Support {
+    const BF16_MAJOR: i32 = 8;
+    match compute_capability(index) {
+        Some((major, minor)) => Bf16Support {
+            native: major >= BF16_MAJOR,
+            what: format!("cuda:{index} has compute capability {major}.{minor}"),
+        },
+        None => Bf16Support { native: false, what: format!("cuda:{index}: compute capability unknown") },
+    }
+}
+
+/// (major, minor) from the CUDA runtime that libtorch's CUDA half loaded (tch does not expose it).
+fn compute_capability(index: usize) -> Option<(i32, i32)> {
+    // cudaDeviceAttr values of cudaDevAttrComputeCapabilityMajor and ...Minor (CUDA runtime API).
+    const MAJOR: i32 = 75;
+    const MINOR: i32 = 76;
+    type GetAttribute = unsafe extern "C" fn(*mut i32, i32, i32) -> i32;
+    let names = [c"libcudart.so.13", c"libcudart.so.12", c"libcudart.so"];
+    // SAFETY: dlopen/dlsym with valid C strings; the handle stays open for the process, and the
+    // symbol has the runtime API's signature cudaError_t (int *value, cudaDeviceAttr attr, int device).
+    unsafe {
+        let handle = names.iter().map(|n| libc::dlopen(n.as_ptr(), libc::RTLD_NOW)).find(|h| !h.is_null())?;
+        let symbol = libc::dlsym(handle, c"cudaDeviceGetAttribute".as_ptr());
+        if symbol.is_null() {
+            return None;
+        }
+        let get: GetAttribute = std::mem::transmute(symbol);
+        let (mut major, mut minor) = (0, 0);
+        let device = i32::try_from(index).ok()?;
+        let ok = get(&mut major, MAJOR, device) == 0 && get(&mut minor, MINOR, device) == 0;
+        ok.then_some((major, minor))
+    }
+}
