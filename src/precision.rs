@@ -16,11 +16,13 @@
 //! `at::autocast` for the CPU would need every worker thread and rank to enable it, and would cast
 //! inside the numerical proofs too. Explicit casts in the two layers that compute are one line each.)
 //!
-//! Memory layout: under bf16 the input is also stored channels-last (NHWC); convolutions, BatchNorm,
-//! ReLU, pooling and concatenation keep that layout through the network. oneDNN's bf16 kernels and
-//! cuDNN's tensor cores prefer it (PyTorch's own bf16 step is ~20% faster with it on AMX CPUs), while
-//! fp32 on CPU lost 11% with it (docs/speed.md), so fp32 stays NCHW. `warpnet bench --memory-format`
-//! measures the other choice.
+//! Memory layout, measured (docs/speed.md) and chosen per precision and device: the input is stored
+//! channels-last (NHWC) or NCHW, and convolutions, BatchNorm, ReLU, pooling and concatenation keep that
+//! layout through the network. bf16 is channels-last everywhere: oneDNN's bf16 kernels and cuDNN's
+//! tensor cores prefer it (warpnet's bf16 step 38% faster with it, PyTorch's 34%, on an AVX2 CPU;
+//! PyTorch's ~20% on AMX CPUs). fp32 is channels-last on CPUs without AVX-512, where oneDNN's AVX2
+//! kernels ran warpnet's fp32 step 4-25% faster in it, and NCHW on AVX-512 CPUs, where channels-last
+//! measured 11% slower, and on GPUs. `warpnet bench --memory-format` measures the other choice.
 
 use std::fmt;
 
@@ -125,17 +127,18 @@ impl Precision {
         }
     }
 
-    /// The layout this precision computes fastest in (module docs).
-    pub fn memory_format(self) -> MemoryFormat {
-        match self {
-            Precision::Fp32 => MemoryFormat::Nchw,
-            Precision::Bf16 => MemoryFormat::ChannelsLast,
+    /// The layout this precision computes fastest in on `device` (module docs).
+    pub fn memory_format(self, device: Device) -> MemoryFormat {
+        match (self, device) {
+            (Precision::Bf16, _) => MemoryFormat::ChannelsLast,
+            (Precision::Fp32, Device::Cpu) if !cpu_has_avx512() => MemoryFormat::ChannelsLast,
+            (Precision::Fp32, _) => MemoryFormat::Nchw,
         }
     }
 
-    /// Network input images (B, C, H, W) in this precision's kind and layout.
+    /// Network input images (B, C, H, W) in this precision's kind and layout on their device.
     pub fn input(self, images: &Tensor) -> Tensor {
-        self.input_as(images, self.memory_format())
+        self.input_as(images, self.memory_format(images.device()))
     }
 
     /// Network input images (B, C, H, W) in this precision's kind and the given layout.
@@ -203,6 +206,18 @@ fn bf16_support(device: Device) -> Bf16Support {
     match device {
         Device::Cuda(i) => gpu_bf16(i),
         _ => cpu_bf16(),
+    }
+}
+
+/// AVX-512 (foundation) on x86-64, which changes oneDNN's fp32 kernels and the layout they prefer.
+fn cpu_has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 

@@ -153,8 +153,14 @@ fn gpu_bf16_matches_cpu_fp32_within_bf16_rounding() {
             let convolutions = warpnet::model::op_count::read().convolutions;
             let loss = warpnet::model::loss::cross_entropy(&logits, &labels.to_device(device));
             let sgd = Sgd::new(&vs, 0.9, 0.0);
-            let flat: Vec<Tensor> = sgd.gradients(&loss).iter().map(|g| g.to_device(Device::Cpu).flatten(0, -1)).collect();
-            (logits.to_device(Device::Cpu).to_kind(Kind::Float), Tensor::cat(&flat, 0), convolutions, logits.kind())
+            let flat: Vec<Tensor> =
+                sgd.gradients(&loss).iter().map(|g| g.to_device(Device::Cpu).flatten(0, -1)).collect();
+            (
+                logits.to_device(Device::Cpu).to_kind(Kind::Float),
+                Tensor::cat(&flat, 0),
+                convolutions,
+                logits.kind(),
+            )
         };
         let (cpu_logits, cpu_gradients, convolutions, _) = pass(Device::Cpu, Precision::Fp32);
         let (gpu_logits, gpu_gradients, _, kind) = pass(device, Precision::Bf16);
@@ -163,7 +169,11 @@ fn gpu_bf16_matches_cpu_fp32_within_bf16_rounding() {
         let logits = common::relative_error(&gpu_logits, &cpu_logits);
         let gradients = common::relative_error(&gpu_gradients, &cpu_gradients);
         println!("{}: logits {logits:.2e}, gradients {gradients:.2e}, bound {bound:.2e}", config.label());
-        assert!(logits <= bound && gradients <= bound, "{}: logits {logits}, gradients {gradients}", config.label());
+        assert!(
+            logits <= bound && gradients <= bound,
+            "{}: logits {logits}, gradients {gradients}",
+            config.label()
+        );
     }
     assert_eq!(choice.precision, Precision::Bf16, "auto on a GPU of compute capability >= 8.0: {choice}");
 }

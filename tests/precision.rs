@@ -115,7 +115,10 @@ fn bf16_forward_and_backward_match_fp32_within_bf16_rounding() {
             "{what}: logits {logits:.2e}, loss {loss:.2e}, gradients {gradients:.2e}, bound {:.2e}",
             common::bf16_rounding_bound(fp32.convolutions)
         );
-        assert!(logits > common::BF16_U / 100.0, "{what}: bf16 logits equal fp32's ({logits:e}): not computed in bf16");
+        assert!(
+            logits > common::BF16_U / 100.0,
+            "{what}: bf16 logits equal fp32's ({logits:e}): not computed in bf16"
+        );
         let bound = common::bf16_rounding_bound(fp32.convolutions);
         for (name, error) in [("logits", logits), ("loss", loss), ("gradients", gradients)] {
             assert!(error <= bound, "{what}: {name} off by {error:.3e} > {bound:.3e}");
@@ -226,8 +229,14 @@ fn channels_last_layout_survives_the_network() {
         assert!(warpnet::precision::is_channels_last(f), "stage {} output is not channels-last", stage + 1);
         assert_eq!(f.kind(), Kind::BFloat16);
     }
+    // fp32's layout depends on the CPU (src/precision.rs); whichever it is, the network keeps it.
     let fp32 = net.features(&Precision::Fp32.input(&images), true);
-    assert!(fp32.iter().all(|f| f.is_contiguous()), "fp32 stays NCHW");
+    let channels_last =
+        Precision::Fp32.memory_format(Device::Cpu) == warpnet::precision::MemoryFormat::ChannelsLast;
+    for f in &fp32 {
+        assert_eq!(warpnet::precision::is_channels_last(f), channels_last, "fp32 layout kept");
+        assert_eq!(f.kind(), Kind::Float);
+    }
 }
 
 // ---- the command line ----

@@ -87,7 +87,7 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub precision: PrecisionFlag,
     /// Memory layout of the activations: nchw or channels-last (NHWC), which the layers then keep
-    /// through the network (default: the precision's, channels-last under bf16, nchw in fp32);
+    /// through the network (default: the one chosen for the precision and device, src/precision.rs);
     /// measures whether this machine prefers the other (one network only).
     #[arg(long, value_enum)]
     pub memory_format: Option<MemoryFormat>,
@@ -215,7 +215,7 @@ pub fn bench_training_step(config: &NetConfig, args: &BenchArgs, precision: Prec
     let mut sgd = Sgd::new(&vs, 0.9, 5e-4);
     let batch = args.batch as i64;
     let images = Tensor::randn([batch, 3, 32, 32], (Kind::Float, device)); // (B, 3, 32, 32)
-    let memory_format = args.memory_format.unwrap_or(precision.memory_format());
+    let memory_format = args.memory_format.unwrap_or(precision.memory_format(device));
     let labels = Tensor::randint(args.classes as i64, [batch], (Kind::Int64, device)); // (B,)
     let mut step_ms = Vec::with_capacity(args.steps);
     // Phase boundaries wait for a GPU only when phases are asked for, so plain timings are not perturbed.

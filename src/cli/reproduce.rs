@@ -11,6 +11,7 @@ use crate::analysis::reproduce::{plan, DataChoice, PaperTable, PlannedRow, Scale
 use crate::data::{self, DataSpec};
 use crate::model::NetConfig;
 use crate::parallel::comparison::{measure, RunSpec};
+use crate::precision::Precision;
 use crate::report::Table;
 use crate::train::checkpoint::write_atomic;
 use crate::train::metrics::MetricsLog;
@@ -135,7 +136,7 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
             });
         }
     }
-    let markdown = render(&outcomes, args.scale, &rows);
+    let markdown = render(&outcomes, args.scale, &rows, precision.precision);
     print!("{markdown}");
     std::fs::create_dir_all(&out)
         .map_err(|e| crate::error::input_error(format!("{}: {e}", out.display())))?;
@@ -169,7 +170,7 @@ fn train_row(row: &PlannedRow, args: &ReproduceArgs, out: &std::path::Path) -> a
 }
 
 /// The paper's layout: method, GPU assignment, our error (RS) beside the paper's.
-fn render(outcomes: &[Outcome], scale: Scale, rows: &[PlannedRow]) -> String {
+fn render(outcomes: &[Outcome], scale: Scale, rows: &[PlannedRow], precision: Precision) -> String {
     let mut table = Table::new(&[
         "paper row",
         "GPU assignment",
@@ -209,8 +210,8 @@ fn render(outcomes: &[Outcome], scale: Scale, rows: &[PlannedRow]) -> String {
         ""
     };
     format!(
-        "scale {scale:?}: data {data}, {epochs} epochs; RS = (t_WRN - t) / t_WRN against the block's WRN on one \
-         device, timed side by side; paper: CIFAR, averages of two runs{shared}\n{}",
+        "scale {scale:?}: data {data}, {epochs} epochs, {precision}; RS = (t_WRN - t) / t_WRN against the block's \
+         WRN on one device, timed side by side; paper: CIFAR, averages of two runs{shared}\n{}",
         table.markdown()
     )
 }
