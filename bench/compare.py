@@ -13,6 +13,7 @@ figure is the median over all timed steps of all rounds (each run does its own w
     python3 bench/compare.py --suite precision    # bf16: WRN-13-4 and -37-4, batch 64 and 128, 1 and 2 threads
     python3 bench/compare.py --suite precision-quick   # bf16: WRN-13-4 batch 64, 2 threads only
     python3 bench/compare.py --suite gpu-precision     # bf16: WRN-37-4 and WarpNet1-37-4, batch 128, cuda:0
+    python3 bench/compare.py --suite layout       # warpnet NCHW vs channels-last, fp32 and bf16, 2 threads
 
 Rows:  WRN vs PyTorch: ratio = warpnet images/s / PyTorch images/s (>= 1: warpnet is as fast); also against
        PyTorch run with warpnet's malloc settings (CPU suites), to tell the step from the allocator.
@@ -22,6 +23,8 @@ Rows:  WRN vs PyTorch: ratio = warpnet images/s / PyTorch images/s (>= 1: warpne
        Precision suites: warpnet bf16 vs PyTorch's bf16 autocast, the faster of its NCHW and channels-last
        runs (ratio of images/s, >= 1: warpnet as fast); warpnet bf16 vs warpnet fp32 (ratio = fp32 ms /
        bf16 ms: bf16's speed-up); WarpNet1/2 K=2 vs their WRN twin, both bf16 (cost = ms / ms).
+       Layout suite: warpnet channels-last vs NCHW in one precision (ratio = NCHW ms / channels-last ms,
+       > 1: channels-last faster), what src/precision.rs's layout rule rests on.
 Every warpnet row passes --precision explicitly (fp32 unless the row is bf16), so `auto` never decides.
 Writes runs/bench/speed.md and speed.csv (--out), and with --json one JSON line last.
 """
@@ -46,6 +49,7 @@ SAME_MALLOC = ["env", "MALLOC_MMAP_MAX_=0", "MALLOC_TRIM_THRESHOLD_=2147483647",
 # Network sizes: WRN-n-kw with n = 6 * units + 1 (Table 1); the WarpNet twin has K = 2 and units / 2 layers.
 WRN_13_4 = {"nwarp": 2, "width": 4}
 WRN_37_4 = {"nwarp": 6, "width": 4}
+WRN_7_1 = {"nwarp": 1, "width": 1}  # the demo's network
 
 
 # The suite `change`: this build against an earlier one (--before BINARY), single device and placements.
@@ -85,11 +89,24 @@ def precision_programs(suite, device):
     return rows
 
 
+def layout_programs(device):
+    """warpnet in NCHW and channels-last: fp32 at the demo's and WRN-13-4's sizes, bf16 at WRN-13-4."""
+    rows = []
+    for size, batch, precision in [(WRN_7_1, 128, "fp32"), (WRN_13_4, 64, "fp32"), (WRN_13_4, 128, "fp32"),
+                                   (WRN_13_4, 64, "bf16")]:
+        s = dict(size, batch=batch, threads=2, device=device, precision=precision)
+        rows.append((f"{precision} nchw", "warpnet", dict(s, memory_format="nchw")))
+        rows.append((f"{precision} channels-last", "warpnet", dict(s, memory_format="channels-last")))
+    return rows
+
+
 def programs(suite, device):
     """(row key, program, settings) for every program of the suite."""
     rows = []
     if suite.startswith("precision") or suite == "gpu-precision":
         return precision_programs(suite, device)
+    if suite == "layout":
+        return layout_programs(device)
     if suite == "change":
         for s in CHANGE:
             rows += [("after", "warpnet", dict(s, device=device)), ("before", "before", dict(s, device=device))]
@@ -139,6 +156,8 @@ def command(program, s, steps, warmup, before=None):
         cmd += ["--device", s["device"]]
     if "k" in s:
         cmd += ["--k", str(s["k"]), "--variant", s["variant"]]
+    if "memory_format" in s:
+        cmd += ["--memory-format", s["memory_format"]]
     if s.get("per_term"):
         cmd += ["--per-term-primals"]
     return cmd
@@ -172,7 +191,7 @@ def label(s):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--suite", choices=["cpu", "quick", "batch128", "gpu", "change", "precision", "precision-quick",
-                                       "gpu-precision"], default="cpu")
+                                       "gpu-precision", "layout"], default="cpu")
     p.add_argument("--before", help="suite change: an earlier build of warpnet to compare with")
     p.add_argument("--device", default=None, help="cpu or cuda:I (default: cuda:0 for --suite gpu)")
     p.add_argument("--rounds", type=int, default=2, help="alternations of all programs")
@@ -216,6 +235,12 @@ def main():
             fp32 = find("wrn fp32", "warpnet", s)
             table.append(["warpnet bf16 vs warpnet fp32 (ratio = fp32 ms / bf16 ms)", label(s), s["batch"], threads,
                           ms[i], s["batch"] / ms[i] * 1e3, "warpnet fp32", fp32, s["batch"] / fp32 * 1e3, fp32 / ms[i]])
+        elif key.endswith(" channels-last"):
+            precision = key.split()[0]
+            ref = ms[i - 1]  # its NCHW row precedes it
+            table.append([f"warpnet {precision} channels-last vs NCHW (ratio = NCHW ms / channels-last ms)", label(s),
+                          s["batch"], threads, ms[i], s["batch"] / ms[i] * 1e3, "NCHW", ref, s["batch"] / ref * 1e3,
+                          ref / ms[i]])
         elif key in ("warpnet1 bf16", "warpnet2 bf16"):
             ref = find("wrn bf16", "warpnet", s)
             name = "WarpNet1" if key.startswith("warpnet1") else "WarpNet2"
@@ -249,6 +274,8 @@ def main():
     markdown = "\n".join(lines) + "\n"
     print(f"device {device}, {a.rounds} rounds x {a.steps} timed steps after {a.warmup} warm-up steps, medians")
     print(markdown, end="")
+    print("every program: " + "; ".join(f"{prog} {key} {label(s)} batch {s['batch']}: {m:.1f} ms"
+                                        for (key, prog, s), m in zip(rows, ms)))
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "speed.md"), "w") as f:
         f.write(markdown)

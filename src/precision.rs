@@ -66,15 +66,23 @@ pub enum MemoryFormat {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Choice {
     pub precision: Precision,
-    /// "auto: AMX-BF16 on this CPU", "asked for; emulated on this CPU (no AMX-BF16 or AVX512-BF16)".
-    pub why: String,
+    /// What was asked for.
+    pub setting: PrecisionSetting,
+    /// What the devices have: "AMX-BF16 on this CPU", "cuda:0 has compute capability 9.0".
+    pub hardware: String,
     /// bf16 on a device without native bf16: runs, many times slower than fp32.
     pub emulated: bool,
 }
 
+/// "bf16 (auto: AMX-BF16 on this CPU)", "bf16 (asked for; emulated: this CPU has neither ...)".
 impl fmt::Display for Choice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.precision, self.why)
+        match (self.setting, self.emulated) {
+            (PrecisionSetting::Auto, _) => write!(f, "{} (auto: {})", self.precision, self.hardware),
+            (PrecisionSetting::Fp32, _) => write!(f, "{} (asked for)", self.precision),
+            (_, false) => write!(f, "{} (asked for; {})", self.precision, self.hardware),
+            (_, true) => write!(f, "{} (asked for; emulated: {})", self.precision, self.hardware),
+        }
     }
 }
 
@@ -84,15 +92,12 @@ impl PrecisionSetting {
     pub fn resolve(self, devices: &[Device]) -> Choice {
         let support: Vec<Bf16Support> = unique(devices).into_iter().map(bf16_support).collect();
         let native = support.iter().all(|s| s.native);
-        let what = support.iter().map(|s| s.what.as_str()).collect::<Vec<_>>().join("; ");
-        let (precision, why) = match (self, native) {
-            (PrecisionSetting::Fp32, _) => (Precision::Fp32, "asked for".to_string()),
-            (PrecisionSetting::Bf16, true) => (Precision::Bf16, format!("asked for; {what}")),
-            (PrecisionSetting::Bf16, false) => (Precision::Bf16, format!("asked for; emulated: {what}")),
-            (PrecisionSetting::Auto, true) => (Precision::Bf16, format!("auto: {what}")),
-            (PrecisionSetting::Auto, false) => (Precision::Fp32, format!("auto: {what}")),
+        let hardware = support.iter().map(|s| s.what.as_str()).collect::<Vec<_>>().join("; ");
+        let precision = match (self, native) {
+            (PrecisionSetting::Bf16, _) | (PrecisionSetting::Auto, true) => Precision::Bf16,
+            (PrecisionSetting::Fp32, _) | (PrecisionSetting::Auto, false) => Precision::Fp32,
         };
-        Choice { precision, why, emulated: precision == Precision::Bf16 && !native }
+        Choice { precision, setting: self, hardware, emulated: precision == Precision::Bf16 && !native }
     }
 }
 
@@ -111,8 +116,8 @@ impl Choice {
         self.emulated.then(|| {
             format!(
                 "warning: --precision bf16 without native bf16 ({}): it runs, but emulated, many times slower \
-                 than fp32 (25x measured on an AVX2 CPU); --precision auto picks fp32 here",
-                self.why.trim_start_matches("asked for; emulated: ")
+                 than fp32 (8-16x measured on an AVX2 CPU); --precision auto picks fp32 here",
+                self.hardware
             )
         })
     }

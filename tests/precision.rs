@@ -303,6 +303,24 @@ fn bf16_run_records_its_precision_and_its_checkpoint_evaluates_in_both() {
     assert!((fp32 - bf16).abs() <= 0.02, "fp32 {fp32} vs bf16 {bf16}");
     assert!(fp32 < 0.6, "the run learned something: test error {fp32}");
 
+    // predict in both: the same most probable class for a test image, its probability within 0.05 (a
+    // softmax of logits that bf16 moves by ~1%: measured 0.00-0.01).
+    let image = dir.path().join("image.png");
+    let pixels: Vec<u8> = (0..32 * 32 * 3).map(|i| (i * 37 % 251) as u8).collect();
+    image::save_buffer(&image, &pixels, 32, 32, image::ColorType::Rgb8).unwrap();
+    let predict = |precision| {
+        let args =
+            ["predict", "--checkpoint", weights_arg, image.to_str().unwrap(), "--precision", precision];
+        let stdout = succeed(&[&args[..], &["--json"]].concat()).0;
+        let json: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        assert_eq!(json["precision"], precision);
+        let top = &json["predictions"][0]["top"][0];
+        (top[0].as_str().unwrap().to_string(), top[1].as_f64().unwrap())
+    };
+    let ((class32, p32), (class16, p16)) = (predict("fp32"), predict("bf16"));
+    println!("predict: fp32 {class32} {p32:.4}, bf16 {class16} {p16:.4}");
+    assert!(class32 == class16 && (p32 - p16).abs() <= 0.05, "fp32 {class32} {p32} vs bf16 {class16} {p16}");
+
     // Resume from the first epoch's checkpoint (the second's removed, as if killed during epoch 2).
     let whole = std::fs::read(&weights).unwrap();
     let checkpoints = run.join("checkpoints");

@@ -19,7 +19,7 @@ use super::named::{accumulate, deep_copy, Named, Snapshot};
 use super::placement::Placement;
 use super::replica::{self, Layout, Replica, SgdSettings};
 use crate::model::NetConfig;
-use crate::precision::Precision;
+use crate::precision::{MemoryFormat, Precision};
 
 /// How the executor was laid out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,9 +62,12 @@ pub struct StepResult {
 pub struct Executor {
     replicas: Vec<Replica>,
     pub plan: Plan,
-    /// What the steps compute in: the images are cast (and laid out) before they are sent, and every
-    /// device then computes in the kind of what it receives (src/precision.rs).
+    /// What the steps compute in: the images are cast and laid out before they are sent, and every
+    /// device then computes in the kind and layout of what it receives (src/precision.rs).
     precision: Precision,
+    /// The layout `precision` prefers on the first worker's device (the images are on the CPU).
+    memory_format: MemoryFormat,
+    first_device: Device,
 }
 
 impl Executor {
@@ -102,18 +105,21 @@ impl Executor {
                 Replica::spawn(config.clone(), layout, initial.deep_copy(), sgd, home.rank)
             })
             .collect();
-        Ok(Executor { replicas, plan, precision: Precision::Fp32 })
+        let first_device = devices.workers.first().copied().unwrap_or(Device::Cpu);
+        let memory_format = Precision::Fp32.memory_format(first_device);
+        Ok(Executor { replicas, plan, precision: Precision::Fp32, memory_format, first_device })
     }
 
     /// The same executor computing its steps in `precision` (fp32 until this is called).
     pub fn with_precision(self, precision: Precision) -> Self {
-        Executor { precision, ..self }
+        let memory_format = precision.memory_format(self.first_device);
+        Executor { precision, memory_format, ..self }
     }
 
     /// One SGD step on the batch images (B, 3, H, W), labels (B,) at learning rate `lr`.
     pub fn step(&mut self, images: &Tensor, labels: &Tensor, lr: f64) -> StepResult {
         let batch = labels.size()[0];
-        let images = self.precision.input(images); // (B, 3, H, W) in the step's kind and layout
+        let images = self.precision.input_as(images, self.memory_format); // (B, 3, H, W)
         let shards = self.replicas.len() as i64;
         let sizes: Vec<i64> = (0..shards).map(|r| batch / shards + i64::from(r < batch % shards)).collect();
         let image_shards = images.split_with_sizes(sizes.as_slice(), 0);
@@ -148,7 +154,7 @@ impl Executor {
     /// after the other (the other replicas idle). No weights change.
     pub fn memory_profile(&mut self, images: &Tensor, labels: &Tensor) -> Vec<DeviceMemory> {
         let shard = labels.size()[0] / self.replicas.len() as i64;
-        let images = self.precision.input(&images.narrow(0, 0, shard));
+        let images = self.precision.input_as(&images.narrow(0, 0, shard), self.memory_format);
         let labels = labels.narrow(0, 0, shard);
         self.replicas[0].send(replica::Command::Gradients { images, labels, scale: 1.0, measure: true });
         match self.replicas[0].receive() {
