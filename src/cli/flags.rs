@@ -43,7 +43,7 @@ pub struct PrecisionFlag {
     /// fp32, bf16 (mixed precision: convolutions and the linear head in bfloat16; BatchNorm statistics,
     /// loss, SGD and master weights in fp32) or auto (default: bf16 where the device computes it
     /// natively: AMX-BF16 or AVX512-BF16 CPUs, GPUs of compute capability 8.0+; fp32 elsewhere).
-    #[arg(long = "precision", value_enum)]
+    #[arg(long = "precision", value_enum, value_name = "PRECISION")]
     pub setting: Option<PrecisionSetting>,
 }
 
