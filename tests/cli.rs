@@ -208,7 +208,7 @@ fn bench_compares_runs_and_writes_tables() {
         "--rounds",
         "1",
         "--run",
-        "wrn cpu:1",
+        "wrn cpu:1 threads=1",
         "--run",
         "warpnet1 k=2 cpu:2 [F1],[F2,F2'x1]",
         "--out",
@@ -222,6 +222,10 @@ fn bench_compares_runs_and_writes_tables() {
     assert_eq!(runs.len(), 2);
     assert_eq!(runs[0]["rs"], 0.0, "the first run is the baseline");
     assert_eq!(runs[1]["layout"], "[F1],[F2,F2'x1]");
+    // threads=1 sizes the baseline's device; without it the cores are shared among the workers.
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(runs[0]["threads_per_device"], 1);
+    assert_eq!(runs[1]["threads_per_device"], (cores / 2).max(1));
     // Home plus two workers; the WarpNet's unit weights split over the workers, none at home.
     let memory = runs[1]["memory"].as_array().unwrap();
     assert_eq!(memory.len(), 3);
@@ -229,10 +233,11 @@ fn bench_compares_runs_and_writes_tables() {
     let worker_weights: f64 = memory[1..].iter().map(|m| m["weights"].as_f64().unwrap()).sum();
     assert!(worker_weights < wrn_weights, "units spread over the workers: {worker_weights} vs {wrn_weights}");
     let csv = std::fs::read_to_string(dir.path().join("bench.csv")).unwrap();
-    assert!(csv.starts_with("method,K,placement,devices,ms/batch,RS,"), "{csv}");
+    assert!(csv.starts_with("method,K,placement,devices,threads per device,ms/batch,RS,"), "{csv}");
     assert!(csv.contains("\"[F1],[F2,F2'x1]\""), "{csv}");
     assert!(dir.path().join("bench.md").is_file());
     assert_rejected(&["bench", "--run", "wrn gpu:1"], "--run 'wrn gpu:1'");
+    assert_rejected(&["bench", "--run", "wrn cpu:1 threads=0"], "threads=0");
     assert_rejected(&["bench", "--k", "2", "--run", "warpnet1 k=2 cpu:2 [F1],[F3]"], "F3");
 }
 

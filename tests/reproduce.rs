@@ -106,6 +106,10 @@ fn table2_at_cpu_scale_runs_end_to_end() {
         assert!(markdown.contains(paper), "paper figure {paper} in\n{markdown}");
     }
     assert_eq!(markdown.lines().filter(|l| l.contains("WRN-13-1") || l.contains("WarpNet")).count(), 3);
+    // The block's WRN row is the baseline itself: RS 0 by definition, not a second timing of it.
+    let wrn_row = markdown.lines().find(|l| l.contains("| one device")).unwrap();
+    let ours = wrn_row.split('|').nth(5).unwrap().trim();
+    assert!(ours.ends_with("(0.0%)"), "the WRN row's RS: {ours}\n{markdown}");
     // A second call reuses the finished runs rather than training again, and times them in the precision
     // it is given (the table says which; bf16's timing path is the bench's, tests/mpi.rs).
     let fp32 = ["--precision", "fp32", "--warmup", "0", "--out", out.to_str().unwrap()];

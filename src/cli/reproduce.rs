@@ -109,13 +109,19 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
         let members: Vec<usize> = (0..rows.len()).filter(|&i| &rows[i].block == block).collect();
         let base = rows[members[0]].train.net(10);
         let units = NetConfig { k: 1, nwarp: base.units_per_stage(), ..base.clone() };
-        // The block's WRN on one device first: the baseline of RS.
-        let mut specs = vec![RunSpec::parse("wrn cpu:1", &units)?];
-        if args.scale == Scale::Paper {
-            specs[0] = RunSpec::parse("wrn cuda:0", &units)?;
-        }
+        // The block's WRN on one device first: the baseline of RS. A row that is that run (the block's
+        // own WRN row) is not timed again: its RS is 0 by definition, not a second timing's noise.
+        let baseline = match args.scale {
+            Scale::Cpu => "wrn cpu:1",
+            Scale::Paper => "wrn cuda:0",
+        };
+        let mut specs = vec![RunSpec::parse(baseline, &units)?];
+        let mut timed_as = Vec::new(); // per member: its index in `specs`
         for &i in &members {
-            specs.push(RunSpec::parse(&rows[i].bench, &units)?);
+            if rows[i].bench != baseline {
+                specs.push(RunSpec::parse(&rows[i].bench, &units)?);
+            }
+            timed_as.push(if rows[i].bench == baseline { 0 } else { specs.len() - 1 });
         }
         println!(
             "timing {} runs of block {:?} ({} rounds x {} steps)",
@@ -126,7 +132,8 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
         );
         let batch = rows[members[0]].train.batch as i64;
         let measured = measure(&specs, batch, args.warmup, args.rounds, args.steps, precision.precision)?;
-        for (&i, m) in members.iter().zip(&measured[1..]) {
+        for (&i, &s) in members.iter().zip(&timed_as) {
+            let m = &measured[s];
             outcomes.push(Outcome {
                 row: rows[i].paper.clone(),
                 our_network: rows[i].train.net(10).label(),

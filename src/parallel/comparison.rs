@@ -5,7 +5,9 @@
 //! `wrn cpu:1`, `wrn cpu:2` (data parallel), `warpnet1 k=2 cpu:2 [F1],[F2,F2'x1]`,
 //! `warpnet2 k=2 bn=frozen cpu:3`, `exact k=3 order=2 cpu:4 [F1],[F2],[F3],[F2'F1,F3'F1,F3'F2]`.
 //! Methods: wrn, exact, warpnet1, warpnet2, released. Options: `k=K`, `bn=none|frozen|exact`,
-//! `order=M`, a device list (as --devices), a placement (as --placement). Every run has the base
+//! `order=M`, `threads=T` (libtorch threads of every device of the run, home included, so that runs
+//! compare devices of one size: `wrn cpu:1 threads=1` against `warpnet1 k=2 cpu:2 threads=1`), a device
+//! list (as --devices), a placement (as --placement). Every run has the base
 //! network's units per stage and width, so they are twins; a WarpNet without a placement gets the
 //! paper's assignment when it fits the devices, else data parallelism.
 
@@ -39,6 +41,8 @@ pub struct RunSpec {
     pub config: NetConfig,
     pub devices: Devices,
     pub placement: Option<Placement>,
+    /// `threads=T`: intra-op threads of every device; `None`: the cores shared among the workers.
+    pub threads: Option<usize>,
 }
 
 impl RunSpec {
@@ -59,12 +63,16 @@ impl RunSpec {
         config.k = if model == ModelKind::Warp { 2 } else { 1 };
         let mut devices = Devices::cpu(1);
         let mut placement_text = None;
+        let mut threads = None;
         for word in words {
             if let Some(k) = word.strip_prefix("k=") {
                 config.k = k.parse().map_err(|_| bad(format!("'{word}': K must be a whole number")))?;
             } else if let Some(mode) = word.strip_prefix("bn=") {
                 config.derivative_bn =
                     DerivativeBn::from_str(mode, true).map_err(|_| bad(format!("'{word}'")))?;
+            } else if let Some(t) = word.strip_prefix("threads=") {
+                let t = t.parse().ok().filter(|&t| t >= 1);
+                threads = Some(t.ok_or_else(|| bad(format!("'{word}': T must be a whole number >= 1")))?);
             } else if let Some(m) = word.strip_prefix("order=") {
                 config.max_order = Some(m.parse().map_err(|_| bad(format!("'{word}'")))?);
             } else if word.starts_with("cpu") || word.starts_with("cuda") || word == "mpi" {
@@ -81,7 +89,14 @@ impl RunSpec {
         }
         config.nwarp = units / config.k;
         config.validate().map_err(bad)?;
-        RunSpec::on(config, devices, placement_text.as_deref()).map_err(|e| bad(format!("{e:#}")))
+        if threads.is_some() && devices.mpi {
+            return Err(bad(
+                "threads=T sizes workers of this process; a rank's threads are its cores'".into()
+            ));
+        }
+        let run =
+            RunSpec::on(config, devices, placement_text.as_deref()).map_err(|e| bad(format!("{e:#}")))?;
+        Ok(RunSpec { threads, ..run })
     }
 
     /// `config` on `devices` with `placement` (paper notation), or the paper's assignment for a WarpNet
@@ -96,7 +111,12 @@ impl RunSpec {
             }
             None => None,
         };
-        Ok(RunSpec { config, devices, placement })
+        Ok(RunSpec { config, devices, placement, threads: None })
+    }
+
+    /// Intra-op threads of each of its devices.
+    pub fn threads_per_device(&self) -> usize {
+        self.threads.unwrap_or_else(|| self.devices.threads_per_worker())
     }
 
     /// "[F1],[F2,F2'x1]" for a model-parallel run, "data parallel" for whole replicas on several
@@ -138,6 +158,8 @@ pub struct Measured {
     pub k: usize,
     pub layout: String,
     pub devices: String,
+    /// libtorch intra-op threads of each device.
+    pub threads_per_device: usize,
     /// Median wall-clock milliseconds of one training step.
     pub ms_per_batch: f64,
     /// Relative speed-up against the first run: (t_first - t) / t_first.
@@ -192,7 +214,7 @@ pub fn measure(
             let vs = tch::nn::VarStore::new(tch::Device::Cpu);
             let _net = Net::new(&vs.root(), &run.config);
             parameter_bytes.push(vs.trainable_variables().iter().map(|t| t.numel() as u64 * 4).sum::<u64>());
-            let plan = Plan::new(&run.devices, run.placement.clone())?;
+            let plan = Plan { threads: run.threads, ..Plan::new(&run.devices, run.placement.clone())? };
             let start =
                 Snapshot { variables: copy_variables(&vs, tch::Device::Cpu), momentum: Default::default() };
             Ok(Executor::new(&run.config, &run.devices, plan, &start, SGD)?.with_precision(precision))
@@ -259,6 +281,7 @@ pub fn measure(
                 k: run.config.k,
                 layout: run.layout(),
                 devices: run.devices.to_string(),
+                threads_per_device: run.threads_per_device(),
                 ms_per_batch: ms,
                 rs: (baseline - ms) / baseline,
                 memory,

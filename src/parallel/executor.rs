@@ -29,6 +29,9 @@ pub struct Plan {
     /// Term workers per replica (1: the replica is whole on one device).
     pub workers_per_replica: usize,
     pub placement: Option<Placement>,
+    /// libtorch intra-op threads of every worker and home (`threads=T` of a bench run: every device
+    /// the same size); `None`: the cores shared among the CPU workers (`Devices::threads_per_worker`).
+    pub threads: Option<usize>,
 }
 
 impl Plan {
@@ -46,7 +49,7 @@ impl Plan {
             );
         }
         let placement = placement.filter(|p| p.devices() > 1);
-        Ok(Plan { replicas: devices.len() / groups, workers_per_replica: groups, placement })
+        Ok(Plan { replicas: devices.len() / groups, workers_per_replica: groups, placement, threads: None })
     }
 }
 
@@ -80,12 +83,13 @@ impl Executor {
         sgd: SgdSettings,
     ) -> anyhow::Result<Self> {
         super::device::check_available(devices)?;
-        let threads = devices.threads_per_worker();
+        let threads = plan.threads.unwrap_or_else(|| devices.threads_per_worker());
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         // A split replica's home thread works only while its workers wait (stem, head, sums): it may
         // use the cores of its whole group. Over MPI ranks, the cores of its rank, which it shares with
-        // that rank's term worker, taking turns.
-        let home_threads = if devices.mpi { threads } else { (cores / plan.replicas).max(1) };
+        // that rank's term worker, taking turns. Devices of a given size: that size.
+        let home_threads =
+            if devices.mpi || plan.threads.is_some() { threads } else { (cores / plan.replicas).max(1) };
         let replicas = (0..plan.replicas)
             .map(|r| {
                 let first = r * plan.workers_per_replica;
