@@ -20,9 +20,12 @@
 //! channels-last (NHWC) or NCHW, and convolutions, BatchNorm, ReLU, pooling and concatenation keep that
 //! layout through the network. bf16 is channels-last everywhere: oneDNN's bf16 kernels and cuDNN's
 //! tensor cores prefer it (warpnet's bf16 step 38% faster with it, PyTorch's 34%, on an AVX2 CPU;
-//! PyTorch's ~20% on AMX CPUs). fp32 is channels-last on CPUs without AVX-512, where oneDNN's AVX2
-//! kernels ran warpnet's fp32 step 4-25% faster in it, and NCHW on AVX-512 CPUs, where channels-last
-//! measured 11% slower, and on GPUs. `warpnet bench --memory-format` measures the other choice.
+//! PyTorch's ~20% on AMX CPUs). fp32 is NCHW everywhere: channels-last measured 11% slower on an
+//! AVX-512 CPU, and though oneDNN's AVX2 kernels ran warpnet's fp32 step 4-25% faster in it, their
+//! fp32 channels-last reductions are serial: gradients off by up to 9.4e-4 against float64 where NCHW
+//! is off by 5e-6, and a step that depends on the thread count, which fp32, the reference precision
+//! of every proof and comparison, should not trade for speed (docs/speed.md). `warpnet bench
+//! --memory-format` measures the other choice.
 
 use std::fmt;
 
@@ -132,12 +135,12 @@ impl Precision {
         }
     }
 
-    /// The layout this precision computes fastest in on `device` (module docs).
-    pub fn memory_format(self, device: Device) -> MemoryFormat {
-        match (self, device) {
-            (Precision::Bf16, _) => MemoryFormat::ChannelsLast,
-            (Precision::Fp32, Device::Cpu) if !cpu_has_avx512() => MemoryFormat::ChannelsLast,
-            (Precision::Fp32, _) => MemoryFormat::Nchw,
+    /// The layout this precision computes in on `device` (module docs): the same on every device
+    /// measured, which the argument leaves room to change.
+    pub fn memory_format(self, _device: Device) -> MemoryFormat {
+        match self {
+            Precision::Bf16 => MemoryFormat::ChannelsLast,
+            Precision::Fp32 => MemoryFormat::Nchw,
         }
     }
 
@@ -211,18 +214,6 @@ fn bf16_support(device: Device) -> Bf16Support {
     match device {
         Device::Cuda(i) => gpu_bf16(i),
         _ => cpu_bf16(),
-    }
-}
-
-/// AVX-512 (foundation) on x86-64, which changes oneDNN's fp32 kernels and the layout they prefer.
-fn cpu_has_avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
     }
 }
 

@@ -123,6 +123,12 @@ fn two_ranks_model_parallel_step_equals_one_device() {
     model_parallel_matches_one_device(2, "[F1,F2'x1],[F2]");
 }
 
+/// F2'x1 split by batch: the piece of the first worker reads unit 2's mask rows from the second's rank.
+#[test]
+fn split_term_over_ranks_step_equals_one_device() {
+    model_parallel_matches_one_device(2, "[F1,F2'x1:0.5],[F2,F2'x1:0.5]");
+}
+
 #[test]
 fn three_ranks_model_parallel_step_equals_one_device() {
     model_parallel_matches_one_device(3, "[F1],[F2],[F2'x1]");

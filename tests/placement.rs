@@ -217,3 +217,42 @@ fn long_and_multiline_garbage_stays_one_line() {
     assert!(message.contains("x x x"), "{message}");
     assert!(message.len() < 200, "{message}");
 }
+
+/// Terms split by batch (parallel/shares.rs): the notation round-trips, each piece covers its rows in
+/// device order (rounded to the nearest row), and the last piece ends at the last row.
+#[test]
+fn split_terms_read_their_shares_and_cover_the_batch() {
+    let terms = warpnet1(2);
+    let text = "[F1,F2'x1:0.45],[F2,F2'x1:0.55]";
+    let placement = Placement::parse(text, &terms).unwrap();
+    assert_eq!(placement.to_string(), text);
+    assert_eq!(Placement::parse(&placement.to_string(), &terms).unwrap(), placement);
+    let f2x1 = Term { vector: Vector::Input, chain: vec![1] };
+    assert_eq!(placement.units_on(0), BTreeSet::from([0, 1]), "the piece's device holds unit 2");
+    assert_eq!(placement.span(0, &Term::primal(0)).rows(64), (0, 64), "a whole term: every row");
+    // 0.45 x 64 = 28.8 -> rows 0..29 and 29..64.
+    assert_eq!(placement.span(0, &f2x1).rows(64), (0, 29));
+    assert_eq!(placement.span(1, &f2x1).rows(64), (29, 35));
+    let three = Placement::parse("[F1,F2'x1:0.3],[F2,F2'x1:0.3],[F2'x1:0.4]", &terms).unwrap();
+    let rows: Vec<(i64, i64)> = (0..3).map(|d| three.span(d, &f2x1).rows(10)).collect();
+    assert_eq!(rows, vec![(0, 3), (3, 3), (6, 4)]);
+}
+
+#[test]
+fn bad_shares_are_one_line_input_errors() {
+    let terms = warpnet1(2);
+    let cases = [
+        ("[F1,F2'x1:0.5],[F2,F2'x1:0.4]", "sum to 0.9"),
+        ("[F1,F2'x1:1],[F2]", "in (0, 1)"),
+        ("[F1,F2'x1:0],[F2,F2'x1:1]", "in (0, 1)"),
+        ("[F1,F2'x1:half],[F2,F2'x1:0.5]", "decimal fraction"),
+        ("[F1:0.5,F2'x1],[F1:0.5,F2]", "only the F'_j x1 terms"),
+        ("[F1,F2'x1:0.5],[F2,F2'x1]", "both whole and with a share"),
+        ("[F1,F2'x1:0.5,F2'x1:0.5],[F2]", "appears twice on device 1"),
+        ("[F1,F2'x1:0.5],[F2]", "sum to 0.5"),
+    ];
+    for (text, expected) in cases {
+        let message = input_error_message(text, &terms);
+        assert!(message.contains(expected), "{text}: {message}");
+    }
+}

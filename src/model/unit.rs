@@ -38,6 +38,23 @@ pub struct Linearization {
     pub bn: [BnTangent; 3],
 }
 
+impl Linearization {
+    /// The linearisation of a unit with BN removed from F' (derivative-BN `none`): its ReLU mask alone.
+    pub fn of_mask(relu_mask: Tensor) -> Self {
+        Linearization { relu_mask, bn: [BnTangent::Removed, BnTangent::Removed, BnTangent::Removed] }
+    }
+
+    /// Rows [start, start + rows) of the batch, for a piece of a term split by batch. Only with BN
+    /// removed from F': the mask is per element, a BN tangent carries the whole batch's statistics.
+    pub fn rows(&self, start: i64, rows: i64) -> Linearization {
+        assert!(
+            self.bn.iter().all(|bn| matches!(bn, BnTangent::Removed)),
+            "pieces need derivative BN `none`"
+        );
+        Linearization::of_mask(self.relu_mask.narrow(0, start, rows))
+    }
+}
+
 impl ResidualUnit {
     /// Unit weights under `path` (e.g. `stage1.unit2`), at `channels` channels.
     pub fn new(path: &Path, channels: i64) -> Self {

@@ -6,7 +6,7 @@ use tch::Tensor;
 
 use super::config::DerivativeBn;
 use super::terms::{Term, Vector};
-use super::unit::{ResidualUnit, UnitPrimal};
+use super::unit::{Linearization, ResidualUnit, UnitPrimal};
 
 /// What a Jacobian F'_j(x1) in a term means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,12 +28,37 @@ pub enum PrimalSharing {
     PerTerm,
 }
 
+/// Rows of the batch a term is evaluated on, as shares [from, to) of the batch: all of it, or one
+/// device's piece of a term split by batch (parallel/shares.rs).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Span {
+    pub from: f64,
+    pub to: f64,
+}
+
+impl Span {
+    pub const WHOLE: Span = Span { from: 0.0, to: 1.0 };
+
+    /// (first row, number of rows) of a batch of `batch` rows, each end rounded to the nearest row.
+    pub fn rows(self, batch: i64) -> (i64, i64) {
+        let row = |share: f64| (share * batch as f64).round() as i64;
+        (row(self.from), row(self.to) - row(self.from))
+    }
+}
+
 /// A warp layer: K units and the terms that combine them. On a device of a model-parallel placement
 /// it holds only the units its terms read (the others are `None`) and only those terms.
 #[derive(Debug)]
 pub struct WarpLayer {
     units: Vec<Option<ResidualUnit>>,
     pub terms: Vec<Term>,
+    /// The rows each term is evaluated on (`Span::WHOLE` but for pieces of a split term).
+    pub spans: Vec<Span>,
+    /// Units whose ReLU masks another device sends (their pieces' rows): no mask pass runs here.
+    pub imported_masks: Vec<usize>,
+    /// Units whose ReLU masks this device sends to another's pieces: linearised here even when no
+    /// term here applies their Jacobian.
+    pub exported_masks: Vec<usize>,
     pub jacobian: Jacobian,
     pub sharing: PrimalSharing,
 }
@@ -49,7 +74,16 @@ impl WarpLayer {
         assert!(!terms.is_empty(), "a warp layer has at least one term");
         let held = |u: usize| units.get(u).is_some_and(|slot| slot.is_some());
         assert!(terms.iter().all(|t| t.units().all(held)), "every unit a term reads is held");
-        WarpLayer { units, terms, jacobian, sharing: PrimalSharing::Shared }
+        let spans = vec![Span::WHOLE; terms.len()];
+        WarpLayer {
+            units,
+            terms,
+            spans,
+            imported_masks: Vec::new(),
+            exported_masks: Vec::new(),
+            jacobian,
+            sharing: PrimalSharing::Shared,
+        }
     }
 
     /// Unit c (0-based) of the layer; panics if this layer does not hold it.
@@ -69,13 +103,40 @@ impl WarpLayer {
 
     /// The sum of this layer's terms at x1, without the skip: (B, C, H, W) -> (B, C, H, W).
     pub fn terms_sum(&self, x1: &Tensor, train: bool) -> Tensor {
-        let shared =
-            (self.sharing == PrimalSharing::Shared).then(|| self.primal_passes(&self.terms, x1, train));
+        if self.sharing == PrimalSharing::PerTerm {
+            return self
+                .terms
+                .iter()
+                .map(|term| {
+                    self.evaluate(term, x1, &self.primal_passes(std::slice::from_ref(term), x1, train))
+                })
+                .reduce(|sum, term| sum + term)
+                .expect("at least one term");
+        }
+        let primals = self.primal_passes(&self.terms, x1, train);
+        self.sum_at(x1, &primals, &[])
+    }
+
+    /// The terms' sum at x1 (B, C, H, W) from the primal passes run here and, for the units in
+    /// `imported_masks`, their ReLU masks' rows sent by another device (`masks`: (unit, mask)). A piece
+    /// of a split term is evaluated on its rows and counts zero elsewhere.
+    pub fn sum_at(&self, x1: &Tensor, primals: &[Option<UnitPrimal>], masks: &[(usize, Tensor)]) -> Tensor {
+        let batch = x1.size()[0];
         self.terms
             .iter()
-            .map(|term| match &shared {
-                Some(primals) => self.evaluate(term, x1, primals),
-                None => self.evaluate(term, x1, &self.primal_passes(std::slice::from_ref(term), x1, train)),
+            .zip(&self.spans)
+            .map(|(term, &span)| {
+                if span == Span::WHOLE {
+                    return self.evaluate(term, x1, primals);
+                }
+                let (start, rows) = span.rows(batch);
+                let piece = self.evaluate(
+                    term,
+                    &x1.narrow(0, start, rows),
+                    &piece_primals(primals, masks, start, rows),
+                );
+                x1.zeros_like().slice_scatter(&piece, 0, start, start + rows, 1)
+                // (B, C, H, W)
             })
             .reduce(|sum, term| sum + term)
             .expect("at least one term")
@@ -87,7 +148,9 @@ impl WarpLayer {
         (0..self.units.len())
             .map(|c| {
                 let starts_a_term = terms.iter().any(|t| t.vector == Vector::Primal(c));
-                let in_a_chain = terms.iter().any(|t| t.chain.contains(&c));
+                let in_a_chain = (terms.iter().any(|t| t.chain.contains(&c))
+                    || self.exported_masks.contains(&c))
+                    && !self.imported_masks.contains(&c);
                 let linearize = match self.jacobian {
                     Jacobian::Tangent(mode) if in_a_chain => Some(mode),
                     _ => None,
@@ -115,4 +178,22 @@ impl WarpLayer {
             Jacobian::Released => self.unit(j).released_map(&v),
         })
     }
+}
+
+/// What a piece on rows [start, start + rows) reads of the primal passes: each unit's linearisation
+/// cut to those rows, from the pass run here or from the mask another device sent. Pieces are F'_j x1
+/// terms (parallel/shares.rs): they need no unit's output.
+fn piece_primals(
+    primals: &[Option<UnitPrimal>],
+    masks: &[(usize, Tensor)],
+    start: i64,
+    rows: i64,
+) -> Vec<Option<UnitPrimal>> {
+    let piece = |linearization| Some(UnitPrimal { output: None, linearization: Some(linearization) });
+    (0..primals.len())
+        .map(|c| match masks.iter().find(|(unit, _)| *unit == c) {
+            Some((_, mask)) => piece(Linearization::of_mask(mask.shallow_clone())),
+            None => primals[c].as_ref()?.linearization.as_ref().and_then(|l| piece(l.rows(start, rows))),
+        })
+        .collect()
 }

@@ -22,7 +22,7 @@ use crate::model::NetConfig;
 use crate::precision::{MemoryFormat, Precision};
 
 /// How the executor was laid out.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     /// Data-parallel replicas.
     pub replicas: usize,
@@ -83,6 +83,9 @@ impl Executor {
         sgd: SgdSettings,
     ) -> anyhow::Result<Self> {
         super::device::check_available(devices)?;
+        if let Some(placement) = &plan.placement {
+            super::shares::check_jacobian(&placement.splits, crate::model::net::layer_operator(config).1)?;
+        }
         let threads = plan.threads.unwrap_or_else(|| devices.threads_per_worker());
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         // A split replica's home thread works only while its workers wait (stem, head, sums): it may

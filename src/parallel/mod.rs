@@ -9,6 +9,7 @@ pub mod mpi;
 pub mod named;
 pub mod placement;
 pub mod replica;
+pub mod shares;
 mod split;
 pub mod worker;
 

@@ -10,25 +10,29 @@
 //! [F1],[F2],[F3],[F2'x1,F3'x1]       WarpNet1, K = 3, four devices (Table 3)
 //! [F1],[F2,F2'x1],[F3,F3'x1]         WarpNet1, K = 3, three devices (Table 5)
 //! [F1,F2,F2'x1]                      WarpNet1, K = 2, one device: the WRN-like layout
+//! [F1,F2'x1:0.5],[F2,F2'x1:0.5]      WarpNet1, K = 2, two devices, F2'x1 split by batch
 //! ```
 //!
 //! Grammar (whitespace is allowed around every bracket, comma and term):
 //!
 //! ```text
 //! placement := group ("," group)*
-//! group     := "[" term ("," term)* "]"
+//! group     := "[" entry ("," entry)* "]"
+//! entry     := term (":" share)?            share: a fraction of the batch (parallel/shares.rs)
 //! term      := (F<n> "'")* (F<n> | x1)      n >= 1; ' may also be written as the prime ′
 //! ```
 //!
 //! A term is read right to left: `F3'F2'F1` is F'_3(x1) F'_2(x1) F_1(x1), so its units must increase
 //! strictly from the innermost (rightmost) to the outermost (leftmost). Each term of the chosen variant
-//! (model/terms.rs) must be on exactly one device.
+//! (model/terms.rs) must be on exactly one device, whole or in pieces whose shares sum to 1.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 
+use super::shares::{self, Entry, Piece, Split};
 use crate::bail_input;
 use crate::model::terms::{self, Term, Vector};
+use crate::model::warp::Span;
 use crate::model::Variant;
 
 /// The flag whose value a placement is; every parse error starts with it.
@@ -39,6 +43,8 @@ const OPEN: char = '[';
 const CLOSE: char = ']';
 /// Separates the terms in a group, and the groups.
 const SEPARATOR: char = ',';
+/// Separates a term from its share of the batch: `F2'x1:0.45`.
+const SHARE: char = ':';
 /// Marks a Jacobian: `F2'` is F'_2(x1).
 const PRIME: char = '\'';
 /// The Unicode prime, accepted in place of [`PRIME`].
@@ -53,10 +59,13 @@ const EXAMPLE: &str = "[F1],[F2],[F2'x1]";
 const MAX_QUOTE: usize = 40;
 
 /// The terms of one warp layer, grouped by the device that evaluates them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Placement {
-    /// One group per device, in the order written; within a group, its terms in the order written.
+    /// One group per device, in the order written; within a group, its terms in the order written (a
+    /// split term in every group that has a piece of it).
     pub groups: Vec<Vec<Term>>,
+    /// The terms split by batch, with each piece's device and share.
+    pub splits: Vec<Split>,
 }
 
 /// Parses one term in the paper's notation, 1-based: `F1`, `F2'F1`, `F3'F2'F1`, `F2'x1` (`'` or `′`).
@@ -146,7 +155,8 @@ impl Placement {
     /// (`terms::build` of its variant): every term on exactly one device, no other term anywhere.
     /// Every failure is an input error whose one-line message starts with `--placement:`.
     pub fn parse(text: &str, terms: &[Term]) -> anyhow::Result<Placement> {
-        let placement = Placement { groups: parse_groups(text)? };
+        let (groups, splits) = shares::collect(parse_groups(text)?)?;
+        let placement = Placement { groups, splits };
         placement.validate(terms)?;
         Ok(placement)
     }
@@ -161,12 +171,27 @@ impl Placement {
         if !higher_order.is_empty() {
             groups.push(higher_order);
         }
-        Placement { groups }
+        Placement { groups, splits: Vec::new() }
     }
 
     /// Every term on one device, in the given order: the WRN-like layout `[F1,F2,F2'x1]`.
     pub fn single_device(terms: &[Term]) -> Placement {
-        Placement { groups: vec![terms.to_vec()] }
+        Placement { groups: vec![terms.to_vec()], splits: Vec::new() }
+    }
+
+    /// The split of `term`, if it is split by batch.
+    pub fn split_of(&self, term: &Term) -> Option<&Split> {
+        self.splits.iter().find(|s| &s.term == term)
+    }
+
+    /// The rows `device` evaluates `term` on: the whole batch, or its piece's.
+    pub fn span(&self, device: usize, term: &Term) -> Span {
+        self.split_of(term).and_then(|s| s.span(device)).unwrap_or(Span::WHOLE)
+    }
+
+    /// The device that evaluates F_c whole (every placement has one: first-order terms are not split).
+    pub fn primal_device(&self, c: usize) -> usize {
+        self.groups.iter().position(|g| g.contains(&Term::primal(c))).expect("F_c is placed")
     }
 
     /// How many devices the placement uses.
@@ -199,15 +224,7 @@ impl Placement {
     fn validate(&self, terms: &[Term]) -> anyhow::Result<()> {
         let mut seen: HashSet<&Term> = HashSet::new();
         for term in self.groups.iter().flatten() {
-            if !terms.contains(term) {
-                bail_input!(
-                    "{FLAG}: {term} is not a term of this warp layer (its terms: {})",
-                    join(terms, ", ")
-                );
-            }
-            if !seen.insert(term) {
-                bail_input!("{FLAG}: {term} appears twice");
-            }
+            self.validate_entry(terms, term, &mut seen)?;
         }
         let missing: Vec<&Term> = terms.iter().filter(|term| !seen.contains(term)).collect();
         match missing.as_slice() {
@@ -215,6 +232,23 @@ impl Placement {
             [term] => bail_input!("{FLAG}: {term} is on no device"),
             several => bail_input!("{FLAG}: {} are on no device", join(several, ", ")),
         }
+    }
+
+    /// One term as placed: a term of the layer, and not placed twice (a split term's pieces are
+    /// checked by `shares::collect`).
+    fn validate_entry<'a>(
+        &self,
+        terms: &[Term],
+        term: &'a Term,
+        seen: &mut HashSet<&'a Term>,
+    ) -> anyhow::Result<()> {
+        if !terms.contains(term) {
+            bail_input!("{FLAG}: {term} is not a term of this warp layer (its terms: {})", join(terms, ", "));
+        }
+        if !seen.insert(term) && self.split_of(term).is_none() {
+            bail_input!("{FLAG}: {term} appears twice");
+        }
+        Ok(())
     }
 }
 
@@ -225,14 +259,21 @@ impl fmt::Display for Placement {
             if device > 0 {
                 write!(f, "{SEPARATOR}")?;
             }
-            write!(f, "{OPEN}{}{CLOSE}", join(group, &SEPARATOR.to_string()))?;
+            let entries: Vec<String> = group
+                .iter()
+                .map(|term| match self.split_of(term).and_then(|s| s.pieces.iter().find(|p| p.0 == device)) {
+                    Some(&(_, share)) => Piece(term, share).to_string(),
+                    None => term.to_string(),
+                })
+                .collect();
+            write!(f, "{OPEN}{}{CLOSE}", entries.join(&SEPARATOR.to_string()))?;
         }
         Ok(())
     }
 }
 
 /// The groups of `text`, each term parsed but not yet checked against a layer.
-fn parse_groups(text: &str) -> anyhow::Result<Vec<Vec<Term>>> {
+fn parse_groups(text: &str) -> anyhow::Result<Vec<Vec<Entry>>> {
     if text.trim().is_empty() {
         bail_input!("{FLAG}: empty; write one bracket of terms per device, e.g. {EXAMPLE}");
     }
@@ -285,7 +326,7 @@ fn parse_groups(text: &str) -> anyhow::Result<Vec<Vec<Term>>> {
 
 /// The terms of one bracket; `bracket` is its text with the brackets and `device` its 1-based number,
 /// for messages.
-fn parse_group(inside: &str, bracket: &str, device: usize) -> anyhow::Result<Vec<Term>> {
+fn parse_group(inside: &str, bracket: &str, device: usize) -> anyhow::Result<Vec<Entry>> {
     if inside.trim().is_empty() {
         bail_input!(
             "{FLAG}: empty bracket \"{}\" (device {device}); every device needs a term",
@@ -297,8 +338,20 @@ fn parse_group(inside: &str, bracket: &str, device: usize) -> anyhow::Result<Vec
         if piece.trim().is_empty() {
             bail_input!("{FLAG}: an empty term in \"{}\"", quote(bracket));
         }
-        match parse_term(piece) {
-            Ok(term) => group.push(term),
+        let (term, share) = match piece.split_once(SHARE) {
+            Some((term, share)) => (term, Some(share.trim())),
+            None => (piece, None),
+        };
+        let share = match share.map(str::parse::<f64>) {
+            None => None,
+            Some(Ok(share)) => Some(share),
+            Some(Err(_)) => bail_input!(
+                "{FLAG}: in \"{}\": a share after '{SHARE}' is a decimal fraction of the batch, as in F2'x1:0.45",
+                quote(bracket)
+            ),
+        };
+        match parse_term(term) {
+            Ok(term) => group.push((term, share)),
             Err(reason) => bail_input!("{FLAG}: in \"{}\": {reason}", quote(bracket)),
         }
     }

@@ -1,6 +1,8 @@
 //! A split replica's home: stem, downsampling and head here, the warp layers' terms on term workers.
 //! Forward sends x1 to every worker and adds their terms' sums to it; backward sends the upstream
-//! gradient to every worker and adds their dL/dx1 to the skip's gradient.
+//! gradient to every worker and adds their dL/dx1 to the skip's gradient. Where pieces of a split term
+//! read ReLU masks from another worker (parallel/shares.rs), each layer's forward runs in two phases:
+//! every worker's primal passes, whose replies carry the mask rows, then every worker's terms.
 
 use tch::{nn::VarStore, Device, Tensor};
 
@@ -9,9 +11,9 @@ use super::memory::{heap_in_use, measurable, variable_bytes, DeviceMemory};
 use super::named::{accumulate, assign_variables, copy_variables, deep_copy, Named, Snapshot};
 use super::placement::Placement;
 use super::replica::{Reply, SgdSettings};
+use super::shares::mask_exchanges;
 use super::worker::{self, Worker, WorkerSpec};
-use crate::model::net::{downsample, Head, LayerIndex, Stem};
-use crate::model::terms::Term;
+use crate::model::net::{downsample, layer_operator, Head, LayerIndex, Stem};
 use crate::model::{loss, NetConfig};
 use crate::train::optimizer::Sgd;
 
@@ -35,6 +37,8 @@ pub(super) struct SplitReplica {
     units_per_layer: usize,
     /// For each unit position c in a layer: the worker whose group holds F_c.
     primal_owner: Vec<usize>,
+    /// Whether workers send each other ReLU masks (a two-phase forward).
+    exchanges_masks: bool,
     /// Time this thread spent waiting for worker replies since the last `Busy`.
     pub(super) waiting: std::time::Duration,
 }
@@ -82,11 +86,8 @@ impl SplitReplica {
         let mut sgd = Sgd::new(&vs, sgd.momentum, sgd.weight_decay);
         sgd.set_momentum(&initial.momentum);
         let units_per_layer = config.layer_grouping().0;
-        let primal_owner = (0..units_per_layer)
-            .map(|c| {
-                placement.groups.iter().position(|g| g.contains(&Term::primal(c))).expect("F_c is placed")
-            })
-            .collect();
+        let primal_owner = (0..units_per_layer).map(|c| placement.primal_device(c)).collect();
+        let exchanges_masks = !mask_exchanges(placement, layer_operator(config).1).is_empty();
         SplitReplica {
             vs,
             stem,
@@ -98,6 +99,7 @@ impl SplitReplica {
             sgd,
             units_per_layer,
             primal_owner,
+            exchanges_masks,
             waiting: std::time::Duration::ZERO,
         }
     }
@@ -106,20 +108,58 @@ impl SplitReplica {
     /// worker finishes before the next starts (for measuring); otherwise they all run at once.
     fn on_all_workers(&mut self, one_by_one: bool, command: impl Fn() -> worker::Command) -> Tensor {
         let started = std::time::Instant::now();
-        let replies: Vec<Tensor> = if one_by_one {
-            self.workers
-                .iter()
-                .map(|w| {
-                    w.send(command());
-                    w.receive_tensor()
-                })
-                .collect()
-        } else {
-            self.workers.iter().for_each(|w| w.send(command()));
-            self.workers.iter().map(Worker::receive_tensor).collect()
-        };
+        let replies = self.each_worker(one_by_one, |_| command(), Worker::receive_tensor);
         self.waiting += started.elapsed();
         replies.into_iter().reduce(|a, b| a + b).expect("at least one worker")
+    }
+
+    /// The sum of every worker's terms of layer `layer` at x1 (B, C, H, W).
+    fn forward_layer(&mut self, layer: usize, x1: &Tensor, measure: bool) -> Tensor {
+        if !self.exchanges_masks {
+            let forward = || worker::Command::Forward { layer, x1: x1.shallow_clone(), train: true, measure };
+            return self.on_all_workers(measure, forward);
+        }
+        let started = std::time::Instant::now();
+        let primal = || worker::Command::Primal { layer, x1: x1.shallow_clone(), train: true, measure };
+        let mut inboxes: Vec<Named> = self.workers.iter().map(|_| Named::new()).collect();
+        for reply in self.each_worker(measure, |_| primal(), Worker::receive_named) {
+            for (key, mask) in reply {
+                let (to, unit) = key.split_once('/').expect("masks keyed <worker>/<unit>");
+                inboxes[to.parse::<usize>().expect("a worker number")].insert(unit.to_string(), mask);
+            }
+        }
+        let mut inboxes = inboxes.into_iter();
+        let terms = |_: usize| worker::Command::Terms {
+            layer,
+            masks: inboxes.next().expect("one inbox per worker"),
+            measure,
+        };
+        let sums = self.each_worker(measure, terms, Worker::receive_tensor);
+        self.waiting += started.elapsed();
+        sums.into_iter().reduce(|a, b| a + b).expect("at least one worker")
+    }
+
+    /// Sends every worker its `command(worker)` and collects the replies in worker order: all at once,
+    /// or with `one_by_one` each finishing before the next starts (for measuring).
+    fn each_worker<T>(
+        &self,
+        one_by_one: bool,
+        mut command: impl FnMut(usize) -> worker::Command,
+        receive: fn(&Worker) -> T,
+    ) -> Vec<T> {
+        if one_by_one {
+            return self
+                .workers
+                .iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    w.send(command(i));
+                    receive(w)
+                })
+                .collect();
+        }
+        self.workers.iter().enumerate().for_each(|(i, w)| w.send(command(i)));
+        self.workers.iter().map(receive).collect()
     }
 
     pub(super) fn gradients(&mut self, images: &Tensor, labels: &Tensor, scale: f64, measure: bool) -> Reply {
@@ -137,9 +177,7 @@ impl SplitReplica {
                 downsamples.push((leaf, out));
             }
             let x1 = h.shallow_clone();
-            let forward =
-                || worker::Command::Forward { layer: i, x1: x1.shallow_clone(), train: true, measure };
-            h = &h + self.on_all_workers(measure, forward);
+            h = &h + self.forward_layer(i, &x1, measure);
         }
         let head_in = h.set_requires_grad(true);
         let logits = self.head.forward(&head_in, true);

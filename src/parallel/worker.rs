@@ -9,7 +9,9 @@ use super::device::Place;
 use super::memory::{heap_in_use, measurable, variable_bytes, DeviceMemory};
 use super::named::{assign_variables, copy_variables, Named};
 use super::placement::Placement;
+use super::shares::{mask_exchanges, MaskExchange};
 use crate::model::net::{build_layer, layer_operator};
+use crate::model::unit::UnitPrimal;
 use crate::model::warp::WarpLayer;
 use crate::model::NetConfig;
 use crate::train::optimizer::Sgd;
@@ -20,6 +22,13 @@ pub enum Command {
     /// `measure`, the heap this forward leaves allocated is added to the worker's activation count
     /// (valid only while no other thread allocates).
     Forward { layer: usize, x1: Tensor, train: bool, measure: bool },
+    /// The first half of `Forward` where the placement exchanges ReLU masks (parallel/shares.rs): the
+    /// primal passes of layer `layer` at x1, kept for `Terms`; replies `Reply::Named` with the mask rows
+    /// other workers' pieces read, keyed `"<worker>/<unit>"` (0-based).
+    Primal { layer: usize, x1: Tensor, train: bool, measure: bool },
+    /// The second half: the sum of this worker's terms from the kept primal passes and the mask rows
+    /// sent for it (`masks`, keyed by unit); replies `Reply::Tensor` as `Forward` does.
+    Terms { layer: usize, masks: Named, measure: bool },
     /// Backpropagate the last forward of `layer` for upstream gradient (B, C, H, W): accumulates
     /// the weight gradients and replies dL/dx1 of this worker's terms as `Reply::Tensor`.
     Backward { layer: usize, grad: Tensor },
@@ -142,6 +151,10 @@ struct WorkerState {
     layers: Vec<WarpLayer>,
     /// Per layer, between a forward and its backward: (x1 as a leaf, the terms' sum).
     pending: Vec<Option<(Tensor, Tensor)>>,
+    /// Per layer, between `Primal` and `Terms`: (x1 as a leaf, the primal passes run here).
+    primals: Vec<Option<(Tensor, Vec<Option<UnitPrimal>>)>>,
+    /// The mask rows this worker sends to other workers' pieces in every forward.
+    exports: Vec<MaskExchange>,
     sgd: Sgd,
     /// Heap bytes left allocated by measured forwards since the last `Memory` command.
     held_bytes: usize,
@@ -159,15 +172,29 @@ impl WorkerState {
         let group_terms = &spec.placement.groups[spec.group];
         assert!(group_terms.iter().all(|t| terms.contains(t)), "placement validated against the layer");
         let held: Vec<usize> = spec.placement.units_on(spec.group).into_iter().collect();
+        let exchanges = mask_exchanges(&spec.placement, jacobian);
+        let spans: Vec<_> = group_terms.iter().map(|t| spec.placement.span(spec.group, t)).collect();
+        let masks_between = |to_or_from: fn(&MaskExchange) -> usize| -> Vec<usize> {
+            exchanges.iter().filter(|e| to_or_from(e) == spec.group).map(|e| e.unit).collect()
+        };
+        let (imported_masks, exported_masks) = (masks_between(|e| e.to), masks_between(|e| e.from));
         let layers: Vec<WarpLayer> = spec
             .config
             .layer_indices()
             .into_iter()
-            .map(|at| build_layer(&vs.root(), &spec.config, at, &held, group_terms.clone(), jacobian))
+            .map(|at| {
+                let mut layer =
+                    build_layer(&vs.root(), &spec.config, at, &held, group_terms.clone(), jacobian);
+                (layer.spans, layer.imported_masks) = (spans.clone(), imported_masks.clone());
+                layer.exported_masks = exported_masks.clone();
+                layer
+            })
             .collect();
+        let exports = exchanges.into_iter().filter(|e| e.from == spec.group).collect();
         assign_variables(&vs, initial);
         let sgd = Sgd::new(&vs, spec.momentum, spec.weight_decay);
         let pending = (0..layers.len()).map(|_| None).collect();
+        let primals = (0..layers.len()).map(|_| None).collect();
         let rank = if super::mpi::session::running().is_some() {
             format!("rank {} ", spec.place.rank)
         } else {
@@ -180,6 +207,8 @@ impl WorkerState {
             home: spec.home,
             layers,
             pending,
+            primals,
+            exports,
             sgd,
             held_bytes: 0,
             name,
@@ -192,6 +221,47 @@ impl WorkerState {
         let reply = self.work(command);
         self.busy += started.elapsed();
         reply
+    }
+
+    /// `work()`, with the heap it leaves allocated added to the activations when `measure`.
+    fn measured(&mut self, measure: bool, work: impl FnOnce(&mut Self) -> Reply) -> Reply {
+        let before = heap_in_use();
+        let reply = work(self);
+        if measure {
+            self.held_bytes += heap_in_use().saturating_sub(before);
+        }
+        reply
+    }
+
+    /// `Command::Primal`: the primal passes of `layer` at x1, kept; the mask rows other workers read.
+    fn primal(&mut self, layer: usize, x1: &Tensor, train: bool) -> Reply {
+        let x1 = x1.to_device(self.device).detach().set_requires_grad(train);
+        let warp = &self.layers[layer];
+        let primals = warp.primal_passes(&warp.terms, &x1, train);
+        let batch = x1.size()[0];
+        let mut masks = Named::new();
+        for e in &self.exports {
+            let (start, rows) = e.span.rows(batch);
+            let at = primals[e.unit].as_ref().and_then(|p| p.linearization.as_ref());
+            let mask = at.expect("F_unit's pass linearises it").relu_mask.narrow(0, start, rows);
+            masks.insert(format!("{}/{}", e.to, e.unit), mask);
+        }
+        self.primals[layer] = Some((x1, primals));
+        Reply::Named(masks)
+    }
+
+    /// `Command::Terms`: the sum of this worker's terms of `layer` from its kept primal passes and the
+    /// mask rows sent for it (keyed by unit).
+    fn terms(&mut self, layer: usize, masks: Named) -> Reply {
+        let (x1, primals) = self.primals[layer].take().expect("Primal before Terms");
+        let masks: Vec<(usize, Tensor)> = masks
+            .into_iter()
+            .map(|(unit, mask)| (unit.parse().expect("a unit number"), mask.to_device(self.device)))
+            .collect();
+        let sum = self.layers[layer].sum_at(&x1, &primals, &masks);
+        let reply = sum.detach().to_device(self.home);
+        self.pending[layer] = Some((x1, sum));
+        Reply::Tensor(reply)
     }
 
     fn work(&mut self, command: Command) -> Reply {
@@ -210,6 +280,10 @@ impl WorkerState {
                 }
                 Reply::Tensor(reply)
             }
+            Command::Primal { layer, x1, train, measure } => {
+                self.measured(measure, |w| w.primal(layer, &x1, train))
+            }
+            Command::Terms { layer, masks, measure } => self.measured(measure, |w| w.terms(layer, masks)),
             Command::Backward { layer, grad } => {
                 let (x1, sum) = self.pending[layer].take().expect("a forward before its backward");
                 let grad = grad.to_device(self.device);

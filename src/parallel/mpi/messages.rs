@@ -193,6 +193,19 @@ impl Wire for worker::Command {
             Busy => w.u8(6),
             Momentum => w.u8(7),
             Parameters => w.u8(8),
+            Primal { layer, x1, train, measure } => {
+                w.u8(9);
+                w.usize(*layer);
+                w.tensor(x1);
+                w.bool(*train);
+                w.bool(*measure);
+            }
+            Terms { layer, masks, measure } => {
+                w.u8(10);
+                w.usize(*layer);
+                w.named(masks);
+                w.bool(*measure);
+            }
         }
     }
 
@@ -208,6 +221,8 @@ impl Wire for worker::Command {
             6 => Busy,
             7 => Momentum,
             8 => Parameters,
+            9 => Primal { layer: r.usize()?, x1: r.tensor()?, train: r.bool()?, measure: r.bool()? },
+            10 => Terms { layer: r.usize()?, masks: r.named()?, measure: r.bool()? },
             v => bail!("unknown worker command {v}"),
         })
     }

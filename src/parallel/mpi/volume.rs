@@ -16,9 +16,15 @@
 //! precision). A data-parallel replica on another rank receives its images (B x 3 x 32 x 32, A bytes
 //! each) and labels (B int64), and sends and receives every parameter's gradient: 2 x 4 bytes x (all
 //! parameters).
+//!
+//! A term split by batch (parallel/shares.rs) adds its ReLU mask rows in every forward: B_piece x C x H
+//! x W booleans (one byte each) per warp layer, from the rank of F_j to the home and from the home to
+//! the rank of the piece (each hop counted where it crosses ranks).
 
+use crate::model::net::layer_operator;
 use crate::model::NetConfig;
 use crate::parallel::executor::Plan;
+use crate::parallel::shares::mask_exchanges;
 use crate::parallel::Devices;
 
 /// Side of every image (data/ pads or checks every data set to 32 x 32).
@@ -27,6 +33,8 @@ const IMAGE_SIDE: u64 = 32;
 const LABEL: u64 = 8;
 /// Activations crossing per warp layer and remote worker: x1, the sum, the upstream gradient, dL/dx1.
 const CROSSINGS_PER_LAYER: u64 = 4;
+/// Bytes of one ReLU mask element (a bool tensor).
+const MASK_BYTES: u64 = 1;
 
 /// Bytes of tensor data per training step between ranks, for a batch of `batch` images whose pixels
 /// and activations take `activation_bytes` each (the step's kind: 4 in fp32, 2 in bf16).
@@ -60,6 +68,13 @@ pub fn tensor_bytes_per_step(
                 total += CROSSINGS_PER_LAYER * share * activations_per_image(config) * activation_bytes
                     + 2 * parameters;
             }
+        }
+        let placement = plan.placement.as_ref().expect("a split replica");
+        for e in mask_exchanges(placement, layer_operator(config).1) {
+            let rows = e.span.rows(share as i64).1 as u64;
+            let hops =
+                [e.from, e.to].iter().filter(|&&g| devices.place(first + g).rank != home).count() as u64;
+            total += hops * rows * activations_per_image(config) * MASK_BYTES;
         }
     }
     total
