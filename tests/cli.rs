@@ -233,12 +233,70 @@ fn bench_compares_runs_and_writes_tables() {
     let worker_weights: f64 = memory[1..].iter().map(|m| m["weights"].as_f64().unwrap()).sum();
     assert!(worker_weights < wrn_weights, "units spread over the workers: {worker_weights} vs {wrn_weights}");
     let csv = std::fs::read_to_string(dir.path().join("bench.csv")).unwrap();
-    assert!(csv.starts_with("method,K,placement,devices,threads per device,ms/batch,RS,"), "{csv}");
+    assert!(
+        csv.starts_with("method,K,placement,devices,threads per device,ms/batch,predicted ms,RS,"),
+        "{csv}"
+    );
+    assert!(runs.iter().all(|r| r["predicted_ms"].is_null()), "no prediction without --predict or auto");
     assert!(csv.contains("\"[F1],[F2,F2'x1]\""), "{csv}");
     assert!(dir.path().join("bench.md").is_file());
     assert_rejected(&["bench", "--run", "wrn gpu:1"], "--run 'wrn gpu:1'");
     assert_rejected(&["bench", "--run", "wrn cpu:1 threads=0"], "threads=0");
     assert_rejected(&["bench", "--k", "2", "--run", "warpnet1 k=2 cpu:2 [F1],[F3]"], "F3");
+    assert_rejected(&["bench", "--run", "wrn cpu:2 auto"], "'auto' chooses a WarpNet's placement");
+    assert_rejected(&["bench", "--k", "2", "--run", "warpnet1 k=2 cpu:2 [F1,F2'x1:0.5],[F2]"], "sum to 0.5");
+}
+
+/// `auto`: the step-time model picks the placement (printed, and run in the notation), and with it every
+/// run carries the model's figure beside the measured one.
+#[test]
+fn bench_auto_placement_is_chosen_and_predicted() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = warpnet(&[
+        "bench",
+        "--k",
+        "2",
+        "--nwarp",
+        "1",
+        "--width",
+        "1",
+        "--batch",
+        "8",
+        "--steps",
+        "1",
+        "--warmup",
+        "1",
+        "--rounds",
+        "1",
+        "--run",
+        "wrn cpu:1 threads=1",
+        "--run",
+        "warpnet1 k=2 cpu:2 threads=1 auto",
+        "--out",
+        dir.path().to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("auto placement for WarpNet1-13-1 on cpu:2: ["), "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let runs = report["runs"].as_array().unwrap();
+    let layout = runs[1]["layout"].as_str().unwrap();
+    let terms = warpnet::model::net::layer_operator(&warpnet::model::NetConfig::warp(
+        2,
+        1,
+        1,
+        10,
+        warpnet::model::Variant::Warpnet1,
+    ))
+    .0;
+    assert!(
+        warpnet::parallel::Placement::parse(layout, &terms).is_ok(),
+        "a placement in the notation: {layout}"
+    );
+    for run in runs {
+        assert!(run["predicted_ms"].as_f64().is_some_and(|p| p > 0.0), "{run}");
+    }
 }
 
 /// A build without the `mpi` feature: `--devices mpi` and a start by an MPI launcher each say so in one

@@ -19,6 +19,7 @@ use super::flags::{positive, PrecisionFlag, WarpFlags};
 use crate::model::warp::PrimalSharing;
 use crate::model::{loss, op_count, DerivativeBn, ModelKind, Net, NetConfig, Variant};
 use crate::parallel::comparison::{default_runs, measure, RunSpec, StepTraffic};
+use crate::parallel::prediction;
 use crate::parallel::Devices;
 use crate::precision::{MemoryFormat, Precision};
 use crate::report::Table;
@@ -68,9 +69,14 @@ pub struct BenchArgs {
     /// them with its WRN twin on one worker; over MPI also prints the bytes moved and time in messages.
     #[arg(long)]
     pub devices: Option<Devices>,
-    /// Terms per worker for --devices, paper notation (default: the paper's assignment if it fits).
+    /// Terms per worker for --devices, paper notation (default: the paper's assignment if it fits), or
+    /// `auto`: the placement, batch shares included, the step-time model predicts fastest.
     #[arg(long, requires = "devices")]
     pub placement: Option<String>,
+    /// Also print each run's step as the step-time model predicts it, from profiles measured here
+    /// (src/parallel/step_model.rs; runs over MPI ranks are not predicted).
+    #[arg(long)]
+    pub predict: bool,
     /// Compare the default set: WRN on 1 and 2 workers, WarpNet1/2 K = 2 on 1, 2, 3 and 4 workers.
     #[arg(long)]
     pub table: bool,
@@ -271,13 +277,25 @@ fn compare(base: &NetConfig, args: &BenchArgs) -> anyhow::Result<()> {
     }
     if let Some(devices) = &args.devices {
         runs.insert(0, RunSpec::parse("wrn cpu:1", base)?);
-        let placement = args.placement.as_deref();
-        runs.push(RunSpec::on(base.clone(), devices.clone(), placement)?);
+        let auto = args.placement.as_deref() == Some(AUTO);
+        let placement = args.placement.as_deref().filter(|_| !auto);
+        runs.push(RunSpec { auto, ..RunSpec::on(base.clone(), devices.clone(), placement)? });
     }
     let devices: Vec<Device> = runs.iter().flat_map(|r| r.devices.workers.clone()).collect();
     let precision = args.precision.decide(&devices);
-    let measured =
+    let predict = args.predict || runs.iter().any(|r| r.auto);
+    let predicted = match predict {
+        true => prediction::plan(&mut runs, args.batch as i64, precision.precision),
+        false => vec![None; runs.len()],
+    };
+    for run in runs.iter().filter(|r| r.auto) {
+        println!("auto placement for {} on {}: {}", run.config.label(), run.devices, run.layout());
+    }
+    let mut measured =
         measure(&runs, args.batch as i64, args.warmup, args.rounds, args.steps, precision.precision)?;
+    for (m, p) in measured.iter_mut().zip(predicted) {
+        m.predicted_ms = p;
+    }
     let mut columns = vec![
         "method",
         "K",
@@ -285,6 +303,7 @@ fn compare(base: &NetConfig, args: &BenchArgs) -> anyhow::Result<()> {
         "devices",
         "threads per device",
         "ms/batch",
+        "predicted ms",
         "RS",
         "busy ms per device",
         "weights+optimizer MB per device",
@@ -307,6 +326,7 @@ fn compare(base: &NetConfig, args: &BenchArgs) -> anyhow::Result<()> {
             m.devices.clone(),
             m.threads_per_device.to_string(),
             format!("{:.1}", m.ms_per_batch),
+            m.predicted_ms.map_or("-".into(), |p| format!("{p:.1}")),
             format!("{:.1}%", 100.0 * m.rs),
             m.busy_ms.iter().map(|(_, ms)| format!("{ms:.0}")).collect::<Vec<_>>().join(" / "),
             weights.join(" / "),
@@ -337,6 +357,9 @@ fn compare(base: &NetConfig, args: &BenchArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `--placement auto`.
+const AUTO: &str = "auto";
 
 /// Columns of runs over MPI ranks (parallel/mpi/stats.rs, volume.rs).
 const TRAFFIC_COLUMNS: [&str; 5] = [

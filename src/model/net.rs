@@ -33,8 +33,9 @@ impl Stem {
 
     /// (B, in, H, W) -> (B, 16kw, H, W)
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        let h = self.bn.forward(&self.conv.forward(x), train).relu(); // (B, 16, H, W)
-                                                                      // Concatenated rather than `repeat`ed: the same values, and `cat` keeps a channels-last layout.
+        // (B, 16, H, W), concatenated kw times rather than `repeat`ed: the same values, and `cat` keeps
+        // a channels-last layout.
+        let h = self.bn.forward(&self.conv.forward(x), train).relu();
         let copies = vec![&h; self.copies as usize];
         Tensor::cat(&copies, 1)
     }

@@ -43,6 +43,9 @@ pub struct RunSpec {
     pub placement: Option<Placement>,
     /// `threads=T`: intra-op threads of every device; `None`: the cores shared among the workers.
     pub threads: Option<usize>,
+    /// `auto` in place of a placement: the step-time model's fastest (parallel/prediction.rs), chosen
+    /// before timing.
+    pub auto: bool,
 }
 
 impl RunSpec {
@@ -64,6 +67,7 @@ impl RunSpec {
         let mut devices = Devices::cpu(1);
         let mut placement_text = None;
         let mut threads = None;
+        let mut auto = false;
         for word in words {
             if let Some(k) = word.strip_prefix("k=") {
                 config.k = k.parse().map_err(|_| bad(format!("'{word}': K must be a whole number")))?;
@@ -77,6 +81,8 @@ impl RunSpec {
                 config.max_order = Some(m.parse().map_err(|_| bad(format!("'{word}'")))?);
             } else if word.starts_with("cpu") || word.starts_with("cuda") || word == "mpi" {
                 devices = word.parse().map_err(bad)?;
+            } else if word == "auto" {
+                auto = true;
             } else if word.starts_with('[') {
                 placement_text = Some(word.to_string());
             } else {
@@ -94,9 +100,14 @@ impl RunSpec {
                 "threads=T sizes workers of this process; a rank's threads are its cores'".into()
             ));
         }
+        if auto && (placement_text.is_some() || config.model != ModelKind::Warp) {
+            return Err(bad(
+                "'auto' chooses a WarpNet's placement: give it instead of one, to a WarpNet".into()
+            ));
+        }
         let run =
             RunSpec::on(config, devices, placement_text.as_deref()).map_err(|e| bad(format!("{e:#}")))?;
-        Ok(RunSpec { threads, ..run })
+        Ok(RunSpec { threads, auto, ..run })
     }
 
     /// `config` on `devices` with `placement` (paper notation), or the paper's assignment for a WarpNet
@@ -111,7 +122,7 @@ impl RunSpec {
             }
             None => None,
         };
-        Ok(RunSpec { config, devices, placement, threads: None })
+        Ok(RunSpec { config, devices, placement, threads: None, auto: false })
     }
 
     /// Intra-op threads of each of its devices.
@@ -165,6 +176,8 @@ pub struct Measured {
     /// Relative speed-up against the first run: (t_first - t) / t_first.
     pub rs: f64,
     pub step_ms: Vec<f64>,
+    /// The step-time model's figure for this run (parallel/prediction.rs), when asked for.
+    pub predicted_ms: Option<f64>,
     /// Milliseconds per step each device of replica 0 spent working, home first (the rest of the
     /// step it waited).
     pub busy_ms: Vec<(String, f64)>,
@@ -288,6 +301,7 @@ pub fn measure(
                 traffic,
                 busy_ms,
                 step_ms,
+                predicted_ms: None,
             }
         })
         .collect())

@@ -1,6 +1,7 @@
 //! Model-parallel and data-parallel execution of warp layers.
 
 pub mod actor;
+pub mod auto_placement;
 pub mod comparison;
 pub mod device;
 pub mod executor;
@@ -8,9 +9,12 @@ pub mod memory;
 pub mod mpi;
 pub mod named;
 pub mod placement;
+pub mod prediction;
+pub mod profile;
 pub mod replica;
 pub mod shares;
 mod split;
+pub mod step_model;
 pub mod worker;
 
 pub use device::Devices;

@@ -1,0 +1,83 @@
+//! The step-time model (src/parallel/step_model.rs) on a hand-made profile whose costs are small
+//! whole numbers, against schedules worked out by hand, and `--placement auto`'s choice from it.
+
+use warpnet::model::net::layer_operator;
+use warpnet::model::{NetConfig, Variant};
+use warpnet::parallel::auto_placement;
+use warpnet::parallel::step_model::{predict, predict_wrn, Link, Profile, StageCosts};
+use warpnet::parallel::Placement;
+
+/// A unit's pass forward 2 and backward 4, its mask pass 1, a tangent pass 2 and 4, nothing else:
+/// every stage alike, free messages (threads).
+fn profile() -> Profile {
+    let stage = StageCosts {
+        unit_forward: 2.0,
+        unit_backward: 4.0,
+        mask_forward: 1.0,
+        tangent_forward: 2.0,
+        tangent_backward: 4.0,
+        unit_sgd: 0.0,
+        activation_bytes: 0.0,
+        mask_bytes: 0.0,
+    };
+    Profile { device: "by hand".into(), batch: 8, stages: vec![stage; 3], home: 0.0, add: vec![0.0; 3] }
+}
+
+const FREE: Link = Link { latency_ms: 0.0, bytes_per_ms: f64::INFINITY };
+
+fn step(config: &NetConfig, placement: &str) -> f64 {
+    let placement = Placement::parse(placement, &layer_operator(config).0).unwrap();
+    predict(config, &placement, &profile(), &FREE).step_ms
+}
+
+/// WarpNet1 K = 2, one warp layer per stage (3 layers). Per layer, by hand:
+/// - [F1],[F2,F2'x1]: worker 2 runs F2 (2 + 4) and the tangent of F2'x1 on F2's own mask (2 + 4):
+///   forward max(2, 4) + backward max(4, 8) = 12, the WRN twin's 2 x (2 + 4) = 12: RS 0.
+/// - [F1,F2'x1:0.5],[F2,F2'x1:0.5]: primal passes max(2, 2), the half tangents max(1, 1), backward
+///   max(4 + 2, 4 + 2): 9 per layer, RS 25% (the work bound of the issue).
+/// - [F1],[F2],[F2'x1] on three: the third runs unit 2's mask pass (1) and the tangent (2 + 4):
+///   forward max(2, 2, 3) + backward 4 = 7.
+#[test]
+fn predictions_match_the_schedules_worked_by_hand() {
+    let config = NetConfig::warp(2, 1, 1, 10, Variant::Warpnet1);
+    assert_eq!(predict_wrn(&config, &profile()), 36.0);
+    assert_eq!(step(&config, "[F1],[F2,F2'x1]"), 36.0);
+    assert_eq!(step(&config, "[F1,F2'x1:0.5],[F2,F2'x1:0.5]"), 27.0);
+    assert_eq!(step(&config, "[F1],[F2],[F2'x1]"), 21.0);
+    // A piece on a device that holds no F_j reads the mask sent to it: no mask pass of its own.
+    assert_eq!(step(&config, "[F1,F2'x1:0.25],[F2,F2'x1:0.75]"), 3.0 * (2.0 + 1.5 + 7.0));
+}
+
+/// Messages: with a link of latency 1 ms and 1 byte/ms, each of the four messages per worker and layer
+/// costs 1 + bytes, and a mask piece two hops of 1 + its rows' share of the mask bytes.
+#[test]
+fn messages_cost_latency_and_bytes() {
+    let config = NetConfig::warp(2, 1, 1, 10, Variant::Warpnet1);
+    let mut profile = profile();
+    for s in &mut profile.stages {
+        s.activation_bytes = 2.0;
+        s.mask_bytes = 4.0;
+    }
+    let link = Link { latency_ms: 1.0, bytes_per_ms: 1.0 };
+    let whole = Placement::parse("[F1],[F2,F2'x1]", &layer_operator(&config).0).unwrap();
+    // 12 of work + 2 workers x 4 messages x (1 + 2) = 36 per layer.
+    assert_eq!(predict(&config, &whole, &profile, &link).step_ms, 3.0 * 36.0);
+    let split = Placement::parse("[F1,F2'x1:0.5],[F2,F2'x1:0.5]", &layer_operator(&config).0).unwrap();
+    // 9 + 24 + the mask half, two hops of (1 + 4 x 4 / 8).
+    assert_eq!(predict(&config, &split, &profile, &link).step_ms, 3.0 * (9.0 + 24.0 + 2.0 * 3.0));
+}
+
+/// From the hand-made profile, `auto` on two devices splits F2'x1 evenly; on three it picks the
+/// paper's [F1],[F2],[F2'x1]-like layout or better; on one device everything sits on it.
+#[test]
+fn auto_picks_the_balanced_split() {
+    let config = NetConfig::warp(2, 1, 1, 10, Variant::Warpnet1);
+    let (two, prediction) = auto_placement::best(&config, 2, &profile(), &FREE);
+    assert_eq!(prediction.step_ms, 27.0, "{two}");
+    assert_eq!(two.splits.len(), 1, "{two}");
+    assert_eq!(two.splits[0].pieces.iter().map(|p| p.1).collect::<Vec<_>>(), vec![0.5, 0.5], "{two}");
+    let (three, prediction) = auto_placement::best(&config, 3, &profile(), &FREE);
+    assert!(prediction.step_ms <= 21.0, "{three}: {}", prediction.step_ms);
+    let (one, _) = auto_placement::best(&config, 1, &profile(), &FREE);
+    assert_eq!(one.devices(), 1);
+}
