@@ -7,7 +7,8 @@ use warpnet::parallel::auto_placement;
 use warpnet::parallel::step_model::{predict, predict_wrn, Link, Profile, StageCosts};
 use warpnet::parallel::Placement;
 
-/// A unit's pass forward 2 and backward 4, its mask pass 1, a tangent pass 2 and 4, nothing else:
+/// A unit's pass forward 2 and backward 4, its mask pass 1, a tangent pass 2 and 4 (half of it at
+/// half the batch), nothing else:
 /// every stage alike, free messages (threads).
 fn profile() -> Profile {
     let stage = StageCosts {
@@ -16,6 +17,8 @@ fn profile() -> Profile {
         mask_forward: 1.0,
         tangent_forward: 2.0,
         tangent_backward: 4.0,
+        half_tangent_forward: 1.0,
+        half_tangent_backward: 2.0,
         unit_sgd: 0.0,
         activation_bytes: 0.0,
         mask_bytes: 0.0,

@@ -18,7 +18,7 @@ use crate::precision::Precision;
 /// microseconds (assumed, not measured: against steps of hundreds of milliseconds it does not show).
 pub const THREADS: Link = Link { latency_ms: 0.05, bytes_per_ms: f64::INFINITY };
 /// Timed repeats of each piece of a profile (after one warm-up).
-const PROFILE_REPEATS: usize = 3;
+const PROFILE_REPEATS: usize = 5;
 
 /// Resolves every `auto` run's placement and returns each run's predicted step (`None` over MPI).
 pub fn plan(runs: &mut [RunSpec], batch: i64, precision: Precision) -> Vec<Option<f64>> {

@@ -83,6 +83,10 @@ fn stage_costs(
     let at = unit.primal(&x, true, false, none).linearization.expect("linearised");
     let tangent_forward = time(repeats, || drop(unit.tangent(&at, &x)));
     let tangent_backward = time_backward(repeats, || unit.tangent(&at, &x));
+    let half = batch / 2;
+    let (x_half, at_half) = (x.narrow(0, 0, half), at.rows(0, half));
+    let half_tangent_forward = time(repeats, || drop(unit.tangent(&at_half, &x_half)));
+    let half_tangent_backward = time_backward(repeats, || unit.tangent(&at_half, &x_half));
     let mut sgd = Sgd::new(&vs, 0.9, 5e-4);
     let variables = vs.variables();
     let gradients: Vec<Tensor> = sgd.names().map(|n| variables[n].zeros_like()).collect();
@@ -94,6 +98,8 @@ fn stage_costs(
         mask_forward,
         tangent_forward,
         tangent_backward,
+        half_tangent_forward,
+        half_tangent_backward,
         unit_sgd,
         activation_bytes: elements * precision.kind().elt_size_in_bytes() as f64,
         mask_bytes: elements * MASK_BYTES,

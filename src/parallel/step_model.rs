@@ -36,6 +36,10 @@ pub struct StageCosts {
     /// One tangent pass F'_c(x1)v with the mask given, and its backward.
     pub tangent_forward: f64,
     pub tangent_backward: f64,
+    /// The same on half the batch's rows: a piece's convolutions run at fewer rows, where the kernels
+    /// are less efficient than the share alone says (pieces between measured points interpolate).
+    pub half_tangent_forward: f64,
+    pub half_tangent_backward: f64,
     /// One SGD step over a unit's parameters.
     pub unit_sgd: f64,
     /// Bytes of one activation (B, C, H, W) at this stage, in the step's kind.
@@ -106,11 +110,21 @@ fn worker_costs(config: &NetConfig, placement: &Placement, worker: usize, stage:
             .and_then(|s| s.pieces.iter().find(|p| p.0 == worker))
             .map_or(1.0, |p| p.1);
         let jacobians = term.chain.len() as f64;
-        terms += share * jacobians * stage.tangent_forward;
-        backward += share * jacobians * stage.tangent_backward;
+        let piece = |half: f64, whole: f64| interpolate(share, half, whole);
+        terms += jacobians * piece(stage.half_tangent_forward, stage.tangent_forward);
+        backward += jacobians * piece(stage.half_tangent_backward, stage.tangent_backward);
     }
     let sgd = placement.units_on(worker).len() as f64 * stage.unit_sgd;
     [primal, terms, backward, sgd]
+}
+
+/// The cost of a share of the batch from the costs at half and at all of it: through (0, 0), (0.5,
+/// half) and (1, whole), linear in between.
+fn interpolate(share: f64, half: f64, whole: f64) -> f64 {
+    match share <= 0.5 {
+        true => share / 0.5 * half,
+        false => half + (share - 0.5) / 0.5 * (whole - half),
+    }
 }
 
 /// The step of `config` with `placement` over its workers, each reached by `link` (the same for all),
