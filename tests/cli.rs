@@ -187,10 +187,9 @@ fn parallel_flags_are_checked() {
     assert_rejected(&with(&["--devices", "cpu:0"]), "--devices");
 }
 
-/// The comparison: runs side by side, RS against the first, memory per device, markdown and CSV.
-#[test]
-fn bench_compares_runs_and_writes_tables() {
-    let dir = tempfile::tempdir().unwrap();
+/// `warpnet bench` of a WarpNet-13-1-sized pair, one step: the WRN on one thread against `run`, tables
+/// written to `dir`; its stdout.
+fn small_bench(dir: &tempfile::TempDir, run: &str) -> String {
     let out = warpnet(&[
         "bench",
         "--k",
@@ -210,13 +209,20 @@ fn bench_compares_runs_and_writes_tables() {
         "--run",
         "wrn cpu:1 threads=1",
         "--run",
-        "warpnet1 k=2 cpu:2 [F1],[F2,F2'x1]",
+        run,
         "--out",
         dir.path().to_str().unwrap(),
         "--json",
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The comparison: runs side by side, RS against the first, memory per device, markdown and CSV.
+#[test]
+fn bench_compares_runs_and_writes_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let stdout = small_bench(&dir, "warpnet1 k=2 cpu:2 [F1],[F2,F2'x1]");
     let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     let runs = report["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2);
@@ -252,32 +258,7 @@ fn bench_compares_runs_and_writes_tables() {
 #[test]
 fn bench_auto_placement_is_chosen_and_predicted() {
     let dir = tempfile::tempdir().unwrap();
-    let out = warpnet(&[
-        "bench",
-        "--k",
-        "2",
-        "--nwarp",
-        "1",
-        "--width",
-        "1",
-        "--batch",
-        "8",
-        "--steps",
-        "1",
-        "--warmup",
-        "1",
-        "--rounds",
-        "1",
-        "--run",
-        "wrn cpu:1 threads=1",
-        "--run",
-        "warpnet1 k=2 cpu:2 threads=1 auto",
-        "--out",
-        dir.path().to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stdout = small_bench(&dir, "warpnet1 k=2 cpu:2 threads=1 auto");
     assert!(stdout.contains("auto placement for WarpNet1-13-1 on cpu:2: ["), "{stdout}");
     let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     let runs = report["runs"].as_array().unwrap();
