@@ -8,6 +8,7 @@ use std::time::Instant;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use super::comparison::median;
+use super::shares::MASK_BYTES;
 use super::step_model::{Profile, StageCosts};
 use crate::model::config::STAGES;
 use crate::model::net::{downsample, Head, Stem};
@@ -18,8 +19,6 @@ use crate::train::optimizer::Sgd;
 
 /// Side of the network's input images.
 const IMAGE_SIDE: i64 = 32;
-/// Bytes of one ReLU mask element (a bool tensor).
-const MASK_BYTES: f64 = 1.0;
 
 /// Milliseconds of `work()`, median over `repeats` after one warm-up.
 fn time(repeats: usize, mut work: impl FnMut()) -> f64 {
@@ -102,7 +101,7 @@ fn stage_costs(
         half_tangent_backward,
         unit_sgd,
         activation_bytes: elements * precision.kind().elt_size_in_bytes() as f64,
-        mask_bytes: elements * MASK_BYTES,
+        mask_bytes: elements * MASK_BYTES as f64,
     }
 }
 

@@ -27,6 +27,8 @@ use crate::model::DerivativeBn;
 
 /// The flag whose value a placement is.
 const FLAG: &str = "--placement";
+/// Bytes of one ReLU mask element (a bool tensor), as the exchange sends it.
+pub const MASK_BYTES: u64 = 1;
 /// Shares of one term must sum to 1 within this (they are written as decimals).
 const SUM_TOLERANCE: f64 = 1e-6;
 

@@ -18,10 +18,11 @@
 use serde::{Deserialize, Serialize};
 
 use super::placement::Placement;
-use super::shares::mask_exchanges;
+use super::shares::{mask_exchanges, MaskExchange};
 use crate::model::config::STAGES;
 use crate::model::net::layer_operator;
 use crate::model::terms::Vector;
+use crate::model::warp::Jacobian;
 use crate::model::NetConfig;
 
 /// Milliseconds of the pieces of one warp layer's work at one stage's shape, on one device, at the
@@ -86,9 +87,13 @@ pub struct Prediction {
 }
 
 /// One worker's costs for one warp layer at stage `s`: (primal passes, terms forward, backward, SGD).
-fn worker_costs(config: &NetConfig, placement: &Placement, worker: usize, stage: &StageCosts) -> [f64; 4] {
-    let (_, jacobian) = layer_operator(config);
-    let exchanges = mask_exchanges(placement, jacobian);
+/// `exchanges`: the placement's mask exchanges under the network's `jacobian`.
+fn worker_costs(
+    placement: &Placement,
+    (jacobian, exchanges): (Jacobian, &[MaskExchange]),
+    worker: usize,
+    stage: &StageCosts,
+) -> [f64; 4] {
     let group = &placement.groups[worker];
     let (mut primal, mut terms, mut backward) = (0.0, 0.0, 0.0);
     for c in placement.units_on(worker) {
@@ -96,7 +101,7 @@ fn worker_costs(config: &NetConfig, placement: &Placement, worker: usize, stage:
         let in_chain = group.iter().any(|t| t.chain.contains(&c));
         let imported = exchanges.iter().any(|e| e.to == worker && e.unit == c);
         let exported = exchanges.iter().any(|e| e.from == worker && e.unit == c);
-        let masked = jacobian != crate::model::warp::Jacobian::Released && (in_chain || exported);
+        let masked = jacobian != Jacobian::Released && (in_chain || exported);
         if output {
             primal += stage.unit_forward;
             backward += stage.unit_backward;
@@ -131,19 +136,22 @@ fn interpolate(share: f64, half: f64, whole: f64) -> f64 {
 /// from `profile` measured at the replica's batch.
 pub fn predict(config: &NetConfig, placement: &Placement, profile: &Profile, link: &Link) -> Prediction {
     let workers = placement.devices();
-    let two_phase = !mask_exchanges(placement, layer_operator(config).1).is_empty();
+    let jacobian = layer_operator(config).1;
+    let exchanges = mask_exchanges(placement, jacobian);
+    let two_phase = !exchanges.is_empty();
     let mut step = profile.home;
     let mut busy = vec![0.0; workers];
     let mut sgd = vec![0.0; workers];
     for at in config.layer_indices() {
         let stage = &profile.stages[at.stage];
-        let costs: Vec<[f64; 4]> = (0..workers).map(|w| worker_costs(config, placement, w, stage)).collect();
+        let costs: Vec<[f64; 4]> =
+            (0..workers).map(|w| worker_costs(placement, (jacobian, &exchanges), w, stage)).collect();
         let max = |f: &dyn Fn(&[f64; 4]) -> f64| costs.iter().map(f).fold(0.0, f64::max);
         let forward = if two_phase { max(&|c| c[0]) + max(&|c| c[1]) } else { max(&|c| c[0] + c[1]) };
         // Per worker: x1 out, its sum back, the upstream gradient out, its dL/dx1 back; the home adds
         // the sums and the gradients; masks cross twice (to the home and on).
         let messages = 4.0 * workers as f64 * link.message(stage.activation_bytes);
-        let masks = mask_exchanges(placement, layer_operator(config).1)
+        let masks = exchanges
             .iter()
             .map(|e| {
                 let (_, rows) = e.span.rows(profile.batch);

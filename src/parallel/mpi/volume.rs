@@ -24,7 +24,7 @@
 use crate::model::net::layer_operator;
 use crate::model::NetConfig;
 use crate::parallel::executor::Plan;
-use crate::parallel::shares::mask_exchanges;
+use crate::parallel::shares::{mask_exchanges, MASK_BYTES};
 use crate::parallel::Devices;
 
 /// Side of every image (data/ pads or checks every data set to 32 x 32).
@@ -33,8 +33,6 @@ const IMAGE_SIDE: u64 = 32;
 const LABEL: u64 = 8;
 /// Activations crossing per warp layer and remote worker: x1, the sum, the upstream gradient, dL/dx1.
 const CROSSINGS_PER_LAYER: u64 = 4;
-/// Bytes of one ReLU mask element (a bool tensor).
-const MASK_BYTES: u64 = 1;
 
 /// Bytes of tensor data per training step between ranks, for a batch of `batch` images whose pixels
 /// and activations take `activation_bytes` each (the step's kind: 4 in fp32, 2 in bf16).
