@@ -304,3 +304,85 @@ fn a_build_without_mpi_says_so() {
         "{stderr}"
     );
 }
+
+/// `warpnet plan` at a small size: the JSON row of a prediction, once from a profile measured here
+/// and written, once from that file. The file alone decides every figure, so the two runs agree
+/// exactly; a slower link adds time; a file that is missing, malformed, or lacks the batch asked
+/// for is one line naming it.
+#[test]
+fn plan_predicts_from_a_saved_profile_and_names_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("profile.json");
+    let file_arg = file.to_str().unwrap();
+    let base = ["plan", "--k", "2", "--nwarp", "1", "--width", "1", "--batch", "8", "--precision", "fp32"];
+    let plan = |extra: &[&str]| -> serde_json::Value {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let out = warpnet(&args);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "{args:?}: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+    };
+    let measured = plan(&["--devices", "2", "--save-profile", file_arg, "--json"]);
+    let row = &measured[0];
+    assert_eq!(row["devices"], 2);
+    assert_eq!(row["weights_mb"].as_array().unwrap().len(), 3, "home and two workers: {row}");
+    for key in
+        ["predicted_ms", "wrn_one_device_ms", "wrn_data_parallel_ms", "rs_one_device", "rs_data_parallel"]
+    {
+        assert!(row[key].as_f64().unwrap().is_finite(), "{key}: {row}");
+    }
+    let read = plan(&["--devices", "2", "--profile", file_arg, "--json"]);
+    assert_eq!(read[0], measured[0]);
+    let placement = row["placement"].as_str().unwrap();
+    // 1 ms and 1 MB/s per message, against threads' 0.05 ms and no copy.
+    let slow = plan(&[
+        "--devices",
+        "2",
+        "--profile",
+        file_arg,
+        "--link",
+        "1000:0.001",
+        "--placement",
+        placement,
+        "--json",
+    ]);
+    assert!(slow[0]["predicted_ms"].as_f64() > row["predicted_ms"].as_f64(), "{slow} against {row}");
+
+    let rejected = |extra: &[&str], needle: &str| {
+        assert_rejected(&base.iter().chain(extra).copied().collect::<Vec<_>>(), needle)
+    };
+    rejected(&["--profile", "/nonexistent/profile.json"], "/nonexistent/profile.json");
+    let malformed = dir.path().join("bad.json");
+    std::fs::write(&malformed, "{\"profiles\": 3}").unwrap();
+    rejected(&["--profile", malformed.to_str().unwrap()], "not a warpnet profile file");
+    // The data-parallel WRN on 4 devices needs the profile at 2 images per replica.
+    rejected(&["--profile", file_arg, "--devices", "4"], "no profile at batch 2");
+}
+
+/// `train --placement auto` resolves to a placement in the paper's notation before training, and the
+/// resolved config (what the run folder records) holds it, not the word.
+#[test]
+fn train_auto_placement_is_resolved_and_recorded() {
+    let out = warpnet(&[
+        "train",
+        "--preset",
+        "demo",
+        "--model",
+        "warp",
+        "--k",
+        "2",
+        "--devices",
+        "cpu:2",
+        "--placement",
+        "auto",
+        "--batch",
+        "8",
+        "--dry-run",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("auto placement on cpu:2: ["), "{stdout}");
+    let placement = stdout.lines().find(|l| l.starts_with("placement = ")).expect("placement recorded");
+    assert!(placement.contains("[F") && !placement.contains("auto"), "{placement}");
+    assert_rejected(&["train", "--devices", "cpu:2", "--placement", "auto"], "WRN");
+}

@@ -4,7 +4,9 @@
 use warpnet::model::net::layer_operator;
 use warpnet::model::{NetConfig, Variant};
 use warpnet::parallel::auto_placement;
-use warpnet::parallel::step_model::{predict, predict_wrn, Link, Profile, StageCosts};
+use warpnet::parallel::step_model::{
+    links, predict, predict_data_parallel, predict_wrn, DeviceBytes, Link, Profile, StageCosts,
+};
 use warpnet::parallel::Placement;
 
 /// A unit's pass forward 2 and backward 4, its mask pass 1, a tangent pass 2 and 4 (half of it at
@@ -22,8 +24,21 @@ fn profile() -> Profile {
         unit_sgd: 0.0,
         activation_bytes: 0.0,
         mask_bytes: 0.0,
+        unit_weight_bytes: 100.0,
+        unit_kept_bytes: 10.0,
+        mask_kept_bytes: 1.0,
+        tangent_kept_bytes: 4.0,
     };
-    Profile { device: "by hand".into(), batch: 8, stages: vec![stage; 3], home: 0.0, add: vec![0.0; 3] }
+    Profile {
+        device: "by hand".into(),
+        batch: 8,
+        threads: 1,
+        stages: vec![stage; 3],
+        home: 0.0,
+        add: vec![0.0; 3],
+        home_weight_bytes: 50.0,
+        home_kept_bytes: 20.0,
+    }
 }
 
 const FREE: Link = Link { latency_ms: 0.0, bytes_per_ms: f64::INFINITY };
@@ -66,8 +81,10 @@ fn messages_cost_latency_and_bytes() {
     // 12 of work + 2 workers x 4 messages x (1 + 2) = 36 per layer.
     assert_eq!(predict(&config, &whole, &profile, &link).step_ms, 3.0 * 36.0);
     let split = Placement::parse("[F1,F2'x1:0.5],[F2,F2'x1:0.5]", &layer_operator(&config).0).unwrap();
-    // 9 + 24 + the mask half, two hops of (1 + 4 x 4 / 8).
-    assert_eq!(predict(&config, &split, &profile, &link).step_ms, 3.0 * (9.0 + 24.0 + 2.0 * 3.0));
+    // 9 + 24 + the mask half, two hops of (1 + 4 x 4 / 8), + unit 2's gradients from both holders to
+    // the home and back, 4 x (1 + 100).
+    let expected = 3.0 * (9.0 + 24.0 + 2.0 * 3.0 + 4.0 * 101.0);
+    assert_eq!(predict(&config, &split, &profile, &link).step_ms, expected);
 }
 
 /// From the hand-made profile, `auto` on two devices splits F2'x1 evenly; on three it picks the
@@ -83,4 +100,44 @@ fn auto_picks_the_balanced_split() {
     assert!(prediction.step_ms <= 21.0, "{three}: {}", prediction.step_ms);
     let (one, _) = auto_placement::best(&config, 1, &profile(), &FREE);
     assert_eq!(one.devices(), 1);
+}
+
+/// Bytes per device, by hand, for [F1,F2'x1:0.5],[F2,F2'x1:0.5] over 3 layers: worker 0 holds units 1
+/// and 2 (F1's pass keeps 10, half a tangent 2: 12 per layer), worker 1 unit 2 (F2's pass 10, half a
+/// tangent 2; its mask travels, so no mask pass of its own); the home its 50 and 20.
+#[test]
+fn memory_per_device_counts_units_and_kept_tensors() {
+    let config = NetConfig::warp(2, 1, 1, 10, Variant::Warpnet1);
+    let split = Placement::parse("[F1,F2'x1:0.5],[F2,F2'x1:0.5]", &layer_operator(&config).0).unwrap();
+    let memory = predict(&config, &split, &profile(), &FREE).memory;
+    let bytes = |weights, activations| DeviceBytes { weights, activations };
+    assert_eq!(memory, vec![bytes(50.0, 20.0), bytes(600.0, 36.0), bytes(300.0, 36.0)]);
+    // [F1],[F2],[F2'x1]: the third runs unit 2's mask pass (keeps 1) and a whole tangent (4).
+    let three = Placement::parse("[F1],[F2],[F2'x1]", &layer_operator(&config).0).unwrap();
+    assert_eq!(predict(&config, &three, &profile(), &FREE).memory[3], bytes(300.0, 15.0));
+}
+
+/// The data-parallel WRN: each replica's step (36 at the profile's batch), then through a link of
+/// 1 ms and 1 byte/ms the gradients (6 units x 100 + 50 = 650 bytes) out and back per other replica.
+/// Replicated units of a split (unit 2 on both workers) cost the same per layer: 2 holders x 2 hops.
+#[test]
+fn gradients_cross_the_link_once_each_way() {
+    let config = NetConfig::warp(2, 1, 1, 10, Variant::Warpnet1);
+    let link = Link { latency_ms: 1.0, bytes_per_ms: 1.0 };
+    assert_eq!(predict_data_parallel(&config, &profile(), 1, &link), 36.0);
+    assert_eq!(predict_data_parallel(&config, &profile(), 3, &link), 36.0 + 4.0 * 651.0);
+    let split = Placement::parse("[F1,F2'x1:0.5],[F2,F2'x1:0.5]", &layer_operator(&config).0).unwrap();
+    let step = |link: &Link| predict(&config, &split, &profile(), link).step_ms;
+    // Activations and masks are 0 bytes here: per layer 4 messages x 2 workers and the mask's 2 hops
+    // at 1 ms each, plus unit 2's gradients, 2 holders x 2 hops x (1 + 100).
+    assert_eq!(step(&link) - step(&FREE), 3.0 * (8.0 + 2.0 + 4.0 * 101.0));
+}
+
+/// The named links and the LATENCY_US:GB_PER_S form; anything else is refused with the names.
+#[test]
+fn links_parse_by_name_and_by_figures() {
+    assert_eq!(links::parse("nvlink4").unwrap(), links::NVLINK4);
+    assert_eq!(links::parse("20:5").unwrap(), Link { latency_ms: 0.02, bytes_per_ms: 5e6 });
+    assert!(links::parse("token-ring").unwrap_err().contains("pcie4"));
+    assert!(links::parse("0:5").is_err());
 }

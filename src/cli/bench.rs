@@ -16,10 +16,11 @@ use tch::{nn::VarStore, Device, Kind, Tensor};
 use anyhow::Context;
 
 use super::flags::{positive, PrecisionFlag, WarpFlags};
+use super::plan::{read_profiles, write_profiles};
 use crate::model::warp::PrimalSharing;
 use crate::model::{loss, op_count, DerivativeBn, ModelKind, Net, NetConfig, Variant};
 use crate::parallel::comparison::{default_runs, measure, RunSpec, StepTraffic};
-use crate::parallel::prediction;
+use crate::parallel::prediction::{self, Profiles};
 use crate::parallel::Devices;
 use crate::precision::{MemoryFormat, Precision};
 use crate::report::Table;
@@ -73,10 +74,17 @@ pub struct BenchArgs {
     /// `auto`: the placement, batch shares included, the step-time model predicts fastest.
     #[arg(long, requires = "devices")]
     pub placement: Option<String>,
-    /// Also print each run's step as the step-time model predicts it, from profiles measured here
-    /// (src/parallel/step_model.rs; runs over MPI ranks are not predicted).
+    /// Also print each run's step as the step-time model predicts it (src/parallel/step_model.rs),
+    /// from profiles measured here or read with --profile; over MPI ranks, with the link to rank 1
+    /// measured first.
     #[arg(long)]
     pub predict: bool,
+    /// Predict from the profiles in this file (`warpnet plan --save-profile`) instead of measuring.
+    #[arg(long)]
+    pub profile: Option<std::path::PathBuf>,
+    /// Write the profiles the predictions used to this file.
+    #[arg(long)]
+    pub save_profile: Option<std::path::PathBuf>,
     /// Compare the default set: WRN on 1 and 2 workers, WarpNet1/2 K = 2 on 1, 2, 3 and 4 workers.
     #[arg(long)]
     pub table: bool,
@@ -283,11 +291,22 @@ fn compare(base: &NetConfig, args: &BenchArgs) -> anyhow::Result<()> {
     }
     let devices: Vec<Device> = runs.iter().flat_map(|r| r.devices.workers.clone()).collect();
     let precision = args.precision.decide(&devices);
-    let predict = args.predict || runs.iter().any(|r| r.auto);
+    let predict = args.predict || runs.iter().any(|r| r.auto) || args.profile.is_some();
+    let mut profiles = match &args.profile {
+        Some(file) => Profiles::from(read_profiles(file)?, file.display().to_string()),
+        None => Profiles::measured_on(Device::Cpu),
+    };
     let predicted = match predict {
-        true => prediction::plan(&mut runs, args.batch as i64, precision.precision),
+        true => prediction::plan(&mut runs, args.batch as i64, precision.precision, &mut profiles)?
+            .into_iter()
+            .map(Some)
+            .collect(),
         false => vec![None; runs.len()],
     };
+    if let Some(file) = &args.save_profile {
+        write_profiles(file, profiles.known.values().cloned().collect())?;
+        println!("profiles written: {}", file.display());
+    }
     for run in runs.iter().filter(|r| r.auto) {
         println!("auto placement for {} on {}: {}", run.config.label(), run.devices, run.layout());
     }
@@ -384,7 +403,7 @@ fn traffic_cells(traffic: Option<&StepTraffic>) -> Vec<String> {
 }
 
 /// "cpu", "cuda", "cuda:I".
-fn parse_device(text: &str) -> Result<Device, String> {
+pub fn parse_device(text: &str) -> Result<Device, String> {
     match text {
         "cpu" => Ok(Device::Cpu),
         "cuda" => Ok(Device::Cuda(0)),

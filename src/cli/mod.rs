@@ -6,6 +6,7 @@ pub mod convert;
 pub mod data;
 pub mod eval;
 pub mod flags;
+pub mod plan;
 pub mod plot;
 pub mod predict;
 pub mod reproduce;
@@ -64,6 +65,8 @@ pub enum Command {
     Analyze(analyze::AnalyzeArgs),
     /// Train and time the rows of the paper's Table 2, 3 or 5 and print them beside the paper's figures.
     Reproduce(reproduce::ReproduceArgs),
+    /// Predict a WarpNet's step and RS on P devices from a profile, and choose its placement.
+    Plan(plan::PlanArgs),
 }
 
 /// Runs the parsed command line.
@@ -78,6 +81,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Plot(args)) => plot::run(args),
         Some(Command::Analyze(args)) => analyze::run(args),
         Some(Command::Reproduce(args)) => reproduce::run(args),
+        Some(Command::Plan(args)) => plan::run(args),
         None => {
             println!(
                 "warpnet: no subcommand, so the demo: `warpnet train --preset demo` (see `warpnet --help`)"

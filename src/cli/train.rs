@@ -8,7 +8,7 @@ use super::flags::{positive, PrecisionFlag, WarpFlags};
 use crate::data::{self, DataSpec};
 use crate::error::input_error;
 use crate::model::{terms, ModelKind};
-use crate::parallel::Devices;
+use crate::parallel::{prediction, Devices};
 use crate::report::plot;
 use crate::train::{self, Preset, TrainConfig, Verbosity};
 
@@ -88,7 +88,9 @@ pub struct TrainArgs {
     pub devices: Option<Devices>,
     /// Terms of a warp layer per device, paper notation: "[F1],[F2],[F2'x1]" (default: the paper's
     /// assignment when it fits --devices, else data parallelism). --devices with R times its brackets
-    /// runs R data-parallel replicas of it (the hybrid).
+    /// runs R data-parallel replicas of it (the hybrid). Shares split a term's batch:
+    /// "[F1,F2'x1:0.5],[F2,F2'x1:0.5]". `auto`: the placement the step-time model predicts fastest on
+    /// --devices, measured here first.
     #[arg(long)]
     pub placement: Option<String>,
     /// libtorch intra-op threads (default: all cores).
@@ -164,7 +166,8 @@ impl TrainArgs {
     /// before any data is read.
     fn check(mut c: TrainConfig) -> anyhow::Result<TrainConfig> {
         c.validate().map_err(input_error)?;
-        if c.devices.is_some() {
+        // `auto` is resolved by `run` (it measures a profile: not part of what every rank agrees on).
+        if c.devices.is_some() && c.placement.as_deref() != Some(AUTO) {
             let plan = c.parallel_plan(&c.net(2))?;
             c.placement = plan.placement.as_ref().map(|p| p.to_string()).or(c.placement);
         }
@@ -172,11 +175,32 @@ impl TrainArgs {
     }
 }
 
+/// `--placement auto`.
+const AUTO: &str = "auto";
+
+/// Replaces `--placement auto` by the placement the step-time model predicts fastest on the run's
+/// devices (parallel/prediction.rs), printed in the paper's notation; the run folder records it.
+fn resolve_auto_placement(config: TrainConfig) -> anyhow::Result<TrainConfig> {
+    if config.placement.as_deref() != Some(AUTO) {
+        return Ok(config);
+    }
+    let devices = config.devices.clone().expect("validated: --placement needs --devices");
+    let net = config.net(2); // the class count does not change the step's cost
+    let (placement, ms) = prediction::auto_for_training(
+        &net,
+        &devices,
+        config.batch as i64,
+        config.precision_choice().precision,
+    )?;
+    println!("auto placement on {devices}: {placement} (predicted {ms:.1} ms per step)");
+    TrainArgs::check(TrainConfig { placement: Some(placement.to_string()), ..config })
+}
+
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     if let Some(run_dir) = &args.resume {
         return resume(run_dir, &args);
     }
-    let config = args.resolve()?;
+    let config = resolve_auto_placement(args.resolve()?)?;
     if args.dry_run {
         print!("{}", toml::to_string(&config)?);
         return Ok(());

@@ -1,49 +1,130 @@
 //! The step-time model applied to benchmark runs: each run's predicted milliseconds, and `auto`
 //! placements resolved, from profiles measured on this machine (parallel/profile.rs) at each run's
-//! batch share and threads per device. Runs over MPI ranks are not predicted yet (their link is not
-//! measured).
+//! batch share and threads per device, or read from a profile file. Threads of this process are
+//! reached by [`links::THREADS`]; MPI ranks by the link measured to rank 1 ([`mpi_link`]).
 
 use std::collections::BTreeMap;
 
+use tch::Device;
+
 use super::auto_placement;
 use super::comparison::RunSpec;
+use super::mpi::remote;
 use super::placement::Placement;
 use super::profile;
-use super::step_model::{predict, predict_wrn, Link, Profile};
+use super::step_model::{gradient_sum_ms, links, predict, predict_wrn, Link, Profile};
+use crate::error::input_error;
 use crate::model::net::layer_operator;
-use crate::model::ModelKind;
+use crate::model::{ModelKind, NetConfig};
 use crate::precision::Precision;
 
-/// Threads of one process hand tensors over without a copy; a channel send and wake-up costs tens of
-/// microseconds (assumed, not measured: against steps of hundreds of milliseconds it does not show).
-pub const THREADS: Link = Link { latency_ms: 0.05, bytes_per_ms: f64::INFINITY };
 /// Timed repeats of each piece of a profile (after one warm-up).
-const PROFILE_REPEATS: usize = 5;
+pub const PROFILE_REPEATS: usize = 5;
+/// Round trips timed per message size when measuring the MPI link.
+const LINK_REPEATS: usize = 20;
+/// A message small enough that its time is the latency, and one large enough to be the bandwidth's
+/// (the size of a (64, 64, 32, 32) fp32 activation, WRN-13-4's largest at batch 64).
+const SMALL_BYTES: usize = 8;
+const LARGE_BYTES: usize = 16 << 20;
 
-/// Resolves every `auto` run's placement and returns each run's predicted step (`None` over MPI).
-pub fn plan(runs: &mut [RunSpec], batch: i64, precision: Precision) -> Vec<Option<f64>> {
+/// Profiles by (batch, threads per device): measured here on `device` when missing, unless they were
+/// read from a file (`from`), which must then hold every one asked for.
+pub struct Profiles {
+    pub known: BTreeMap<(i64, usize), Profile>,
+    file: Option<String>,
+    device: Device,
+}
+
+impl Profiles {
+    /// None yet: each measured on `device` when first asked for.
+    pub fn measured_on(device: Device) -> Profiles {
+        Profiles { known: BTreeMap::new(), file: None, device }
+    }
+
+    /// A profile file's profiles (`file` names it in errors), each at its batch and threads.
+    pub fn from(profiles: Vec<Profile>, file: String) -> Profiles {
+        let known = profiles.into_iter().map(|p| ((p.batch, p.threads), p)).collect();
+        Profiles { known, file: Some(file), device: Device::Cpu }
+    }
+
+    /// The profile at `batch` images and `threads` per device.
+    pub fn get(
+        &mut self,
+        config: &NetConfig,
+        (batch, threads): (i64, usize),
+        precision: Precision,
+    ) -> anyhow::Result<&Profile> {
+        if let (Some(file), false) = (&self.file, self.known.contains_key(&(batch, threads))) {
+            let held: Vec<String> =
+                self.known.keys().map(|(b, t)| format!("batch {b} x {t} threads")).collect();
+            return Err(input_error(format!(
+                "{file}: no profile at batch {batch} with {threads} threads per device (it holds {})",
+                held.join(", ")
+            )));
+        }
+        Ok(self.known.entry((batch, threads)).or_insert_with(|| {
+            profile::measure(config, batch, precision, (self.device, threads), PROFILE_REPEATS)
+        }))
+    }
+}
+
+/// The link to rank 1 of this MPI job, measured: latency half a small message's round trip,
+/// bandwidth a large one's bytes over the rest of half its round trip.
+pub fn mpi_link() -> Link {
+    let small = remote::round_trip_ms(1, SMALL_BYTES, LINK_REPEATS) / 2.0;
+    let large = remote::round_trip_ms(1, LARGE_BYTES, LINK_REPEATS) / 2.0;
+    Link { latency_ms: small, bytes_per_ms: LARGE_BYTES as f64 / (large - small).max(1e-6) }
+}
+
+/// Resolves every `auto` run's placement and returns each run's predicted step, from `profiles`
+/// (completed by measuring here).
+pub fn plan(
+    runs: &mut [RunSpec],
+    batch: i64,
+    precision: Precision,
+    profiles: &mut Profiles,
+) -> anyhow::Result<Vec<f64>> {
     let restore = tch::get_num_threads();
-    let mut profiles: BTreeMap<(i64, usize), Profile> = BTreeMap::new();
+    let mpi = runs.iter().any(|r| r.devices.mpi).then(mpi_link);
     let predicted = runs
         .iter_mut()
         .map(|run| {
-            if run.devices.mpi {
-                return None;
-            }
+            let link = if run.devices.mpi { mpi.expect("measured for MPI runs") } else { links::THREADS };
             let replicas = if run.auto { 1 } else { run_replicas(run) };
             let key = (batch / replicas as i64, run.threads_per_device());
-            let profile = profiles
-                .entry(key)
-                .or_insert_with(|| profile::measure(&run.config, key.0, precision, key.1, PROFILE_REPEATS));
+            let profile = profiles.get(&run.config, key, precision)?;
             if run.auto {
-                let (placement, _) = auto_placement::best(&run.config, run.devices.len(), profile, &THREADS);
+                let (placement, _) = auto_placement::best(&run.config, run.devices.len(), profile, &link);
                 run.placement = (placement.devices() > 1).then_some(placement);
             }
-            Some(predicted_ms(run, profile))
+            Ok(predicted_ms(run, profile, &link))
         })
         .collect();
     tch::set_num_threads(restore);
     predicted
+}
+
+/// `--placement auto` for a training run of `config` on `devices` at `batch`: the fastest placement
+/// on all of them (one replica), from a profile measured on the first worker device, reached by
+/// threads of this process or, over MPI, by the link measured to rank 1 (copies between GPUs of one
+/// process are not modelled: counted as threads'). Returns it with its predicted step.
+pub fn auto_for_training(
+    config: &NetConfig,
+    devices: &super::Devices,
+    batch: i64,
+    precision: Precision,
+) -> anyhow::Result<(Placement, f64)> {
+    if config.model != ModelKind::Warp {
+        crate::bail_input!("--placement auto chooses a WarpNet's placement; a WRN has no terms to place");
+    }
+    let restore = tch::get_num_threads();
+    let link = if devices.mpi { mpi_link() } else { links::THREADS };
+    let device = devices.workers.first().copied().unwrap_or(Device::Cpu);
+    let profile =
+        profile::measure(config, batch, precision, (device, devices.threads_per_worker()), PROFILE_REPEATS);
+    tch::set_num_threads(restore);
+    let (placement, prediction) = auto_placement::best(config, devices.len(), &profile, &link);
+    Ok((placement, prediction.step_ms))
 }
 
 /// Replicas of a run: data-parallel groups of its placement's size (1 without a placement).
@@ -51,16 +132,14 @@ fn run_replicas(run: &RunSpec) -> usize {
     run.devices.len() / run.placement.as_ref().map_or(1, Placement::devices)
 }
 
-fn predicted_ms(run: &RunSpec, profile: &Profile) -> f64 {
-    match &run.placement {
-        Some(placement) if placement.devices() > 1 => {
-            predict(&run.config, placement, profile, &THREADS).step_ms
-        }
-        // One device (or whole replicas, each at its share of the batch): the network's units in turn.
-        _ if run.config.model == ModelKind::Wrn => predict_wrn(&run.config, profile),
-        _ => {
-            let terms = layer_operator(&run.config).0;
-            predict(&run.config, &Placement::single_device(&terms), profile, &THREADS).step_ms
-        }
-    }
+/// A run's step from `profile` (measured at its replicas' share of the batch): one replica's, and
+/// the replicas' gradients summed through the home.
+fn predicted_ms(run: &RunSpec, profile: &Profile, link: &Link) -> f64 {
+    let config = &run.config;
+    let replica = match &run.placement {
+        Some(placement) if placement.devices() > 1 => predict(config, placement, profile, link).step_ms,
+        _ if config.model == ModelKind::Wrn => predict_wrn(config, profile),
+        _ => predict(config, &Placement::single_device(&layer_operator(config).0), profile, link).step_ms,
+    };
+    replica + gradient_sum_ms(config, profile, run_replicas(run), link)
 }

@@ -8,6 +8,7 @@ use std::time::Instant;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use super::comparison::median;
+use super::memory;
 use super::shares::MASK_BYTES;
 use super::step_model::{Profile, StageCosts};
 use crate::model::config::STAGES;
@@ -20,46 +21,90 @@ use crate::train::optimizer::Sgd;
 /// Side of the network's input images.
 const IMAGE_SIDE: i64 = 32;
 
-/// Milliseconds of `work()`, median over `repeats` after one warm-up.
-fn time(repeats: usize, mut work: impl FnMut()) -> f64 {
-    work();
-    let times: Vec<f64> = (0..repeats)
-        .map(|_| {
+/// Times work on one device: medians over `repeats` after one warm-up, a GPU synchronised around
+/// each timed piece (its kernels run asynchronously).
+#[derive(Clone, Copy)]
+struct Clock {
+    device: Device,
+    repeats: usize,
+}
+
+impl Clock {
+    fn sync(&self) {
+        if let Device::Cuda(i) = self.device {
+            tch::Cuda::synchronize(i as i64);
+        }
+    }
+
+    /// Milliseconds of `work()`.
+    fn time(&self, mut work: impl FnMut()) -> f64 {
+        work();
+        let times: Vec<f64> = (0..self.repeats)
+            .map(|_| {
+                self.sync();
+                let started = Instant::now();
+                work();
+                self.sync();
+                started.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        median(&times)
+    }
+
+    /// Milliseconds of `backward()` alone, after `forward()` each time.
+    fn time_backward(&self, forward: impl Fn() -> Tensor) -> f64 {
+        let once = || {
+            let out = forward();
+            let upstream = out.ones_like();
+            self.sync();
             let started = Instant::now();
-            work();
+            (out * upstream).sum(Kind::Float).backward();
+            self.sync();
             started.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    median(&times)
+        };
+        once();
+        median(&(0..self.repeats).map(|_| once()).collect::<Vec<f64>>())
+    }
 }
 
-/// Milliseconds of `backward()` alone, after `forward()` each time (median over `repeats`).
-fn time_backward(repeats: usize, forward: impl Fn() -> Tensor) -> f64 {
-    let once = || {
-        let out = forward();
-        let upstream = out.ones_like();
-        let started = Instant::now();
-        (out * upstream).sum(Kind::Float).backward();
-        started.elapsed().as_secs_f64() * 1e3
-    };
-    once();
-    median(&(0..repeats).map(|_| once()).collect::<Vec<f64>>())
+/// Bytes `forward()`'s result keeps alive on the CPU heap (what its backward will read), or 0 where
+/// the heap cannot be read (parallel/memory.rs). Kept tensors are the same on every device: the
+/// step-time model measures them on the CPU whatever device it times.
+fn kept_bytes<T>(forward: impl FnOnce() -> T) -> f64 {
+    if !memory::measurable(Device::Cpu) {
+        return 0.0;
+    }
+    let before = memory::heap_in_use();
+    let kept = forward();
+    let bytes = memory::heap_in_use().saturating_sub(before);
+    drop(kept);
+    bytes as f64
 }
 
-/// The profile of `config`'s pieces at `batch` images in `precision` on this thread's CPU, with
-/// `threads` intra-op threads.
+/// The profile of `config`'s pieces at `batch` images in `precision` on `device`, with `threads`
+/// intra-op threads (on a GPU: of the host).
 pub fn measure(
     config: &NetConfig,
     batch: i64,
     precision: Precision,
-    threads: usize,
+    (device, threads): (Device, usize),
     repeats: usize,
 ) -> Profile {
     tch::set_num_threads(threads as i32);
-    let stages = (0..STAGES).map(|s| stage_costs(config, s, batch, precision, repeats)).collect();
-    let (home, add) = home_costs(config, batch, precision, repeats);
-    let device = format!("cpu, {threads} thread{}, {precision}", if threads == 1 { "" } else { "s" });
-    Profile { device, batch, stages, home, add }
+    let clock = Clock { device, repeats };
+    let stages = (0..STAGES).map(|s| stage_costs(config, s, batch, precision, clock)).collect();
+    let home = home_costs(config, batch, precision, clock);
+    let plural = if threads == 1 { "" } else { "s" };
+    let name = match device {
+        Device::Cuda(i) => format!("cuda:{i}"),
+        _ => format!("cpu, {threads} thread{plural}"),
+    };
+    Profile { device: format!("{name}, {precision}"), batch, threads, stages, ..home }
+}
+
+/// A random (B, C, H, W) input on `device` in `precision`.
+fn random(shape: [i64; 4], precision: Precision, device: Device) -> Tensor {
+    precision.input(&Tensor::randn(shape, (Kind::Float, device)))
 }
 
 /// The costs of one unit of stage `stage`: (B, C, H, W) with C = 16kw x 2^stage, H = W = 32 / 2^stage.
@@ -68,28 +113,42 @@ fn stage_costs(
     stage: usize,
     batch: i64,
     precision: Precision,
-    repeats: usize,
+    clock: Clock,
 ) -> StageCosts {
     let (channels, side) = (config.stage_channels(stage) as i64, IMAGE_SIDE >> stage);
-    let vs = VarStore::new(Device::Cpu);
-    let unit = ResidualUnit::new(&(vs.root() / "unit"), channels);
-    let x = precision.input(&Tensor::randn([batch, channels, side, side], (Kind::Float, Device::Cpu)));
+    let shape = [batch, channels, side, side];
     let none = Some(DerivativeBn::None);
+    let (kept, unit_weight_bytes) = {
+        let vs = VarStore::new(Device::Cpu);
+        let unit = ResidualUnit::new(&(vs.root() / "unit"), channels);
+        let x = random(shape, precision, Device::Cpu).set_requires_grad(true);
+        let at = unit.primal(&x, true, false, none).linearization.expect("linearised");
+        let kept = [
+            kept_bytes(|| unit.primal(&x, true, true, none)),
+            kept_bytes(|| unit.primal(&x, true, false, none)),
+            kept_bytes(|| unit.tangent(&at, &x)),
+        ];
+        (kept, memory::variable_bytes(&vs).0 as f64)
+    };
+    let vs = VarStore::new(clock.device);
+    let unit = ResidualUnit::new(&(vs.root() / "unit"), channels);
+    // x1 requires its gradient in the executor (it comes from the layers below): so here.
+    let x = random(shape, precision, clock.device).set_requires_grad(true);
     let full = || unit.primal(&x, true, true, none);
-    let unit_forward = time(repeats, || drop(full()));
-    let unit_backward = time_backward(repeats, || full().output.expect("output"));
-    let mask_forward = time(repeats, || drop(unit.primal(&x, true, false, none)));
+    let unit_forward = clock.time(|| drop(full()));
+    let unit_backward = clock.time_backward(|| full().output.expect("output"));
+    let mask_forward = clock.time(|| drop(unit.primal(&x, true, false, none)));
     let at = unit.primal(&x, true, false, none).linearization.expect("linearised");
-    let tangent_forward = time(repeats, || drop(unit.tangent(&at, &x)));
-    let tangent_backward = time_backward(repeats, || unit.tangent(&at, &x));
+    let tangent_forward = clock.time(|| drop(unit.tangent(&at, &x)));
+    let tangent_backward = clock.time_backward(|| unit.tangent(&at, &x));
     let half = batch / 2;
     let (x_half, at_half) = (x.narrow(0, 0, half), at.rows(0, half));
-    let half_tangent_forward = time(repeats, || drop(unit.tangent(&at_half, &x_half)));
-    let half_tangent_backward = time_backward(repeats, || unit.tangent(&at_half, &x_half));
+    let half_tangent_forward = clock.time(|| drop(unit.tangent(&at_half, &x_half)));
+    let half_tangent_backward = clock.time_backward(|| unit.tangent(&at_half, &x_half));
     let mut sgd = Sgd::new(&vs, 0.9, 5e-4);
     let variables = vs.variables();
     let gradients: Vec<Tensor> = sgd.names().map(|n| variables[n].zeros_like()).collect();
-    let unit_sgd = time(repeats, || sgd.step(&gradients, 0.0));
+    let unit_sgd = clock.time(|| sgd.step(&gradients, 0.0));
     let elements = (batch * channels * side * side) as f64;
     StageCosts {
         unit_forward,
@@ -102,38 +161,59 @@ fn stage_costs(
         unit_sgd,
         activation_bytes: elements * precision.kind().elt_size_in_bytes() as f64,
         mask_bytes: elements * MASK_BYTES as f64,
+        unit_weight_bytes,
+        unit_kept_bytes: kept[0],
+        mask_kept_bytes: kept[1],
+        tangent_kept_bytes: kept[2],
     }
 }
 
-/// The home's work per step (stem, downsampling, head and loss, forward and backward) and one
-/// activation addition per stage.
-fn home_costs(config: &NetConfig, batch: i64, precision: Precision, repeats: usize) -> (f64, Vec<f64>) {
-    let vs = VarStore::new(Device::Cpu);
+/// The home's part of a profile: its work per step (stem, downsampling, head and loss, forward and
+/// backward), one activation addition per stage, its weights and what its forward keeps.
+fn home_costs(config: &NetConfig, batch: i64, precision: Precision, clock: Clock) -> Profile {
+    let device = clock.device;
+    let vs = VarStore::new(device);
     let (stem, head) = (Stem::new(&vs.root(), config), Head::new(&vs.root(), config));
-    let images =
-        precision.input(&Tensor::randn([batch, 3, IMAGE_SIDE, IMAGE_SIDE], (Kind::Float, Device::Cpu)));
-    let labels = Tensor::zeros([batch], (Kind::Int64, Device::Cpu));
+    let images = random([batch, 3, IMAGE_SIDE, IMAGE_SIDE], precision, device);
+    let labels = Tensor::zeros([batch], (Kind::Int64, device));
     let last = STAGES - 1;
     let (channels, side) = (config.stage_channels(last) as i64, IMAGE_SIDE >> last);
-    let features = precision.input(&Tensor::randn([batch, channels, side, side], (Kind::Float, Device::Cpu)));
-    let features = features.set_requires_grad(true);
-    let stem_ms = time(repeats, || (stem.forward(&images, true).sum(Kind::Float)).backward());
-    let head_ms = time(repeats, || loss::cross_entropy(&head.forward(&features, true), &labels).backward());
+    let features = random([batch, channels, side, side], precision, device).set_requires_grad(true);
+    let stem_ms = clock.time(|| (stem.forward(&images, true).sum(Kind::Float)).backward());
+    let head_ms = clock.time(|| loss::cross_entropy(&head.forward(&features, true), &labels).backward());
     // Each later stage's downsampling, forward (its backward is a pooling's: of the same order).
     let downsample_ms: f64 = (1..STAGES)
         .map(|s| {
             let (c, side) = (config.stage_channels(s - 1) as i64, IMAGE_SIDE >> (s - 1));
-            let h = precision.input(&Tensor::randn([batch, c, side, side], (Kind::Float, Device::Cpu)));
-            2.0 * time(repeats, || drop(downsample(&h)))
+            let h = random([batch, c, side, side], precision, device);
+            2.0 * clock.time(|| drop(downsample(&h)))
         })
         .sum();
-    let home = stem_ms + head_ms + downsample_ms;
     let add = (0..STAGES)
         .map(|s| {
-            let (c, side) = (config.stage_channels(s) as i64, IMAGE_SIDE >> s);
-            let a = precision.input(&Tensor::randn([batch, c, side, side], (Kind::Float, Device::Cpu)));
-            time(repeats, || drop(&a + &a))
+            let a = random(
+                [batch, config.stage_channels(s) as i64, IMAGE_SIDE >> s, IMAGE_SIDE >> s],
+                precision,
+                device,
+            );
+            clock.time(|| drop(&a + &a))
         })
         .collect();
-    (home, add)
+    let home_kept_bytes = {
+        let cpu = VarStore::new(Device::Cpu);
+        let (stem, head) = (Stem::new(&cpu.root(), config), Head::new(&cpu.root(), config));
+        let images = random([batch, 3, IMAGE_SIDE, IMAGE_SIDE], precision, Device::Cpu);
+        let features = random([batch, channels, side, side], precision, Device::Cpu).set_requires_grad(true);
+        kept_bytes(|| (stem.forward(&images, true), head.forward(&features, true)))
+    };
+    Profile {
+        device: String::new(),
+        batch,
+        threads: 0,
+        stages: Vec::new(),
+        home: stem_ms + head_ms + downsample_ms,
+        add,
+        home_weight_bytes: memory::variable_bytes(&vs).0 as f64,
+        home_kept_bytes,
+    }
 }

@@ -47,6 +47,13 @@ pub struct StageCosts {
     pub activation_bytes: f64,
     /// Elements of one ReLU mask (B, C, H, W) (one byte each).
     pub mask_bytes: f64,
+    /// Bytes a unit's parameters and BatchNorm statistics take.
+    pub unit_weight_bytes: f64,
+    /// Bytes kept from the forward pass for the backward pass at the profile's batch: by a unit's
+    /// primal pass, by its mask pass alone (the mask: a constant of the tangents), by one tangent pass.
+    pub unit_kept_bytes: f64,
+    pub mask_kept_bytes: f64,
+    pub tangent_kept_bytes: f64,
 }
 
 /// What one device costs, measured at one batch, precision and thread count.
@@ -55,12 +62,102 @@ pub struct Profile {
     /// Where it was measured, in words ("cpu, 1 thread, fp32").
     pub device: String,
     pub batch: i64,
+    /// Intra-op threads it was measured with.
+    pub threads: usize,
     /// One per stage.
     pub stages: Vec<StageCosts>,
     /// The home's own work per step: stem, downsampling, head and loss, forward and backward.
     pub home: f64,
     /// One (B, C, H, W) addition at each stage: the home adds each worker's sum and each dL/dx1.
     pub add: Vec<f64>,
+    /// The home's weights (stem and head) and what its forward keeps for backward, in bytes.
+    pub home_weight_bytes: f64,
+    pub home_kept_bytes: f64,
+}
+
+impl Profile {
+    /// The same device `factor` times faster: every time divided by it, the bytes kept (a what-if for
+    /// devices no profile was measured on: `warpnet plan --compute-scale`).
+    pub fn faster(&self, factor: f64) -> Profile {
+        let stages = self
+            .stages
+            .iter()
+            .map(|s| StageCosts {
+                unit_forward: s.unit_forward / factor,
+                unit_backward: s.unit_backward / factor,
+                mask_forward: s.mask_forward / factor,
+                tangent_forward: s.tangent_forward / factor,
+                tangent_backward: s.tangent_backward / factor,
+                half_tangent_forward: s.half_tangent_forward / factor,
+                half_tangent_backward: s.half_tangent_backward / factor,
+                unit_sgd: s.unit_sgd / factor,
+                ..s.clone()
+            })
+            .collect();
+        Profile {
+            device: format!("{} x{factor} faster", self.device),
+            stages,
+            home: self.home / factor,
+            add: self.add.iter().map(|a| a / factor).collect(),
+            ..self.clone()
+        }
+    }
+
+    /// Bytes of every weight of `config`'s network (either twin: they hold the same units).
+    pub fn network_weight_bytes(&self, config: &NetConfig) -> f64 {
+        let units_per_layer = config.layer_grouping().0 as f64;
+        self.home_weight_bytes
+            + config
+                .layer_indices()
+                .iter()
+                .map(|at| units_per_layer * self.stages[at.stage].unit_weight_bytes)
+                .sum::<f64>()
+    }
+}
+
+/// Named links (docs/speed.md "Links" gives each figure's source). Bandwidths per direction.
+pub mod links {
+    use super::Link;
+
+    /// Bytes per millisecond of `gb_per_s` gigabytes (1e9 bytes) per second.
+    const fn gb_per_s(gb: f64) -> f64 {
+        gb * 1e6
+    }
+
+    /// Threads of one process hand tensors over without a copy; a channel send and wake-up costs tens
+    /// of microseconds (assumed: against steps of hundreds of milliseconds it does not show).
+    pub const THREADS: Link = Link { latency_ms: 0.05, bytes_per_ms: f64::INFINITY };
+    /// PCIe 4.0 x16: 16 GT/s x 16 lanes x 128/130 encoding = 31.5 GB/s (PCI-SIG, PCI Express Base
+    /// Specification 4.0); ~10 us per host-staged copy (assumed).
+    pub const PCIE4: Link = Link { latency_ms: 0.010, bytes_per_ms: gb_per_s(31.5) };
+    /// NVLink 4 (H100 SXM): 900 GB/s per GPU both ways together, 450 GB/s each way (NVIDIA H100
+    /// datasheet); ~5 us per peer copy (assumed).
+    pub const NVLINK4: Link = Link { latency_ms: 0.005, bytes_per_ms: gb_per_s(450.0) };
+    /// 100 Gb/s InfiniBand (EDR 4x): 12.5 GB/s; ~1.5 us MPI latency (osu_latency on EDR is 1-2 us).
+    pub const IB100: Link = Link { latency_ms: 0.0015, bytes_per_ms: gb_per_s(12.5) };
+
+    /// The preset called `name`, with every name for the error message.
+    pub fn named(name: &str) -> Result<Link, String> {
+        match name {
+            "threads" => Ok(THREADS),
+            "pcie4" => Ok(PCIE4),
+            "nvlink4" => Ok(NVLINK4),
+            "ib100" => Ok(IB100),
+            _ => {
+                Err(format!("unknown link '{name}': threads, pcie4, nvlink4, ib100, or LATENCY_US:GB_PER_S"))
+            }
+        }
+    }
+
+    /// A preset's name, or `LATENCY_US:GB_PER_S` (e.g. `20:5`, MPI over loopback as measured).
+    pub fn parse(text: &str) -> Result<Link, String> {
+        let Some((latency, bandwidth)) = text.split_once(':') else { return named(text) };
+        let number = |t: &str| t.parse::<f64>().ok().filter(|v| v.is_finite() && *v > 0.0);
+        match (number(latency), number(bandwidth)) {
+            (Some(us), Some(gb)) => Ok(Link { latency_ms: us / 1e3, bytes_per_ms: gb_per_s(gb) }),
+            _ => Err(format!("link '{text}': expected LATENCY_US:GB_PER_S, two positive numbers")),
+        }
+    }
 }
 
 /// A link between the home and a worker: per message, `latency_ms` plus the bytes at `bytes_per_ms`.
@@ -84,18 +181,41 @@ pub struct Prediction {
     pub step_ms: f64,
     /// Milliseconds each worker computes per step (forward, backward and its SGD step).
     pub busy_ms: Vec<f64>,
+    /// Bytes each device holds, the home first, then the workers.
+    pub memory: Vec<DeviceBytes>,
 }
 
-/// One worker's costs for one warp layer at stage `s`: (primal passes, terms forward, backward, SGD).
+/// What one device holds during a step.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct DeviceBytes {
+    /// Its parameters and BatchNorm statistics.
+    pub weights: f64,
+    /// What its forward passes keep for the backward pass.
+    pub activations: f64,
+}
+
+/// One worker's work for one warp layer, in milliseconds, and what it keeps for backward, in bytes.
+#[derive(Debug, Clone, Copy, Default)]
+struct WorkerCosts {
+    /// Its units' primal (or mask) passes.
+    primal: f64,
+    /// Its terms' tangent passes forward.
+    terms: f64,
+    backward: f64,
+    sgd: f64,
+    kept_bytes: f64,
+}
+
+/// One worker's costs for one warp layer at stage `s`.
 /// `exchanges`: the placement's mask exchanges under the network's `jacobian`.
 fn worker_costs(
     placement: &Placement,
     (jacobian, exchanges): (Jacobian, &[MaskExchange]),
     worker: usize,
     stage: &StageCosts,
-) -> [f64; 4] {
+) -> WorkerCosts {
     let group = &placement.groups[worker];
-    let (mut primal, mut terms, mut backward) = (0.0, 0.0, 0.0);
+    let mut costs = WorkerCosts::default();
     for c in placement.units_on(worker) {
         let output = group.iter().any(|t| t.vector == Vector::Primal(c));
         let in_chain = group.iter().any(|t| t.chain.contains(&c));
@@ -103,10 +223,12 @@ fn worker_costs(
         let exported = exchanges.iter().any(|e| e.from == worker && e.unit == c);
         let masked = jacobian != Jacobian::Released && (in_chain || exported);
         if output {
-            primal += stage.unit_forward;
-            backward += stage.unit_backward;
+            costs.primal += stage.unit_forward;
+            costs.backward += stage.unit_backward;
+            costs.kept_bytes += stage.unit_kept_bytes;
         } else if masked && !imported {
-            primal += stage.mask_forward;
+            costs.primal += stage.mask_forward;
+            costs.kept_bytes += stage.mask_kept_bytes;
         }
     }
     for term in group {
@@ -116,11 +238,12 @@ fn worker_costs(
             .map_or(1.0, |p| p.1);
         let jacobians = term.chain.len() as f64;
         let piece = |half: f64, whole: f64| interpolate(share, half, whole);
-        terms += jacobians * piece(stage.half_tangent_forward, stage.tangent_forward);
-        backward += jacobians * piece(stage.half_tangent_backward, stage.tangent_backward);
+        costs.terms += jacobians * piece(stage.half_tangent_forward, stage.tangent_forward);
+        costs.backward += jacobians * piece(stage.half_tangent_backward, stage.tangent_backward);
+        costs.kept_bytes += jacobians * share * stage.tangent_kept_bytes;
     }
-    let sgd = placement.units_on(worker).len() as f64 * stage.unit_sgd;
-    [primal, terms, backward, sgd]
+    costs.sgd = placement.units_on(worker).len() as f64 * stage.unit_sgd;
+    costs
 }
 
 /// The cost of a share of the batch from the costs at half and at all of it: through (0, 0), (0.5,
@@ -142,12 +265,18 @@ pub fn predict(config: &NetConfig, placement: &Placement, profile: &Profile, lin
     let mut step = profile.home;
     let mut busy = vec![0.0; workers];
     let mut sgd = vec![0.0; workers];
+    let home = DeviceBytes { weights: profile.home_weight_bytes, activations: profile.home_kept_bytes };
+    let mut memory = vec![home; 1];
+    memory.extend(vec![DeviceBytes { weights: 0.0, activations: 0.0 }; workers]);
     for at in config.layer_indices() {
         let stage = &profile.stages[at.stage];
-        let costs: Vec<[f64; 4]> =
+        let costs: Vec<WorkerCosts> =
             (0..workers).map(|w| worker_costs(placement, (jacobian, &exchanges), w, stage)).collect();
-        let max = |f: &dyn Fn(&[f64; 4]) -> f64| costs.iter().map(f).fold(0.0, f64::max);
-        let forward = if two_phase { max(&|c| c[0]) + max(&|c| c[1]) } else { max(&|c| c[0] + c[1]) };
+        let max = |f: &dyn Fn(&WorkerCosts) -> f64| costs.iter().map(f).fold(0.0, f64::max);
+        let forward = match two_phase {
+            true => max(&|c| c.primal) + max(&|c| c.terms),
+            false => max(&|c| c.primal + c.terms),
+        };
         // Per worker: x1 out, its sum back, the upstream gradient out, its dL/dx1 back; the home adds
         // the sums and the gradients; masks cross twice (to the home and on).
         let messages = 4.0 * workers as f64 * link.message(stage.activation_bytes);
@@ -159,13 +288,31 @@ pub fn predict(config: &NetConfig, placement: &Placement, profile: &Profile, lin
             })
             .sum::<f64>();
         let adds = 2.0 * workers as f64 * profile.add[at.stage];
-        step += forward + max(&|c| c[2]) + messages + masks + adds;
+        step += forward + max(&|c| c.backward) + messages + masks + adds;
         for (w, c) in costs.iter().enumerate() {
-            busy[w] += c[0] + c[1] + c[2] + c[3];
-            sgd[w] += c[3];
+            busy[w] += c.primal + c.terms + c.backward + c.sgd;
+            sgd[w] += c.sgd;
+            memory[w + 1].activations += c.kept_bytes;
+            memory[w + 1].weights += placement.units_on(w).len() as f64 * stage.unit_weight_bytes;
         }
     }
-    Prediction { step_ms: step + sgd.iter().copied().fold(0.0, f64::max), busy_ms: busy }
+    step += replicated_gradients_ms(config, placement, profile, link);
+    Prediction { step_ms: step + sgd.iter().copied().fold(0.0, f64::max), busy_ms: busy, memory }
+}
+
+/// A unit held by several workers has a gradient on each: each holder sends its copy to the home and
+/// receives the sum, one message each way per holder and layer, through the home one after another.
+fn replicated_gradients_ms(config: &NetConfig, placement: &Placement, profile: &Profile, link: &Link) -> f64 {
+    let holders: usize = placement
+        .replicated_units()
+        .iter()
+        .map(|&c| (0..placement.devices()).filter(|&w| placement.units_on(w).contains(&c)).count())
+        .sum();
+    config
+        .layer_indices()
+        .iter()
+        .map(|at| 2.0 * holders as f64 * link.message(profile.stages[at.stage].unit_weight_bytes))
+        .sum()
 }
 
 /// The WRN twin of `config` (the same units) on one device: every unit's pass, forward and backward,
@@ -182,4 +329,24 @@ pub fn predict_wrn(config: &NetConfig, profile: &Profile) -> f64 {
                 units_per_layer * (s.unit_forward + s.unit_backward + s.unit_sgd)
             })
             .sum::<f64>()
+}
+
+/// Milliseconds to sum the gradients of `replicas` replicas of `config` through the home: each other
+/// replica sends its gradients and receives the sum, one after another.
+pub fn gradient_sum_ms(config: &NetConfig, profile: &Profile, replicas: usize, link: &Link) -> f64 {
+    match replicas {
+        0 | 1 => 0.0,
+        r => 2.0 * (r - 1) as f64 * link.message(profile.network_weight_bytes(config)),
+    }
+}
+
+/// The WRN twin data parallel over `replicas` devices, from `replica_profile` measured at each
+/// replica's share of the batch: every replica's step at once, then the gradients summed.
+pub fn predict_data_parallel(
+    config: &NetConfig,
+    replica_profile: &Profile,
+    replicas: usize,
+    link: &Link,
+) -> f64 {
+    predict_wrn(config, replica_profile) + gradient_sum_ms(config, replica_profile, replicas, link)
 }

@@ -22,6 +22,8 @@ use crate::parallel::worker::{self, Worker, WorkerSpec};
 const TAG_REQUEST: Tag = 1;
 /// Tag of a rank's traffic counters, the answer to [`Request::Traffic`].
 const TAG_TRAFFIC: Tag = 2;
+/// Tag of the answer to [`Request::Echo`].
+const TAG_ECHO: Tag = 3;
 /// Tags from here on carry the replies of channel `tag - REPLY_BASE` (below are the fixed tags).
 const REPLY_BASE: Tag = 16;
 
@@ -42,9 +44,11 @@ enum Request {
     Traffic = 5,
     /// Rank 0 is done: stop serving.
     Shutdown = 6,
+    /// Send the request's bytes back (to time the link).
+    Echo = 7,
 }
 
-const REQUESTS: [Request; 7] = [
+const REQUESTS: [Request; 8] = [
     Request::StartWorker,
     Request::StartReplica,
     Request::Command,
@@ -52,6 +56,7 @@ const REQUESTS: [Request; 7] = [
     Request::Ping,
     Request::Traffic,
     Request::Shutdown,
+    Request::Echo,
 ];
 
 /// Channels this rank has opened to devices on other ranks.
@@ -155,6 +160,23 @@ pub fn job_traffic() -> Traffic {
     total
 }
 
+/// Milliseconds for `bytes` to go to rank `rank` and come back, the median of `repeats` round trips
+/// after one warm-up (outside the traffic counted as work).
+pub fn round_trip_ms(rank: usize, bytes: usize, repeats: usize) -> f64 {
+    let mut w = request(Request::Echo, 0);
+    w.bytes.resize(w.bytes.len() + bytes, 0);
+    let once = || {
+        let started = std::time::Instant::now();
+        post(rank, &w, Count::Aside);
+        transport::receive(rank, TAG_ECHO, super::timeout(), Count::Aside);
+        started.elapsed().as_secs_f64() * 1e3
+    };
+    once();
+    let mut times: Vec<f64> = (0..repeats).map(|_| once()).collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
 /// A device this rank serves for another.
 enum Served {
     Worker(Worker),
@@ -232,6 +254,7 @@ fn handle(devices: &mut HashMap<(usize, usize), Served>, from: usize, bytes: &[u
             let counters = Traffic::here().to_bytes();
             transport::send(from, TAG_TRAFFIC, &counters, super::timeout(), Count::Aside);
         }
+        Request::Echo => transport::send(from, TAG_ECHO, bytes, super::timeout(), Count::Aside),
         Request::Ping | Request::Shutdown => {}
     }
     Ok(())
