@@ -341,6 +341,8 @@ fn bench_over_ranks(precision: &str, by_hand: f64) {
         "--out",
         &out,
     ];
+    // fp32 also predicts each run's step, over the ranks with the link measured to rank 1.
+    let args = [&args[..], if precision == "fp32" { &["--predict"][..] } else { &[] }].concat();
     let output = run(&mut mpirun(3, &args));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let json: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
@@ -352,6 +354,11 @@ fn bench_over_ranks(precision: &str, by_hand: f64) {
     let measured = traffic["bytes"].as_f64().unwrap();
     assert!((measured - predicted).abs() <= 0.01 * predicted, "measured {measured} vs predicted {predicted}");
     assert!(stdout.contains("MB moved per step"), "the table shows the traffic:\n{stdout}");
+    if precision == "fp32" {
+        assert!(stdout.contains("MPI link to rank 1, measured: "), "{stdout}");
+        let predicted_ms = over_ranks["predicted_ms"].as_f64().unwrap();
+        assert!(predicted_ms.is_finite() && predicted_ms > 0.0, "{over_ranks}");
+    }
     // Each rank holds only its units: every term worker's weights are a part of the whole network's.
     let whole = json["runs"][0]["memory"][0]["weights"].as_f64().unwrap();
     let devices = over_ranks["memory"].as_array().unwrap();

@@ -6,12 +6,14 @@
 //! placement computes, tests/parallel_executor.rs, except data-parallel rows, whose BN sees one replica's
 //! share of the batch: those train on their devices), then every row of a block timed side by side on
 //! its devices (parallel/comparison.rs) for RS = (t_WRN - t) / t_WRN against the block's WRN on one
-//! device.
+//! device, and against the data-parallel WRN on the row's devices.
 //!
 //! `paper`: the paper's networks, data (CIFAR-10/100), recipe (204 epochs) and GPUs (cuda:0..).
 //! `cpu`: the same rows shrunk to run on 2 CPU cores in under ~30 minutes: width 1, one warp layer per
 //! stage (Table 5: 6 units per stage), the embedded Fashion-MNIST subset, a short schedule (15 epochs,
-//! Table 5's larger networks 5), CPU workers. Rows whose training is identical (Table 5's two K = 3
+//! Table 5's larger networks 5), CPU workers of one thread each, as many as the paper's row has GPUs
+//! and this machine has cores, the WarpNet's terms placed by `auto` (the step-time model's fastest
+//! placement on them). Rows whose training is identical (Table 5's two K = 3
 //! WarpNet1 rows, which differ only in placement, at cpu scale trained on one device) train once.
 
 use serde::{Deserialize, Serialize};
@@ -99,6 +101,8 @@ pub struct PlannedRow {
     /// The row's devices and the `warpnet bench --run` words that time it.
     pub devices: Devices,
     pub bench: String,
+    /// The data-parallel WRN on the same devices (the other RS baseline), on more than one device.
+    pub data_parallel_bench: Option<String>,
     /// Rows with the same block share one RS baseline: the block's WRN on one device.
     pub block: (String, usize, usize, usize),
     /// Folder name of its run.
@@ -122,6 +126,7 @@ pub fn plan(
         (Scale::Cpu, PaperTable::Table3) => r.data == "cifar10" && r.nwarp == 2 && r.kw == 4,
         _ => true,
     });
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let planned = rows.map(|paper| {
         let (nwarp, width) = match (scale, table) {
             (Scale::Paper, _) => (paper.nwarp, paper.kw),
@@ -135,7 +140,7 @@ pub fn plan(
             _ => None,
         };
         let devices: Devices = match scale {
-            Scale::Cpu => Devices::cpu(paper.devices),
+            Scale::Cpu => Devices::cpu(paper.devices.min(cores)),
             Scale::Paper => {
                 let names: Vec<String> = (0..paper.devices).map(|i| format!("cuda:{i}")).collect();
                 names.join(",").parse().expect("cuda list parses")
@@ -159,7 +164,13 @@ pub fn plan(
         let data_parallel = model == ModelKind::Wrn && paper.devices > 1;
         let on_devices = scale == Scale::Paper || data_parallel;
         let k_words = if model == ModelKind::Warp { format!(" k={}", paper.k) } else { String::new() };
-        let placement_words = paper.placement.clone().map(|p| format!(" {p}")).unwrap_or_default();
+        // cpu: every device one thread (the paper's devices are alike), the placement `auto` on the
+        // cores there are; paper: the paper's own placement on its GPUs.
+        let (threads_words, placement_words) = match (scale, &paper.placement) {
+            (Scale::Cpu, Some(_)) => (" threads=1", " auto".to_string()),
+            (Scale::Cpu, None) => (" threads=1", String::new()),
+            (Scale::Paper, placement) => ("", placement.clone().map(|p| format!(" {p}")).unwrap_or_default()),
+        };
         let slug = format!(
             "{}-{}-k{}-n{}-kw{}-{}dev",
             paper.data, paper.method, paper.k, paper.nwarp, paper.kw, paper.devices
@@ -176,7 +187,8 @@ pub fn plan(
                 placement: if on_devices { paper.placement.clone() } else { None },
                 ..recipe
             },
-            bench: format!("{}{k_words} {devices}{placement_words}", paper.method),
+            bench: format!("{}{k_words} {devices}{threads_words}{placement_words}", paper.method),
+            data_parallel_bench: (devices.len() > 1).then(|| format!("wrn {devices}{threads_words}")),
             devices,
             block: (paper.data.clone(), paper.k, paper.nwarp, paper.kw),
             slug,

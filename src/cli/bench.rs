@@ -297,10 +297,14 @@ fn compare(base: &NetConfig, args: &BenchArgs) -> anyhow::Result<()> {
         None => Profiles::measured_on(Device::Cpu),
     };
     let predicted = match predict {
-        true => prediction::plan(&mut runs, args.batch as i64, precision.precision, &mut profiles)?
-            .into_iter()
-            .map(Some)
-            .collect(),
+        true => {
+            let (predicted, mpi) =
+                prediction::plan(&mut runs, args.batch as i64, precision.precision, &mut profiles)?;
+            if let Some(link) = mpi {
+                println!("MPI link to rank 1, measured: {link} (warpnet plan --link {})", link.figures());
+            }
+            predicted.into_iter().map(Some).collect()
+        }
         false => vec![None; runs.len()],
     };
     if let Some(file) = &args.save_profile {

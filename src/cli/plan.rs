@@ -132,7 +132,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
             activations_mb: mb(|m| m.activations),
         });
     }
-    println!("{} at batch {batch}, profile: {}, link {:?}", config.label(), whole.device, args.link);
+    println!("{} at batch {batch}, profile: {}, link: {}", config.label(), whole.device, args.link);
     print!("{}", render(&rows));
     if let Some(file) = &args.save_profile {
         write_profiles(file, profiles.known.values().cloned().collect())?;

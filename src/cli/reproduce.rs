@@ -11,6 +11,7 @@ use crate::analysis::reproduce::{plan, DataChoice, PaperTable, PlannedRow, Scale
 use crate::data::{self, DataSpec};
 use crate::model::NetConfig;
 use crate::parallel::comparison::{measure, RunSpec};
+use crate::parallel::prediction::{self, Profiles};
 use crate::precision::Precision;
 use crate::report::Table;
 use crate::train::checkpoint::write_atomic;
@@ -64,9 +65,11 @@ struct Outcome {
     row: crate::analysis::reproduce::PaperRow,
     our_network: String,
     our_devices: String,
-    /// Test error %, and relative speed-up % against the block's WRN on one device.
+    /// Test error %, and relative speed-up % against the block's WRN on one device and against the
+    /// data-parallel WRN on the row's devices (none on one device).
     our_error: f64,
     our_rs: f64,
+    our_rs_data_parallel: Option<f64>,
 }
 
 pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
@@ -107,41 +110,7 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
     blocks.dedup();
     for block in blocks {
         let members: Vec<usize> = (0..rows.len()).filter(|&i| &rows[i].block == block).collect();
-        let base = rows[members[0]].train.net(10);
-        let units = NetConfig { k: 1, nwarp: base.units_per_stage(), ..base.clone() };
-        // The block's WRN on one device first: the baseline of RS. A row that is that run (the block's
-        // own WRN row) is not timed again: its RS is 0 by definition, not a second timing's noise.
-        let baseline = match args.scale {
-            Scale::Cpu => "wrn cpu:1",
-            Scale::Paper => "wrn cuda:0",
-        };
-        let mut specs = vec![RunSpec::parse(baseline, &units)?];
-        let mut timed_as = Vec::new(); // per member: its index in `specs`
-        for &i in &members {
-            if rows[i].bench != baseline {
-                specs.push(RunSpec::parse(&rows[i].bench, &units)?);
-            }
-            timed_as.push(if rows[i].bench == baseline { 0 } else { specs.len() - 1 });
-        }
-        println!(
-            "timing {} runs of block {:?} ({} rounds x {} steps)",
-            specs.len(),
-            block,
-            args.rounds,
-            args.steps
-        );
-        let batch = rows[members[0]].train.batch as i64;
-        let measured = measure(&specs, batch, args.warmup, args.rounds, args.steps, precision.precision)?;
-        for (&i, &s) in members.iter().zip(&timed_as) {
-            let m = &measured[s];
-            outcomes.push(Outcome {
-                row: rows[i].paper.clone(),
-                our_network: rows[i].train.net(10).label(),
-                our_devices: rows[i].devices.to_string(),
-                our_error: 100.0 * errors[i],
-                our_rs: 100.0 * m.rs,
-            });
-        }
+        outcomes.extend(time_block(&rows, &members, &errors, &args, precision.precision)?);
     }
     let markdown = render(&outcomes, args.scale, &rows, precision.precision);
     print!("{markdown}");
@@ -154,6 +123,70 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
         super::print_json(&outcomes)?;
     }
     Ok(())
+}
+
+/// Times the rows `members` of one block side by side, with their RS baselines: the block's WRN on one
+/// device first, and the data-parallel WRN on each member's devices. A row that is one of those runs
+/// (the block's own WRN rows) is not timed again: its RS against itself is 0 by definition, not a
+/// second timing's noise. `auto` placements are resolved first (parallel/prediction.rs).
+fn time_block(
+    rows: &[PlannedRow],
+    members: &[usize],
+    errors: &[f64],
+    args: &ReproduceArgs,
+    precision: Precision,
+) -> anyhow::Result<Vec<Outcome>> {
+    let base = rows[members[0]].train.net(10);
+    let units = NetConfig { k: 1, nwarp: base.units_per_stage(), ..base.clone() };
+    let baseline = match args.scale {
+        Scale::Cpu => "wrn cpu:1 threads=1",
+        Scale::Paper => "wrn cuda:0",
+    };
+    let mut words = vec![baseline.to_string()];
+    let mut index_of = |run: &str| match words.iter().position(|w| w == run) {
+        Some(i) => i,
+        None => {
+            words.push(run.to_string());
+            words.len() - 1
+        }
+    };
+    // Per member: its run's index, and its data-parallel baseline's.
+    let timed_as: Vec<(usize, Option<usize>)> = members
+        .iter()
+        .map(|&i| (index_of(&rows[i].bench), rows[i].data_parallel_bench.as_deref().map(&mut index_of)))
+        .collect();
+    let mut specs = words.iter().map(|w| RunSpec::parse(w, &units)).collect::<anyhow::Result<Vec<_>>>()?;
+    let batch = rows[members[0]].train.batch as i64;
+    if specs.iter().any(|s| s.auto) {
+        prediction::plan(&mut specs, batch, precision, &mut Profiles::measured_on(tch::Device::Cpu))?;
+        for spec in specs.iter().filter(|s| s.auto) {
+            println!("auto placement for {} on {}: {}", spec.config.label(), spec.devices, spec.layout());
+        }
+    }
+    println!(
+        "timing {} runs of block {:?} ({} rounds x {} steps)",
+        specs.len(),
+        rows[members[0]].block,
+        args.rounds,
+        args.steps
+    );
+    let measured = measure(&specs, batch, args.warmup, args.rounds, args.steps, precision)?;
+    let rs = |t: f64, baseline: f64| 100.0 * (baseline - t) / baseline;
+    Ok(members
+        .iter()
+        .zip(timed_as)
+        .map(|(&i, (run, data_parallel))| {
+            let t = measured[run].ms_per_batch;
+            Outcome {
+                row: rows[i].paper.clone(),
+                our_network: rows[i].train.net(10).label(),
+                our_devices: format!("{} {}", specs[run].devices, specs[run].layout()),
+                our_error: 100.0 * errors[i],
+                our_rs: rs(t, measured[0].ms_per_batch),
+                our_rs_data_parallel: data_parallel.map(|d| rs(t, measured[d].ms_per_batch)),
+            }
+        })
+        .collect())
 }
 
 /// Trains the row (or reuses its finished run) and returns its final test error (a fraction).
@@ -184,6 +217,7 @@ fn render(outcomes: &[Outcome], scale: Scale, rows: &[PlannedRow], precision: Pr
         "ours: network",
         "ours: devices",
         "ours: error % (RS)",
+        "ours: RS vs data parallel",
         "paper: error % (RS)",
     ]);
     for o in outcomes {
@@ -206,6 +240,7 @@ fn render(outcomes: &[Outcome], scale: Scale, rows: &[PlannedRow], precision: Pr
             o.our_network.clone(),
             o.our_devices.clone(),
             format!("{:.2} ({:.1}%)", o.our_error, o.our_rs),
+            o.our_rs_data_parallel.map_or("-".into(), |rs| format!("{rs:.1}%")),
             format!("{:.2} ({:.1}%)", r.error, r.rs),
         ]);
     }
@@ -218,7 +253,7 @@ fn render(outcomes: &[Outcome], scale: Scale, rows: &[PlannedRow], precision: Pr
     };
     format!(
         "scale {scale:?}: data {data}, {epochs} epochs, {precision}; RS = (t_WRN - t) / t_WRN against the block's \
-         WRN on one device, timed side by side; paper: CIFAR, averages of two runs{shared}\n{}",
+         WRN on one device (and against the data-parallel WRN on the row's devices), timed side by side; paper: CIFAR, averages of two runs{shared}\n{}",
         table.markdown()
     )
 }

@@ -77,13 +77,13 @@ pub fn mpi_link() -> Link {
 }
 
 /// Resolves every `auto` run's placement and returns each run's predicted step, from `profiles`
-/// (completed by measuring here).
+/// (completed by measuring here), and the MPI link measured when a run is over ranks.
 pub fn plan(
     runs: &mut [RunSpec],
     batch: i64,
     precision: Precision,
     profiles: &mut Profiles,
-) -> anyhow::Result<Vec<f64>> {
+) -> anyhow::Result<(Vec<f64>, Option<Link>)> {
     let restore = tch::get_num_threads();
     let mpi = runs.iter().any(|r| r.devices.mpi).then(mpi_link);
     let predicted = runs
@@ -99,9 +99,9 @@ pub fn plan(
             }
             Ok(predicted_ms(run, profile, &link))
         })
-        .collect();
+        .collect::<anyhow::Result<Vec<f64>>>()?;
     tch::set_num_threads(restore);
-    predicted
+    Ok((predicted, mpi))
 }
 
 /// `--placement auto` for a training run of `config` on `devices` at `batch`: the fastest placement

@@ -168,7 +168,22 @@ pub struct Link {
     pub bytes_per_ms: f64,
 }
 
+impl std::fmt::Display for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let bandwidth = match self.bytes_per_ms.is_finite() {
+            true => format!("{:.2} GB/s", self.bytes_per_ms / 1e6),
+            false => "no copy".into(),
+        };
+        write!(f, "{:.1} us + {bandwidth}", self.latency_ms * 1e3)
+    }
+}
+
 impl Link {
+    /// The LATENCY_US:GB_PER_S form `links::parse` reads back.
+    pub fn figures(&self) -> String {
+        format!("{:.1}:{:.2}", self.latency_ms * 1e3, self.bytes_per_ms / 1e6)
+    }
+
     /// Milliseconds of one message of `bytes`.
     pub fn message(&self, bytes: f64) -> f64 {
         self.latency_ms + bytes / self.bytes_per_ms
