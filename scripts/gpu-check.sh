@@ -12,8 +12,9 @@
 #     WarpNet1-37-4 with K=2, batch 128, cuda:0, against the same PyTorch step there, fp32), then the same
 #     under bf16 mixed precision (`--suite gpu-precision`: against PyTorch's bf16 autocast, NCHW and
 #     channels-last, and against warpnet fp32), then `warpnet bench`'s executor table on workers sharing
-#     cuda:0 in fp32 and in bf16, and writes the logs and the tables to OUT_DIR (default: $OUT, else
-#     runs/gpu-check). About 6-8 minutes.
+#     cuda:0 in fp32 and in bf16, then `warpnet plan` from a profile measured on cuda:0 (saved as
+#     gpu-profile-<precision>.json), and writes the logs and the tables to OUT_DIR (default: $OUT, else
+#     runs/gpu-check). About 7-9 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GPU_DIR=target/gpu
@@ -72,6 +73,15 @@ for precision in fp32 bf16; do
     --out "$out/executor-$precision" \
     --run "wrn cuda:0" --run "wrn cuda:0,cuda:0" --run "warpnet1 k=2 cuda:0" \
     --run "warpnet1 k=2 cuda:0,cuda:0 [F1],[F2,F2'x1]" --run "warpnet1 k=2 cuda:0,cuda:0,cuda:0 [F1],[F2],[F2'x1]" \
+    2>&1 | tee -a "$out/bench.log" || status=1
+done
+# A GPU profile for the step-time model (warpnet plan): WRN-37-4's units at batch 128 and the data-
+# parallel shares, saved so that this machine's predictions for NVLink and PCIe can be made from it.
+for precision in fp32 bf16; do
+  echo "== warpnet plan: WarpNet1-37-4 K=2 from a cuda:0 profile, $precision" | tee -a "$out/bench.log"
+  plan=("$WARPNET_BIN" plan --k 2 --nwarp 3 --width 4 --batch 128 --devices 2,3,4 --precision "$precision")
+  profile="$out/gpu-profile-$precision.json"
+  { "${plan[@]}" --device cuda:0 --link nvlink4 --save-profile "$profile" && "${plan[@]}" --profile "$profile" --link pcie4; } \
     2>&1 | tee -a "$out/bench.log" || status=1
 done
 exit $status

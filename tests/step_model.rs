@@ -33,6 +33,7 @@ fn profile() -> Profile {
         device: "by hand".into(),
         batch: 8,
         threads: 1,
+        busy_neighbours: 0,
         stages: vec![stage; 3],
         home: 0.0,
         add: vec![0.0; 3],

@@ -63,6 +63,9 @@ pub struct PlanArgs {
     /// Intra-op threads of every device measured here.
     #[arg(long, default_value = "1", value_parser = positive)]
     pub threads: usize,
+    /// CPU devices measured here with this many other cores busy (as a run's other workers keep them).
+    #[arg(long, default_value = "0")]
+    pub busy_neighbours: usize,
     /// A what-if: every device this many times faster than the profile's (links unchanged).
     #[arg(long, default_value = "1")]
     pub compute_scale: f64,
@@ -101,7 +104,9 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
     };
     let batch = args.batch as i64;
     let mut profile_at = |batch: i64| -> anyhow::Result<Profile> {
-        Ok(profiles.get(&config, (batch, args.threads), precision)?.faster(args.compute_scale))
+        Ok(profiles
+            .get(&config, (batch, args.threads, args.busy_neighbours), precision)?
+            .faster(args.compute_scale))
     };
     let whole = profile_at(batch)?;
     let wrn = predict_wrn(&config, &whole);

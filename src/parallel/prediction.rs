@@ -11,7 +11,7 @@ use super::auto_placement;
 use super::comparison::RunSpec;
 use super::mpi::remote;
 use super::placement::Placement;
-use super::profile;
+use super::profile::{self, Bench};
 use super::step_model::{gradient_sum_ms, links, predict, predict_wrn, Link, Profile};
 use crate::error::input_error;
 use crate::model::net::layer_operator;
@@ -27,10 +27,13 @@ const LINK_REPEATS: usize = 20;
 const SMALL_BYTES: usize = 8;
 const LARGE_BYTES: usize = 16 << 20;
 
-/// Profiles by (batch, threads per device): measured here on `device` when missing, unless they were
-/// read from a file (`from`), which must then hold every one asked for.
+/// What a profile is looked up by: batch, threads per device, busy neighbours.
+pub type ProfileKey = (i64, usize, usize);
+
+/// Profiles by [`ProfileKey`]: measured here on `device` when missing, unless they were read from a
+/// file (`from`), which must then hold every one asked for.
 pub struct Profiles {
-    pub known: BTreeMap<(i64, usize), Profile>,
+    pub known: BTreeMap<ProfileKey, Profile>,
     file: Option<String>,
     device: Device,
 }
@@ -43,28 +46,30 @@ impl Profiles {
 
     /// A profile file's profiles (`file` names it in errors), each at its batch and threads.
     pub fn from(profiles: Vec<Profile>, file: String) -> Profiles {
-        let known = profiles.into_iter().map(|p| ((p.batch, p.threads), p)).collect();
+        let known = profiles.into_iter().map(|p| ((p.batch, p.threads, p.busy_neighbours), p)).collect();
         Profiles { known, file: Some(file), device: Device::Cpu }
     }
 
-    /// The profile at `batch` images and `threads` per device.
+    /// The profile at `key`.
     pub fn get(
         &mut self,
         config: &NetConfig,
-        (batch, threads): (i64, usize),
+        key: ProfileKey,
         precision: Precision,
     ) -> anyhow::Result<&Profile> {
-        if let (Some(file), false) = (&self.file, self.known.contains_key(&(batch, threads))) {
-            let held: Vec<String> =
-                self.known.keys().map(|(b, t)| format!("batch {b} x {t} threads")).collect();
-            return Err(input_error(format!(
-                "{file}: no profile at batch {batch} with {threads} threads per device (it holds {})",
-                held.join(", ")
-            )));
+        let describe =
+            |(b, t, n): &ProfileKey| format!("batch {b}, {t} threads per device, {n} busy neighbours");
+        if let (Some(file), false) = (&self.file, self.known.contains_key(&key)) {
+            let held: Vec<String> = self.known.keys().map(describe).collect();
+            let (wanted, held) = (describe(&key), held.join("; "));
+            return Err(input_error(format!("{file}: no profile at {wanted} (it holds {held})")));
         }
-        Ok(self.known.entry((batch, threads)).or_insert_with(|| {
-            profile::measure(config, batch, precision, (self.device, threads), PROFILE_REPEATS)
-        }))
+        let (batch, threads, busy_neighbours) = key;
+        let bench = Bench { device: self.device, threads, busy_neighbours };
+        Ok(self
+            .known
+            .entry(key)
+            .or_insert_with(|| profile::measure(config, batch, precision, bench, PROFILE_REPEATS)))
     }
 }
 
@@ -91,7 +96,7 @@ pub fn plan(
         .map(|run| {
             let link = if run.devices.mpi { mpi.expect("measured for MPI runs") } else { links::THREADS };
             let replicas = if run.auto { 1 } else { run_replicas(run) };
-            let key = (batch / replicas as i64, run.threads_per_device());
+            let key = (batch / replicas as i64, run.threads_per_device(), busy_neighbours(&run.devices));
             let profile = profiles.get(&run.config, key, precision)?;
             if run.auto {
                 let (placement, _) = auto_placement::best(&run.config, run.devices.len(), profile, &link);
@@ -120,11 +125,23 @@ pub fn auto_for_training(
     let restore = tch::get_num_threads();
     let link = if devices.mpi { mpi_link() } else { links::THREADS };
     let device = devices.workers.first().copied().unwrap_or(Device::Cpu);
-    let profile =
-        profile::measure(config, batch, precision, (device, devices.threads_per_worker()), PROFILE_REPEATS);
+    let bench =
+        Bench { device, threads: devices.threads_per_worker(), busy_neighbours: busy_neighbours(devices) };
+    let profile = profile::measure(config, batch, precision, bench, PROFILE_REPEATS);
     tch::set_num_threads(restore);
     let (placement, prediction) = auto_placement::best(config, devices.len(), &profile, &link);
     Ok((placement, prediction.step_ms))
+}
+
+/// The CPU workers of `devices` that compute beside each one at once: the others of the run, as many
+/// as the cores hold (ranks under mpirun count as CPU workers of this host).
+fn busy_neighbours(devices: &super::Devices) -> usize {
+    let cpu_workers = match devices.mpi {
+        true => devices.len(),
+        false => devices.workers.iter().filter(|d| **d == Device::Cpu).count(),
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cpu_workers.min(cores / devices.threads_per_worker().max(1)).saturating_sub(1)
 }
 
 /// Replicas of a run: data-parallel groups of its placement's size (1 without a placement).

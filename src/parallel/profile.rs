@@ -3,6 +3,8 @@
 //! layers the executor runs (model/unit.rs, model/net.rs), on random data (costs do not depend on the
 //! values). Medians over `repeats` after one warm-up.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tch::{nn::VarStore, Device, Kind, Tensor};
@@ -81,25 +83,62 @@ fn kept_bytes<T>(forward: impl FnOnce() -> T) -> f64 {
     bytes as f64
 }
 
-/// The profile of `config`'s pieces at `batch` images in `precision` on `device`, with `threads`
-/// intra-op threads (on a GPU: of the host).
+/// Where and how a profile is measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bench {
+    pub device: Device,
+    /// Intra-op threads (on a GPU: of the host).
+    pub threads: usize,
+    /// CPU workers kept busy beside the measured one, each on `threads` threads, running a unit's
+    /// forward and backward pass in a loop: the neighbours a worker of a run on several CPU devices has.
+    pub busy_neighbours: usize,
+}
+
+/// The profile of `config`'s pieces at `batch` images in `precision`, measured as `bench` says.
 pub fn measure(
     config: &NetConfig,
     batch: i64,
     precision: Precision,
-    (device, threads): (Device, usize),
+    bench: Bench,
     repeats: usize,
 ) -> Profile {
+    let Bench { device, threads, busy_neighbours } = bench;
+    let stop = Arc::new(AtomicBool::new(false));
+    let neighbours: Vec<_> = (0..busy_neighbours)
+        .map(|_| {
+            let (stop, channels) = (stop.clone(), config.stage_channels(0) as i64);
+            std::thread::spawn(move || keep_busy(&stop, [batch, channels, IMAGE_SIDE, IMAGE_SIDE], threads))
+        })
+        .collect();
     tch::set_num_threads(threads as i32);
     let clock = Clock { device, repeats };
     let stages = (0..STAGES).map(|s| stage_costs(config, s, batch, precision, clock)).collect();
     let home = home_costs(config, batch, precision, clock);
+    stop.store(true, Ordering::Relaxed);
+    neighbours.into_iter().for_each(|n| n.join().expect("a busy neighbour does not panic"));
     let plural = if threads == 1 { "" } else { "s" };
     let name = match device {
         Device::Cuda(i) => format!("cuda:{i}"),
         _ => format!("cpu, {threads} thread{plural}"),
     };
-    Profile { device: format!("{name}, {precision}"), batch, threads, stages, ..home }
+    let device = match busy_neighbours {
+        0 => format!("{name}, {precision}"),
+        n => format!("{name}, {precision}, {n} neighbour{} busy", if n == 1 { "" } else { "s" }),
+    };
+    Profile { device, batch, threads, busy_neighbours, stages, ..home }
+}
+
+/// A CPU worker's load: one unit's forward and backward pass at `shape` (B, C, H, W), fp32, until
+/// `stop`.
+fn keep_busy(stop: &AtomicBool, shape: [i64; 4], threads: usize) {
+    tch::set_num_threads(threads as i32);
+    let vs = VarStore::new(Device::Cpu);
+    let unit = ResidualUnit::new(&(vs.root() / "unit"), shape[1]);
+    let x = Tensor::randn(shape, (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    while !stop.load(Ordering::Relaxed) {
+        let out = unit.primal(&x, true, true, Some(DerivativeBn::None)).output.expect("output");
+        out.sum(Kind::Float).backward();
+    }
 }
 
 /// A random (B, C, H, W) input on `device` in `precision`.
@@ -210,6 +249,7 @@ fn home_costs(config: &NetConfig, batch: i64, precision: Precision, clock: Clock
         device: String::new(),
         batch,
         threads: 0,
+        busy_neighbours: 0,
         stages: Vec::new(),
         home: stem_ms + head_ms + downsample_ms,
         add,

@@ -64,6 +64,10 @@ pub struct Profile {
     pub batch: i64,
     /// Intra-op threads it was measured with.
     pub threads: usize,
+    /// Other devices of the same memory system kept busy meanwhile (CPU workers share caches and
+    /// memory bandwidth: a core computes ~9% slower beside a busy one here, docs/speed.md).
+    #[serde(default)]
+    pub busy_neighbours: usize,
     /// One per stage.
     pub stages: Vec<StageCosts>,
     /// The home's own work per step: stem, downsampling, head and loss, forward and backward.
