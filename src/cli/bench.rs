@@ -15,12 +15,11 @@ use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use anyhow::Context;
 
-use super::flags::{positive, PrecisionFlag, WarpFlags};
-use super::plan::{read_profiles, write_profiles};
+use super::flags::{parse_device, positive, PrecisionFlag, WarpFlags};
+use super::plan::predict_runs;
 use crate::model::warp::PrimalSharing;
 use crate::model::{loss, op_count, DerivativeBn, ModelKind, Net, NetConfig, Variant};
 use crate::parallel::comparison::{default_runs, measure, RunSpec, StepTraffic};
-use crate::parallel::prediction::{self, Profiles};
 use crate::parallel::Devices;
 use crate::precision::{MemoryFormat, Precision};
 use crate::report::Table;
@@ -292,28 +291,16 @@ fn compare(base: &NetConfig, args: &BenchArgs) -> anyhow::Result<()> {
     let devices: Vec<Device> = runs.iter().flat_map(|r| r.devices.workers.clone()).collect();
     let precision = args.precision.decide(&devices);
     let predict = args.predict || runs.iter().any(|r| r.auto) || args.profile.is_some();
-    let mut profiles = match &args.profile {
-        Some(file) => Profiles::from(read_profiles(file)?, file.display().to_string()),
-        None => Profiles::measured_on(Device::Cpu),
-    };
     let predicted = match predict {
         true => {
-            let (predicted, mpi) =
-                prediction::plan(&mut runs, args.batch as i64, precision.precision, &mut profiles)?;
-            if let Some(link) = mpi {
-                println!("MPI link to rank 1, measured: {link} (warpnet plan --link {})", link.figures());
-            }
-            predicted.into_iter().map(Some).collect()
+            let files = (args.profile.as_deref(), args.save_profile.as_deref());
+            predict_runs(&mut runs, args.batch as i64, precision.precision, files)?
+                .into_iter()
+                .map(Some)
+                .collect()
         }
         false => vec![None; runs.len()],
     };
-    if let Some(file) = &args.save_profile {
-        write_profiles(file, profiles.known.values().cloned().collect())?;
-        println!("profiles written: {}", file.display());
-    }
-    for run in runs.iter().filter(|r| r.auto) {
-        println!("auto placement for {} on {}: {}", run.config.label(), run.devices, run.layout());
-    }
     let mut measured =
         measure(&runs, args.batch as i64, args.warmup, args.rounds, args.steps, precision.precision)?;
     for (m, p) in measured.iter_mut().zip(predicted) {
@@ -403,19 +390,6 @@ fn traffic_cells(traffic: Option<&StepTraffic>) -> Vec<String> {
             format!("{:.1}", t.home_mpi_ms),
             format!("{:.0}%", 100.0 * t.home_mpi_share),
         ],
-    }
-}
-
-/// "cpu", "cuda", "cuda:I".
-pub fn parse_device(text: &str) -> Result<Device, String> {
-    match text {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => Ok(Device::Cuda(0)),
-        _ => text
-            .strip_prefix("cuda:")
-            .and_then(|i| i.parse().ok())
-            .map(Device::Cuda)
-            .ok_or_else(|| format!("'{}': expected cpu, cuda or cuda:I", text.escape_default())),
     }
 }
 

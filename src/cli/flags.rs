@@ -1,6 +1,7 @@
 //! Flags several subcommands share.
 
 use clap::Args;
+use tch::Device;
 
 use crate::model::{DerivativeBn, Variant};
 use crate::precision::{Choice, PrecisionSetting};
@@ -65,5 +66,18 @@ pub fn positive(value: &str) -> Result<usize, String> {
         Ok(0) => Err("must be at least 1".into()),
         Ok(n) => Ok(n),
         Err(_) => Err("expected a whole number >= 1".into()),
+    }
+}
+
+/// "cpu", "cuda", "cuda:I".
+pub fn parse_device(text: &str) -> Result<Device, String> {
+    match text {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Ok(Device::Cuda(0)),
+        _ => text
+            .strip_prefix("cuda:")
+            .and_then(|i| i.parse().ok())
+            .map(Device::Cuda)
+            .ok_or_else(|| format!("'{}': expected cpu, cuda or cuda:I", text.escape_default())),
     }
 }

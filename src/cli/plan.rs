@@ -10,15 +10,17 @@ use clap::Args;
 use serde::Serialize;
 use tch::Device;
 
-use super::bench::parse_device;
+use super::flags::parse_device;
 use super::flags::{positive, PrecisionFlag};
 use crate::error::input_error;
 use crate::model::net::layer_operator;
 use crate::model::{NetConfig, Variant};
 use crate::parallel::auto_placement;
-use crate::parallel::prediction::Profiles;
+use crate::parallel::comparison::RunSpec;
+use crate::parallel::prediction::{self, Profiles};
 use crate::parallel::step_model::{links, predict, predict_data_parallel, predict_wrn, Link, Profile};
 use crate::parallel::Placement;
+use crate::precision::Precision;
 use crate::report::Table;
 use crate::train::checkpoint::write_atomic;
 
@@ -196,4 +198,30 @@ pub fn read_profiles(file: &Path) -> anyhow::Result<Vec<Profile>> {
 pub fn write_profiles(file: &Path, profiles: Vec<Profile>) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(&ProfileFile { profiles })?;
     write_atomic(file, text.as_bytes())
+}
+
+/// The step-time model's prediction for each of `runs` at `batch` (their `auto` placements resolved
+/// and printed), from the profile file `files.0` or profiles measured here, written to `files.1`.
+pub fn predict_runs(
+    runs: &mut [RunSpec],
+    batch: i64,
+    precision: Precision,
+    (profile, save_profile): (Option<&Path>, Option<&Path>),
+) -> anyhow::Result<Vec<f64>> {
+    let mut profiles = match profile {
+        Some(file) => Profiles::from(read_profiles(file)?, file.display().to_string()),
+        None => Profiles::measured_on(Device::Cpu),
+    };
+    let (predicted, mpi) = prediction::plan(runs, batch, precision, &mut profiles)?;
+    if let Some(link) = mpi {
+        println!("MPI link to rank 1, measured: {link} (warpnet plan --link {})", link.figures());
+    }
+    if let Some(file) = save_profile {
+        write_profiles(file, profiles.known.values().cloned().collect())?;
+        println!("profiles written: {}", file.display());
+    }
+    for run in runs.iter().filter(|r| r.auto) {
+        println!("auto placement for {} on {}: {}", run.config.label(), run.devices, run.layout());
+    }
+    Ok(predicted)
 }

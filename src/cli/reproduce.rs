@@ -11,7 +11,6 @@ use crate::analysis::reproduce::{plan, DataChoice, PaperTable, PlannedRow, Scale
 use crate::data::{self, DataSpec};
 use crate::model::NetConfig;
 use crate::parallel::comparison::{measure, RunSpec};
-use crate::parallel::prediction::{self, Profiles};
 use crate::precision::Precision;
 use crate::report::Table;
 use crate::train::checkpoint::write_atomic;
@@ -158,10 +157,7 @@ fn time_block(
     let mut specs = words.iter().map(|w| RunSpec::parse(w, &units)).collect::<anyhow::Result<Vec<_>>>()?;
     let batch = rows[members[0]].train.batch as i64;
     if specs.iter().any(|s| s.auto) {
-        prediction::plan(&mut specs, batch, precision, &mut Profiles::measured_on(tch::Device::Cpu))?;
-        for spec in specs.iter().filter(|s| s.auto) {
-            println!("auto placement for {} on {}: {}", spec.config.label(), spec.devices, spec.layout());
-        }
+        super::plan::predict_runs(&mut specs, batch, precision, (None, None))?;
     }
     println!(
         "timing {} runs of block {:?} ({} rounds x {} steps)",
