@@ -19,6 +19,7 @@ use super::flags::{parse_device, positive, PrecisionFlag, WarpFlags};
 use super::plan::predict_runs;
 use crate::model::warp::PrimalSharing;
 use crate::model::{loss, op_count, DerivativeBn, ModelKind, Net, NetConfig, Variant};
+use crate::parallel::auto_placement::AUTO;
 use crate::parallel::comparison::{default_runs, measure, RunSpec, StepTraffic};
 use crate::parallel::Devices;
 use crate::precision::{MemoryFormat, Precision};
@@ -367,9 +368,6 @@ fn compare(base: &NetConfig, args: &BenchArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
-
-/// `--placement auto`.
-const AUTO: &str = "auto";
 
 /// Columns of runs over MPI ranks (parallel/mpi/stats.rs, volume.rs).
 const TRAFFIC_COLUMNS: [&str; 5] = [

@@ -15,7 +15,7 @@ use super::flags::{positive, PrecisionFlag};
 use crate::error::input_error;
 use crate::model::net::layer_operator;
 use crate::model::{NetConfig, Variant};
-use crate::parallel::auto_placement;
+use crate::parallel::auto_placement::{self, AUTO};
 use crate::parallel::comparison::RunSpec;
 use crate::parallel::prediction::{self, Profiles};
 use crate::parallel::step_model::{links, predict, predict_data_parallel, predict_wrn, Link, Profile};
@@ -116,7 +116,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for &p in &args.devices {
         let placement = match args.placement.as_str() {
-            "auto" => auto_placement::best(&config, p, &whole, &args.link).0,
+            AUTO => auto_placement::best(&config, p, &whole, &args.link).0,
             text => Placement::parse(text, &terms)?,
         };
         if placement.devices() != p {
@@ -143,7 +143,6 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
     print!("{}", render(&rows));
     if let Some(file) = &args.save_profile {
         write_profiles(file, profiles.known.values().cloned().collect())?;
-        println!("profile written: {}", file.display());
     }
     if args.json {
         super::print_json(&rows)?;
@@ -187,17 +186,19 @@ struct ProfileFile {
 }
 
 /// The profiles of `file`; a missing or malformed file is one line naming it (exit 2).
-pub fn read_profiles(file: &Path) -> anyhow::Result<Vec<Profile>> {
+fn read_profiles(file: &Path) -> anyhow::Result<Vec<Profile>> {
     let text = std::fs::read_to_string(file).map_err(|e| input_error(format!("{}: {e}", file.display())))?;
     let parsed: ProfileFile = serde_json::from_str(&text)
         .map_err(|e| input_error(format!("{}: not a warpnet profile file ({e})", file.display())))?;
     Ok(parsed.profiles)
 }
 
-/// Writes `profiles` to `file` atomically.
-pub fn write_profiles(file: &Path, profiles: Vec<Profile>) -> anyhow::Result<()> {
+/// Writes `profiles` to `file` atomically, and says so.
+fn write_profiles(file: &Path, profiles: Vec<Profile>) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(&ProfileFile { profiles })?;
-    write_atomic(file, text.as_bytes())
+    write_atomic(file, text.as_bytes())?;
+    println!("profiles written: {}", file.display());
+    Ok(())
 }
 
 /// The step-time model's prediction for each of `runs` at `batch` (their `auto` placements resolved
@@ -218,7 +219,6 @@ pub fn predict_runs(
     }
     if let Some(file) = save_profile {
         write_profiles(file, profiles.known.values().cloned().collect())?;
-        println!("profiles written: {}", file.display());
     }
     for run in runs.iter().filter(|r| r.auto) {
         println!("auto placement for {} on {}: {}", run.config.label(), run.devices, run.layout());

@@ -8,6 +8,7 @@ use super::flags::{positive, PrecisionFlag, WarpFlags};
 use crate::data::{self, DataSpec};
 use crate::error::input_error;
 use crate::model::{terms, ModelKind};
+use crate::parallel::auto_placement::AUTO;
 use crate::parallel::{prediction, Devices};
 use crate::report::plot;
 use crate::train::{self, Preset, TrainConfig, Verbosity};
@@ -174,9 +175,6 @@ impl TrainArgs {
         Ok(c)
     }
 }
-
-/// `--placement auto`.
-const AUTO: &str = "auto";
 
 /// Replaces `--placement auto` by the placement the step-time model predicts fastest on the run's
 /// devices (parallel/prediction.rs), printed in the paper's notation; the run folder records it.

@@ -13,6 +13,8 @@ use crate::model::net::layer_operator;
 use crate::model::terms::{Term, Vector};
 use crate::model::NetConfig;
 
+/// The word that asks for this placement, in place of one (`--placement auto`, a bench run's `auto`).
+pub const AUTO: &str = "auto";
 /// Shares are written with this many decimals.
 const SHARE_STEP: f64 = 0.01;
 /// Most candidates enumerated (P^terms grows fast: 4 devices and K = 3's 5 terms give 1,024).

@@ -81,7 +81,7 @@ impl RunSpec {
                 config.max_order = Some(m.parse().map_err(|_| bad(format!("'{word}'")))?);
             } else if word.starts_with("cpu") || word.starts_with("cuda") || word == "mpi" {
                 devices = word.parse().map_err(bad)?;
-            } else if word == "auto" {
+            } else if word == super::auto_placement::AUTO {
                 auto = true;
             } else if word.starts_with('[') {
                 placement_text = Some(word.to_string());

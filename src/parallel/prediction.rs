@@ -19,7 +19,7 @@ use crate::model::{ModelKind, NetConfig};
 use crate::precision::Precision;
 
 /// Timed repeats of each piece of a profile (after one warm-up).
-pub const PROFILE_REPEATS: usize = 5;
+const PROFILE_REPEATS: usize = 5;
 /// Round trips timed per message size when measuring the MPI link.
 const LINK_REPEATS: usize = 20;
 /// A message small enough that its time is the latency, and one large enough to be the bandwidth's
@@ -89,14 +89,14 @@ pub fn plan(
     precision: Precision,
     profiles: &mut Profiles,
 ) -> anyhow::Result<(Vec<f64>, Option<Link>)> {
-    let restore = tch::get_num_threads();
     let mpi = runs.iter().any(|r| r.devices.mpi).then(mpi_link);
     let predicted = runs
         .iter_mut()
         .map(|run| {
             let link = if run.devices.mpi { mpi.expect("measured for MPI runs") } else { links::THREADS };
             let replicas = if run.auto { 1 } else { run_replicas(run) };
-            let key = (batch / replicas as i64, run.threads_per_device(), busy_neighbours(&run.devices));
+            let threads = run.threads_per_device();
+            let key = (batch / replicas as i64, threads, busy_neighbours(&run.devices, threads));
             let profile = profiles.get(&run.config, key, precision)?;
             if run.auto {
                 let (placement, _) = auto_placement::best(&run.config, run.devices.len(), profile, &link);
@@ -105,7 +105,6 @@ pub fn plan(
             Ok(predicted_ms(run, profile, &link))
         })
         .collect::<anyhow::Result<Vec<f64>>>()?;
-    tch::set_num_threads(restore);
     Ok((predicted, mpi))
 }
 
@@ -122,26 +121,24 @@ pub fn auto_for_training(
     if config.model != ModelKind::Warp {
         crate::bail_input!("--placement auto chooses a WarpNet's placement; a WRN has no terms to place");
     }
-    let restore = tch::get_num_threads();
     let link = if devices.mpi { mpi_link() } else { links::THREADS };
-    let device = devices.workers.first().copied().unwrap_or(Device::Cpu);
-    let bench =
-        Bench { device, threads: devices.threads_per_worker(), busy_neighbours: busy_neighbours(devices) };
-    let profile = profile::measure(config, batch, precision, bench, PROFILE_REPEATS);
-    tch::set_num_threads(restore);
-    let (placement, prediction) = auto_placement::best(config, devices.len(), &profile, &link);
+    let mut profiles = Profiles::measured_on(devices.workers.first().copied().unwrap_or(Device::Cpu));
+    let threads = devices.threads_per_worker();
+    let profile = profiles.get(config, (batch, threads, busy_neighbours(devices, threads)), precision)?;
+    let (placement, prediction) = auto_placement::best(config, devices.len(), profile, &link);
     Ok((placement, prediction.step_ms))
 }
 
-/// The CPU workers of `devices` that compute beside each one at once: the others of the run, as many
-/// as the cores hold (ranks under mpirun count as CPU workers of this host).
-fn busy_neighbours(devices: &super::Devices) -> usize {
+/// The CPU workers of `devices`, each on `threads` threads, that compute beside each one at once: the
+/// others of the run, as many as the cores hold (ranks under mpirun count as CPU workers of this
+/// host).
+fn busy_neighbours(devices: &super::Devices, threads: usize) -> usize {
     let cpu_workers = match devices.mpi {
         true => devices.len(),
         false => devices.workers.iter().filter(|d| **d == Device::Cpu).count(),
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    cpu_workers.min(cores / devices.threads_per_worker().max(1)).saturating_sub(1)
+    cpu_workers.min(cores / threads.max(1)).saturating_sub(1)
 }
 
 /// Replicas of a run: data-parallel groups of its placement's size (1 without a placement).

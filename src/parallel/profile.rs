@@ -95,6 +95,7 @@ pub struct Bench {
 }
 
 /// The profile of `config`'s pieces at `batch` images in `precision`, measured as `bench` says.
+/// The caller's intra-op thread count is restored afterwards.
 pub fn measure(
     config: &NetConfig,
     batch: i64,
@@ -103,6 +104,11 @@ pub fn measure(
     repeats: usize,
 ) -> Profile {
     let Bench { device, threads, busy_neighbours } = bench;
+    let restore = tch::get_num_threads();
+    tch::set_num_threads(threads as i32);
+    // Bytes first, alone: busy neighbours allocate from the same heap.
+    let kept: Vec<StageBytes> = (0..STAGES).map(|s| stage_bytes(config, s, batch, precision)).collect();
+    let (home_weight_bytes, home_kept_bytes) = home_bytes(config, batch, precision);
     let stop = Arc::new(AtomicBool::new(false));
     let neighbours: Vec<_> = (0..busy_neighbours)
         .map(|_| {
@@ -110,12 +116,16 @@ pub fn measure(
             std::thread::spawn(move || keep_busy(&stop, [batch, channels, IMAGE_SIDE, IMAGE_SIDE], threads))
         })
         .collect();
-    tch::set_num_threads(threads as i32);
     let clock = Clock { device, repeats };
-    let stages = (0..STAGES).map(|s| stage_costs(config, s, batch, precision, clock)).collect();
-    let home = home_costs(config, batch, precision, clock);
+    let stages = kept
+        .into_iter()
+        .enumerate()
+        .map(|(s, b)| stage_costs(config, s, batch, precision, clock, b))
+        .collect();
+    let (home, add) = home_costs(config, batch, precision, clock);
     stop.store(true, Ordering::Relaxed);
     neighbours.into_iter().for_each(|n| n.join().expect("a busy neighbour does not panic"));
+    tch::set_num_threads(restore);
     let plural = if threads == 1 { "" } else { "s" };
     let name = match device {
         Device::Cuda(i) => format!("cuda:{i}"),
@@ -125,7 +135,7 @@ pub fn measure(
         0 => format!("{name}, {precision}"),
         n => format!("{name}, {precision}, {n} neighbour{} busy", if n == 1 { "" } else { "s" }),
     };
-    Profile { device, batch, threads, busy_neighbours, stages, ..home }
+    Profile { device, batch, threads, busy_neighbours, stages, home, add, home_weight_bytes, home_kept_bytes }
 }
 
 /// A CPU worker's load: one unit's forward and backward pass at `shape` (B, C, H, W), fp32, until
@@ -146,31 +156,50 @@ fn random(shape: [i64; 4], precision: Precision, device: Device) -> Tensor {
     precision.input(&Tensor::randn(shape, (Kind::Float, device)))
 }
 
-/// The costs of one unit of stage `stage`: (B, C, H, W) with C = 16kw x 2^stage, H = W = 32 / 2^stage.
+/// The shape (B, C, H, W) of stage `stage`'s activations: C = 16kw x 2^stage, H = W = 32 / 2^stage.
+fn stage_shape(config: &NetConfig, stage: usize, batch: i64) -> [i64; 4] {
+    let side = IMAGE_SIDE >> stage;
+    [batch, config.stage_channels(stage) as i64, side, side]
+}
+
+/// A unit's bytes at one stage: its weights, and what its primal pass, its mask pass and a tangent
+/// pass keep for backward.
+#[derive(Clone, Copy)]
+struct StageBytes {
+    weights: f64,
+    unit: f64,
+    mask: f64,
+    tangent: f64,
+}
+
+fn stage_bytes(config: &NetConfig, stage: usize, batch: i64, precision: Precision) -> StageBytes {
+    let shape = stage_shape(config, stage, batch);
+    let none = Some(DerivativeBn::None);
+    let vs = VarStore::new(Device::Cpu);
+    let unit = ResidualUnit::new(&(vs.root() / "unit"), shape[1]);
+    let x = random(shape, precision, Device::Cpu).set_requires_grad(true);
+    let at = unit.primal(&x, true, false, none).linearization.expect("linearised");
+    StageBytes {
+        weights: memory::variable_bytes(&vs).0 as f64,
+        unit: kept_bytes(|| unit.primal(&x, true, true, none)),
+        mask: kept_bytes(|| unit.primal(&x, true, false, none)),
+        tangent: kept_bytes(|| unit.tangent(&at, &x)),
+    }
+}
+
+/// The costs of one unit of stage `stage`, timed, beside its `bytes`.
 fn stage_costs(
     config: &NetConfig,
     stage: usize,
     batch: i64,
     precision: Precision,
     clock: Clock,
+    bytes: StageBytes,
 ) -> StageCosts {
-    let (channels, side) = (config.stage_channels(stage) as i64, IMAGE_SIDE >> stage);
-    let shape = [batch, channels, side, side];
+    let shape = stage_shape(config, stage, batch);
     let none = Some(DerivativeBn::None);
-    let (kept, unit_weight_bytes) = {
-        let vs = VarStore::new(Device::Cpu);
-        let unit = ResidualUnit::new(&(vs.root() / "unit"), channels);
-        let x = random(shape, precision, Device::Cpu).set_requires_grad(true);
-        let at = unit.primal(&x, true, false, none).linearization.expect("linearised");
-        let kept = [
-            kept_bytes(|| unit.primal(&x, true, true, none)),
-            kept_bytes(|| unit.primal(&x, true, false, none)),
-            kept_bytes(|| unit.tangent(&at, &x)),
-        ];
-        (kept, memory::variable_bytes(&vs).0 as f64)
-    };
     let vs = VarStore::new(clock.device);
-    let unit = ResidualUnit::new(&(vs.root() / "unit"), channels);
+    let unit = ResidualUnit::new(&(vs.root() / "unit"), shape[1]);
     // x1 requires its gradient in the executor (it comes from the layers below): so here.
     let x = random(shape, precision, clock.device).set_requires_grad(true);
     let full = || unit.primal(&x, true, true, none);
@@ -188,7 +217,7 @@ fn stage_costs(
     let variables = vs.variables();
     let gradients: Vec<Tensor> = sgd.names().map(|n| variables[n].zeros_like()).collect();
     let unit_sgd = clock.time(|| sgd.step(&gradients, 0.0));
-    let elements = (batch * channels * side * side) as f64;
+    let elements = shape.iter().product::<i64>() as f64;
     StageCosts {
         unit_forward,
         unit_backward,
@@ -200,60 +229,47 @@ fn stage_costs(
         unit_sgd,
         activation_bytes: elements * precision.kind().elt_size_in_bytes() as f64,
         mask_bytes: elements * MASK_BYTES as f64,
-        unit_weight_bytes,
-        unit_kept_bytes: kept[0],
-        mask_kept_bytes: kept[1],
-        tangent_kept_bytes: kept[2],
+        unit_weight_bytes: bytes.weights,
+        unit_kept_bytes: bytes.unit,
+        mask_kept_bytes: bytes.mask,
+        tangent_kept_bytes: bytes.tangent,
     }
 }
 
-/// The home's part of a profile: its work per step (stem, downsampling, head and loss, forward and
-/// backward), one activation addition per stage, its weights and what its forward keeps.
-fn home_costs(config: &NetConfig, batch: i64, precision: Precision, clock: Clock) -> Profile {
+/// The home's weights (stem and head) and what its stem and head keep for backward, in bytes.
+fn home_bytes(config: &NetConfig, batch: i64, precision: Precision) -> (f64, f64) {
+    let vs = VarStore::new(Device::Cpu);
+    let (stem, head) = (Stem::new(&vs.root(), config), Head::new(&vs.root(), config));
+    let images = random([batch, 3, IMAGE_SIDE, IMAGE_SIDE], precision, Device::Cpu);
+    let features =
+        random(stage_shape(config, STAGES - 1, batch), precision, Device::Cpu).set_requires_grad(true);
+    let kept = kept_bytes(|| (stem.forward(&images, true), head.forward(&features, true)));
+    (memory::variable_bytes(&vs).0 as f64, kept)
+}
+
+/// The home's work per step (stem, downsampling, head and loss, forward and backward), and one
+/// activation addition per stage, timed.
+fn home_costs(config: &NetConfig, batch: i64, precision: Precision, clock: Clock) -> (f64, Vec<f64>) {
     let device = clock.device;
     let vs = VarStore::new(device);
     let (stem, head) = (Stem::new(&vs.root(), config), Head::new(&vs.root(), config));
     let images = random([batch, 3, IMAGE_SIDE, IMAGE_SIDE], precision, device);
     let labels = Tensor::zeros([batch], (Kind::Int64, device));
-    let last = STAGES - 1;
-    let (channels, side) = (config.stage_channels(last) as i64, IMAGE_SIDE >> last);
-    let features = random([batch, channels, side, side], precision, device).set_requires_grad(true);
+    let features = random(stage_shape(config, STAGES - 1, batch), precision, device).set_requires_grad(true);
     let stem_ms = clock.time(|| (stem.forward(&images, true).sum(Kind::Float)).backward());
     let head_ms = clock.time(|| loss::cross_entropy(&head.forward(&features, true), &labels).backward());
     // Each later stage's downsampling, forward (its backward is a pooling's: of the same order).
     let downsample_ms: f64 = (1..STAGES)
         .map(|s| {
-            let (c, side) = (config.stage_channels(s - 1) as i64, IMAGE_SIDE >> (s - 1));
-            let h = random([batch, c, side, side], precision, device);
+            let h = random(stage_shape(config, s - 1, batch), precision, device);
             2.0 * clock.time(|| drop(downsample(&h)))
         })
         .sum();
     let add = (0..STAGES)
         .map(|s| {
-            let a = random(
-                [batch, config.stage_channels(s) as i64, IMAGE_SIDE >> s, IMAGE_SIDE >> s],
-                precision,
-                device,
-            );
+            let a = random(stage_shape(config, s, batch), precision, device);
             clock.time(|| drop(&a + &a))
         })
         .collect();
-    let home_kept_bytes = {
-        let cpu = VarStore::new(Device::Cpu);
-        let (stem, head) = (Stem::new(&cpu.root(), config), Head::new(&cpu.root(), config));
-        let images = random([batch, 3, IMAGE_SIDE, IMAGE_SIDE], precision, Device::Cpu);
-        let features = random([batch, channels, side, side], precision, Device::Cpu).set_requires_grad(true);
-        kept_bytes(|| (stem.forward(&images, true), head.forward(&features, true)))
-    };
-    Profile {
-        device: String::new(),
-        batch,
-        threads: 0,
-        busy_neighbours: 0,
-        stages: Vec::new(),
-        home: stem_ms + head_ms + downsample_ms,
-        add,
-        home_weight_bytes: memory::variable_bytes(&vs).0 as f64,
-        home_kept_bytes,
-    }
+    (stem_ms + head_ms + downsample_ms, add)
 }

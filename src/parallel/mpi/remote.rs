@@ -172,9 +172,7 @@ pub fn round_trip_ms(rank: usize, bytes: usize, repeats: usize) -> f64 {
         started.elapsed().as_secs_f64() * 1e3
     };
     once();
-    let mut times: Vec<f64> = (0..repeats).map(|_| once()).collect();
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
+    crate::parallel::comparison::median(&(0..repeats).map(|_| once()).collect::<Vec<f64>>())
 }
 
 /// A device this rank serves for another.
