@@ -14,8 +14,10 @@ use warpnet::parallel::mpi::{self, remote, session};
 const EXIT_INPUT: u8 = 2;
 /// Exit code of any other failure.
 const EXIT_FAILURE: u8 = 1;
-/// Exit code of a run stopped by Ctrl-C (128 + SIGINT), after its checkpoint was saved.
-const EXIT_INTERRUPTED: u8 = 130;
+/// Exit codes of a run stopped by a signal after its checkpoint was saved: this added to the signal's
+/// number (130 for Ctrl-C, 143 for SIGTERM), what a shell reports for a process the signal killed, so
+/// that scripts and batch schedulers read the stop as they would without the checkpoint.
+const EXIT_SIGNALLED: i32 = 128;
 
 fn main() -> ExitCode {
     warpnet::parallel::memory::keep_freed_memory();
@@ -73,9 +75,9 @@ fn fail(err: &anyhow::Error) -> ExitCode {
     // One line: libtorch's own messages carry a C++ backtrace after their first line.
     let message = format!("{err:#}");
     eprintln!("error: {}", message.lines().next().unwrap_or("unknown failure"));
-    let interrupted = err.chain().any(|cause| cause.is::<warpnet::train::Interrupted>());
-    ExitCode::from(if interrupted {
-        EXIT_INTERRUPTED
+    let signal = err.chain().find_map(|cause| cause.downcast_ref::<warpnet::train::Interrupted>());
+    ExitCode::from(if let Some(stopped) = signal {
+        u8::try_from(EXIT_SIGNALLED + stopped.signal).unwrap_or(EXIT_FAILURE)
     } else if is_input_error(err) {
         EXIT_INPUT
     } else {

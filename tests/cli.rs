@@ -66,7 +66,7 @@ fn train_json_is_the_last_line() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(summary["steps"], 12);
-    assert_eq!(summary["model"], "WRN-7-1");
+    assert_eq!(summary["model"], "WRN-13-1");
     let error = summary["test_error"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&error));
     assert!(out_dir.join("model.safetensors").is_file());
@@ -385,4 +385,56 @@ fn train_auto_placement_is_resolved_and_recorded() {
     let placement = stdout.lines().find(|l| l.starts_with("placement = ")).expect("placement recorded");
     assert!(placement.contains("[F") && !placement.contains("auto"), "{placement}");
     assert_rejected(&["train", "--devices", "cpu:2", "--placement", "auto"], "WRN");
+}
+
+/// The main job's own code path at a small budget (one epoch of 256 images per network, one timed
+/// step per run): both networks trained into their folders, one chart of both curves, one table, and
+/// the JSON rows whose speed-ups follow from their own times. The full budget is the README's first
+/// command, measured before its figures are written down.
+#[test]
+fn demo_trains_the_twins_and_tells_their_speed_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("demo");
+    let out = out_dir.to_str().unwrap();
+    let small =
+        ["demo", "--epochs", "1", "--limit-train", "256", "--rounds", "1", "--steps", "1", "--out", out];
+    let run = warpnet(&[&small[..], &["--json"]].concat());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    let stdout = String::from_utf8(run.stdout).unwrap();
+    assert!(stdout.contains("| RS vs WRN on 1 device |"), "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(rows.len(), if cores >= 2 { 4 } else { 2 }, "{rows:?}");
+    let field =
+        |r: usize, name: &str| rows[r][name].as_f64().unwrap_or_else(|| panic!("{name}: {:?}", rows[r]));
+    let models: Vec<&str> = rows.iter().map(|r| r["model"].as_str().unwrap()).collect();
+    assert_eq!(models[..2], ["WRN-13-1", "WarpNet1-13-1"]);
+    let baseline = field(0, "ms_per_batch");
+    for (r, row) in rows.iter().enumerate() {
+        let ms = field(r, "ms_per_batch");
+        assert!((field(r, "rs") - (baseline - ms) / baseline).abs() < 1e-12, "{row:?}");
+        assert!((0.0..=1.0).contains(&field(r, "test_accuracy")), "{row:?}");
+        let folder = std::path::PathBuf::from(row["run_folder"].as_str().unwrap());
+        assert!(folder.starts_with(&out_dir) && folder.join("model.safetensors").is_file(), "{row:?}");
+    }
+    assert_eq!(field(0, "rs"), 0.0, "the baseline row reads 0 by definition");
+    if cores >= 2 {
+        // The WarpNet placed by auto, its prediction beside it, and its RS against the data-parallel WRN.
+        assert_eq!(models[2..], ["WarpNet1-13-1", "WRN-13-1"]);
+        assert!(rows[2]["layout"].as_str().unwrap().starts_with("[F"), "{:?}", rows[2]);
+        assert!(field(2, "predicted_ms") > 0.0, "{:?}", rows[2]);
+        assert_eq!(rows[3]["layout"], "data parallel");
+        let data_parallel = field(3, "ms_per_batch");
+        let expected = (data_parallel - field(2, "ms_per_batch")) / data_parallel;
+        assert!((field(2, "rs_vs_data_parallel") - expected).abs() < 1e-12, "{:?}", rows[2]);
+        assert_eq!(field(2, "test_accuracy"), field(1, "test_accuracy"), "one trained WarpNet");
+    }
+    for file in ["demo.md", "test-error.png", "test-error.svg"] {
+        assert!(out_dir.join(file).is_file(), "{file} missing");
+    }
+    let svg = std::fs::read_to_string(out_dir.join("test-error.svg")).unwrap();
+    assert!(svg.contains("WRN-13-1") && svg.contains("WarpNet1-13-1"), "both curves named");
+    assert_rejected(&small, "holds a demo already");
 }

@@ -294,9 +294,21 @@ fn cpuinfo_lists_bf16() -> bool {
     flags.split_whitespace().any(|f| f == "amx_bf16" || f == "avx512_bf16")
 }
 
-/// The demo network for `epochs` epochs of 16 steps (1,024 images, batch 64).
+/// The demo recipe on WRN-7-1 for `epochs` epochs of 16 steps (1,024 images, batch 64).
 fn demo_run<'a>(out: &'a str, epochs: &'a str, precision: &'a str) -> Vec<&'a str> {
-    let run = ["train", "--preset", "demo", "--limit-train", "1024", "--batch", "64", "--milestones", "1"];
+    let run = [
+        "train",
+        "--preset",
+        "demo",
+        "--k",
+        "1",
+        "--limit-train",
+        "1024",
+        "--batch",
+        "64",
+        "--milestones",
+        "1",
+    ];
     let mut args = run.to_vec();
     args.extend(["--epochs", epochs, "--precision", precision, "--quiet", "--out", out]);
     args

@@ -8,12 +8,14 @@ use std::time::{Duration, Instant};
 
 use tch::Tensor;
 
-/// Three epochs of 24 steps (1,536 images, batch 64) of the demo network, the lr dropping after the
-/// first: long enough to interrupt in the middle, short enough for CI.
-const RUN: [&str; 15] = [
+/// Three epochs of 24 steps (1,536 images, batch 64) of the demo recipe on WRN-7-1, the lr dropping
+/// after the first: long enough to interrupt in the middle, short enough for CI.
+const RUN: [&str; 17] = [
     "train",
     "--preset",
     "demo",
+    "--k",
+    "1",
     "--limit-train",
     "1536",
     "--batch",
@@ -41,9 +43,10 @@ fn finish(args: &[&str]) -> Output {
     out
 }
 
-fn start(out: &Path) -> Child {
+fn start(out: &Path, extra: &[&str]) -> Child {
     let mut args: Vec<&str> = RUN.to_vec();
     args.push(out.to_str().unwrap());
+    args.extend(extra);
     warpnet().args(&args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
 }
 
@@ -95,49 +98,71 @@ fn metrics(run: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The steps of the run's complete checkpoints, oldest first.
+fn checkpoint_steps(run: &Path) -> Vec<usize> {
+    let mut steps: Vec<usize> = std::fs::read_dir(run.join("checkpoints"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_prefix("step-").and_then(|s| s.strip_suffix(".json")).and_then(|s| s.parse().ok())
+        })
+        .collect();
+    steps.sort();
+    steps
+}
+
+/// Stops the run with `signal` in the middle of its second epoch: exit 128 + signal, a checkpoint at
+/// that step, and a line saying how to resume.
+fn interrupt_mid_epoch(run: &Path, signal: i32) {
+    let child = start(run, &[]);
+    wait_for_checkpoint(run, EPOCH);
+    std::thread::sleep(Duration::from_millis(700)); // into the second epoch
+                                                    // SAFETY: kill(2) with a live child's pid and a signal number has no memory-safety preconditions.
+    unsafe { libc::kill(child.id() as i32, signal) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(128 + signal), "{stderr}");
+    assert!(stderr.contains("--resume"), "{stderr}");
+    let steps = checkpoint_steps(run);
+    assert!(steps.last().is_some_and(|s| s % EPOCH != 0), "a mid-epoch checkpoint last: {steps:?}");
+}
+
 #[test]
 fn killed_and_interrupted_runs_resume_to_identical_weights() {
     let dir = tempfile::tempdir().unwrap();
-    let (whole, killed, interrupted) =
-        (dir.path().join("whole"), dir.path().join("killed"), dir.path().join("ctrlc"));
+    let [whole, killed, every, ctrl_c, term] =
+        ["whole", "killed", "every", "ctrlc", "sigterm"].map(|name| dir.path().join(name));
     let mut args: Vec<&str> = RUN.to_vec();
     args.push(whole.to_str().unwrap());
     finish(&args);
+    let resumed_to_the_same_end = |run: &Path| {
+        finish(&["train", "--resume", run.to_str().unwrap(), "--quiet"]);
+        assert_same_weights(&whole.join("model.safetensors"), &run.join("model.safetensors"));
+        assert_eq!(metrics(&whole), metrics(run));
+    };
 
     // SIGKILL after the first epoch's checkpoint: the rest is redone from it.
-    let mut child = start(&killed);
+    let mut child = start(&killed, &[]);
     wait_for_checkpoint(&killed, EPOCH);
     child.kill().unwrap();
     child.wait().unwrap();
-    finish(&["train", "--resume", killed.to_str().unwrap(), "--quiet"]);
-    assert_same_weights(&whole.join("model.safetensors"), &killed.join("model.safetensors"));
-    assert_eq!(metrics(&whole), metrics(&killed));
+    resumed_to_the_same_end(&killed);
 
-    // SIGINT in the middle of the second epoch: a checkpoint at that step, exit code 130.
-    let child = start(&interrupted);
-    wait_for_checkpoint(&interrupted, EPOCH);
-    std::thread::sleep(Duration::from_millis(700)); // into the second epoch
-                                                    // SAFETY: kill(2) with a live child's pid and SIGINT has no memory-safety preconditions.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains("--resume"), "{stderr}");
-    let checkpoints: Vec<String> = std::fs::read_dir(interrupted.join("checkpoints"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".json"))
-        .collect();
-    let mid_epoch = |n: &String| {
-        n.strip_prefix("step-")
-            .and_then(|s| s.strip_suffix(".json"))
-            .and_then(|s| s.parse::<usize>().ok())
-            .is_some_and(|s| s % EPOCH != 0)
-    };
-    assert!(checkpoints.iter().any(mid_epoch), "a mid-epoch checkpoint: {checkpoints:?}");
-    finish(&["train", "--resume", interrupted.to_str().unwrap(), "--quiet"]);
-    assert_same_weights(&whole.join("model.safetensors"), &interrupted.join("model.safetensors"));
-    assert_eq!(metrics(&whole), metrics(&interrupted));
+    // With --checkpoint-every 5, SIGKILL in the second epoch loses less than 5 steps: a checkpoint at
+    // step 25 (a multiple of 5 past the epoch's 24) or later.
+    let mut child = start(&every, &["--checkpoint-every", "5"]);
+    wait_for_checkpoint(&every, EPOCH + 1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let steps = checkpoint_steps(&every);
+    assert!(steps.iter().any(|s| s % EPOCH != 0 && s % 5 == 0), "mid-epoch checkpoints: {steps:?}");
+    resumed_to_the_same_end(&every);
+
+    // Ctrl-C and a scheduler's SIGTERM in the middle of the second epoch: a checkpoint at that step.
+    interrupt_mid_epoch(&ctrl_c, libc::SIGINT);
+    resumed_to_the_same_end(&ctrl_c);
+    interrupt_mid_epoch(&term, libc::SIGTERM);
+    resumed_to_the_same_end(&term);
 }
 
 #[test]

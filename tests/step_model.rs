@@ -147,7 +147,9 @@ fn links_parse_by_name_and_by_figures() {
 
 /// The bytes a profile says each pass keeps are measured from the heap: they must not count what the
 /// busy neighbours allocate meanwhile (they share the heap). WarpNet1-13-1 at batch 4: the same bytes
-/// with and without a busy neighbour (1%: the test binary's other threads allocate a few bytes), and
+/// with and without a busy neighbour (5%: the test binary's other tests allocate from the same heap
+/// meanwhile, and a reading they hit is 1% off at this size; a neighbour's own pass at batch 4 keeps
+/// about as much as the measured one, so counting it would be 100% off), and
 /// of a sensible size: a unit's pass keeps at least one (B, C, H, W) activation, more than its mask
 /// pass alone.
 #[test]
@@ -161,7 +163,7 @@ fn kept_bytes_are_measured_apart_from_busy_neighbours() {
     assert_eq!(beside.busy_neighbours, 1);
     for (a, b) in alone.stages.iter().zip(&beside.stages) {
         for (x, y) in [(a.unit_kept_bytes, b.unit_kept_bytes), (a.tangent_kept_bytes, b.tangent_kept_bytes)] {
-            assert!((x - y).abs() <= 0.01 * x, "kept {x} alone, {y} beside a busy neighbour");
+            assert!((x - y).abs() <= 0.05 * x, "kept {x} alone, {y} beside a busy neighbour");
         }
         assert!(a.unit_kept_bytes >= a.activation_bytes, "{a:?}");
         assert!(a.mask_kept_bytes < a.unit_kept_bytes, "{a:?}");

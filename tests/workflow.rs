@@ -1,4 +1,4 @@
-//! The experiment workflow on a small real run: eval (top-1, top-5, per class), predict on PNGs,
+//! The experiment workflow on a small real run: eval (top-1, top-5, per class), predict on PNG and JPEG,
 //! convert between WRN and WarpNet and back, the PyTorch export, and hostile inputs to each (one error
 //! line, exit code 2, nothing written).
 
@@ -57,6 +57,87 @@ fn write_png(path: &Path, width: u32, height: u32, colour: image::ColorType) {
     image::save_buffer(path, &pixels, width, height, colour).unwrap();
 }
 
+/// The probabilities `predict --json` gives each image, in the order given.
+fn probabilities(run: &Path, images: &[&Path]) -> Vec<Vec<(String, f64)>> {
+    let mut args = vec!["predict", "--checkpoint", run.to_str().unwrap(), "--json"];
+    args.extend(images.iter().map(|p| p.to_str().unwrap()));
+    let report = last_json(&ok(&args));
+    let predictions = report["predictions"].as_array().unwrap();
+    assert_eq!(predictions.len(), images.len());
+    predictions
+        .iter()
+        .map(|p| {
+            let top = p["top"].as_array().unwrap();
+            top.iter().map(|t| (t[0].as_str().unwrap().to_string(), t[1].as_f64().unwrap())).collect()
+        })
+        .collect()
+}
+
+/// The run was trained on Fashion-MNIST: 28x28 grey images, zero-padded to 32x32, grey repeated to R,
+/// G, B. An image so prepared by hand here must get the probabilities of the 28x28 grey original, and
+/// so must that image in RGB with R = G = B: predict prepares images as training did.
+fn predict_prepares_images_as_training_did(dir: &Path, run: &Path) {
+    let grey: Vec<u8> = (0..28 * 28).map(|i| (i * 37 % 251) as u8).collect();
+    let mut padded = vec![0u8; 32 * 32];
+    for row in 0..28 {
+        padded[(row + 2) * 32 + 2..(row + 2) * 32 + 30].copy_from_slice(&grey[row * 28..(row + 1) * 28]);
+    }
+    let rgb = |plane: &[u8]| plane.iter().flat_map(|&v| [v, v, v]).collect::<Vec<u8>>();
+    let files = [("grey28.png", 28), ("rgb28.png", 28), ("grey32.png", 32), ("rgb32.png", 32)];
+    for ((name, side), (pixels, colour)) in files.iter().zip([
+        (grey.clone(), image::ColorType::L8),
+        (rgb(&grey), image::ColorType::Rgb8),
+        (padded.clone(), image::ColorType::L8),
+        (rgb(&padded), image::ColorType::Rgb8),
+    ]) {
+        image::save_buffer(dir.join(name), &pixels, *side, *side, colour).unwrap();
+    }
+    let paths: Vec<PathBuf> = files.iter().map(|(name, _)| dir.join(name)).collect();
+    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let all = probabilities(run, &refs);
+    // One forward pass over one batch: the same pixels give the same logits but for the order of
+    // the sums inside a batched convolution, a few float32 roundings (1e-6 of a probability).
+    for (name, p) in files.iter().zip(&all) {
+        assert_eq!(p.len(), 5, "{name:?}");
+        for ((class, a), (class0, b)) in p.iter().zip(&all[0]) {
+            assert!(class == class0 && (a - b).abs() < 1e-5, "{name:?}: {p:?} against grey28: {:?}", all[0]);
+        }
+    }
+    let ps: Vec<f64> = all[0].iter().map(|t| t.1).collect();
+    assert!(ps.windows(2).all(|w| w[0] >= w[1]) && ps.iter().sum::<f64>() <= 1.0 + 1e-9, "{ps:?}");
+
+    // A folder: every image in it, by name; JPEG too; the run folder for the checkpoint; CSV.
+    let folder = dir.join("images");
+    std::fs::create_dir(&folder).unwrap();
+    for (name, _) in &files {
+        std::fs::copy(dir.join(name), folder.join(name)).unwrap();
+    }
+    image::save_buffer(folder.join("photo.jpg"), &rgb(&grey), 28, 28, image::ColorType::Rgb8).unwrap();
+    let csv = dir.join("predictions.csv");
+    let args = ["predict", "--checkpoint", run.to_str().unwrap(), folder.to_str().unwrap(), "--csv"];
+    let stdout = ok(&[&args[..], &[csv.to_str().unwrap()]].concat());
+    assert_eq!(stdout.lines().count(), 5, "{stdout}");
+    let table = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(table.lines().count(), 6, "header and five rows: {table}");
+    assert!(table.starts_with("image,class_1,p_1,"), "{table}");
+    assert!(table.lines().nth(3).unwrap().contains("photo.jpg"), "sorted by name: {table}");
+
+    // Another size is resized with one warning; a file that is no image is refused.
+    let large = dir.join("large.png");
+    write_png(&large, 40, 36, image::ColorType::Rgb8);
+    let out = warpnet(&["predict", "--checkpoint", run.to_str().unwrap(), large.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("40x36 pixels resized to 28x28"), "{stderr}");
+    let text = dir.join("d.png");
+    std::fs::write(&text, "not a png").unwrap();
+    rejected(
+        &["predict", "--checkpoint", run.to_str().unwrap(), text.to_str().unwrap()],
+        "not a PNG or JPEG",
+    );
+    rejected(&["predict", "--checkpoint", run.to_str().unwrap(), dir.join("none").to_str().unwrap()], "none");
+}
+
 fn read_weights(path: &Path) -> Vec<(String, Tensor)> {
     let mut v = Tensor::read_safetensors(path).unwrap();
     v.sort_by(|a, b| a.0.cmp(&b.0));
@@ -78,25 +159,11 @@ fn eval_predict_convert_and_their_errors() {
     // A checkpoint of the run (with optimizer state) evaluates too.
     let step4 = run.join("checkpoints").join("step-00000004.safetensors");
     ok(&["eval", "--checkpoint", step4.to_str().unwrap(), "--as", "wrn"]);
+    // So does the run folder itself (its model.safetensors).
+    let same = last_json(&ok(&["eval", "--checkpoint", run.to_str().unwrap(), "--as", "wrn", "--json"]));
+    assert_eq!(same["results"][0]["evaluation"]["error"], e["error"]);
 
-    let (good, small, grey, text) = (
-        dir.path().join("a.png"),
-        dir.path().join("b.png"),
-        dir.path().join("c.png"),
-        dir.path().join("d.png"),
-    );
-    write_png(&good, 32, 32, image::ColorType::Rgb8);
-    write_png(&small, 28, 28, image::ColorType::Rgb8);
-    write_png(&grey, 32, 32, image::ColorType::L8);
-    std::fs::write(&text, "not a png").unwrap();
-    let predictions = last_json(&ok(&["predict", "--checkpoint", m, good.to_str().unwrap(), "--json"]));
-    let top = predictions["predictions"][0]["top"].as_array().unwrap();
-    assert_eq!(top.len(), 5);
-    let p: Vec<f64> = top.iter().map(|t| t[1].as_f64().unwrap()).collect();
-    assert!(p.windows(2).all(|w| w[0] >= w[1]) && p.iter().sum::<f64>() <= 1.0 + 1e-9, "{p:?}");
-    rejected(&["predict", "--checkpoint", m, good.to_str().unwrap(), small.to_str().unwrap()], "28x28");
-    rejected(&["predict", "--checkpoint", m, grey.to_str().unwrap()], "RGB");
-    rejected(&["predict", "--checkpoint", m, text.to_str().unwrap()], "not a PNG");
+    predict_prepares_images_as_training_did(dir.path(), &run);
 
     // WRN -> WarpNet (K = 2) -> WRN: the same tensors, bit for bit.
     let (warp, back) = (dir.path().join("warp"), dir.path().join("back"));
@@ -142,7 +209,7 @@ fn eval_predict_convert_and_their_errors() {
             "predict",
             "--checkpoint",
             broken.join("model.safetensors").to_str().unwrap(),
-            good.to_str().unwrap(),
+            dir.path().join("grey28.png").to_str().unwrap(),
         ],
         "another size",
     );

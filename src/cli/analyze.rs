@@ -42,7 +42,8 @@ pub enum Analysis {
 
 #[derive(Debug, Clone, Args)]
 pub struct NetworkArgs {
-    /// Weights written by `warpnet train` (model.safetensors or checkpoints/step-N.safetensors).
+    /// A run folder (its model.safetensors) or weights written by `warpnet train`
+    /// (RUN/model.safetensors, RUN/checkpoints/step-N.safetensors); RUN/config.toml gives the network.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
     /// Random network: warp layers per stage (units per stage with K = 1).
@@ -89,7 +90,7 @@ fn subjects(args: &NetworkArgs, with_random: bool) -> anyhow::Result<Subjects> {
             let config = run.config.net(run.data.class_names.len());
             let vs = VarStore::new(Device::Cpu);
             let _net = crate::model::Net::new(&vs.root(), &config);
-            load_weights(&vs, path)?;
+            load_weights(&vs, &run.weights)?;
             let seq = Sequential::new(&config, &copy_variables(&vs, Device::Cpu));
             (Some(seq), spec, Some(run.data.standardizer))
         }

@@ -20,7 +20,8 @@ use crate::train::run_folder::{self, RunFiles};
 
 #[derive(Debug, Clone, Args)]
 pub struct ConvertArgs {
-    /// Weights written by `warpnet train` (RUN/model.safetensors or RUN/checkpoints/step-N.safetensors).
+    /// A run folder (its model.safetensors) or weights written by `warpnet train`
+    /// (RUN/model.safetensors, RUN/checkpoints/step-N.safetensors); RUN/config.toml gives the network.
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// Convert to this network (with --out): a new run folder with the same weights.
@@ -43,7 +44,7 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<()> {
     let run = run_folder::open(&args.checkpoint)?;
     match (&args.to, &args.out, &args.pytorch) {
         (Some(to), Some(out), None) => convert(&run, &args, *to, out),
-        (None, None, Some(file)) => export_pytorch(&run, &args.checkpoint, file),
+        (None, None, Some(file)) => export_pytorch(&run, file),
         _ => crate::bail_input!("convert needs --to MODEL --out DIR, or --pytorch FILE"),
     }
 }
@@ -76,7 +77,7 @@ fn convert(run: &RunFiles, args: &ConvertArgs, to: ModelKind, out: &Path) -> any
     let net_config = config.net(run.data.class_names.len());
     let vs = VarStore::new(Device::Cpu);
     let _net = Net::new(&vs.root(), &net_config);
-    load_weights(&vs, &args.checkpoint)?;
+    load_weights(&vs, &run.weights)?;
 
     // Written into a temporary sibling folder, renamed into place when complete.
     let tmp = out.with_file_name(format!(".tmp-{}-convert", std::process::id()));
@@ -97,11 +98,11 @@ fn convert(run: &RunFiles, args: &ConvertArgs, to: ModelKind, out: &Path) -> any
 /// Every variable under its own name (the names PyTorch's modules give them in
 /// python/warpnet_torch.py), plus each BatchNorm's `num_batches_tracked` (0: unknown here, and unused
 /// by PyTorch when the BN momentum is set) so that `load_state_dict` is strict.
-fn export_pytorch(run: &RunFiles, checkpoint: &Path, file: &Path) -> anyhow::Result<()> {
+fn export_pytorch(run: &RunFiles, file: &Path) -> anyhow::Result<()> {
     let net_config = run.config.net(run.data.class_names.len());
     let vs = VarStore::new(Device::Cpu);
     let _net = Net::new(&vs.root(), &net_config);
-    load_weights(&vs, checkpoint)?;
+    load_weights(&vs, &run.weights)?;
     let mut tensors: Vec<(String, Tensor)> = copy_variables(&vs, Device::Cpu).into_iter().collect();
     let batch_norms: Vec<String> =
         tensors.iter().filter_map(|(n, _)| n.strip_suffix(".running_mean").map(String::from)).collect();

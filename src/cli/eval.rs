@@ -23,7 +23,8 @@ use crate::train::run_folder;
 
 #[derive(Debug, Clone, Args)]
 pub struct EvalArgs {
-    /// Weights written by `warpnet train` (RUN/model.safetensors; RUN/config.toml gives the network).
+    /// A run folder (its model.safetensors) or weights written by `warpnet train`
+    /// (RUN/model.safetensors, RUN/checkpoints/step-N.safetensors); RUN/config.toml gives the network.
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// Evaluate as this network only (default: both).
@@ -86,7 +87,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     for config in views {
         let vs = VarStore::new(Device::Cpu);
         let net = Net::new(&vs.root(), &config);
-        load_weights(&vs, &args.checkpoint)?;
+        load_weights(&vs, &run.weights)?;
         // Standardised as in training: the training set's statistics, kept in the run folder.
         let e =
             evaluate(&net, &test, run.data.standardizer, args.eval_batch, Device::Cpu, precision.precision);

@@ -1,5 +1,7 @@
 //! Flags several subcommands share.
 
+use std::path::{Path, PathBuf};
+
 use clap::Args;
 use tch::Device;
 
@@ -80,4 +82,16 @@ pub fn parse_device(text: &str) -> Result<Device, String> {
             .map(Device::Cuda)
             .ok_or_else(|| format!("'{}': expected cpu, cuda or cuda:I", text.escape_default())),
     }
+}
+
+/// root/name, or the first of root/name-2, -3, ... that does not exist yet: where a run writes when
+/// no --out is given.
+pub fn fresh_folder(root: &Path, name: &str) -> PathBuf {
+    let mut dir = root.join(name);
+    let mut n = 2;
+    while dir.exists() {
+        dir = root.join(format!("{name}-{n}"));
+        n += 1;
+    }
+    dir
 }

@@ -4,6 +4,7 @@ pub mod analyze;
 pub mod bench;
 pub mod convert;
 pub mod data;
+pub mod demo;
 pub mod eval;
 pub mod flags;
 pub mod plan;
@@ -47,11 +48,13 @@ impl Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Train a network (no subcommand at all: the demo, `warpnet train --preset demo`).
+    /// The WRN and its WarpNet twin trained side by side, timed, and drawn (also: no subcommand).
+    Demo(demo::DemoArgs),
+    /// Train a network.
     Train(Box<train::TrainArgs>),
     /// Evaluate a checkpoint as the WRN, the WarpNet, or both.
     Eval(eval::EvalArgs),
-    /// The top-5 classes of 32x32 RGB PNG images.
+    /// The top-5 classes of PNG or JPEG images, prepared as the run's training data was.
     Predict(predict::PredictArgs),
     /// Re-group a checkpoint's weights (WRN <-> WarpNet) or export them for PyTorch.
     Convert(convert::ConvertArgs),
@@ -72,6 +75,7 @@ pub enum Command {
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Some(Command::Demo(args)) => demo::run(args),
         Some(Command::Train(args)) => train::run(*args),
         Some(Command::Eval(args)) => eval::run(args),
         Some(Command::Predict(args)) => predict::run(args),
@@ -83,10 +87,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Reproduce(args)) => reproduce::run(args),
         Some(Command::Plan(args)) => plan::run(args),
         None => {
-            println!(
-                "warpnet: no subcommand, so the demo: `warpnet train --preset demo` (see `warpnet --help`)"
-            );
-            train::run(train::TrainArgs::demo())
+            println!("warpnet: no subcommand, so the demo: `warpnet demo` (see `warpnet --help`)");
+            demo::run(demo::DemoArgs::default())
         }
     }
 }

@@ -1,25 +1,31 @@
 //! `warpnet predict`: the top-5 classes of each image, by a trained network.
+//!
+//! Images are prepared as the run's data set was (data/image_file.rs): a network trained on 28x28 grey
+//! Fashion-MNIST takes 28x28 (and 32x32) images, grey or RGB, in grey; one trained on 32x32 RGB takes
+//! 32x32 images, grey repeated. Other sizes are resized with a warning.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 use serde::Serialize;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use super::flags::PrecisionFlag;
+use crate::data::image_file::{self, Prepared};
 use crate::data::{IMAGE_BYTES, IMAGE_CHANNELS, IMAGE_SIDE};
-use crate::error::input_error;
 use crate::model::Net;
-use crate::train::checkpoint::load_weights;
+use crate::report::Table;
+use crate::train::checkpoint::{load_weights, write_atomic};
 use crate::train::evaluate::TOP_K;
 use crate::train::run_folder;
 
 #[derive(Debug, Clone, Args)]
 pub struct PredictArgs {
-    /// Weights written by `warpnet train` (RUN/model.safetensors or RUN/checkpoints/step-N.safetensors).
+    /// A run folder (its model.safetensors) or weights written by `warpnet train`
+    /// (RUN/model.safetensors, RUN/checkpoints/step-N.safetensors); RUN/config.toml gives the network.
     #[arg(long)]
     pub checkpoint: PathBuf,
-    /// 32x32 RGB PNG images.
+    /// PNG or JPEG images, or folders of them.
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
     #[command(flatten)]
@@ -27,6 +33,9 @@ pub struct PredictArgs {
     /// Print the predictions as one JSON object on the last stdout line.
     #[arg(long)]
     pub json: bool,
+    /// Also write the predictions to this CSV file: image, then class and probability for each rank.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
 }
 
 #[derive(Debug, Serialize)]
@@ -39,26 +48,32 @@ struct Prediction {
 pub fn run(args: PredictArgs) -> anyhow::Result<()> {
     let run = run_folder::open(&args.checkpoint)?;
     // Every image is read and checked before anything is printed.
-    let pixels: Vec<Vec<u8>> = args.images.iter().map(|p| read_png(p)).collect::<anyhow::Result<_>>()?;
+    let files = image_file::expand(&args.images)?;
+    let source = run.config.data.source_images();
+    let prepared: Vec<Prepared> =
+        files.iter().map(|f| image_file::prepare(f, source)).collect::<anyhow::Result<_>>()?;
+    for warning in prepared.iter().filter_map(|p| p.warning.as_ref()) {
+        eprintln!("{warning}");
+    }
     let net_config = run.config.net(run.data.class_names.len());
     let vs = VarStore::new(Device::Cpu);
     let net = Net::new(&vs.root(), &net_config);
-    load_weights(&vs, &args.checkpoint)?;
+    load_weights(&vs, &run.weights)?;
 
-    let mut standardized = vec![0f32; pixels.len() * IMAGE_BYTES];
-    for (out, image) in standardized.chunks_exact_mut(IMAGE_BYTES).zip(&pixels) {
-        run.data.standardizer.apply(image, out);
+    let mut standardized = vec![0f32; prepared.len() * IMAGE_BYTES];
+    for (out, image) in standardized.chunks_exact_mut(IMAGE_BYTES).zip(&prepared) {
+        run.data.standardizer.apply(&image.pixels, out);
     }
     let side = IMAGE_SIDE as i64;
     let batch =
-        Tensor::from_slice(&standardized).view([pixels.len() as i64, IMAGE_CHANNELS as i64, side, side]);
+        Tensor::from_slice(&standardized).view([prepared.len() as i64, IMAGE_CHANNELS as i64, side, side]); // (N, 3, 32, 32)
     let precision = args.precision.decide(&[Device::Cpu]).precision;
     let logits = tch::no_grad(|| net.forward(&precision.input(&batch), false)); // (N, classes)
     let probabilities = logits.softmax(-1, Kind::Double);
     let k = TOP_K.min(run.data.class_names.len() as i64);
     let (values, indices) = probabilities.topk(k, -1, true, true);
     let mut predictions = Vec::new();
-    for (i, image) in args.images.iter().enumerate() {
+    for (i, image) in files.iter().enumerate() {
         let p: Vec<f64> = Vec::try_from(values.get(i as i64))?;
         let c: Vec<i64> = Vec::try_from(indices.get(i as i64))?;
         let top: Vec<(String, f64)> =
@@ -71,6 +86,9 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
         println!("{}: {}", image.display(), shown.join("  "));
         predictions.push(Prediction { image: image.clone(), top });
     }
+    if let Some(file) = &args.csv {
+        write_atomic(file, csv_table(&predictions, k as usize).csv().as_bytes())?;
+    }
     if args.json {
         let model = net_config.label();
         super::print_json(
@@ -80,30 +98,19 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A 32x32 8-bit RGB PNG as (3, 32, 32) bytes, planes R, G, B; anything else is one input-error line.
-pub fn read_png(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let bytes =
-        std::fs::read(path).map_err(|e| input_error(format!("{}: cannot read: {e}", path.display())))?;
-    let image = image::load_from_memory_with_format(&bytes, image::ImageFormat::Png)
-        .map_err(|e| input_error(format!("{}: not a PNG image ({e})", path.display())))?;
-    let (w, h) = (image.width() as usize, image.height() as usize);
-    if (w, h) != (IMAGE_SIDE, IMAGE_SIDE) {
-        crate::bail_input!("{}: {w}x{h} pixels; the network reads {IMAGE_SIDE}x{IMAGE_SIDE}", path.display());
+/// image, class_1, p_1, ..., class_k, p_k: one row per image.
+fn csv_table(predictions: &[Prediction], k: usize) -> Table {
+    let mut headers = vec!["image".to_string()];
+    for rank in 1..=k {
+        headers.extend([format!("class_{rank}"), format!("p_{rank}")]);
     }
-    if image.color() != image::ColorType::Rgb8 {
-        crate::bail_input!(
-            "{}: colour type {:?}; the network reads 8-bit RGB",
-            path.display(),
-            image.color()
-        );
-    }
-    let interleaved = image.to_rgb8().into_raw(); // (H, W, 3)
-    let plane = IMAGE_SIDE * IMAGE_SIDE;
-    let mut planar = vec![0u8; IMAGE_BYTES];
-    for (p, rgb) in interleaved.chunks_exact(IMAGE_CHANNELS).enumerate() {
-        for (c, &v) in rgb.iter().enumerate() {
-            planar[c * plane + p] = v;
+    let mut table = Table::new(&headers.iter().map(String::as_str).collect::<Vec<_>>());
+    for prediction in predictions {
+        let mut row = vec![prediction.image.display().to_string()];
+        for (name, p) in &prediction.top {
+            row.extend([name.clone(), format!("{p:.6}")]);
         }
+        table.push(row);
     }
-    Ok(planar)
+    table
 }

@@ -4,14 +4,14 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use super::flags::{positive, PrecisionFlag, WarpFlags};
+use super::flags::{fresh_folder, positive, PrecisionFlag, WarpFlags};
 use crate::data::{self, DataSpec};
 use crate::error::input_error;
 use crate::model::{terms, ModelKind};
 use crate::parallel::auto_placement::AUTO;
 use crate::parallel::{prediction, Devices};
 use crate::report::plot;
-use crate::train::{self, Preset, TrainConfig, Verbosity};
+use crate::train::{self, CheckpointEvery, Preset, TrainConfig, Verbosity};
 
 /// Every flag is optional: unset flags keep the preset's value (`--preset paper` by default, the
 /// paper's CIFAR recipe).
@@ -30,9 +30,14 @@ pub struct TrainArgs {
     /// settings may be given).
     #[arg(long, value_name = "RUN_DIR")]
     pub resume: Option<PathBuf>,
-    /// Checkpoints kept in the run folder (one is written per epoch and on Ctrl-C).
+    /// Checkpoints kept in the run folder (one is written per epoch, on Ctrl-C and SIGTERM, and as
+    /// --checkpoint-every says).
     #[arg(long, value_parser = positive)]
     pub keep_checkpoints: Option<usize>,
+    /// Checkpoints within epochs too: every N steps (500) or every so long (90s, 10m, 2h), so that a
+    /// killed run loses at most that much (default: at the end of each epoch only).
+    #[arg(long, value_name = "STEPS|DURATION")]
+    pub checkpoint_every: Option<CheckpointEvery>,
     /// Network kind.
     #[arg(long, value_enum)]
     pub model: Option<ModelKind>,
@@ -111,11 +116,6 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
-    /// The main job: the demo preset, nothing overridden.
-    pub fn demo() -> Self {
-        TrainArgs { preset: Some(Preset::Demo), ..TrainArgs::default() }
-    }
-
     /// The preset with every given flag applied, validated.
     pub fn resolve(&self) -> anyhow::Result<TrainConfig> {
         let mut c = self.preset.unwrap_or(Preset::Paper).config();
@@ -147,7 +147,7 @@ impl TrainArgs {
             seed,
             keep_checkpoints
         );
-        set_optional!(iters, threads, out, devices, placement, limit_train);
+        set_optional!(iters, threads, out, devices, placement, limit_train, checkpoint_every);
         c.precision = self.precision.setting.unwrap_or(c.precision);
         c.variant = self.warp.variant.or(c.variant);
         c.max_order = self.warp.max_order.or(c.max_order);
@@ -261,14 +261,11 @@ fn report(summary: &train::RunSummary, out: &Path, json: bool) -> anyhow::Result
 
 /// runs/<label>-<data set>, or the first of -2, -3, ... that does not exist yet.
 fn fresh_run_dir(root: &Path, label: &str, data: &DataSpec) -> PathBuf {
+    fresh_folder(root, &run_folder_name(label, data))
+}
+
+/// "<label>-<data set>": the name of a run's folder, "WRN-13-1-fashion-mnist".
+pub fn run_folder_name(label: &str, data: &DataSpec) -> String {
     let data_name = data.to_string();
-    let data_name = data_name.split(':').next().unwrap_or("data");
-    let base = format!("{label}-{data_name}");
-    let mut dir = root.join(&base);
-    let mut n = 2;
-    while dir.exists() {
-        dir = root.join(format!("{base}-{n}"));
-        n += 1;
-    }
-    dir
+    format!("{label}-{}", data_name.split(':').next().unwrap_or("data"))
 }

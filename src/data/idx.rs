@@ -195,7 +195,8 @@ fn check_body_length<'a>(
 }
 
 /// Turns (N, 28, 28) grey bytes into (N, 3, 32, 32): 2 zero pixels on every side, grey repeated to R, G, B.
-fn pad_and_repeat(grey: &[u8]) -> Vec<u8> {
+/// What every Fashion-MNIST image goes through before the network sees it (`warpnet predict` too).
+pub fn pad_and_repeat(grey: &[u8]) -> Vec<u8> {
     let plane = IMAGE_SIDE * IMAGE_SIDE;
     let count = grey.len() / (MNIST_SIDE * MNIST_SIDE);
     let mut out = vec![0u8; count * IMAGE_BYTES];

@@ -10,6 +10,7 @@ pub mod dataset;
 pub mod download;
 pub mod embedded;
 pub mod idx;
+pub mod image_file;
 pub mod imagenet32;
 pub mod loader;
 pub mod npy;

@@ -20,6 +20,24 @@ pub enum DataSpec {
     Imagenet32(PathBuf),
 }
 
+/// The images of a data set as its files hold them, before the loader makes every one (3, 32, 32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceImages {
+    /// 28x28 grey (Fashion-MNIST): zero-padded to 32x32, grey repeated to R, G, B.
+    Grey28,
+    /// 32x32 RGB (CIFAR, ImageNet32x32): as they are.
+    Rgb32,
+}
+
+impl DataSpec {
+    pub fn source_images(&self) -> SourceImages {
+        match self {
+            DataSpec::FashionMnistEmbedded | DataSpec::FashionMnist(_) => SourceImages::Grey28,
+            DataSpec::Cifar10(_) | DataSpec::Cifar100(_) | DataSpec::Imagenet32(_) => SourceImages::Rgb32,
+        }
+    }
+}
+
 pub const SPEC_FORMS: &str = "fashion-mnist, fashion-mnist:DIR, cifar10:DIR, cifar100:DIR, imagenet32:DIR";
 
 impl FromStr for DataSpec {

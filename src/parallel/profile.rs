@@ -69,18 +69,25 @@ impl Clock {
     }
 }
 
+/// Times the heap is read around a forward pass; the median of these discards one reading that
+/// another thread of the process (a test binary's other tests, say) allocated or freed into.
+const KEPT_READINGS: usize = 3;
+
 /// Bytes `forward()`'s result keeps alive on the CPU heap (what its backward will read), or 0 where
 /// the heap cannot be read (parallel/memory.rs). Kept tensors are the same on every device: the
 /// step-time model measures them on the CPU whatever device it times.
-fn kept_bytes<T>(forward: impl FnOnce() -> T) -> f64 {
+fn kept_bytes<T>(forward: impl Fn() -> T) -> f64 {
     if !memory::measurable(Device::Cpu) {
         return 0.0;
     }
-    let before = memory::heap_in_use();
-    let kept = forward();
-    let bytes = memory::heap_in_use().saturating_sub(before);
-    drop(kept);
-    bytes as f64
+    let reading = || {
+        let before = memory::heap_in_use();
+        let kept = forward();
+        let bytes = memory::heap_in_use().saturating_sub(before);
+        drop(kept);
+        bytes as f64
+    };
+    median(&(0..KEPT_READINGS).map(|_| reading()).collect::<Vec<f64>>())
 }
 
 /// Where and how a profile is measured.

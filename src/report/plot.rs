@@ -86,17 +86,9 @@ pub fn plot_runs_titled(
     metric: Metric,
     title: Option<&str>,
 ) -> anyhow::Result<()> {
-    let format = Format::from_path(out)?;
+    Format::from_path(out)?;
     if runs.is_empty() {
         crate::bail_input!("no run folders given (warpnet plot RUN_DIR... --out FILE)");
-    }
-    if out.is_dir() {
-        crate::bail_input!("--out {}: is a folder, not a file", out.display());
-    }
-    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if !parent.is_dir() {
-            crate::bail_input!("--out {}: folder {} does not exist", out.display(), parent.display());
-        }
     }
     let mut curves = runs.iter().map(|dir| read_curve(dir, metric)).collect::<anyhow::Result<Vec<_>>>()?;
     // Two folders of the same name in different places: label them by their paths instead.
@@ -107,8 +99,21 @@ pub fn plot_runs_titled(
             curve.label = dir.display().to_string();
         }
     }
-    let bytes = render(&curves, &Axes::against_epoch(metric), title, format)?;
-    write_atomic(out, &bytes)
+    write_chart(&curves, out, &Axes::against_epoch(metric), title)
+}
+
+/// Draws `curves` and writes the chart to `out` as PNG or SVG by its extension.
+pub fn write_chart(curves: &[Curve], out: &Path, axes: &Axes, title: Option<&str>) -> anyhow::Result<()> {
+    let format = Format::from_path(out)?;
+    if out.is_dir() {
+        crate::bail_input!("--out {}: is a folder, not a file", out.display());
+    }
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.is_dir() {
+            crate::bail_input!("--out {}: folder {} does not exist", out.display(), parent.display());
+        }
+    }
+    write_atomic(out, &render(curves, axes, title, format)?)
 }
 
 /// The axis titles of a chart.
@@ -300,8 +305,10 @@ fn draw<DB: DrawingBackend>(
 }
 
 /// Chooses the top of the y axis and the legend's corner: the first free corner (upper right, upper
-/// left, lower right, lower left) with the y axis 8% above the largest value, then with more headroom;
-/// if none is ever free, the corner crossed by the fewest curve samples.
+/// left, lower right, lower left) with the y axis 8% above the largest value, then with more headroom,
+/// up to three times the largest value (the top two thirds free: room for a legend of many lines
+/// above curves that cross the whole width); if none is ever free, the corner crossed by the fewest
+/// curve samples.
 fn place_legend(
     curves: &[Curve],
     max_epoch: u32,
@@ -312,7 +319,7 @@ fn place_legend(
     const CORNERS: [Corner; 4] =
         [Corner::UpperRight, Corner::UpperLeft, Corner::LowerRight, Corner::LowerLeft];
     let mut best: Option<(usize, Corner)> = None;
-    for headroom in [1.08, 1.2, 1.35, 1.5] {
+    for headroom in [1.08, 1.2, 1.35, 1.5, 1.75, 2.0, 2.5, 3.0] {
         let y_top = max_value * headroom;
         for corner in CORNERS {
             let hits = legend_hits(curves, max_epoch, y_top, plot, legend, corner);
@@ -365,4 +372,27 @@ fn legend_hits(
         }
     }
     hits
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Nine flat curves across every epoch, at 1/9, 2/9, ... 9/9 of the largest value (the agreement
+    /// chart's nine lines span the width like this): no corner below the largest value is free, so
+    /// the legend of nine lines (16 px type: about 190 px tall) must go into headroom above it, and
+    /// there it crosses no curve.
+    #[test]
+    fn a_legend_of_many_lines_covers_no_curve() {
+        let curves: Vec<Curve> = (1..=9)
+            .map(|i| Curve {
+                label: format!("run {i}"),
+                segments: vec![(1..=10).map(|e| (e, i as f64)).collect()],
+            })
+            .collect();
+        let plot = ((WIDTH - 2 * MARGIN - Y_LABEL_AREA) as f64, (HEIGHT - 2 * MARGIN - X_LABEL_AREA) as f64);
+        let legend = (200, 9 * 19 + 2 * LEGEND_MARGIN as i32);
+        let (y_top, corner) = place_legend(&curves, 10, 9.0, plot, legend);
+        assert_eq!(legend_hits(&curves, 10, y_top, plot, legend, corner), 0, "y top {y_top}, {corner:?}");
+    }
 }

@@ -11,6 +11,6 @@ pub mod schedule;
 pub mod step;
 pub mod trainer;
 
-pub use config::{Preset, TrainConfig};
+pub use config::{CheckpointEvery, Preset, TrainConfig};
 pub use progress::Verbosity;
 pub use trainer::{resume, train, Interrupted, RunSummary};

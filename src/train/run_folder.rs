@@ -31,6 +31,8 @@ pub struct RunFiles {
     pub folder: PathBuf,
     pub config: TrainConfig,
     pub data: DataInfo,
+    /// The weights file: the one given, or the run folder's model.safetensors.
+    pub weights: PathBuf,
 }
 
 pub const DATA_INFO: &str = "data.json";
@@ -41,11 +43,23 @@ impl DataInfo {
     }
 }
 
-/// The run folder of `weights`: RUN/model.safetensors, or RUN/checkpoints/step-N.safetensors.
-pub fn open(weights: &Path) -> anyhow::Result<RunFiles> {
-    if !weights.is_file() {
-        crate::bail_input!("{}: no such checkpoint file", weights.display());
+/// A run folder's final weights, inside it.
+pub const FINAL_WEIGHTS: &str = "model.safetensors";
+
+/// The run folder of `checkpoint`: a run folder itself (its final weights), RUN/model.safetensors, or
+/// RUN/checkpoints/step-N.safetensors.
+pub fn open(checkpoint: &Path) -> anyhow::Result<RunFiles> {
+    let weights = if checkpoint.is_dir() { checkpoint.join(FINAL_WEIGHTS) } else { checkpoint.to_path_buf() };
+    if checkpoint.is_dir() && !weights.is_file() {
+        crate::bail_input!(
+            "{}: no {FINAL_WEIGHTS} in this folder (a run still training? give one of its checkpoints/)",
+            checkpoint.display()
+        );
     }
+    if !weights.is_file() {
+        crate::bail_input!("{}: no such checkpoint file or run folder", weights.display());
+    }
+    let weights = weights.as_path();
     let parent = weights.parent().unwrap_or(Path::new("."));
     let folder = if parent.file_name().is_some_and(|n| n == CHECKPOINTS) {
         parent.parent().unwrap_or(Path::new(".")).to_path_buf()
@@ -67,5 +81,5 @@ pub fn open(weights: &Path) -> anyhow::Result<RunFiles> {
     if data.class_names.len() < 2 {
         crate::bail_input!("{}: {} class names", data_path.display(), data.class_names.len());
     }
-    Ok(RunFiles { folder, config, data })
+    Ok(RunFiles { folder, config, data, weights: weights.to_path_buf() })
 }

@@ -1,10 +1,10 @@
 //! The training loop: SGD steps over augmented batches, an evaluation on the test split after every
-//! epoch, one metrics line and one checkpoint per epoch, and the final weights in the run folder.
-//! A run interrupted (Ctrl-C, or killed) continues from its last checkpoint with `--resume` and ends
+//! epoch, one metrics line and one checkpoint per epoch (and every `checkpoint_every` within one), and
+//! the final weights in the run folder. A run interrupted (Ctrl-C, SIGTERM, or killed) continues from its last checkpoint with `--resume` and ends
 //! with the same weights, bit for bit on CPU, as if it had never stopped.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -53,12 +53,15 @@ pub struct RunSummary {
     pub out: PathBuf,
 }
 
-/// Training stopped by Ctrl-C after saving a checkpoint.
+/// Training stopped by Ctrl-C (SIGINT) or a scheduler's SIGTERM after saving a checkpoint.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "interrupted at step {step}; checkpoint {checkpoint} saved; continue with `{launcher}warpnet train --resume {run}`"
+    "interrupted by {} at step {step}; checkpoint {checkpoint} saved; continue with `{launcher}warpnet train --resume {run}`",
+    signal_name(*signal)
 )]
 pub struct Interrupted {
+    /// The signal's number: `warpnet` exits with 128 + it, as a shell reports a process it killed.
+    pub signal: i32,
     pub step: usize,
     pub checkpoint: PathBuf,
     pub run: PathBuf,
@@ -66,16 +69,25 @@ pub struct Interrupted {
     pub launcher: String,
 }
 
-/// Set by Ctrl-C; the loop checks it after every step.
-static INTERRUPT: AtomicBool = AtomicBool::new(false);
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGINT => "Ctrl-C (SIGINT)",
+        libc::SIGTERM => "SIGTERM",
+        _ => "a signal",
+    }
+}
 
-/// Installs the Ctrl-C handler once per process.
-fn catch_interrupt() {
-    static INSTALLED: OnceLock<()> = OnceLock::new();
-    INSTALLED.get_or_init(|| {
-        // A second handler cannot be installed in this process: training then stops only by kill.
-        let _ = ctrlc::set_handler(|| INTERRUPT.store(true, Ordering::SeqCst));
-    });
+/// The signal that asked training to stop, 0 while none has; the loop checks it after every step.
+fn interrupt() -> &'static Arc<AtomicUsize> {
+    static SIGNAL: OnceLock<Arc<AtomicUsize>> = OnceLock::new();
+    SIGNAL.get_or_init(|| {
+        let signal = Arc::new(AtomicUsize::new(0));
+        for number in [libc::SIGINT, libc::SIGTERM] {
+            // Fails only for a signal that cannot be caught; these two can.
+            let _ = signal_hook::flag::register_usize(number, signal.clone(), number as usize);
+        }
+        signal
+    })
 }
 
 /// Trains from scratch as `config` says, writing config.toml, metrics.jsonl, checkpoints/ and
@@ -132,7 +144,7 @@ fn run(
         crate::parallel::device::check_available(devices)?;
     }
     tch::manual_seed(config.seed as i64);
-    catch_interrupt();
+    interrupt();
     // `auto` is decided once, here: the run folder records the choice and a resume keeps it.
     let precision = config.precision_choice();
     let config = &TrainConfig { precision: precision.precision.into(), ..config.clone() };
@@ -243,6 +255,8 @@ fn run(
         )
     };
 
+    let every = config.checkpoint_every;
+    let mut last_saved = Instant::now();
     while position.step < total_steps {
         let lr = schedule.lr(position.epoch);
         let epoch_steps = steps_per_epoch.min(total_steps - position.step + position.batch);
@@ -295,11 +309,19 @@ fn run(
                 100.0 * progress.correct as f64 / progress.seen as f64,
                 progress.seen as f64 / progress.seconds.max(f64::EPSILON)
             ));
-            if INTERRUPT.swap(false, Ordering::SeqCst) {
+            let signal = interrupt().swap(0, Ordering::SeqCst) as i32;
+            let seconds = train_seconds + progress.seconds - before;
+            // The last step of an epoch is checkpointed after the epoch's evaluation, below.
+            let due = every.is_some_and(|e| e.due(position.step, last_saved.elapsed()));
+            if signal == 0 && due && position.batch < epoch_steps {
+                checkpoint(position, progress, seconds, &stepper)?;
+                last_saved = Instant::now();
+            }
+            if signal != 0 {
                 bar.finish_and_clear();
-                let saved =
-                    checkpoint(position, progress, train_seconds + progress.seconds - before, &stepper)?;
+                let saved = checkpoint(position, progress, seconds, &stepper)?;
                 return Err(Interrupted {
+                    signal,
                     step: position.step,
                     checkpoint: saved,
                     run: out_dir.to_path_buf(),
@@ -331,12 +353,13 @@ fn run(
         // checkpoint, and the resume drops the line of the epoch it redoes.
         log.append(&record)?;
         checkpoint(position, progress, train_seconds, &stepper)?;
+        last_saved = Instant::now();
         print_epoch(verbosity, &record, epochs);
         records.push(record);
     }
 
     stepper.sync(&vs);
-    save_weights(&vs, &out_dir.join("model.safetensors"))?;
+    save_weights(&vs, &out_dir.join(super::run_folder::FINAL_WEIGHTS))?;
     let record = records.last().context("no epoch was recorded")?.clone();
     Ok(RunSummary {
         model: net_config.label(),

@@ -184,10 +184,12 @@ enum Served {
 /// Serves the other ranks until rank 0 says it is done: the loop of every rank but 0. A request that
 /// does not read, or no request at all (not even rank 0's heartbeat) within the timeout, stops the job.
 pub fn serve() {
-    // Ctrl-C reaches every rank of the job; rank 0 answers it (a checkpoint, then the end of the job,
-    // which it tells this rank), so this rank must not die of it first.
-    // SAFETY: installs the predefined "ignore" disposition; no handler code runs.
-    unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+    // Ctrl-C and a scheduler's SIGTERM reach every rank of the job; rank 0 answers them (a checkpoint,
+    // then the end of the job, which it tells this rank), so this rank must not die of them first.
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: installs the predefined "ignore" disposition; no handler code runs.
+        unsafe { libc::signal(signal, libc::SIG_IGN) };
+    }
     let mut devices: HashMap<(usize, usize), Served> = HashMap::new();
     loop {
         let Some((from, bytes)) = transport::receive_any(TAG_REQUEST, super::timeout()) else {
