@@ -109,7 +109,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         let folder = out.join(super::train::run_folder_name(&net.label(), &config.data));
         println!("== {}: {}", net.label(), net.describe());
         let config = TrainConfig { out: Some(folder.clone()), ..config };
-        trained.push((net, train::train(&config, splits, &folder, Verbosity::Normal)?));
+        let summary = train::train(&config, splits, &folder, Verbosity::Normal)?;
+        super::train::report(&summary, &folder, false)?;
+        trained.push((net, summary));
     }
     draw_curves(&out, &trained);
     println!("== speed: one training step of batch {} on synthetic images, {precision}", base.batch);

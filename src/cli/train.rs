@@ -238,7 +238,7 @@ fn resume(run_dir: &Path, args: &TrainArgs) -> anyhow::Result<()> {
 
 /// The final line (and JSON) of a finished run, after its test-error curve (test-error.png in the run
 /// folder; a run is not failed by its plot).
-fn report(summary: &train::RunSummary, out: &Path, json: bool) -> anyhow::Result<()> {
+pub fn report(summary: &train::RunSummary, out: &Path, json: bool) -> anyhow::Result<()> {
     let curve = out.join("test-error.png");
     if let Err(e) = plot::plot_runs(&[out.to_path_buf()], &curve, plot::Metric::TestError) {
         eprintln!("warning: {}: no plot: {e:#}", curve.display());
