@@ -5,6 +5,7 @@
 //! (paper eq. 3 and 5). The wide ResNet baseline is the K = 1 case of the same network.
 
 pub mod analysis;
+pub mod base;
 pub mod cli;
 pub mod data;
 pub mod error;

@@ -33,7 +33,7 @@ const MAX_K: usize = 5;
 /// hold `common::seed_exclusively` throughout, so that no other test's draws land between.
 fn network(units: usize, seed: i64) -> Sequential {
     let seq = Sequential::random(&NetConfig::wrn(units, 1, 10), seed);
-    let mut weights = warpnet::parallel::named::deep_copy(&seq.weights);
+    let mut weights = warpnet::base::named::deep_copy(&seq.weights);
     for (name, t) in weights.iter_mut() {
         if name.ends_with("running_var") {
             *t = t.ones_like() * 0.5;

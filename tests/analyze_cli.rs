@@ -2,13 +2,11 @@
 //! fields and their consistency, and the --plot chart written where asked, in the asked format.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn warpnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_warpnet")).args(args).output().expect("warpnet runs")
-}
+mod binary;
+use binary::warpnet;
 
 /// Runs `analyze <what> <args> --json --plot <chart>` and returns the parsed last stdout line.
 fn analyze(what: &str, args: &[&str], chart: &Path) -> Value {

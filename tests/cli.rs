@@ -1,23 +1,8 @@
 //! The `warpnet` binary end to end: bad input gives one error line and exit code 2; `--json` gives a
 //! parseable last line.
 
-use std::process::{Command, Output};
-
-fn warpnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_warpnet")).args(args).output().expect("warpnet runs")
-}
-
-/// Asserts exit code 2 and exactly one stderr line that starts with "error:" and mentions `needle`.
-fn assert_rejected(args: &[&str], needle: &str) {
-    let out = warpnet(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{args:?}: stderr {stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "{args:?}: expected one line, got {stderr:?}");
-    assert!(lines[0].starts_with("error:"), "{args:?}: {stderr:?}");
-    assert!(lines[0].contains(needle), "{args:?}: {stderr:?} should mention {needle}");
-    assert!(!stderr.contains("panicked"), "{args:?}: {stderr:?}");
-}
+mod binary;
+use binary::{assert_rejected, warpnet};
 
 #[test]
 fn bad_flags_are_one_line_and_exit_code_2() {

@@ -1,17 +1,17 @@
 //! The files under configs/: every one resolves through the binary (`train --config F --dry-run`) to
 //! what its name promises and to the paper's recipe, and every row of the paper's Tables 2-5 has its
 //! file. Broken config files give one `error:` line naming the file and exit code 2.
+//! Also the source's layering (scripts/layers.py).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use warpnet::model::{ModelKind, Variant};
 use warpnet::train::TrainConfig;
 
-fn warpnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_warpnet")).args(args).output().expect("warpnet runs")
-}
+mod binary;
+use binary::warpnet;
 
 fn dry_run(config: &Path) -> Output {
     warpnet(&["train", "--config", config.to_str().expect("utf-8 path"), "--dry-run"])
@@ -383,4 +383,15 @@ fn flags_override_the_config_file_and_keep_its_other_keys() {
     assert_eq!(overridden.lr, 0.2, "the flag wins over the file");
     assert_eq!(overridden.wd, 0.001, "a key only in the file keeps the file's value");
     assert_eq!(TrainConfig { lr: 0.05, ..overridden }, file_only, "nothing else changes");
+}
+
+/// The source's layering (scripts/layers.py): no module refers to one above it, so the module graph
+/// has no cycle. The script prints the graph and names every upward reference.
+#[test]
+fn modules_refer_only_to_layers_below_them() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/layers.py");
+    let out = std::process::Command::new("python3").arg(script).output().expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("cli -> ") && stdout.contains("ok: no cycle"), "{stdout}");
 }

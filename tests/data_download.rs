@@ -5,11 +5,14 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::{Arc, Mutex};
 
 use flate2::write::GzEncoder;
 use md5::{Digest, Md5};
+
+mod binary;
+use binary::warpnet;
 
 /// Path the test server serves the archive under.
 const ARCHIVE_PATH: &str = "/cifar-10-binary.tar.gz";
@@ -167,10 +170,6 @@ fn test_archive() -> Vec<u8> {
 
 fn md5_hex(bytes: &[u8]) -> String {
     format!("{:x}", Md5::digest(bytes))
-}
-
-fn warpnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_warpnet")).args(args).output().expect("warpnet runs")
 }
 
 /// `warpnet data download cifar10 --dir DIR --url <server> --md5 MD5`.

@@ -12,12 +12,12 @@ mod common;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{nn::VarStore, Device, Kind, Tensor};
+use warpnet::base::named::{assign_variables, copy_variables, deep_copy, Named, Snapshot};
+use warpnet::base::optimizer::Sgd;
 use warpnet::model::{Net, NetConfig, Variant};
-use warpnet::parallel::named::{assign_variables, copy_variables, deep_copy, Named, Snapshot};
 use warpnet::parallel::replica::SgdSettings;
 use warpnet::parallel::{Devices, Executor, Placement, Plan};
 use warpnet::precision::{Precision, PrecisionSetting};
-use warpnet::train::optimizer::Sgd;
 
 const BATCH: i64 = 8;
 

@@ -3,12 +3,12 @@
 //! a cut or padded message is an error, never a panic or a silently shorter value.
 
 use tch::{Device, Kind, Tensor};
+use warpnet::base::named::{Named, Snapshot};
 use warpnet::model::{DerivativeBn, ModelKind, NetConfig, Variant};
 use warpnet::parallel::device::Place;
 use warpnet::parallel::memory::DeviceMemory;
 use warpnet::parallel::mpi::remote::ReplicaStart;
 use warpnet::parallel::mpi::wire::Wire;
-use warpnet::parallel::named::{Named, Snapshot};
 use warpnet::parallel::replica::{self, Layout, SgdSettings};
 use warpnet::parallel::worker::{self, WorkerSpec};
 use warpnet::parallel::Placement;

@@ -10,11 +10,11 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{nn::VarStore, Device, Tensor};
+use warpnet::base::named::{copy_variables, deep_copy, Named, Snapshot};
+use warpnet::base::optimizer::Sgd;
 use warpnet::model::{DerivativeBn, Net, NetConfig, Variant};
-use warpnet::parallel::named::{copy_variables, deep_copy, Named, Snapshot};
 use warpnet::parallel::replica::SgdSettings;
 use warpnet::parallel::{Devices, Executor, Placement, Plan};
-use warpnet::train::optimizer::Sgd;
 
 const SGD: SgdSettings = SgdSettings { momentum: 0.9, weight_decay: 5e-4 };
 const LR: f64 = 0.1;
@@ -42,7 +42,7 @@ fn reference(config: &NetConfig, initial: &Named, shards: i64, steps: i64) -> (V
     tch::set_num_threads(1);
     let vs = VarStore::new(Device::Cpu);
     let net = Net::new(&vs.root(), config);
-    warpnet::parallel::named::assign_variables(&vs, initial);
+    warpnet::base::named::assign_variables(&vs, initial);
     let mut sgd = Sgd::new(&vs, SGD.momentum, SGD.weight_decay);
     let mut losses = Vec::new();
     for step in 0..steps {

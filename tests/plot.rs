@@ -3,14 +3,12 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use warpnet::report::plot::{read_curve, run_colour, Metric, HEIGHT, WIDTH};
 use warpnet::train::metrics::EpochRecord;
 
-fn warpnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_warpnet")).args(args).output().expect("warpnet runs")
-}
+mod binary;
+use binary::warpnet;
 
 fn record(epoch: usize, test_error: f64) -> EpochRecord {
     EpochRecord {

@@ -20,12 +20,15 @@
 mod common;
 
 use tch::{nn::VarStore, Device, Kind, Tensor};
+use warpnet::base::named::{copy_variables, deep_copy, Named, Snapshot};
+use warpnet::base::optimizer::Sgd;
 use warpnet::model::{loss, DerivativeBn, Net, NetConfig, Variant};
-use warpnet::parallel::named::{copy_variables, deep_copy, Named, Snapshot};
 use warpnet::parallel::replica::SgdSettings;
 use warpnet::parallel::{Devices, Executor, Placement, Plan};
 use warpnet::precision::Precision;
-use warpnet::train::optimizer::Sgd;
+
+mod binary;
+use binary::warpnet;
 
 /// Bound on the gradients of a training-mode step (module docs: BatchNorm's cancellation).
 const TRAIN_MODE_GRADIENTS: f64 = 0.4;
@@ -274,10 +277,6 @@ fn fp32_gradients_match_float64_in_both_layouts() {
 }
 
 // ---- the command line ----
-
-fn warpnet(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_warpnet")).args(args).output().expect("warpnet runs")
-}
 
 fn succeed(args: &[&str]) -> (String, String) {
     let out = warpnet(args);

@@ -1,14 +1,11 @@
 //! `warpnet reproduce`: the paper's figures it carries, a quick end-to-end run of Table 2 at CPU scale,
 //! and the paper scale refusing cleanly where there are no GPUs.
 
-use std::process::{Command, Output};
-
 use warpnet::analysis::reproduce::{paper_rows, plan, DataChoice, PaperTable, Scale};
 use warpnet::data::DataSpec;
 
-fn warpnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_warpnet")).args(args).output().expect("warpnet runs")
-}
+mod binary;
+use binary::warpnet;
 
 #[test]
 fn paper_figures_are_the_tables_rows() {

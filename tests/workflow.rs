@@ -3,26 +3,17 @@
 //! line, exit code 2, nothing written).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use tch::Tensor;
 
-fn warpnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_warpnet")).args(args).output().unwrap()
-}
+mod binary;
+use binary::{assert_rejected, warpnet};
 
 fn ok(args: &[&str]) -> String {
     let out = warpnet(args);
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
-}
-
-fn rejected(args: &[&str], needle: &str) {
-    let out = warpnet(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
-    assert!(stderr.contains(needle), "{args:?}: {stderr} should mention {needle}");
 }
 
 fn last_json(stdout: &str) -> serde_json::Value {
@@ -131,11 +122,14 @@ fn predict_prepares_images_as_training_did(dir: &Path, run: &Path) {
     assert!(stderr.contains("40x36 pixels resized to 28x28"), "{stderr}");
     let text = dir.join("d.png");
     std::fs::write(&text, "not a png").unwrap();
-    rejected(
+    assert_rejected(
         &["predict", "--checkpoint", run.to_str().unwrap(), text.to_str().unwrap()],
         "not a PNG or JPEG",
     );
-    rejected(&["predict", "--checkpoint", run.to_str().unwrap(), dir.join("none").to_str().unwrap()], "none");
+    assert_rejected(
+        &["predict", "--checkpoint", run.to_str().unwrap(), dir.join("none").to_str().unwrap()],
+        "none",
+    );
 }
 
 fn read_weights(path: &Path) -> Vec<(String, Tensor)> {
@@ -185,11 +179,14 @@ fn eval_predict_convert_and_their_errors() {
     for ((na, ta), (nb, tb)) in a.iter().zip(&b) {
         assert!(na == nb && ta.equal(tb), "{na} changed in the round trip");
     }
-    rejected(
+    assert_rejected(
         &["convert", "--checkpoint", m, "--to", "warp", "--out", warp.to_str().unwrap()],
         "exists already",
     );
-    rejected(&["convert", "--checkpoint", m, "--to", "warp", "--k", "3", "--out", "/tmp/never"], "--k 3");
+    assert_rejected(
+        &["convert", "--checkpoint", m, "--to", "warp", "--k", "3", "--out", "/tmp/never"],
+        "--k 3",
+    );
     assert!(!Path::new("/tmp/never").exists());
 
     // A truncated weights file, and weights of another size: errors, and nothing is overwritten.
@@ -200,11 +197,14 @@ fn eval_predict_convert_and_their_errors() {
     }
     let bytes = std::fs::read(&model).unwrap();
     std::fs::write(broken.join("model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
-    rejected(&["eval", "--checkpoint", broken.join("model.safetensors").to_str().unwrap()], "safetensors");
+    assert_rejected(
+        &["eval", "--checkpoint", broken.join("model.safetensors").to_str().unwrap()],
+        "safetensors",
+    );
     let other = std::fs::read_to_string(run.join("config.toml")).unwrap().replace("width = 1", "width = 2");
     std::fs::write(broken.join("config.toml"), other).unwrap();
     std::fs::copy(&model, broken.join("model.safetensors")).unwrap();
-    rejected(
+    assert_rejected(
         &[
             "predict",
             "--checkpoint",

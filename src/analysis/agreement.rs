@@ -8,11 +8,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use clap::Args;
 use serde::Serialize;
 use tch::{nn::VarStore, Device};
 
-use crate::cli::flags::positive;
 use crate::data::augment::Standardizer;
 use crate::data::dataset::Dataset;
 use crate::data::loader::make_batch;
@@ -31,35 +29,30 @@ use crate::train::trainer;
 /// Every view is evaluated in fp32: what the analysis measures never depends on the hardware.
 const FP32: Precision = Precision::Fp32;
 
-#[derive(Debug, Clone, Args)]
-pub struct AgreementArgs {
+/// What the agreement analysis trains and where (`warpnet analyze agreement` sets it from its flags).
+#[derive(Debug, Clone)]
+pub struct AgreementSettings {
     /// Epochs of each run; the learning rate drops x0.1 at 60% and 83% of them (the demo's schedule).
-    #[arg(long, default_value = "6", value_parser = positive)]
     pub epochs: usize,
     /// Warp factor K of the WarpNets (the WRN has K * Nwarp units per stage).
-    #[arg(long, default_value = "2", value_parser = positive)]
     pub k: usize,
-    #[arg(long, default_value = "1", value_parser = positive)]
     pub nwarp: usize,
-    #[arg(long, default_value = "1", value_parser = positive)]
     pub width: usize,
-    /// Training data (default: the embedded Fashion-MNIST subset).
-    #[arg(long, default_value = "fashion-mnist")]
     pub data: DataSpec,
     /// Use only the first N training images.
-    #[arg(long)]
     pub limit_train: Option<usize>,
-    #[arg(long, default_value = "0")]
     pub seed: u64,
-    /// Folder of the three run folders (a finished run found there is evaluated again, not retrained)
-    /// and, without --plot, of the chart agreement.png.
-    #[arg(long, default_value = "runs/agreement")]
+    /// Folder of the three run folders (a finished run found there is evaluated again, not retrained).
     pub out: PathBuf,
-    /// Chart file (.png or .svg); default <out>/agreement.png.
-    #[arg(long, value_parser = crate::cli::analyze::chart_file)]
-    pub plot: Option<PathBuf>,
-    #[arg(long)]
-    pub json: bool,
+}
+
+/// The analysis's figures: one row per run and epoch, the table of them, and the chart's curves.
+#[derive(Debug, Clone)]
+pub struct Agreement {
+    pub rows: Vec<AgreementRow>,
+    pub table: Table,
+    pub curves: Vec<Curve>,
+    pub axes: Axes,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -91,7 +84,8 @@ pub fn reestimate_bn(net: &Net, data: &Dataset, standardizer: &Standardizer, bat
     });
 }
 
-pub fn run(args: &AgreementArgs) -> anyhow::Result<()> {
+/// Trains (or finds) the three runs and evaluates every epoch's checkpoint both ways.
+pub fn run(args: &AgreementSettings) -> anyhow::Result<Agreement> {
     let milestones = vec![(args.epochs * 3).div_ceil(5), (args.epochs * 5).div_ceil(6)];
     let base = TrainConfig {
         k: args.k,
@@ -144,7 +138,6 @@ pub fn run(args: &AgreementArgs) -> anyhow::Result<()> {
             pct(r.as_wrn_bn_reestimated),
         ]);
     }
-    print!("{}", table.markdown());
     let mut curves = Vec::new();
     for (slug, _, _) in runs {
         let of = |f: fn(&AgreementRow) -> f64| {
@@ -156,12 +149,7 @@ pub fn run(args: &AgreementArgs) -> anyhow::Result<()> {
         curves.push(Curve { label: format!("{slug} as WRN, BN re-estimated"), segments: vec![reestimated] });
     }
     let axes = Axes { x: "epoch".into(), y: "test error (%)".into() };
-    let chart = args.plot.clone().unwrap_or_else(|| args.out.join("agreement.png"));
-    crate::cli::analyze::write_chart(&chart, &curves, &axes)?;
-    if args.json {
-        crate::cli::print_json(&rows)?;
-    }
-    Ok(())
+    Ok(Agreement { rows, table, curves, axes })
 }
 
 /// Every epoch's checkpoint of the run in `dir`, evaluated as the WarpNet and as the WRN.

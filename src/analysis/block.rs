@@ -6,11 +6,11 @@
 
 use tch::{nn::VarStore, Device, Tensor};
 
+use crate::base::named::{copy_variables, Named};
 use crate::model::config::{DerivativeBn, ModelKind, NetConfig, Variant};
 use crate::model::net::{build_layer, downsample, layer_operator, LayerIndex};
 use crate::model::warp::WarpLayer;
 use crate::model::Net;
-use crate::parallel::named::{copy_variables, Named};
 
 /// A network viewed as the sequential ResNet (every unit its own layer), with its weights by name.
 pub struct Sequential {
@@ -26,7 +26,7 @@ impl Sequential {
         let config = config.as_model(ModelKind::Wrn);
         let vs = VarStore::new(Device::Cpu);
         let net = Net::new(&vs.root(), &config);
-        crate::parallel::named::assign_variables(&vs, weights);
+        crate::base::named::assign_variables(&vs, weights);
         let weights = copy_variables(&vs, Device::Cpu);
         Sequential { config, net, weights, _vs: vs }
     }
@@ -94,7 +94,7 @@ impl Sequential {
         let held: Vec<usize> = (0..k).collect();
         let layer = build_layer(&vs.root(), &config, at, &held, terms, jacobian);
         // The block's names are the network's own (unit numbers first+1 .. first+k of the stage).
-        crate::parallel::named::assign_variables(&vs, &self.weights);
+        crate::base::named::assign_variables(&vs, &self.weights);
         Block { layer, _vs: vs }
     }
 }

@@ -11,14 +11,15 @@ use clap::{Args, Subcommand};
 use tch::{nn::VarStore, Device, Tensor};
 
 use super::flags::positive;
-use crate::analysis::{agreement, block::Sequential, gradients, paths, taylor};
+use crate::analysis::agreement::{self, AgreementSettings};
+use crate::analysis::{block::Sequential, gradients, paths, taylor};
+use crate::base::named::copy_variables;
 use crate::data::{self, augment::Standardizer, loader::make_batch, DataSpec};
 use crate::model::{DerivativeBn, NetConfig, Variant};
-use crate::parallel::named::copy_variables;
 use crate::report::curves::Curve;
-use crate::report::plot::{render, Axes, Format};
+use crate::report::plot::{self, Axes, Format};
 use crate::report::Table;
-use crate::train::checkpoint::{load_weights, write_atomic};
+use crate::train::checkpoint::load_weights;
 
 #[derive(Debug, Clone, Args)]
 pub struct AnalyzeArgs {
@@ -37,7 +38,38 @@ pub enum Analysis {
     Gradients(NetworkArgs),
     /// Train WarpNet1 (true derivative), WarpNet1 with the released code's term, and their WRN twin with
     /// one seed; evaluate every epoch's weights both as WarpNet and as WRN.
-    Agreement(agreement::AgreementArgs),
+    Agreement(AgreementArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AgreementArgs {
+    /// Epochs of each run; the learning rate drops x0.1 at 60% and 83% of them (the demo's schedule).
+    #[arg(long, default_value = "6", value_parser = positive)]
+    pub epochs: usize,
+    /// Warp factor K of the WarpNets (the WRN has K * Nwarp units per stage).
+    #[arg(long, default_value = "2", value_parser = positive)]
+    pub k: usize,
+    #[arg(long, default_value = "1", value_parser = positive)]
+    pub nwarp: usize,
+    #[arg(long, default_value = "1", value_parser = positive)]
+    pub width: usize,
+    /// Training data (default: the embedded Fashion-MNIST subset).
+    #[arg(long, default_value = "fashion-mnist")]
+    pub data: DataSpec,
+    /// Use only the first N training images.
+    #[arg(long)]
+    pub limit_train: Option<usize>,
+    #[arg(long, default_value = "0")]
+    pub seed: u64,
+    /// Folder of the three run folders (a finished run found there is evaluated again, not retrained)
+    /// and, without --plot, of the chart agreement.png.
+    #[arg(long, default_value = "runs/agreement")]
+    pub out: PathBuf,
+    /// Chart file (.png or .svg); default <out>/agreement.png.
+    #[arg(long, value_parser = chart_file)]
+    pub plot: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -119,8 +151,29 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
         Analysis::Taylor(a) => run_taylor(&a),
         Analysis::Paths(a) => run_paths(&a),
         Analysis::Gradients(a) => run_gradients(&a),
-        Analysis::Agreement(a) => agreement::run(&a),
+        Analysis::Agreement(a) => run_agreement(&a),
     }
+}
+
+fn run_agreement(args: &AgreementArgs) -> anyhow::Result<()> {
+    let settings = AgreementSettings {
+        epochs: args.epochs,
+        k: args.k,
+        nwarp: args.nwarp,
+        width: args.width,
+        data: args.data.clone(),
+        limit_train: args.limit_train,
+        seed: args.seed,
+        out: args.out.clone(),
+    };
+    let agreement = agreement::run(&settings)?;
+    print!("{}", agreement.table.markdown());
+    let chart = args.plot.clone().unwrap_or_else(|| args.out.join("agreement.png"));
+    write_chart(&chart, &agreement.curves, &agreement.axes)?;
+    if args.json {
+        super::print_json(&agreement.rows)?;
+    }
+    Ok(())
 }
 
 fn run_taylor(args: &NetworkArgs) -> anyhow::Result<()> {
@@ -288,14 +341,14 @@ pub fn draw(args: &NetworkArgs, name: &str, curves: &[Curve], axes: &Axes) -> an
     write_chart(&out, curves, axes)
 }
 
-/// Renders `curves` to `out` (.png or .svg), creating its folder.
+/// Renders `curves` to `out` (.png or .svg), creating its folder, and says where.
 pub fn write_chart(out: &std::path::Path, curves: &[Curve], axes: &Axes) -> anyhow::Result<()> {
-    let format = Format::from_path(out)?;
+    Format::from_path(out)?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .map_err(|e| crate::error::input_error(format!("{}: {e}", dir.display())))?;
     }
-    write_atomic(out, &render(curves, axes, None, format)?)?;
+    plot::write_chart(curves, out, axes, None)?;
     println!("chart: {}", out.display());
     Ok(())
 }

@@ -17,6 +17,8 @@ use anyhow::Context;
 
 use super::flags::{parse_device, positive, PrecisionFlag, WarpFlags};
 use super::plan::predict_runs;
+use crate::base::atomic_file::write_atomic;
+use crate::base::optimizer::Sgd;
 use crate::model::warp::PrimalSharing;
 use crate::model::{loss, op_count, DerivativeBn, ModelKind, Net, NetConfig, Variant};
 use crate::parallel::auto_placement::AUTO;
@@ -24,8 +26,6 @@ use crate::parallel::comparison::{default_runs, measure, RunSpec, StepTraffic};
 use crate::parallel::Devices;
 use crate::precision::{MemoryFormat, Precision};
 use crate::report::Table;
-use crate::train::checkpoint::write_atomic;
-use crate::train::optimizer::Sgd;
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
@@ -259,8 +259,8 @@ pub fn bench_training_step(config: &NetConfig, args: &BenchArgs, precision: Prec
             }
         }
     }
-    let ms_per_batch = crate::parallel::comparison::median(&step_ms);
-    let [forward, backward, update] = phases.map(|p| crate::parallel::comparison::median(&p));
+    let ms_per_batch = crate::base::stats::median(&step_ms);
+    let [forward, backward, update] = phases.map(|p| crate::base::stats::median(&p));
     BenchResult {
         model: config.label(),
         batch: args.batch,

@@ -12,10 +12,11 @@ use clap::Args;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use super::flags::{positive, WarpFlags};
+use crate::base::atomic_file::write_atomic;
+use crate::base::named::copy_variables;
 use crate::error::input_error;
 use crate::model::{ModelKind, Net};
-use crate::parallel::named::copy_variables;
-use crate::train::checkpoint::{load_weights, save_weights, write_atomic};
+use crate::train::checkpoint::{load_weights, save_weights};
 use crate::train::run_folder::{self, RunFiles};
 
 #[derive(Debug, Clone, Args)]

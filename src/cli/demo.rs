@@ -13,13 +13,13 @@ use serde::Serialize;
 
 use super::flags::{fresh_folder, positive, PrecisionFlag};
 use super::plan::predict_runs;
+use crate::base::atomic_file::write_atomic;
 use crate::data;
 use crate::model::{ModelKind, NetConfig, Variant};
 use crate::parallel::comparison::{measure, Measured, RunSpec};
 use crate::precision::Precision;
 use crate::report::plot::{self, Curve};
 use crate::report::Table;
-use crate::train::checkpoint::write_atomic;
 use crate::train::{self, RunSummary, TrainConfig, Verbosity};
 
 #[derive(Debug, Clone, Default, Args)]

@@ -12,6 +12,7 @@ use tch::Device;
 
 use super::flags::parse_device;
 use super::flags::{positive, PrecisionFlag};
+use crate::base::atomic_file::write_atomic;
 use crate::error::input_error;
 use crate::model::net::layer_operator;
 use crate::model::{NetConfig, Variant};
@@ -22,7 +23,6 @@ use crate::parallel::step_model::{links, predict, predict_data_parallel, predict
 use crate::parallel::Placement;
 use crate::precision::Precision;
 use crate::report::Table;
-use crate::train::checkpoint::write_atomic;
 
 /// Bytes in a megabyte, as the tables print them.
 const MB: f64 = 1e6;

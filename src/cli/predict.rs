@@ -11,11 +11,12 @@ use serde::Serialize;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use super::flags::PrecisionFlag;
+use crate::base::atomic_file::write_atomic;
 use crate::data::image_file::{self, Prepared};
 use crate::data::{IMAGE_BYTES, IMAGE_CHANNELS, IMAGE_SIDE};
 use crate::model::Net;
 use crate::report::Table;
-use crate::train::checkpoint::{load_weights, write_atomic};
+use crate::train::checkpoint::load_weights;
 use crate::train::evaluate::TOP_K;
 use crate::train::run_folder;
 

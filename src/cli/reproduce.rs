@@ -8,12 +8,12 @@ use serde::Serialize;
 
 use super::flags::{positive, PrecisionFlag};
 use crate::analysis::reproduce::{plan, DataChoice, PaperTable, PlannedRow, Scale};
+use crate::base::atomic_file::write_atomic;
 use crate::data::{self, DataSpec};
 use crate::model::NetConfig;
 use crate::parallel::comparison::{measure, RunSpec};
 use crate::precision::Precision;
 use crate::report::Table;
-use crate::train::checkpoint::write_atomic;
 use crate::train::metrics::MetricsLog;
 use crate::train::progress::Verbosity;
 use crate::train::trainer;

@@ -23,9 +23,10 @@ use super::executor::{Executor, Plan};
 use super::memory::DeviceMemory;
 use super::mpi::stats::Traffic;
 use super::mpi::{remote, volume};
-use super::named::{copy_variables, Snapshot};
 use super::replica::SgdSettings;
 use super::{Devices, Placement};
+use crate::base::named::{copy_variables, Snapshot};
+use crate::base::stats::median;
 use crate::error::input_error;
 use crate::model::net::layer_operator;
 use crate::model::{DerivativeBn, ModelKind, Net, NetConfig, Variant};
@@ -305,16 +306,4 @@ pub fn measure(
             }
         })
         .collect())
-}
-
-/// Median of a non-empty list.
-pub fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let mid = sorted.len() / 2;
-    if sorted.len().is_multiple_of(2) {
-        (sorted[mid - 1] + sorted[mid]) / 2.0
-    } else {
-        sorted[mid]
-    }
 }

@@ -15,9 +15,9 @@ use tch::{Device, Tensor};
 
 use super::device::{Devices, Place};
 use super::memory::DeviceMemory;
-use super::named::{accumulate, deep_copy, Named, Snapshot};
 use super::placement::Placement;
 use super::replica::{self, Layout, Replica, SgdSettings};
+use crate::base::named::{accumulate, deep_copy, Named, Snapshot};
 use crate::model::NetConfig;
 use crate::precision::{MemoryFormat, Precision};
 

@@ -7,7 +7,6 @@ pub mod device;
 pub mod executor;
 pub mod memory;
 pub mod mpi;
-pub mod named;
 pub mod placement;
 pub mod prediction;
 pub mod profile;

@@ -9,16 +9,16 @@ use std::time::Instant;
 
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
-use super::comparison::median;
 use super::memory;
 use super::shares::MASK_BYTES;
 use super::step_model::{Profile, StageCosts};
+use crate::base::optimizer::Sgd;
+use crate::base::stats::median;
 use crate::model::config::STAGES;
 use crate::model::net::{downsample, Head, Stem};
 use crate::model::unit::ResidualUnit;
 use crate::model::{loss, DerivativeBn, NetConfig};
 use crate::precision::Precision;
-use crate::train::optimizer::Sgd;
 
 /// Side of the network's input images.
 const IMAGE_SIDE: i64 = 32;

@@ -9,12 +9,12 @@ use super::actor::{Actor, Link};
 use super::device::name;
 use super::device::Place;
 use super::memory::{heap_in_use, measurable, variable_bytes, DeviceMemory};
-use super::named::{assign_variables, copy_variables, Named, Snapshot};
 use super::placement::Placement;
 use super::split::{SplitReplica, WorkerDevices};
 use super::worker;
+use crate::base::named::{assign_variables, copy_variables, Named, Snapshot};
+use crate::base::optimizer::Sgd;
 use crate::model::{loss, Net, NetConfig};
-use crate::train::optimizer::Sgd;
 
 /// How a replica is laid out; `threads` are libtorch intra-op threads of the replica's own thread.
 #[derive(Clone)]

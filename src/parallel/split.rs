@@ -8,14 +8,14 @@ use tch::{nn::VarStore, Device, Tensor};
 
 use super::device::{name, Place};
 use super::memory::{heap_in_use, measurable, variable_bytes, DeviceMemory};
-use super::named::{accumulate, assign_variables, copy_variables, deep_copy, Named, Snapshot};
 use super::placement::Placement;
 use super::replica::{Reply, SgdSettings};
 use super::shares::mask_exchanges;
 use super::worker::{self, Worker, WorkerSpec};
+use crate::base::named::{accumulate, assign_variables, copy_variables, deep_copy, Named, Snapshot};
+use crate::base::optimizer::Sgd;
 use crate::model::net::{downsample, layer_operator, Head, LayerIndex, Stem};
 use crate::model::{loss, NetConfig};
-use crate::train::optimizer::Sgd;
 
 /// The devices of a split replica's term workers and their intra-op threads.
 pub(super) struct WorkerDevices {

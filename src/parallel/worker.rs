@@ -7,14 +7,14 @@ use tch::{nn::VarStore, Device, Tensor};
 use super::actor::{Actor, Link};
 use super::device::Place;
 use super::memory::{heap_in_use, measurable, variable_bytes, DeviceMemory};
-use super::named::{assign_variables, copy_variables, Named};
 use super::placement::Placement;
 use super::shares::{mask_exchanges, MaskExchange};
+use crate::base::named::{assign_variables, copy_variables, Named};
+use crate::base::optimizer::Sgd;
 use crate::model::net::{build_layer, layer_operator};
 use crate::model::unit::UnitPrimal;
 use crate::model::warp::WarpLayer;
 use crate::model::NetConfig;
-use crate::train::optimizer::Sgd;
 
 /// What a worker is asked to do; each command gets one reply.
 pub enum Command {

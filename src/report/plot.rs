@@ -17,8 +17,8 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 pub use super::curves::{read_curve, Curve, Metric};
+use crate::base::atomic_file::write_atomic;
 use crate::error::input_error;
-use crate::train::checkpoint::write_atomic;
 
 /// DejaVu Sans (see `assets/fonts/LICENSE-DejaVu.txt`): every text of the chart, PNG and SVG alike
 /// (the SVG names the family; the font's metrics lay the text out).

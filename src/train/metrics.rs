@@ -75,7 +75,7 @@ impl MetricsLog {
             text.push_str(&serde_json::to_string(r)?);
             text.push('\n');
         }
-        super::checkpoint::write_atomic(path, text.as_bytes())
+        crate::base::atomic_file::write_atomic(path, text.as_bytes())
     }
 
     pub fn append(&mut self, record: &EpochRecord) -> anyhow::Result<()> {

@@ -4,7 +4,6 @@ pub mod checkpoint;
 pub mod config;
 pub mod evaluate;
 pub mod metrics;
-pub mod optimizer;
 pub mod progress;
 pub mod run_folder;
 pub mod schedule;

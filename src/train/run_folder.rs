@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{write_atomic, CHECKPOINTS};
+use super::checkpoint::CHECKPOINTS;
 use super::config::TrainConfig;
+use crate::base::atomic_file::write_atomic;
 use crate::data::augment::Standardizer;
 use crate::error::input_error;
 

@@ -3,10 +3,10 @@
 
 use tch::{nn::VarStore, Tensor};
 
-use super::optimizer::Sgd;
+use crate::base::named::{assign_variables, copy_variables, Named, Snapshot};
+use crate::base::optimizer::Sgd;
 use crate::model::{loss, Net};
 use crate::parallel::executor::{Executor, StepResult};
-use crate::parallel::named::{assign_variables, copy_variables, Named, Snapshot};
 use crate::precision::Precision;
 
 pub enum Stepper {

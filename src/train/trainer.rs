@@ -13,22 +13,23 @@ use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Device};
 
 use super::checkpoint::{
-    read_checkpoint, remove_stale_temporaries, save_checkpoint, save_weights, write_atomic, Checkpoint,
-    EpochProgress, Position, Sidecar, CHECKPOINT_FORMAT,
+    read_checkpoint, save_checkpoint, save_weights, Checkpoint, EpochProgress, Position, Sidecar,
+    CHECKPOINT_FORMAT,
 };
 use super::config::TrainConfig;
 use super::evaluate::evaluate;
 use super::metrics::{EpochRecord, MetricsLog};
-use super::optimizer::Sgd;
 use super::progress::{epoch_bar, print_epoch, Verbosity};
 use super::run_folder::DataInfo;
 use super::schedule::StepSchedule;
 use super::step::Stepper;
+use crate::base::atomic_file::{remove_stale_temporaries, write_atomic};
+use crate::base::named::{assign_variables, copy_variables, Named};
+use crate::base::optimizer::Sgd;
 use crate::data::augment::Standardizer;
 use crate::data::loader::{EpochPlan, Loader};
 use crate::data::Splits;
 use crate::model::Net;
-use crate::parallel::named::{assign_variables, copy_variables, Named};
 use crate::parallel::replica::SgdSettings;
 use crate::precision::{Precision, PrecisionSetting};
 

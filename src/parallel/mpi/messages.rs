@@ -6,11 +6,11 @@ use anyhow::{bail, Context};
 use tch::Device;
 
 use super::wire::{Reader, Wire, Writer};
+use crate::base::named::Snapshot;
 use crate::model::net::layer_operator;
 use crate::model::NetConfig;
 use crate::parallel::device::Place;
 use crate::parallel::memory::DeviceMemory;
-use crate::parallel::named::Snapshot;
 use crate::parallel::placement::Placement;
 use crate::parallel::replica::{self, Layout, SgdSettings};
 use crate::parallel::worker::{self, WorkerSpec};

@@ -14,7 +14,7 @@ pub use super::messages::ReplicaStart;
 use super::stats::Traffic;
 use super::transport::{self, Count, Tag};
 use super::wire::{Reader, Wire, Writer};
-use crate::parallel::named::Named;
+use crate::base::named::Named;
 use crate::parallel::replica::{self, Layout, Replica};
 use crate::parallel::worker::{self, Worker, WorkerSpec};
 
@@ -172,7 +172,7 @@ pub fn round_trip_ms(rank: usize, bytes: usize, repeats: usize) -> f64 {
         started.elapsed().as_secs_f64() * 1e3
     };
     once();
-    crate::parallel::comparison::median(&(0..repeats).map(|_| once()).collect::<Vec<f64>>())
+    crate::base::stats::median(&(0..repeats).map(|_| once()).collect::<Vec<f64>>())
 }
 
 /// A device this rank serves for another.

@@ -9,7 +9,7 @@
 use anyhow::{bail, Context};
 use tch::{Device, Kind, Tensor};
 
-use crate::parallel::named::Named;
+use crate::base::named::Named;
 use crate::precision::{is_channels_last, NCHW_FROM_NHWC, NHWC};
 
 /// Something with a byte form.

@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""The module graph of src/: which top-level module refers to which (`crate::NAME` in code, comments
+left out), printed as one line per module, and a check that it has no cycle and that every edge goes
+down the declared layering (DESIGN.md "Layering"). Exit 1 on a cycle or an upward edge.
+
+    python3 scripts/layers.py          # the graph, then "ok" or the offending edges
+"""
+import os
+import re
+import sys
+
+ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+# Bottom first: a module may refer only to modules before it in this list.
+LAYERS = ["error", "precision", "base", "model", "data", "parallel", "train", "report", "analysis", "cli"]
+REFERENCE = re.compile(r"\bcrate::([a-z_]+)")
+MACROS = {"bail_input"}  # crate-level macros, defined in error.rs
+
+
+def module_of(path):
+    relative = os.path.relpath(path, ROOT)
+    first = relative.split(os.sep)[0]
+    return first[:-3] if first.endswith(".rs") else first
+
+
+def code(text):
+    """The text without // comments (doc comments included) and string literals."""
+    text = re.sub(r'"(?:\\.|[^"\\])*"', '""', text)
+    return "\n".join(line.split("//")[0] for line in text.splitlines())
+
+
+def graph():
+    edges = {}
+    for folder, _, files in os.walk(ROOT):
+        for name in files:
+            if not name.endswith(".rs"):
+                continue
+            path = os.path.join(folder, name)
+            source = module_of(path)
+            if source in ("lib", "main"):
+                continue
+            with open(path) as f:
+                text = code(f.read())
+            for target in REFERENCE.findall(text):
+                target = "error" if target in MACROS else target
+                if target != source:
+                    edges.setdefault(source, {}).setdefault(target, set()).add(os.path.relpath(path, ROOT))
+    return edges
+
+
+def cycle(edges):
+    """One cycle as a list of modules, or None."""
+    state = {}
+
+    def visit(node, stack):
+        state[node] = "open"
+        for target in sorted(edges.get(node, {})):
+            if state.get(target) == "open":
+                return stack[stack.index(target):] + [target]
+            if target not in state:
+                found = visit(target, stack + [target])
+                if found:
+                    return found
+        state[node] = "done"
+        return None
+
+    for node in sorted(edges):
+        if node not in state:
+            found = visit(node, [node])
+            if found:
+                return found
+    return None
+
+
+def main():
+    edges = graph()
+    for source in sorted(edges, key=lambda m: LAYERS.index(m) if m in LAYERS else len(LAYERS)):
+        print(f"{source} -> {', '.join(sorted(edges[source]))}")
+    failures = []
+    found = cycle(edges)
+    if found:
+        failures.append("cycle: " + " -> ".join(found))
+    for source, targets in sorted(edges.items()):
+        for target, files in sorted(targets.items()):
+            if source not in LAYERS or target not in LAYERS:
+                failures.append(f"{source} -> {target}: not in the declared layers {LAYERS}")
+            elif LAYERS.index(target) > LAYERS.index(source):
+                failures.append(f"{source} -> {target} goes up a layer: {', '.join(sorted(files))}")
+    for failure in failures:
+        print("layering:", failure)
+    if failures:
+        sys.exit(1)
+    print("ok: no cycle, every reference goes down a layer")
+
+
+if __name__ == "__main__":
+    main()
