@@ -344,3 +344,52 @@ fn resuming_removes_temporaries_of_dead_writers() {
     std::fs::remove_file(&live).unwrap();
     assert_eq!(files(&checkpoints), before, "the checkpoints changed");
 }
+
+/// A device thread that fails (a libtorch error inside it: out of memory, a CUDA error; injected
+/// here through the executor's test hook) stops the run with one line naming the device and the
+/// error, exit code 1, no panic trace, and the checkpoints it wrote intact: the run resumes from them.
+#[test]
+fn a_failed_device_is_one_line_and_the_run_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let job = [
+        "train",
+        "--preset",
+        "demo",
+        "--model",
+        "warp",
+        "--limit-train",
+        "256",
+        "--batch",
+        "64",
+        "--epochs",
+        "3",
+        "--devices",
+        "cpu:2",
+        "--placement",
+        "[F1],[F2,F2'x1]",
+        "--precision",
+        "fp32",
+        "--quiet",
+        "--out",
+    ];
+    // A term worker answers about ten commands per step and this run takes four steps per epoch:
+    // its 40th command is in the second epoch, after the first epoch's checkpoint.
+    let out = warpnet().args(job).arg(&run).env("WARPNET_DEVICE_FAILS_AT_COMMAND", "40").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: device cpu, term worker") && stderr.contains("injected failure"),
+        "{stderr}"
+    );
+    let steps = checkpoint_steps(&run);
+    assert!(
+        steps.contains(&4) && !steps.contains(&12),
+        "the first epoch's checkpoint, not the end: {steps:?}"
+    );
+    let resumed = finish(&["train", "--resume", run.to_str().unwrap(), "--quiet", "--json"]);
+    let summary: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&resumed.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(summary["steps"], 12);
+}

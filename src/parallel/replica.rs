@@ -96,6 +96,10 @@ impl Replica {
             let start = super::mpi::remote::ReplicaStart { config, layout, initial, sgd };
             return Replica { link: Link::Rank(super::mpi::remote::replica(rank, &start)) };
         }
+        let name = match &layout {
+            Layout::Whole { device, .. } => format!("{}, a whole replica", super::device::name(*device)),
+            Layout::Split { home, .. } => format!("{}, a replica's home", super::device::name(*home)),
+        };
         let start = move || {
             let state = match layout {
                 Layout::Whole { device, threads } => {
@@ -119,7 +123,7 @@ impl Replica {
                 reply
             }
         };
-        Replica { link: Link::Thread(Actor::spawn(start, handle)) }
+        Replica { link: Link::Thread(Actor::spawn(name, start, handle)) }
     }
 
     pub fn send(&self, command: Command) {

@@ -82,7 +82,7 @@ impl Worker {
     /// Starts the worker; its unit replicas start from `initial` (variables by name) and its
     /// optimizer from `momentum` (buffers by parameter name; missing names start at zero).
     pub fn spawn(spec: WorkerSpec, initial: Named, momentum: Named) -> Self {
-        let device = spec.place.device;
+        let (device, group) = (spec.place.device, spec.group);
         if spec.place.rank != super::mpi::rank() {
             let link = Link::Rank(super::mpi::remote::worker(&spec, &initial, &momentum));
             return Worker { link, device };
@@ -93,7 +93,8 @@ impl Worker {
             state.sgd.set_momentum(&momentum);
             state
         };
-        Worker { link: Link::Thread(Actor::spawn(start, WorkerState::handle)), device }
+        let name = format!("{}, term worker {}", super::device::name(device), group + 1);
+        Worker { link: Link::Thread(Actor::spawn(name, start, WorkerState::handle)), device }
     }
 
     /// Sends a command without waiting (the workers of a layer run at the same time).
