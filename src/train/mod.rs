@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod progress;
 pub mod run_folder;
 pub mod schedule;
+pub mod session;
 pub mod step;
 pub mod trainer;
 
