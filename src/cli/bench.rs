@@ -19,6 +19,7 @@ use super::flags::{parse_device, positive, PrecisionFlag, WarpFlags};
 use super::plan::predict_runs;
 use crate::base::atomic_file::write_atomic;
 use crate::base::optimizer::Sgd;
+use crate::model::config::{INPUT_CHANNELS, INPUT_SIDE};
 use crate::model::warp::PrimalSharing;
 use crate::model::{loss, op_count, DerivativeBn, ModelKind, Net, NetConfig, Variant};
 use crate::parallel::auto_placement::AUTO;
@@ -160,7 +161,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         k: args.k,
         nwarp: args.nwarp,
         width: args.width,
-        in_channels: 3,
+        in_channels: INPUT_CHANNELS,
         classes: args.classes,
         variant: args.warp.variant.unwrap_or(Variant::Warpnet1),
         max_order: args.warp.max_order,
@@ -228,7 +229,8 @@ pub fn bench_training_step(config: &NetConfig, args: &BenchArgs, precision: Prec
     }
     let mut sgd = Sgd::new(&vs, 0.9, 5e-4);
     let batch = args.batch as i64;
-    let images = Tensor::randn([batch, 3, 32, 32], (Kind::Float, device)); // (B, 3, 32, 32)
+    let (channels, side) = (INPUT_CHANNELS as i64, INPUT_SIDE as i64);
+    let images = Tensor::randn([batch, channels, side, side], (Kind::Float, device)); // (B, 3, 32, 32)
     let memory_format = args.memory_format.unwrap_or(precision.memory_format(device));
     let labels = Tensor::randint(args.classes as i64, [batch], (Kind::Int64, device)); // (B,)
     let mut step_ms = Vec::with_capacity(args.steps);

@@ -13,6 +13,10 @@ use crate::parallel::{prediction, Devices};
 use crate::report::plot;
 use crate::train::{self, CheckpointEvery, Preset, TrainConfig, Verbosity};
 
+/// A class count for checks that do not depend on it (the placement, the step's cost): the data is
+/// not read yet, and the head's size changes neither.
+const ANY_CLASSES: usize = 2;
+
 /// Every flag is optional: unset flags keep the preset's value (`--preset paper` by default, the
 /// paper's CIFAR recipe).
 #[derive(Debug, Clone, Default, Args)]
@@ -169,7 +173,7 @@ impl TrainArgs {
         c.validate().map_err(input_error)?;
         // `auto` is resolved by `run` (it measures a profile: not part of what every rank agrees on).
         if c.devices.is_some() && c.placement.as_deref() != Some(AUTO) {
-            let plan = c.parallel_plan(&c.net(2))?;
+            let plan = c.parallel_plan(&c.net(ANY_CLASSES))?;
             c.placement = plan.placement.as_ref().map(|p| p.to_string()).or(c.placement);
         }
         Ok(c)
@@ -183,7 +187,7 @@ fn resolve_auto_placement(config: TrainConfig) -> anyhow::Result<TrainConfig> {
         return Ok(config);
     }
     let devices = config.devices.clone().expect("validated: --placement needs --devices");
-    let net = config.net(2); // the class count does not change the step's cost
+    let net = config.net(ANY_CLASSES);
     let (placement, ms) = prediction::auto_for_training(
         &net,
         &devices,

@@ -77,6 +77,10 @@ pub struct NetConfig {
     pub derivative_bn: DerivativeBn,
 }
 
+/// Channels of an input image (RGB; grey data sets repeat their plane, src/data/).
+pub const INPUT_CHANNELS: usize = 3;
+/// Height and width of an input image in pixels.
+pub const INPUT_SIDE: usize = 32;
 /// Channels of the stem convolution, before the concatenation to 16kw (Table 1).
 pub const STEM_CHANNELS: usize = 16;
 /// Stages of the network; each after the first halves H and W and doubles C.
@@ -90,7 +94,7 @@ impl NetConfig {
             k: 1,
             nwarp: units,
             width,
-            in_channels: 3,
+            in_channels: INPUT_CHANNELS,
             classes,
             variant: Variant::Warpnet1,
             max_order: None,

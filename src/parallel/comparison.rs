@@ -20,7 +20,7 @@ use serde::Serialize;
 use tch::Tensor;
 
 use super::executor::{Executor, Plan};
-use super::memory::DeviceMemory;
+use super::memory::{self, DeviceMemory};
 use super::mpi::stats::Traffic;
 use super::mpi::{remote, volume};
 use super::replica::SgdSettings;
@@ -28,6 +28,7 @@ use super::{Devices, Placement};
 use crate::base::named::{copy_variables, Snapshot};
 use crate::base::stats::median;
 use crate::error::input_error;
+use crate::model::config::{INPUT_CHANNELS, INPUT_SIDE};
 use crate::model::net::layer_operator;
 use crate::model::{DerivativeBn, ModelKind, Net, NetConfig, Variant};
 use crate::precision::Precision;
@@ -215,8 +216,9 @@ pub fn measure(
     precision: Precision,
 ) -> anyhow::Result<Vec<Measured>> {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let pixels: Vec<f32> = (0..batch * 3 * 32 * 32).map(|_| rng.gen_range(-2.0..2.0)).collect();
-    let images = Tensor::from_slice(&pixels).view([batch, 3, 32, 32]); // (B, 3, 32, 32)
+    let shape = [batch, INPUT_CHANNELS as i64, INPUT_SIDE as i64, INPUT_SIDE as i64];
+    let pixels: Vec<f32> = (0..shape.iter().product()).map(|_| rng.gen_range(-2.0..2.0)).collect();
+    let images = Tensor::from_slice(&pixels).view(shape); // (B, 3, 32, 32)
     let classes = runs.first().map_or(10, |r| r.config.classes) as i64;
     let labels: Vec<i64> = (0..batch).map(|_| rng.gen_range(0..classes)).collect();
     let labels = Tensor::from_slice(&labels); // (B,)
@@ -227,7 +229,7 @@ pub fn measure(
         .map(|run| {
             let vs = tch::nn::VarStore::new(tch::Device::Cpu);
             let _net = Net::new(&vs.root(), &run.config);
-            parameter_bytes.push(vs.trainable_variables().iter().map(|t| t.numel() as u64 * 4).sum::<u64>());
+            parameter_bytes.push(memory::variable_bytes(&vs).1 as u64);
             let plan = Plan { threads: run.threads, ..Plan::new(&run.devices, run.placement.clone())? };
             let start =
                 Snapshot { variables: copy_variables(&vs, tch::Device::Cpu), momentum: Default::default() };

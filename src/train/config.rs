@@ -220,7 +220,7 @@ impl TrainConfig {
             k: self.k,
             nwarp: self.nwarp,
             width: self.width,
-            in_channels: 3,
+            in_channels: crate::model::config::INPUT_CHANNELS,
             classes,
             variant: self.variant.unwrap_or(Variant::Warpnet1),
             max_order: self.max_order,
