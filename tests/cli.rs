@@ -317,7 +317,17 @@ fn plan_predicts_from_a_saved_profile_and_names_a_bad_one() {
         assert!(row[key].as_f64().unwrap().is_finite(), "{key}: {row}");
     }
     let read = plan(&["--devices", "2", "--profile", file_arg, "--json"]);
-    assert_eq!(read[0], measured[0]);
+    // The same figures; the ratios recomputed from a profile read back have been seen to differ in the
+    // last bit (an RS of 0.22671530038350313 against ...304), so numbers agree to 1e-12 relative, far
+    // below any difference a wrong profile would make, rather than bit for bit.
+    let (a, b) = (read[0].as_object().unwrap(), measured[0].as_object().unwrap());
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (key, x) in a {
+        match (x.as_f64(), b[key].as_f64()) {
+            (Some(x), Some(y)) => assert!((x - y).abs() <= 1e-12 * y.abs().max(1.0), "{key}: {x} vs {y}"),
+            _ => assert_eq!(x, &b[key], "{key}"),
+        }
+    }
     let placement = row["placement"].as_str().unwrap();
     // 1 ms and 1 MB/s per message, against threads' 0.05 ms and no copy.
     let slow = plan(&[
