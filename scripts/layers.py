@@ -4,6 +4,7 @@ left out), printed as one line per module, and a check that it has no cycle and 
 down the declared layering (DESIGN.md "Layering"). Exit 1 on a cycle or an upward edge.
 
     python3 scripts/layers.py          # the graph, then "ok" or the offending edges
+    python3 scripts/layers.py parallel # the graph of one folder's modules and its knots (reported only)
 """
 import os
 import re
@@ -71,7 +72,62 @@ def cycle(edges):
     return None
 
 
+def graph_inside(folder):
+    """Which module of src/FOLDER/ refers to which (`super::NAME` from its top-level files,
+    `crate::FOLDER::NAME` anywhere, `super::super::NAME` from one folder down)."""
+    base = os.path.join(ROOT, folder)
+    edges = {}
+    for directory, _, files in os.walk(base):
+        for name in files:
+            relative = os.path.relpath(os.path.join(directory, name), base)
+            source = relative.split(os.sep)[0].removesuffix(".rs")
+            if source == "mod" or not name.endswith(".rs"):
+                continue
+            with open(os.path.join(directory, name)) as f:
+                text = code(f.read())
+            up = r"\bsuper::super::([a-z_]+)" if os.sep in relative else r"\bsuper::([a-z_]+)"
+            targets = set(re.findall(rf"\bcrate::{folder}::([a-z_]+)", text)) | set(re.findall(up, text))
+            edges.setdefault(source, set()).update(targets - {source})
+    return edges
+
+
+def knots(edges):
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index, low, stack, found = {}, {}, [], []
+
+    def visit(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in sorted(edges.get(node, ())):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while not component or component[-1] != node:
+                component.append(stack.pop())
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def main_inside(folder):
+    edges = graph_inside(folder)
+    for source in sorted(edges):
+        print(f"{folder}::{source} -> {', '.join(sorted(edges[source])) or '(nothing)'}")
+    for knot in knots(edges):
+        print(f"knot: {', '.join(knot)} refer to each other")
+
+
 def main():
+    if len(sys.argv) > 1:
+        return main_inside(sys.argv[1])
     edges = graph()
     for source in sorted(edges, key=lambda m: LAYERS.index(m) if m in LAYERS else len(LAYERS)):
         print(f"{source} -> {', '.join(sorted(edges[source]))}")

@@ -8,7 +8,7 @@ use tch::{nn::VarStore, Device, Tensor};
 
 use crate::base::named::{copy_variables, Named};
 use crate::model::config::{DerivativeBn, ModelKind, NetConfig, Variant};
-use crate::model::net::{build_layer, downsample, layer_operator, LayerIndex};
+use crate::model::net::{build_layer, layer_operator, LayerIndex};
 use crate::model::warp::WarpLayer;
 use crate::model::Net;
 
@@ -48,19 +48,15 @@ impl Sequential {
     /// (B, C_s, H_s, W_s), with `units() + 1` entries per stage.
     pub fn trace(&self, images: &Tensor) -> Vec<Vec<Tensor>> {
         tch::no_grad(|| {
-            let mut h = self.net.stem.forward(images, false);
-            let mut trace = Vec::new();
-            for (s, stage) in self.net.stages.iter().enumerate() {
-                if s > 0 {
-                    h = downsample(&h);
+            let mut trace: Vec<Vec<Tensor>> = Vec::new();
+            let _head_input = self.net.walk(images, false, |at, layer, h| {
+                if at.layer == 0 {
+                    trace.push(vec![h.shallow_clone()]); // a stage begins: its x1
                 }
-                let mut xs = vec![h.shallow_clone()];
-                for layer in &stage.layers {
-                    h = layer.forward(&h, false);
-                    xs.push(h.shallow_clone());
-                }
-                trace.push(xs);
-            }
+                let out = layer.forward(&h, false);
+                trace.last_mut().expect("a stage begun").push(out.shallow_clone());
+                out
+            });
             trace
         })
     }

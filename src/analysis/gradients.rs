@@ -12,7 +12,6 @@ use tch::{Kind, Tensor};
 
 use super::block::Sequential;
 use crate::model::config::{DerivativeBn, Variant};
-use crate::model::net::downsample;
 use crate::model::unit::{Linearization, ResidualUnit};
 
 /// Per path length k.
@@ -50,26 +49,22 @@ pub fn loss_gradient(
     unit: usize,
 ) -> Tensor {
     let net = &seq.net;
-    let mut h = tch::no_grad(|| net.stem.forward(images, false));
     let mut leaf = None;
-    let mut cut = |h: &mut Tensor| {
-        *h = h.detach().set_requires_grad(true);
+    let mut cut = |h: Tensor| {
+        let h = h.detach().set_requires_grad(true);
         leaf = Some(h.shallow_clone());
+        h
     };
-    for (s, layers) in net.stages.iter().map(|st| &st.layers).enumerate() {
-        if s > 0 {
-            h = downsample(&h);
+    // A WRN's layers are its units: the input of unit u is the output of unit u - 1, or the stage's x1.
+    let h = net.walk(images, false, |at, layer, h| {
+        let h = if (at.stage, at.layer, unit) == (stage, 0, 0) { cut(h) } else { h };
+        let out = layer.forward(&h, false);
+        if (at.stage, at.layer + 1) == (stage, unit) {
+            cut(out)
+        } else {
+            out
         }
-        for (u, layer) in layers.iter().enumerate() {
-            if (s, u) == (stage, unit) {
-                cut(&mut h);
-            }
-            h = layer.forward(&h, false);
-        }
-        if (s, layers.len()) == (stage, unit) {
-            cut(&mut h);
-        }
-    }
+    });
     let loss = net.head.forward(&h, false).cross_entropy_for_logits(labels);
     let leaf = leaf.expect("the cut is inside the network");
     Tensor::run_backward(&[loss], &[&leaf], false, false).remove(0)

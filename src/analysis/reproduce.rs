@@ -3,7 +3,7 @@
 //! configs/generate.py from the tables).
 //!
 //! Each row: one training run for the test error (on one device, which computes exactly what the
-//! placement computes, tests/parallel_executor.rs, except data-parallel rows, whose BN sees one replica's
+//! placement computes, tests/parallel/parallel_executor.rs, except data-parallel rows, whose BN sees one replica's
 //! share of the batch: those train on their devices), then every row of a block timed side by side on
 //! its devices (parallel/comparison.rs) for RS = (t_WRN - t) / t_WRN against the block's WRN on one
 //! device, and against the data-parallel WRN on the row's devices.
@@ -128,75 +128,103 @@ pub fn plan(
     });
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let planned = rows.map(|paper| {
-        let (nwarp, width) = match (scale, table) {
-            (Scale::Paper, _) => (paper.nwarp, paper.kw),
-            (Scale::Cpu, PaperTable::Table5) => (6 / paper.k, 1), // 6 units per stage for K = 2 and 3
-            (Scale::Cpu, _) => (1, 1),
-        };
-        let model = if paper.method == "wrn" { ModelKind::Wrn } else { ModelKind::Warp };
-        let variant = match paper.method.as_str() {
-            "warpnet2" => Some(Variant::Warpnet2),
-            "warpnet1" => Some(Variant::Warpnet1),
-            _ => None,
-        };
-        let devices: Devices = match scale {
-            Scale::Cpu => Devices::cpu(paper.devices.min(cores)),
-            Scale::Paper => {
-                let names: Vec<String> = (0..paper.devices).map(|i| format!("cuda:{i}")).collect();
-                names.join(",").parse().expect("cuda list parses")
-            }
-        };
-        let recipe = match scale {
-            Scale::Cpu => TrainConfig {
-                epochs: epochs.unwrap_or(cpu_epochs(table)),
-                milestones: cpu_milestones(epochs.unwrap_or(cpu_epochs(table))),
-                data: data.cpu.clone(),
-                ..TrainConfig::demo()
-            },
-            Scale::Paper => TrainConfig {
-                data: if paper.data == "cifar100" { data.cifar100.clone() } else { data.cifar10.clone() },
-                epochs: epochs.unwrap_or(TrainConfig::paper().epochs),
-                ..TrainConfig::paper()
-            },
-        };
-        // Data parallelism changes what BN sees, so those rows train on their devices; at paper scale
-        // every row does (the placement is what the paper ran).
-        let data_parallel = model == ModelKind::Wrn && paper.devices > 1;
-        let on_devices = scale == Scale::Paper || data_parallel;
-        let k_words = if model == ModelKind::Warp { format!(" k={}", paper.k) } else { String::new() };
-        // cpu: every device one thread (the paper's devices are alike), the placement `auto` on the
-        // cores there are; paper: the paper's own placement on its GPUs.
-        let (threads_words, placement_words) = match (scale, &paper.placement) {
-            (Scale::Cpu, Some(_)) => (" threads=1", " auto".to_string()),
-            (Scale::Cpu, None) => (" threads=1", String::new()),
-            (Scale::Paper, placement) => ("", placement.clone().map(|p| format!(" {p}")).unwrap_or_default()),
-        };
-        let slug = format!(
-            "{}-{}-k{}-n{}-kw{}-{}dev",
-            paper.data, paper.method, paper.k, paper.nwarp, paper.kw, paper.devices
-        );
-        PlannedRow {
-            train: TrainConfig {
-                model,
-                k: if model == ModelKind::Warp { paper.k } else { 1 },
-                nwarp: if model == ModelKind::Warp { nwarp } else { nwarp * paper.k },
-                width,
-                variant,
-                seed,
-                devices: on_devices.then(|| devices.clone()),
-                placement: if on_devices { paper.placement.clone() } else { None },
-                ..recipe
-            },
-            bench: format!("{}{k_words} {devices}{threads_words}{placement_words}", paper.method),
-            data_parallel_bench: (devices.len() > 1).then(|| format!("wrn {devices}{threads_words}")),
-            devices,
-            block: (paper.data.clone(), paper.k, paper.nwarp, paper.kw),
-            slug,
-            paper,
-            same_run_as: None,
-        }
+        let devices = row_devices(scale, &paper, cores);
+        let recipe = recipe(table, scale, data, &paper, epochs);
+        plan_row(paper, table, scale, devices, TrainConfig { seed, ..recipe })
     });
     share_runs(planned.collect())
+}
+
+/// The row's devices: at CPU scale as many one-thread CPU devices as the paper's GPUs, up to the
+/// cores there are; at paper scale the paper's GPUs.
+fn row_devices(scale: Scale, paper: &PaperRow, cores: usize) -> Devices {
+    match scale {
+        Scale::Cpu => Devices::cpu(paper.devices.min(cores)),
+        Scale::Paper => {
+            let names: Vec<String> = (0..paper.devices).map(|i| format!("cuda:{i}")).collect();
+            names.join(",").parse().expect("cuda list parses")
+        }
+    }
+}
+
+/// The training recipe of a row: the demo's at CPU scale (on the CPU data, `epochs` or the table's),
+/// the paper's at paper scale (on the row's CIFAR).
+fn recipe(
+    table: PaperTable,
+    scale: Scale,
+    data: &DataChoice,
+    paper: &PaperRow,
+    epochs: Option<usize>,
+) -> TrainConfig {
+    match scale {
+        Scale::Cpu => TrainConfig {
+            epochs: epochs.unwrap_or(cpu_epochs(table)),
+            milestones: cpu_milestones(epochs.unwrap_or(cpu_epochs(table))),
+            data: data.cpu.clone(),
+            ..TrainConfig::demo()
+        },
+        Scale::Paper => TrainConfig {
+            data: if paper.data == "cifar100" { data.cifar100.clone() } else { data.cifar10.clone() },
+            epochs: epochs.unwrap_or(TrainConfig::paper().epochs),
+            ..TrainConfig::paper()
+        },
+    }
+}
+
+/// One row: its network at `scale` over `recipe`, where it trains, and the bench words that time it.
+fn plan_row(
+    paper: PaperRow,
+    table: PaperTable,
+    scale: Scale,
+    devices: Devices,
+    recipe: TrainConfig,
+) -> PlannedRow {
+    let (nwarp, width) = match (scale, table) {
+        (Scale::Paper, _) => (paper.nwarp, paper.kw),
+        (Scale::Cpu, PaperTable::Table5) => (6 / paper.k, 1), // 6 units per stage for K = 2 and 3
+        (Scale::Cpu, _) => (1, 1),
+    };
+    let model = if paper.method == "wrn" { ModelKind::Wrn } else { ModelKind::Warp };
+    let variant = match paper.method.as_str() {
+        "warpnet2" => Some(Variant::Warpnet2),
+        "warpnet1" => Some(Variant::Warpnet1),
+        _ => None,
+    };
+    // Data parallelism changes what BN sees, so those rows train on their devices; at paper scale
+    // every row does (the placement is what the paper ran).
+    let data_parallel = model == ModelKind::Wrn && paper.devices > 1;
+    let on_devices = scale == Scale::Paper || data_parallel;
+    let k_words = if model == ModelKind::Warp { format!(" k={}", paper.k) } else { String::new() };
+    // cpu: every device one thread (the paper's devices are alike), the placement `auto` on the
+    // cores there are; paper: the paper's own placement on its GPUs.
+    let (threads_words, placement_words) = match (scale, &paper.placement) {
+        (Scale::Cpu, Some(_)) => (" threads=1", " auto".to_string()),
+        (Scale::Cpu, None) => (" threads=1", String::new()),
+        (Scale::Paper, placement) => ("", placement.clone().map(|p| format!(" {p}")).unwrap_or_default()),
+    };
+    let slug = format!(
+        "{}-{}-k{}-n{}-kw{}-{}dev",
+        paper.data, paper.method, paper.k, paper.nwarp, paper.kw, paper.devices
+    );
+    PlannedRow {
+        train: TrainConfig {
+            model,
+            k: if model == ModelKind::Warp { paper.k } else { 1 },
+            nwarp: if model == ModelKind::Warp { nwarp } else { nwarp * paper.k },
+            width,
+            variant,
+            devices: on_devices.then(|| devices.clone()),
+            placement: if on_devices { paper.placement.clone() } else { None },
+            ..recipe
+        },
+        bench: format!("{}{k_words} {devices}{threads_words}{placement_words}", paper.method),
+        data_parallel_bench: (devices.len() > 1).then(|| format!("wrn {devices}{threads_words}")),
+        devices,
+        block: (paper.data.clone(), paper.k, paper.nwarp, paper.kw),
+        slug,
+        paper,
+        same_run_as: None,
+    }
 }
 
 /// Points every row whose training config equals an earlier row's at that row's run.

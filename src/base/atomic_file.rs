@@ -33,7 +33,15 @@ pub fn remove_stale_temporaries(dir: &Path) {
 
 /// Writes `bytes` to `path` atomically.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    write_atomic_with(path, |tmp| {
+        std::fs::write(tmp, bytes).with_context(|| format!("{}: cannot write", tmp.display()))
+    })
+}
+
+/// Makes `path` atomically with `write`, which is handed the temporary sibling to fill (a file, or a
+/// folder it creates), renamed over `path` once `write` succeeds.
+pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> anyhow::Result<()>) -> anyhow::Result<()> {
     let tmp = temporary_sibling(path);
-    std::fs::write(&tmp, bytes).with_context(|| format!("{}: cannot write", tmp.display()))?;
+    write(&tmp)?;
     std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot rename into place", path.display()))
 }

@@ -10,28 +10,43 @@
 
 use tch::{nn::VarStore, Tensor};
 
+/// What SGD needs besides the learning rate; every device of a run uses the same.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SgdSettings {
+    pub momentum: f64,
+    /// L2 weight decay, added to every parameter's gradient.
+    pub weight_decay: f64,
+}
+
+impl SgdSettings {
+    /// The paper's (section 4.1): momentum 0.9, weight decay 5e-4.
+    pub const PAPER: SgdSettings = SgdSettings { momentum: 0.9, weight_decay: 5e-4 };
+}
+
+/// The paper's initial learning rate (section 4.1); timing loops step at it.
+pub const PAPER_LR: f64 = 0.1;
+
 pub struct Sgd {
     /// Trainable parameters by name, sorted by name so the update order never depends on a hash map.
     params: Vec<(String, Tensor)>,
     /// Momentum buffers, one per parameter, same shapes.
     buffers: Vec<Tensor>,
-    pub momentum: f64,
-    pub weight_decay: f64,
+    pub settings: SgdSettings,
 }
 
 impl Sgd {
-    pub fn new(vs: &VarStore, momentum: f64, weight_decay: f64) -> Self {
+    pub fn new(vs: &VarStore, settings: SgdSettings) -> Self {
         let mut params: Vec<(String, Tensor)> =
             vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
         params.sort_by(|a, b| a.0.cmp(&b.0));
-        Self::over(params, momentum, weight_decay)
+        Self::over(params, settings)
     }
 
     /// SGD over the given (name, parameter) pairs, sorted by name.
-    pub fn over(mut params: Vec<(String, Tensor)>, momentum: f64, weight_decay: f64) -> Self {
+    pub fn over(mut params: Vec<(String, Tensor)>, settings: SgdSettings) -> Self {
         params.sort_by(|a, b| a.0.cmp(&b.0));
         let buffers = params.iter().map(|(_, p)| p.zeros_like()).collect();
-        Sgd { params, buffers, momentum, weight_decay }
+        Sgd { params, buffers, settings }
     }
 
     /// dL/dp for every parameter, in the order of [`Sgd::names`]; a parameter the loss does not reach
@@ -51,8 +66,8 @@ impl Sgd {
         assert_eq!(gradients.len(), self.params.len(), "one gradient per parameter");
         tch::no_grad(|| {
             for (((_, p), buf), g) in self.params.iter_mut().zip(&mut self.buffers).zip(gradients) {
-                let decayed = g + &*p * self.weight_decay; // d = g + wd * p
-                let _ = buf.g_mul_scalar_(self.momentum).g_add_(&decayed); // buf = m * buf + d
+                let decayed = g + &*p * self.settings.weight_decay; // d = g + wd * p
+                let _ = buf.g_mul_scalar_(self.settings.momentum).g_add_(&decayed); // buf = m * buf + d
                 let _ = p.g_add_(&(&*buf * -lr)); // p -= lr * buf
             }
         });

@@ -13,20 +13,13 @@ use clap::Args;
 use serde::Serialize;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
-use anyhow::Context;
-
 use super::flags::{parse_device, positive, PrecisionFlag, WarpFlags};
-use super::plan::predict_runs;
-use crate::base::atomic_file::write_atomic;
-use crate::base::optimizer::Sgd;
+use crate::base::optimizer::{Sgd, SgdSettings, PAPER_LR};
 use crate::model::config::{INPUT_CHANNELS, INPUT_SIDE};
 use crate::model::warp::PrimalSharing;
 use crate::model::{loss, op_count, DerivativeBn, ModelKind, Net, NetConfig, Variant};
-use crate::parallel::auto_placement::AUTO;
-use crate::parallel::comparison::{default_runs, measure, RunSpec, StepTraffic};
 use crate::parallel::Devices;
 use crate::precision::{MemoryFormat, Precision};
-use crate::report::Table;
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
@@ -180,7 +173,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 "--memory-format measures one network: give it without --run, --table or --devices"
             );
         }
-        return compare(&config, &args);
+        return super::compare::compare(&config, &args);
     }
     let precision = args.precision.decide(&[args.device]).precision;
     let result = bench_training_step(&config, &args, precision);
@@ -227,7 +220,7 @@ pub fn bench_training_step(config: &NetConfig, args: &BenchArgs, precision: Prec
     if args.per_term_primals {
         net.set_primal_sharing(PrimalSharing::PerTerm);
     }
-    let mut sgd = Sgd::new(&vs, 0.9, 5e-4);
+    let mut sgd = Sgd::new(&vs, SgdSettings::PAPER);
     let batch = args.batch as i64;
     let (channels, side) = (INPUT_CHANNELS as i64, INPUT_SIDE as i64);
     let images = Tensor::randn([batch, channels, side, side], (Kind::Float, device)); // (B, 3, 32, 32)
@@ -251,7 +244,7 @@ pub fn bench_training_step(config: &NetConfig, args: &BenchArgs, precision: Prec
         let forward = phase_end(started);
         let gradients = sgd.gradients(&loss);
         let backward = phase_end(started);
-        sgd.step(&gradients, 0.1);
+        sgd.step(&gradients, PAPER_LR);
         let _ = loss.double_value(&[]); // waits for the step on asynchronous devices
         let total = started.elapsed().as_secs_f64() * 1e3;
         if i >= args.warmup {
@@ -275,121 +268,6 @@ pub fn bench_training_step(config: &NetConfig, args: &BenchArgs, precision: Prec
         step_ms,
         forward_ops: op_count::read(),
         phase_ms: Phases { forward, backward, update },
-    }
-}
-
-/// The comparison table: every run timed side by side.
-fn compare(base: &NetConfig, args: &BenchArgs) -> anyhow::Result<()> {
-    let mut runs = args.runs.iter().map(|r| RunSpec::parse(r, base)).collect::<anyhow::Result<Vec<_>>>()?;
-    if args.table {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        runs.extend(default_runs(base, cores)?);
-    }
-    if let Some(devices) = &args.devices {
-        runs.insert(0, RunSpec::parse("wrn cpu:1", base)?);
-        let auto = args.placement.as_deref() == Some(AUTO);
-        let placement = args.placement.as_deref().filter(|_| !auto);
-        runs.push(RunSpec { auto, ..RunSpec::on(base.clone(), devices.clone(), placement)? });
-    }
-    let devices: Vec<Device> = runs.iter().flat_map(|r| r.devices.workers.clone()).collect();
-    let precision = args.precision.decide(&devices);
-    let predict = args.predict || runs.iter().any(|r| r.auto) || args.profile.is_some();
-    let predicted = match predict {
-        true => {
-            let files = (args.profile.as_deref(), args.save_profile.as_deref());
-            predict_runs(&mut runs, args.batch as i64, precision.precision, files)?
-                .into_iter()
-                .map(Some)
-                .collect()
-        }
-        false => vec![None; runs.len()],
-    };
-    let mut measured =
-        measure(&runs, args.batch as i64, args.warmup, args.rounds, args.steps, precision.precision)?;
-    for (m, p) in measured.iter_mut().zip(predicted) {
-        m.predicted_ms = p;
-    }
-    let mut columns = vec![
-        "method",
-        "K",
-        "placement",
-        "devices",
-        "threads per device",
-        "ms/batch",
-        "predicted ms",
-        "RS",
-        "busy ms per device",
-        "weights+optimizer MB per device",
-        "activations MB per device",
-    ];
-    let over_mpi = measured.iter().any(|m| m.traffic.is_some());
-    if over_mpi {
-        columns.extend(TRAFFIC_COLUMNS);
-    }
-    let mut table = Table::new(&columns);
-    let megabytes = |bytes: usize| format!("{:.1}", bytes as f64 / 1e6);
-    for m in &measured {
-        let weights: Vec<String> = m.memory.iter().map(|d| megabytes(d.weights + d.optimizer)).collect();
-        let activations: Vec<String> =
-            m.memory.iter().map(|d| d.activations.map_or("n/a".into(), megabytes)).collect();
-        let mut row = vec![
-            m.method.clone(),
-            m.k.to_string(),
-            m.layout.clone(),
-            m.devices.clone(),
-            m.threads_per_device.to_string(),
-            format!("{:.1}", m.ms_per_batch),
-            m.predicted_ms.map_or("-".into(), |p| format!("{p:.1}")),
-            format!("{:.1}%", 100.0 * m.rs),
-            m.busy_ms.iter().map(|(_, ms)| format!("{ms:.0}")).collect::<Vec<_>>().join(" / "),
-            weights.join(" / "),
-            activations.join(" / "),
-        ];
-        if over_mpi {
-            row.extend(traffic_cells(m.traffic.as_ref()));
-        }
-        table.push(row);
-    }
-    println!(
-        "batch {}, precision {precision}, {} rounds x {} steps after {} warm-up steps; RS = (t_first - t) / t_first; \
-         per device (home first, replica 0): ms per step working rather than waiting, memory, activations for its \
-         share of the batch",
-        args.batch, args.rounds, args.steps, args.warmup
-    );
-    print!("{}", table.markdown());
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("{}: cannot create output folder", args.out.display()))?;
-    write_atomic(&args.out.join("bench.md"), table.markdown().as_bytes())?;
-    write_atomic(&args.out.join("bench.csv"), table.csv().as_bytes())?;
-    println!("written: {}/bench.md, {}/bench.csv", args.out.display(), args.out.display());
-    if args.json {
-        let precision = precision.precision;
-        super::print_json(
-            &serde_json::json!({ "batch": args.batch, "precision": precision, "runs": measured }),
-        )?;
-    }
-    Ok(())
-}
-
-/// Columns of runs over MPI ranks (parallel/mpi/stats.rs, volume.rs).
-const TRAFFIC_COLUMNS: [&str; 5] = [
-    "MB moved per step",
-    "MB predicted (tensors)",
-    "messages per step",
-    "rank 0 ms in MPI per step",
-    "rank 0 MPI share",
-];
-
-fn traffic_cells(traffic: Option<&StepTraffic>) -> Vec<String> {
-    match traffic {
-        None => vec!["-".into(); TRAFFIC_COLUMNS.len()],
-        Some(t) => vec![
-            format!("{:.3}", t.bytes / 1e6),
-            format!("{:.3}", t.predicted_bytes as f64 / 1e6),
-            format!("{:.0}", t.messages),
-            format!("{:.1}", t.home_mpi_ms),
-            format!("{:.0}%", 100.0 * t.home_mpi_share),
-        ],
     }
 }
 

@@ -12,7 +12,7 @@ use clap::Args;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use super::flags::{positive, WarpFlags};
-use crate::base::atomic_file::write_atomic;
+use crate::base::atomic_file::{write_atomic, write_atomic_with};
 use crate::base::named::copy_variables;
 use crate::error::input_error;
 use crate::model::{ModelKind, Net};
@@ -81,12 +81,12 @@ fn convert(run: &RunFiles, args: &ConvertArgs, to: ModelKind, out: &Path) -> any
     load_weights(&vs, &run.weights)?;
 
     // Written into a temporary sibling folder, renamed into place when complete.
-    let tmp = out.with_file_name(format!(".tmp-{}-convert", std::process::id()));
-    std::fs::create_dir_all(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
-    write_atomic(&tmp.join("config.toml"), toml::to_string(&config)?.as_bytes())?;
-    run.data.write(&tmp)?;
-    save_weights(&vs, &tmp.join("model.safetensors"))?;
-    std::fs::rename(&tmp, out).with_context(|| format!("{}: cannot rename into place", out.display()))?;
+    write_atomic_with(out, |tmp| {
+        std::fs::create_dir_all(tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
+        write_atomic(&tmp.join("config.toml"), toml::to_string(&config)?.as_bytes())?;
+        run.data.write(tmp)?;
+        save_weights(&vs, &tmp.join("model.safetensors"))
+    })?;
     println!(
         "{} -> {}: {}",
         run.folder.display(),
@@ -111,9 +111,9 @@ fn export_pytorch(run: &RunFiles, file: &Path) -> anyhow::Result<()> {
         tensors.push((format!("{bn}.num_batches_tracked"), Tensor::from(0i64).to_kind(Kind::Int64)));
     }
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    let tmp = file.with_file_name(format!(".tmp-{}-export.safetensors", std::process::id()));
-    Tensor::write_safetensors(&tensors, &tmp).with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, file).with_context(|| format!("{}: cannot rename into place", file.display()))?;
+    write_atomic_with(file, |tmp| {
+        Tensor::write_safetensors(&tensors, tmp).with_context(|| format!("{}: cannot write", tmp.display()))
+    })?;
     println!(
         "{}: {} tensors of {} for python/warpnet_torch.py WRN(units={}, width={}, classes={})",
         file.display(),

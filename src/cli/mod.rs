@@ -2,6 +2,7 @@
 
 pub mod analyze;
 pub mod bench;
+mod compare;
 pub mod convert;
 pub mod data;
 pub mod demo;

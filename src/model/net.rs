@@ -127,19 +127,51 @@ impl Net {
 
     /// The output of every stage: (B, 16kw, 32, 32), (B, 32kw, 16, 16), (B, 64kw, 8, 8).
     pub fn features(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
-        let mut h = self.stem.forward(x, train); // (B, 16kw, 32, 32)
+        let last = self.config.layer_grouping().1 - 1;
         let mut outputs = Vec::with_capacity(STAGES);
-        for (s, stage) in self.stages.iter().enumerate() {
-            if s > 0 {
-                h = downsample(&h);
+        let _head_input = self.walk(x, train, |at, layer, h| {
+            // the last stage's output, kept below
+            let out = layer.forward(&h, train);
+            if at.layer == last {
+                outputs.push(out.shallow_clone());
             }
-            for layer in &stage.layers {
-                h = layer.forward(&h, train);
-            }
-            outputs.push(h.shallow_clone());
-        }
+            out
+        });
         outputs
     }
+
+    /// The stem, then every warp layer in forward order through `layer(at, warp layer, input) -> output`,
+    /// the stages joined by [`downsample`]: (B, in, 32, 32) -> (B, 64kw, 8, 8), the head's input.
+    pub fn walk(
+        &self,
+        x: &Tensor,
+        train: bool,
+        mut layer: impl FnMut(LayerIndex, &WarpLayer, Tensor) -> Tensor,
+    ) -> Tensor {
+        let h = self.stem.forward(x, train); // (B, 16kw, 32, 32)
+        let layers = self.config.layer_indices();
+        walk_layers(
+            &layers,
+            h,
+            |h| downsample(&h),
+            |_, at, h| layer(at, &self.stages[at.stage].layers[at.layer], h),
+        )
+    }
+}
+
+/// The network's walk from the stem's output to the head's input, whoever holds the layers: before the
+/// first layer of every later stage `between_stages` (the downsampling, or a stand-in that also records
+/// it), then `layer(position in layers, at, input) -> output`.
+pub fn walk_layers(
+    layers: &[LayerIndex],
+    stem_output: Tensor,
+    mut between_stages: impl FnMut(Tensor) -> Tensor,
+    mut layer: impl FnMut(usize, LayerIndex, Tensor) -> Tensor,
+) -> Tensor {
+    layers.iter().enumerate().fold(stem_output, |h, (i, &at)| {
+        let h = if at.stage > 0 && at.layer == 0 { between_stages(h) } else { h };
+        layer(i, at, h)
+    })
 }
 
 /// The warp layer at `at`, holding only the units in `held` (positions within the layer) and evaluating

@@ -1,6 +1,6 @@
 //! Counts of the expensive forward operations, per thread: 3x3 convolutions and ReLU masks taken for a
 //! tangent pass. They prove that a warp layer runs each unit's primal pass once however many terms use
-//! it (tests/warp_reuse.rs) and let `warpnet bench --count` print what a step computes.
+//! it (tests/numerics/warp_reuse.rs) and let `warpnet bench --count` print what a step computes.
 //!
 //! Thread-local, so counts from concurrent tests or workers never mix; one thread-local increment per
 //! convolution is nothing next to the convolution.

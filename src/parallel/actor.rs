@@ -75,7 +75,7 @@ impl<C: Send + 'static, R: Send + 'static> Actor<C, R> {
 }
 
 /// Test hook: with this variable set to N, every device thread of the process fails on its N-th
-/// command (0-based), as a libtorch error inside it would (tests/resume.rs).
+/// command (0-based), as a libtorch error inside it would (tests/training/resume.rs).
 const FAIL_AFTER_VARIABLE: &str = "WARPNET_DEVICE_FAILS_AT_COMMAND";
 
 fn injected_failure() -> Option<usize> {

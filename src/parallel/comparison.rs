@@ -23,19 +23,15 @@ use super::executor::{Executor, Plan};
 use super::memory::{self, DeviceMemory};
 use super::mpi::stats::Traffic;
 use super::mpi::{remote, volume};
-use super::replica::SgdSettings;
 use super::{Devices, Placement};
 use crate::base::named::{copy_variables, Snapshot};
+use crate::base::optimizer::{SgdSettings, PAPER_LR};
 use crate::base::stats::median;
 use crate::error::input_error;
 use crate::model::config::{INPUT_CHANNELS, INPUT_SIDE};
 use crate::model::net::layer_operator;
 use crate::model::{DerivativeBn, ModelKind, Net, NetConfig, Variant};
 use crate::precision::Precision;
-
-/// The SGD of every benchmark step (the paper's CIFAR recipe).
-const SGD: SgdSettings = SgdSettings { momentum: 0.9, weight_decay: 5e-4 };
-const LR: f64 = 0.1;
 
 /// One configuration to time.
 #[derive(Debug, Clone)]
@@ -215,52 +211,18 @@ pub fn measure(
     steps: usize,
     precision: Precision,
 ) -> anyhow::Result<Vec<Measured>> {
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let shape = [batch, INPUT_CHANNELS as i64, INPUT_SIDE as i64, INPUT_SIDE as i64];
-    let pixels: Vec<f32> = (0..shape.iter().product()).map(|_| rng.gen_range(-2.0..2.0)).collect();
-    let images = Tensor::from_slice(&pixels).view(shape); // (B, 3, 32, 32)
     let classes = runs.first().map_or(10, |r| r.config.classes) as i64;
-    let labels: Vec<i64> = (0..batch).map(|_| rng.gen_range(0..classes)).collect();
-    let labels = Tensor::from_slice(&labels); // (B,)
-
-    let mut parameter_bytes = Vec::new();
-    let mut executors = runs
-        .iter()
-        .map(|run| {
-            let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-            let _net = Net::new(&vs.root(), &run.config);
-            parameter_bytes.push(memory::variable_bytes(&vs).1 as u64);
-            let plan = Plan { threads: run.threads, ..Plan::new(&run.devices, run.placement.clone())? };
-            let start =
-                Snapshot { variables: copy_variables(&vs, tch::Device::Cpu), momentum: Default::default() };
-            Ok(Executor::new(&run.config, &run.devices, plan, &start, SGD)?.with_precision(precision))
-        })
-        .collect::<anyhow::Result<Vec<Executor>>>()?;
+    let (images, labels) = synthetic_batch(batch, classes);
+    let (mut executors, parameter_bytes) = start_executors(runs, precision)?;
     for executor in &mut executors {
         for _ in 0..warmup {
-            executor.step(&images, &labels, LR);
+            executor.step(&images, &labels, PAPER_LR);
         }
         executor.busy_seconds(); // busy time counts from here
     }
-    let mut times: Vec<Vec<f64>> = vec![Vec::new(); runs.len()];
-    // Per run: every rank's traffic summed, and rank 0's own.
-    let mut traffic = vec![(Traffic::default(), Traffic::default()); runs.len()];
-    for _ in 0..rounds {
-        for (r, (executor, times)) in executors.iter_mut().zip(&mut times).enumerate() {
-            let before = runs[r].devices.mpi.then(|| (remote::job_traffic(), Traffic::here()));
-            for _ in 0..steps {
-                let started = Instant::now();
-                executor.step(&images, &labels, LR);
-                times.push(started.elapsed().as_secs_f64() * 1e3);
-            }
-            if let Some((job, home)) = before {
-                let (home_now, job_now) = (Traffic::here(), remote::job_traffic());
-                traffic[r].0 = traffic[r].0.plus(&job_now.since(&job));
-                traffic[r].1 = traffic[r].1.plus(&home_now.since(&home));
-            }
-        }
-    }
+    let (times, traffic) = time_rounds(runs, &mut executors, (&images, &labels), rounds, steps);
     let baseline = median(&times[0]);
+    let element_bytes = precision.kind().elt_size_in_bytes() as u64;
     Ok(runs
         .iter()
         .zip(executors.iter_mut())
@@ -274,23 +236,16 @@ pub fn measure(
             let traffic = run.devices.mpi.then(|| {
                 // Replica 0's devices, home first: each term worker's parameters (momentum = parameters).
                 let workers: Vec<u64> = memory.iter().skip(1).map(|m| m.optimizer as u64).collect();
-                let ((t, home), plan) = (&traffic[r], &executor.plan);
-                let home_mpi_ms = 1e3 * (home.wait_s + home.transfer_s) / timed;
-                StepTraffic {
-                    bytes: t.sent_bytes as f64 / timed,
-                    messages: t.sent_messages as f64 / timed,
-                    predicted_bytes: volume::tensor_bytes_per_step(
-                        &run.config,
-                        &run.devices,
-                        plan,
-                        batch as u64,
-                        precision.kind().elt_size_in_bytes() as u64,
-                        &workers,
-                        parameter_bytes[r],
-                    ),
-                    home_mpi_ms,
-                    home_mpi_share: home_mpi_ms / (step_ms.iter().sum::<f64>() / timed),
-                }
+                let predicted_bytes = volume::tensor_bytes_per_step(
+                    &run.config,
+                    &run.devices,
+                    &executor.plan,
+                    batch as u64,
+                    element_bytes,
+                    &workers,
+                    parameter_bytes[r],
+                );
+                step_traffic(&traffic[r], &step_ms, predicted_bytes)
             });
             Measured {
                 method: run.config.label(),
@@ -308,4 +263,75 @@ pub fn measure(
             }
         })
         .collect())
+}
+
+/// The benchmark's batch: images uniform in [-2, 2) (B, 3, 32, 32) and labels uniform over `classes`
+/// (B,), from a fixed seed.
+fn synthetic_batch(batch: i64, classes: i64) -> (Tensor, Tensor) {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let shape = [batch, INPUT_CHANNELS as i64, INPUT_SIDE as i64, INPUT_SIDE as i64];
+    let pixels: Vec<f32> = (0..shape.iter().product()).map(|_| rng.gen_range(-2.0..2.0)).collect();
+    let labels: Vec<i64> = (0..batch).map(|_| rng.gen_range(0..classes)).collect();
+    (Tensor::from_slice(&pixels).view(shape), Tensor::from_slice(&labels))
+}
+
+/// One executor per run, each from its network's fresh weights, and each network's parameter bytes.
+fn start_executors(runs: &[RunSpec], precision: Precision) -> anyhow::Result<(Vec<Executor>, Vec<u64>)> {
+    let mut parameter_bytes = Vec::new();
+    let executors = runs
+        .iter()
+        .map(|run| {
+            let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+            let _net = Net::new(&vs.root(), &run.config);
+            parameter_bytes.push(memory::variable_bytes(&vs).1 as u64);
+            let plan = Plan { threads: run.threads, ..Plan::new(&run.devices, run.placement.clone())? };
+            let start =
+                Snapshot { variables: copy_variables(&vs, tch::Device::Cpu), momentum: Default::default() };
+            Ok(Executor::new(&run.config, &run.devices, plan, &start, SgdSettings::PAPER)?
+                .with_precision(precision))
+        })
+        .collect::<anyhow::Result<Vec<Executor>>>()?;
+    Ok((executors, parameter_bytes))
+}
+
+/// The timed rounds: every run's step times in ms, and per run every rank's traffic summed and rank
+/// 0's own (MPI runs only).
+fn time_rounds(
+    runs: &[RunSpec],
+    executors: &mut [Executor],
+    (images, labels): (&Tensor, &Tensor),
+    rounds: usize,
+    steps: usize,
+) -> (Vec<Vec<f64>>, Vec<(Traffic, Traffic)>) {
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); runs.len()];
+    let mut traffic = vec![(Traffic::default(), Traffic::default()); runs.len()];
+    for _ in 0..rounds {
+        for (r, (executor, times)) in executors.iter_mut().zip(&mut times).enumerate() {
+            let before = runs[r].devices.mpi.then(|| (remote::job_traffic(), Traffic::here()));
+            for _ in 0..steps {
+                let started = Instant::now();
+                executor.step(images, labels, PAPER_LR);
+                times.push(started.elapsed().as_secs_f64() * 1e3);
+            }
+            if let Some((job, home)) = before {
+                let (home_now, job_now) = (Traffic::here(), remote::job_traffic());
+                traffic[r].0 = traffic[r].0.plus(&job_now.since(&job));
+                traffic[r].1 = traffic[r].1.plus(&home_now.since(&home));
+            }
+        }
+    }
+    (times, traffic)
+}
+
+/// Per step: the job's bytes and messages, rank 0's time in MPI calls and its share of the step.
+fn step_traffic((job, home): &(Traffic, Traffic), step_ms: &[f64], predicted_bytes: u64) -> StepTraffic {
+    let timed = step_ms.len() as f64;
+    let home_mpi_ms = 1e3 * (home.wait_s + home.transfer_s) / timed;
+    StepTraffic {
+        bytes: job.sent_bytes as f64 / timed,
+        messages: job.sent_messages as f64 / timed,
+        predicted_bytes,
+        home_mpi_ms,
+        home_mpi_share: home_mpi_ms / (step_ms.iter().sum::<f64>() / timed),
+    }
 }

@@ -16,8 +16,9 @@ use tch::{Device, Tensor};
 use super::device::{Devices, Place};
 use super::memory::DeviceMemory;
 use super::placement::Placement;
-use super::replica::{self, Layout, Replica, SgdSettings};
+use super::replica::{self, Layout, Replica};
 use crate::base::named::{accumulate, deep_copy, Named, Snapshot};
+use crate::base::optimizer::SgdSettings;
 use crate::model::NetConfig;
 use crate::precision::{MemoryFormat, Precision};
 

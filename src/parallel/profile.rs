@@ -12,7 +12,7 @@ use tch::{nn::VarStore, Device, Kind, Tensor};
 use super::memory;
 use super::shares::MASK_BYTES;
 use super::step_model::{Profile, StageCosts};
-use crate::base::optimizer::Sgd;
+use crate::base::optimizer::{Sgd, SgdSettings};
 use crate::base::stats::median;
 use crate::model::config::STAGES;
 use crate::model::net::{downsample, Head, Stem};
@@ -220,7 +220,7 @@ fn stage_costs(
     let (x_half, at_half) = (x.narrow(0, 0, half), at.rows(0, half));
     let half_tangent_forward = clock.time(|| drop(unit.tangent(&at_half, &x_half)));
     let half_tangent_backward = clock.time_backward(|| unit.tangent(&at_half, &x_half));
-    let mut sgd = Sgd::new(&vs, 0.9, 5e-4);
+    let mut sgd = Sgd::new(&vs, SgdSettings::PAPER);
     let variables = vs.variables();
     let gradients: Vec<Tensor> = sgd.names().map(|n| variables[n].zeros_like()).collect();
     let unit_sgd = clock.time(|| sgd.step(&gradients, 0.0));

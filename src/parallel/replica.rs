@@ -13,7 +13,7 @@ use super::placement::Placement;
 use super::split::{SplitReplica, WorkerDevices};
 use super::worker;
 use crate::base::named::{assign_variables, copy_variables, Named, Snapshot};
-use crate::base::optimizer::Sgd;
+use crate::base::optimizer::{Sgd, SgdSettings};
 use crate::model::{loss, Net, NetConfig};
 
 /// How a replica is laid out; `threads` are libtorch intra-op threads of the replica's own thread.
@@ -63,13 +63,6 @@ pub enum Reply {
     PerWorker(Vec<Named>),
     Busy(Vec<(String, f64)>),
     Done,
-}
-
-/// SGD settings every device uses.
-#[derive(Debug, Clone, Copy)]
-pub struct SgdSettings {
-    pub momentum: f64,
-    pub weight_decay: f64,
 }
 
 /// The coordinator's end of a replica.
@@ -198,7 +191,7 @@ impl WholeReplica {
         let vs = VarStore::new(device);
         let net = Net::new(&vs.root(), config);
         assign_variables(&vs, &initial.variables);
-        let mut sgd = Sgd::new(&vs, sgd.momentum, sgd.weight_decay);
+        let mut sgd = Sgd::new(&vs, sgd);
         sgd.set_momentum(&initial.momentum);
         WholeReplica { vs, net, device, sgd }
     }

@@ -9,12 +9,12 @@ use tch::{nn::VarStore, Device, Tensor};
 use super::device::{name, Place};
 use super::memory::{heap_in_use, measurable, variable_bytes, DeviceMemory};
 use super::placement::Placement;
-use super::replica::{Reply, SgdSettings};
+use super::replica::Reply;
 use super::shares::mask_exchanges;
 use super::worker::{self, Worker, WorkerSpec};
 use crate::base::named::{accumulate, assign_variables, copy_variables, deep_copy, Named, Snapshot};
-use crate::base::optimizer::Sgd;
-use crate::model::net::{downsample, layer_operator, Head, LayerIndex, Stem};
+use crate::base::optimizer::{Sgd, SgdSettings};
+use crate::model::net::{downsample, layer_operator, walk_layers, Head, LayerIndex, Stem};
 use crate::model::{loss, NetConfig};
 
 /// The devices of a split replica's term workers and their intra-op threads.
@@ -75,15 +75,14 @@ impl SplitReplica {
                     place,
                     home,
                     threads: devices.threads,
-                    momentum: sgd.momentum,
-                    weight_decay: sgd.weight_decay,
+                    sgd,
                 };
                 Worker::spawn(spec, deep_copy(&initial.variables), deep_copy(&initial.momentum))
             })
             .collect::<Vec<Worker>>();
         workers.iter().for_each(|w| w.send(worker::Command::Parameters));
         let worker_parameters = workers.iter().map(Worker::receive_names).collect();
-        let mut sgd = Sgd::new(&vs, sgd.momentum, sgd.weight_decay);
+        let mut sgd = Sgd::new(&vs, sgd);
         sgd.set_momentum(&initial.momentum);
         let units_per_layer = config.layer_grouping().0;
         let primal_owner = (0..units_per_layer).map(|c| placement.primal_device(c)).collect();
@@ -167,18 +166,17 @@ impl SplitReplica {
         let labels = labels.to_device(self.home);
         // Forward. Each autograd island on the home device starts at a leaf: (leaf, output).
         let stem_out = self.stem.forward(&images.to_device(self.home), true);
-        let mut h = stem_out.detach();
         let mut downsamples: Vec<(Tensor, Tensor)> = Vec::new();
-        for (i, at) in self.layers.clone().into_iter().enumerate() {
-            if at.stage > 0 && at.layer == 0 {
-                let leaf = h.set_requires_grad(true);
-                let out = downsample(&leaf);
-                h = out.detach();
-                downsamples.push((leaf, out));
-            }
-            let x1 = h.shallow_clone();
-            h = &h + self.forward_layer(i, &x1, measure);
-        }
+        let between_stages = |h: Tensor| {
+            let leaf = h.set_requires_grad(true);
+            let out = downsample(&leaf);
+            downsamples.push((leaf, out.shallow_clone()));
+            out.detach()
+        };
+        let layers = self.layers.clone();
+        let h = walk_layers(&layers, stem_out.detach(), between_stages, |i, _, x1| {
+            &x1 + self.forward_layer(i, &x1, measure) // x1 + the terms the workers return
+        });
         let head_in = h.set_requires_grad(true);
         let logits = self.head.forward(&head_in, true);
         let (loss, correct) = (loss::cross_entropy(&logits, &labels), loss::correct(&logits, &labels));

@@ -10,7 +10,7 @@ use super::memory::{heap_in_use, measurable, variable_bytes, DeviceMemory};
 use super::placement::Placement;
 use super::shares::{mask_exchanges, MaskExchange};
 use crate::base::named::{assign_variables, copy_variables, Named};
-use crate::base::optimizer::Sgd;
+use crate::base::optimizer::{Sgd, SgdSettings};
 use crate::model::net::{build_layer, layer_operator};
 use crate::model::unit::UnitPrimal;
 use crate::model::warp::WarpLayer;
@@ -68,8 +68,7 @@ pub struct WorkerSpec {
     /// Device the replies go to (the replica's home).
     pub home: Device,
     pub threads: usize,
-    pub momentum: f64,
-    pub weight_decay: f64,
+    pub sgd: SgdSettings,
 }
 
 /// The coordinator's end of a worker.
@@ -193,7 +192,7 @@ impl WorkerState {
             .collect();
         let exports = exchanges.into_iter().filter(|e| e.from == spec.group).collect();
         assign_variables(&vs, initial);
-        let sgd = Sgd::new(&vs, spec.momentum, spec.weight_decay);
+        let sgd = Sgd::new(&vs, spec.sgd);
         let pending = (0..layers.len()).map(|_| None).collect();
         let primals = (0..layers.len()).map(|_| None).collect();
         let rank = if super::mpi::session::running().is_some() {

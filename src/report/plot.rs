@@ -11,12 +11,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 
 use anyhow::{anyhow, Context};
+use plotters::coord::types::{RangedCoordf64, RangedCoordu32};
 use plotters::coord::Shift;
 use plotters::element::MultiLineText;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 pub use super::curves::{read_curve, Curve, Metric};
+use super::legend::{place_legend, Corner, LEGEND_INSET};
 use crate::base::atomic_file::write_atomic;
 use crate::error::input_error;
 
@@ -177,26 +179,19 @@ fn register_font() -> anyhow::Result<()> {
 }
 
 /// Layout, in pixels.
-const MARGIN: u32 = 20;
-const X_LABEL_AREA: u32 = 60;
-const Y_LABEL_AREA: u32 = 80;
+pub(super) const MARGIN: u32 = 20;
+pub(super) const X_LABEL_AREA: u32 = 60;
+pub(super) const Y_LABEL_AREA: u32 = 80;
 const TITLE_SIZE: u32 = 26;
 const AXIS_SIZE: u32 = 20;
 const TICK_SIZE: u32 = 16;
 const LEGEND_SIZE: u32 = 16;
-const LEGEND_MARGIN: u32 = 10;
+pub(super) const LEGEND_MARGIN: u32 = 10;
 const LEGEND_SWATCH: u32 = 40;
-/// Gap between the legend box and the plot's edges.
-const LEGEND_INSET: i32 = 10;
 
-/// A corner of the plotting area, where the legend goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Corner {
-    UpperRight,
-    UpperLeft,
-    LowerRight,
-    LowerLeft,
-}
+/// The chart's coordinates: epochs across, values up.
+type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordu32, RangedCoordf64>>;
+type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
 fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
@@ -218,15 +213,7 @@ fn draw<DB: DrawingBackend>(
 
     // Where the legend fits without covering a curve: a corner of the plot, with more room above the
     // highest value if no corner is free at first.
-    let legend_font = (FAMILY, LEGEND_SIZE).into_font();
-    let legend_style: TextStyle = legend_font.clone().into();
-    let mut legend_text = MultiLineText::<_, &str>::new((0, 0), &legend_style);
-    for curve in curves {
-        legend_text.push_line(curve.label.as_str());
-    }
-    let (text_w, text_h) =
-        legend_text.estimate_dimension().map_err(|e| anyhow!("cannot lay out text: {e}"))?;
-    let legend = (text_w + (LEGEND_SWATCH + 2 * LEGEND_MARGIN) as i32, text_h + 2 * LEGEND_MARGIN as i32);
+    let legend = legend_size(curves)?;
     let (area_w, area_h) = area.dim_in_pixel();
     let plot = (
         area_w.saturating_sub(2 * MARGIN + Y_LABEL_AREA) as f64,
@@ -240,7 +227,29 @@ fn draw<DB: DrawingBackend>(
         .y_label_area_size(Y_LABEL_AREA)
         .build_cartesian_2d(0u32..max_epoch, 0.0..y_top)
         .map_err(fail)?;
+    draw_mesh(&mut chart, axes, y_top).map_err(fail)?;
+    draw_curves(&mut chart, curves).map_err(fail)?;
+    draw_legend(&mut chart, corner, legend).map_err(fail)
+}
 
+/// The legend box's width and height in pixels: one line per curve beside its colour swatch.
+fn legend_size(curves: &[Curve]) -> anyhow::Result<(i32, i32)> {
+    let legend_style: TextStyle = (FAMILY, LEGEND_SIZE).into_font().into();
+    let mut legend_text = MultiLineText::<_, &str>::new((0, 0), &legend_style);
+    for curve in curves {
+        legend_text.push_line(curve.label.as_str());
+    }
+    let (text_w, text_h) =
+        legend_text.estimate_dimension().map_err(|e| anyhow!("cannot lay out text: {e}"))?;
+    Ok((text_w + (LEGEND_SWATCH + 2 * LEGEND_MARGIN) as i32, text_h + 2 * LEGEND_MARGIN as i32))
+}
+
+/// Axes, their titles and the grid; tick labels with as many decimals as the y range needs.
+fn draw_mesh<'a, DB: DrawingBackend + 'a>(
+    chart: &mut Chart<'a, DB>,
+    axes: &Axes,
+    y_top: f64,
+) -> DrawResult<DB> {
     let decimals = if y_top >= 20.0 {
         0
     } else if y_top >= 2.0 {
@@ -262,137 +271,46 @@ fn draw<DB: DrawingBackend>(
         .light_line_style(RGBColor(0xf2, 0xf2, 0xf2))
         .axis_style(RGBColor(0x44, 0x44, 0x44))
         .draw()
-        .map_err(fail)?;
+}
 
+/// Each curve's segments in its run colour, lone points marked, one legend entry per curve.
+fn draw_curves<'a, DB: DrawingBackend + 'a>(chart: &mut Chart<'a, DB>, curves: &[Curve]) -> DrawResult<DB> {
     for (index, curve) in curves.iter().enumerate() {
         let (r, g, b) = run_colour(index);
         let colour = RGBColor(r, g, b);
         let style = colour.stroke_width(2);
         // The legend entry comes with the first series drawn, an empty one if the run has no point.
         chart
-            .draw_series(LineSeries::new(curve.segments.first().into_iter().flatten().copied(), style))
-            .map_err(fail)?
+            .draw_series(LineSeries::new(curve.segments.first().into_iter().flatten().copied(), style))?
             .label(curve.label.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + LEGEND_SWATCH as i32 - 8, y)], style));
         for segment in curve.segments.iter().skip(1) {
-            chart.draw_series(LineSeries::new(segment.iter().copied(), style)).map_err(fail)?;
+            chart.draw_series(LineSeries::new(segment.iter().copied(), style))?;
         }
         // A point with no neighbour (a one-epoch run) has no line: mark it.
         let lone = curve.segments.iter().filter(|s| s.len() == 1).flatten();
-        chart.draw_series(lone.map(|&p| Circle::new(p, 4, colour.filled()))).map_err(fail)?;
+        chart.draw_series(lone.map(|&p| Circle::new(p, 4, colour.filled())))?;
     }
+    Ok(())
+}
 
+/// The legend box of size `legend` in `corner` of the plotting area.
+fn draw_legend<'a, DB: DrawingBackend + 'a>(
+    chart: &mut Chart<'a, DB>,
+    corner: Corner,
+    legend: (i32, i32),
+) -> DrawResult<DB> {
     let (plot_w, plot_h) = chart.plotting_area().dim_in_pixel();
-    let x = match corner {
-        Corner::UpperLeft | Corner::LowerLeft => LEGEND_INSET,
-        Corner::UpperRight | Corner::LowerRight => plot_w as i32 - legend.0 - LEGEND_INSET,
-    };
-    let y = match corner {
-        Corner::UpperLeft | Corner::UpperRight => LEGEND_INSET,
-        Corner::LowerLeft | Corner::LowerRight => plot_h as i32 - legend.1 - LEGEND_INSET,
-    };
+    let plot = (plot_w as f64, plot_h as f64);
+    let (x, y) = corner.origin(plot, (legend.0 as f64, legend.1 as f64), LEGEND_INSET as f64);
+    let (x, y) = (x.round() as i32, y.round() as i32);
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::Coordinate(x, y))
         .margin(LEGEND_MARGIN)
         .legend_area_size(LEGEND_SWATCH)
-        .label_font(legend_font)
+        .label_font((FAMILY, LEGEND_SIZE).into_font())
         .background_style(WHITE.mix(0.9))
         .border_style(RGBColor(0xbb, 0xbb, 0xbb))
         .draw()
-        .map_err(fail)?;
-    Ok(())
-}
-
-/// Chooses the top of the y axis and the legend's corner: the first free corner (upper right, upper
-/// left, lower right, lower left) with the y axis 8% above the largest value, then with more headroom,
-/// up to three times the largest value (the top two thirds free: room for a legend of many lines
-/// above curves that cross the whole width); if none is ever free, the corner crossed by the fewest
-/// curve samples.
-fn place_legend(
-    curves: &[Curve],
-    max_epoch: u32,
-    max_value: f64,
-    plot: (f64, f64),
-    legend: (i32, i32),
-) -> (f64, Corner) {
-    const CORNERS: [Corner; 4] =
-        [Corner::UpperRight, Corner::UpperLeft, Corner::LowerRight, Corner::LowerLeft];
-    let mut best: Option<(usize, Corner)> = None;
-    for headroom in [1.08, 1.2, 1.35, 1.5, 1.75, 2.0, 2.5, 3.0] {
-        let y_top = max_value * headroom;
-        for corner in CORNERS {
-            let hits = legend_hits(curves, max_epoch, y_top, plot, legend, corner);
-            if hits == 0 {
-                return (y_top, corner);
-            }
-            if headroom == 1.08 && best.is_none_or(|(h, _)| hits < h) {
-                best = Some((hits, corner));
-            }
-        }
-    }
-    (max_value * 1.08, best.map_or(Corner::UpperRight, |(_, c)| c))
-}
-
-/// How many samples along the curves fall inside the legend box (plus a few pixels) at `corner`.
-fn legend_hits(
-    curves: &[Curve],
-    max_epoch: u32,
-    y_top: f64,
-    (plot_w, plot_h): (f64, f64),
-    (legend_w, legend_h): (i32, i32),
-    corner: Corner,
-) -> usize {
-    let pad = 4.0;
-    let (w, h) = (legend_w as f64 + 2.0 * pad, legend_h as f64 + 2.0 * pad);
-    let inset = LEGEND_INSET as f64 - pad;
-    let left = match corner {
-        Corner::UpperLeft | Corner::LowerLeft => inset,
-        Corner::UpperRight | Corner::LowerRight => plot_w - w - inset,
-    };
-    let top = match corner {
-        Corner::UpperLeft | Corner::UpperRight => inset,
-        Corner::LowerLeft | Corner::LowerRight => plot_h - h - inset,
-    };
-    let to_pixel = |(e, v): (u32, f64)| (e as f64 / max_epoch as f64 * plot_w, (1.0 - v / y_top) * plot_h);
-    let inside = |(x, y): (f64, f64)| x >= left && x <= left + w && y >= top && y <= top + h;
-    let mut hits = 0;
-    for curve in curves {
-        for segment in &curve.segments {
-            let pixels: Vec<(f64, f64)> = segment.iter().map(|&p| to_pixel(p)).collect();
-            hits += pixels.iter().filter(|&&p| inside(p)).count();
-            for pair in pixels.windows(2) {
-                let ((x0, y0), (x1, y1)) = (pair[0], pair[1]);
-                let steps = ((x1 - x0).abs().max((y1 - y0).abs()) / 2.0).ceil().max(1.0) as usize;
-                hits += (1..steps)
-                    .map(|s| s as f64 / steps as f64)
-                    .filter(|t| inside((x0 + t * (x1 - x0), y0 + t * (y1 - y0))))
-                    .count();
-            }
-        }
-    }
-    hits
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Nine flat curves across every epoch, at 1/9, 2/9, ... 9/9 of the largest value (the agreement
-    /// chart's nine lines span the width like this): no corner below the largest value is free, so
-    /// the legend of nine lines (16 px type: about 190 px tall) must go into headroom above it, and
-    /// there it crosses no curve.
-    #[test]
-    fn a_legend_of_many_lines_covers_no_curve() {
-        let curves: Vec<Curve> = (1..=9)
-            .map(|i| Curve {
-                label: format!("run {i}"),
-                segments: vec![(1..=10).map(|e| (e, i as f64)).collect()],
-            })
-            .collect();
-        let plot = ((WIDTH - 2 * MARGIN - Y_LABEL_AREA) as f64, (HEIGHT - 2 * MARGIN - X_LABEL_AREA) as f64);
-        let legend = (200, 9 * 19 + 2 * LEGEND_MARGIN as i32);
-        let (y_top, corner) = place_legend(&curves, 10, 9.0, plot, legend);
-        assert_eq!(legend_hits(&curves, 10, y_top, plot, legend, corner), 0, "y top {y_top}, {corner:?}");
-    }
 }

@@ -12,16 +12,16 @@ use tch::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::config::TrainConfig;
-use crate::base::atomic_file::{temporary_sibling, write_atomic};
+use crate::base::atomic_file::{write_atomic, write_atomic_with};
 use crate::base::named::{assign_variables, Named};
 use crate::data::augment::Standardizer;
 use crate::error::input_error;
 
 /// Saves every variable of `vs` (weights and BatchNorm running statistics) as safetensors, atomically.
 pub fn save_weights(vs: &VarStore, path: &Path) -> anyhow::Result<()> {
-    let tmp = temporary_sibling(path);
-    vs.save(&tmp).with_context(|| format!("{}: cannot write weights", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot rename into place", path.display()))
+    write_atomic_with(path, |tmp| {
+        vs.save(tmp).with_context(|| format!("{}: cannot write weights", tmp.display()))
+    })
 }
 
 /// Loads weights saved by [`save_weights`] into `vs`, after checking that the file holds exactly the
@@ -137,10 +137,9 @@ pub fn save_checkpoint(
     let mut tensors: Vec<(String, Tensor)> =
         variables.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
     tensors.extend(momentum.iter().map(|(n, t)| (format!("{MOMENTUM_PREFIX}{n}"), t.shallow_clone())));
-    let tmp = temporary_sibling(&tensors_path);
-    Tensor::write_safetensors(&tensors, &tmp).with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, &tensors_path)
-        .with_context(|| format!("{}: cannot rename", tensors_path.display()))?;
+    write_atomic_with(&tensors_path, |tmp| {
+        Tensor::write_safetensors(&tensors, tmp).with_context(|| format!("{}: cannot write", tmp.display()))
+    })?;
     write_atomic(&dir.join(format!("{stem}.json")), serde_json::to_string_pretty(sidecar)?.as_bytes())?;
     for old in complete_checkpoints(&dir)?.into_iter().rev().skip(keep.max(1)) {
         let _ = std::fs::remove_file(old.with_extension("safetensors"));

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::base::optimizer::{SgdSettings, PAPER_LR};
 use crate::data::DataSpec;
 use crate::model::{DerivativeBn, ModelKind, NetConfig, Variant};
 use crate::parallel::{Devices, Placement, Plan};
@@ -170,11 +171,11 @@ impl TrainConfig {
             iters: None,
             batch: 128,
             eval_batch: 500,
-            lr: 0.1,
+            lr: PAPER_LR,
             milestones: vec![60, 120, 160],
             gamma: 0.1,
-            wd: 5e-4,
-            momentum: 0.9,
+            wd: SgdSettings::PAPER.weight_decay,
+            momentum: SgdSettings::PAPER.momentum,
             seed: 0,
             threads: None,
             precision: PrecisionSetting::Auto,
@@ -211,6 +212,11 @@ impl TrainConfig {
         toml::from_str::<TrainConfig>(&merged_text).map_err(|e| {
             crate::error::input_error(format!("--config {}: {}", path.display(), e.message().trim()))
         })
+    }
+
+    /// The optimizer's settings besides the learning rate.
+    pub fn sgd(&self) -> SgdSettings {
+        SgdSettings { momentum: self.momentum, weight_decay: self.wd }
     }
 
     /// The network for a data set with `classes` classes.

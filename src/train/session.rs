@@ -30,7 +30,6 @@ use crate::data::augment::Standardizer;
 use crate::data::loader::{EpochPlan, Loader};
 use crate::data::{Dataset, Splits};
 use crate::model::{Net, NetConfig};
-use crate::parallel::replica::SgdSettings;
 use crate::precision::Precision;
 
 /// Where the data and the loop live (the executor's workers may be elsewhere).
@@ -375,13 +374,13 @@ fn stepper(
 ) -> anyhow::Result<Stepper> {
     Ok(match &config.devices {
         None => {
-            let mut sgd = Sgd::new(vs, config.momentum, config.wd);
+            let mut sgd = Sgd::new(vs, config.sgd());
             sgd.set_momentum(&momentum);
             Stepper::Single { sgd, precision }
         }
         Some(devices) => {
             let plan = config.parallel_plan(net_config)?;
-            let sgd = SgdSettings { momentum: config.momentum, weight_decay: config.wd };
+            let sgd = config.sgd();
             Stepper::parallel(vs, momentum, net_config, devices, plan, sgd, precision)?
         }
     })

@@ -1,5 +1,5 @@
 //! One training step, on one device or through the parallel executor: the same loss, gradients and
-//! SGD update either way (tests/parallel_executor.rs), in fp32 or bf16 mixed precision.
+//! SGD update either way (tests/parallel/parallel_executor.rs), in fp32 or bf16 mixed precision.
 
 use tch::{nn::VarStore, Tensor};
 
@@ -47,7 +47,7 @@ impl Stepper {
         config: &crate::model::NetConfig,
         devices: &crate::parallel::Devices,
         plan: crate::parallel::Plan,
-        sgd: crate::parallel::replica::SgdSettings,
+        sgd: crate::base::optimizer::SgdSettings,
         precision: Precision,
     ) -> anyhow::Result<Self> {
         let initial = Snapshot { variables: copy_variables(vs, tch::Device::Cpu), momentum };

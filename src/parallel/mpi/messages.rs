@@ -7,12 +7,13 @@ use tch::Device;
 
 use super::wire::{Reader, Wire, Writer};
 use crate::base::named::Snapshot;
+use crate::base::optimizer::SgdSettings;
 use crate::model::net::layer_operator;
 use crate::model::NetConfig;
 use crate::parallel::device::Place;
 use crate::parallel::memory::DeviceMemory;
 use crate::parallel::placement::Placement;
-use crate::parallel::replica::{self, Layout, SgdSettings};
+use crate::parallel::replica::{self, Layout};
 use crate::parallel::worker::{self, WorkerSpec};
 
 fn write_device(w: &mut Writer, device: Device) {
@@ -60,7 +61,7 @@ impl Wire for WorkerSpec {
         write_device(w, self.place.device);
         write_device(w, self.home);
         w.usize(self.threads);
-        write_sgd(w, SgdSettings { momentum: self.momentum, weight_decay: self.weight_decay });
+        write_sgd(w, self.sgd);
     }
 
     fn read(r: &mut Reader) -> anyhow::Result<Self> {
@@ -69,8 +70,7 @@ impl Wire for WorkerSpec {
         let group = r.usize()?;
         let place = Place { rank: r.usize()?, device: read_device(r)? };
         let (home, threads, sgd) = (read_device(r)?, r.usize()?, read_sgd(r)?);
-        let (momentum, weight_decay) = (sgd.momentum, sgd.weight_decay);
-        Ok(WorkerSpec { config, placement, group, place, home, threads, momentum, weight_decay })
+        Ok(WorkerSpec { config, placement, group, place, home, threads, sgd })
     }
 }
 

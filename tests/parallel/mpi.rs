@@ -2,7 +2,7 @@
 //!
 //! One training step over ranks against the same step in one process: the same loss and the same
 //! weights, BatchNorm statistics included. Tolerance: float32, ||a - b|| <= 2e-4 ||b|| + 1e-6 per
-//! tensor, as in tests/parallel_executor.rs: the ranks add the same terms in another association order
+//! tensor, as in tests/parallel/parallel_executor.rs: the ranks add the same terms in another association order
 //! and with another number of libtorch threads (reduction order inside kernels), which moves results
 //! by float32 rounding; a lost or doubled term or gradient moves them by percent or more. The bytes on
 //! the wire are exact (tensors travel as their raw elements), so they add no error of their own. The
@@ -136,7 +136,7 @@ fn three_ranks_model_parallel_step_equals_one_device() {
 
 /// Data parallelism (2 whole replicas) and the hybrid (2 replicas of 2 ranks each) over ranks equal the
 /// same layouts on threads of one process (whose equality with the single-device step, BatchNorm
-/// statistics per replica, tests/parallel_executor.rs proves).
+/// statistics per replica, tests/parallel/parallel_executor.rs proves).
 #[test]
 fn data_parallel_and_hybrid_over_ranks_equal_threads() {
     let dir = tempfile::tempdir().unwrap();

@@ -2,7 +2,7 @@
 //! here in the exact on-disk formats must read back identically, and hostile files must give one-line
 //! input errors naming the file, never a panic.
 
-mod formats;
+use crate::formats;
 
 use formats::*;
 use rand::{Rng, SeedableRng};

@@ -16,7 +16,7 @@
 //! - warpnet1 replaces F'_j F_i (O(eps^2)) by F'_j x1 (O(eps)): slope 1 (measured 1.00-1.01), band
 //!   [0.8, 1.2].
 
-mod common;
+use crate::common;
 
 use common::*;
 use tch::{nn::VarStore, Device, Kind, Tensor};
@@ -106,7 +106,7 @@ fn slope(errors: &[f64]) -> f64 {
 fn assert_slope(k: usize, layer_terms: Vec<Term>, band: (f64, f64), what: &str) {
     for bn_free in [true, false] {
         let (l2, linf) = error_slope(k, bn_free, layer_terms.clone());
-        // `cargo test --release --test warp_first_order -- --nocapture` prints what RESULTS.md quotes.
+        // `cargo test --release --test numerics warp_first_order -- --nocapture` prints what RESULTS.md quotes.
         eprintln!("{what:<12} K = {k}  BN-free {bn_free:<5}  slope 2-norm {l2:.3}  max-norm {linf:.3}");
         assert!(
             band.0 <= l2 && l2 <= band.1,

@@ -16,7 +16,7 @@
 //! disagrees with the consistent estimate, so still fails. Many tensors' perturbations move thousands of
 //! ReLU inputs at once, so a jump within h = 1e-6 is common.
 
-mod common;
+use crate::common;
 
 use common::*;
 use tch::{nn::VarStore, Device, Kind, Tensor};

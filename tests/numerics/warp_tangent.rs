@@ -5,7 +5,7 @@
 //! near x1 (ReLU kinks are crossed with negligible probability at this h) has truncation error O(h^2)
 //! and rounding error ~1e-16 / h = 1e-10, both far below 1e-6; a wrong Jacobian is off by O(1).
 
-mod common;
+use crate::common;
 
 use common::*;
 use tch::Tensor;

@@ -10,7 +10,7 @@ use std::process::Output;
 use warpnet::model::{ModelKind, Variant};
 use warpnet::train::TrainConfig;
 
-mod binary;
+use crate::binary;
 use binary::warpnet;
 
 fn dry_run(config: &Path) -> Output {

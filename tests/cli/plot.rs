@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use warpnet::report::plot::{read_curve, run_colour, Metric, HEIGHT, WIDTH};
 use warpnet::train::metrics::EpochRecord;
 
-mod binary;
+use crate::binary;
 use binary::warpnet;
 
 fn record(epoch: usize, test_error: f64) -> EpochRecord {

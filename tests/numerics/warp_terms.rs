@@ -9,7 +9,7 @@ use warpnet::model::Variant;
 const VARIANTS: [Variant; 4] = [Variant::Exact, Variant::Warpnet1, Variant::Warpnet2, Variant::Released];
 
 /// C(n, k) by Pascal's rule (the library's, itself checked against subset enumeration in
-/// tests/analysis.rs).
+/// tests/numerics/analysis.rs).
 fn binomial(n: usize, k: usize) -> usize {
     warpnet::analysis::paths::binomial(n, k) as usize
 }

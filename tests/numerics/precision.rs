@@ -17,22 +17,22 @@
 //! and keeps the tight bound. That the bf16 path computes in bf16 at all is checked as well: its
 //! logits are bf16, and differ from fp32 by more than u / 100.
 
-mod common;
+use crate::common;
 
 use tch::{nn::VarStore, Device, Kind, Tensor};
 use warpnet::base::named::{copy_variables, deep_copy, Named, Snapshot};
 use warpnet::base::optimizer::Sgd;
+use warpnet::base::optimizer::SgdSettings;
 use warpnet::model::{loss, DerivativeBn, Net, NetConfig, Variant};
-use warpnet::parallel::replica::SgdSettings;
 use warpnet::parallel::{Devices, Executor, Placement, Plan};
 use warpnet::precision::Precision;
 
-mod binary;
+use crate::binary;
 use binary::warpnet;
 
 /// Bound on the gradients of a training-mode step (module docs: BatchNorm's cancellation).
 const TRAIN_MODE_GRADIENTS: f64 = 0.4;
-const SGD: SgdSettings = SgdSettings { momentum: 0.9, weight_decay: 5e-4 };
+const SGD: SgdSettings = SgdSettings::PAPER;
 const LR: f64 = 0.1;
 /// Images of a test batch: (B, 3, 32, 32).
 const BATCH: i64 = 8;
@@ -73,7 +73,7 @@ fn pass(
     train: bool,
     (images, labels): &(Tensor, Tensor),
 ) -> Pass {
-    let sgd = Sgd::new(vs, SGD.momentum, SGD.weight_decay);
+    let sgd = Sgd::new(vs, SGD);
     warpnet::model::op_count::reset();
     let logits = net.forward(&precision.input(images), train);
     let convolutions = warpnet::model::op_count::read().convolutions;
@@ -165,8 +165,7 @@ fn executor_steps_in_bf16_with_fp32_master_weights() {
     let config = NetConfig::warp(2, 1, 1, 10, Variant::Warpnet1);
     let batch = batch(300);
     let (vs, net) = network(&config, 30);
-    let names: Vec<String> =
-        Sgd::new(&vs, SGD.momentum, SGD.weight_decay).names().map(String::from).collect();
+    let names: Vec<String> = Sgd::new(&vs, SGD).names().map(String::from).collect();
     let initial = copy_variables(&vs, Device::Cpu);
     let fp32 = pass(&net, &vs, Precision::Fp32, true, &batch);
     let terms = warpnet::model::net::layer_operator(&config).0;
@@ -204,7 +203,7 @@ fn single_device_bf16_steps_keep_fp32_master_weights() {
     let (vs, net) = network(&config, 40);
     let before = copy_variables(&vs, Device::Cpu);
     // No weight decay: only a gradient that reached a master weight moves it.
-    let sgd = Sgd::new(&vs, SGD.momentum, 0.0);
+    let sgd = Sgd::new(&vs, SgdSettings { weight_decay: 0.0, ..SGD });
     let mut stepper = warpnet::train::step::Stepper::Single { sgd, precision: Precision::Bf16 };
     for seed in 0..3 {
         let (images, labels) = batch(400 + seed);
@@ -217,7 +216,11 @@ fn single_device_bf16_steps_keep_fp32_master_weights() {
         .iter()
         .filter(|(name, t)| !name.contains("running") && !t.equal(&before[*name]))
         .count();
-    assert_eq!(moved, Sgd::new(&vs, 0.0, 0.0).names().count(), "every parameter stepped");
+    assert_eq!(
+        moved,
+        Sgd::new(&vs, SgdSettings { momentum: 0.0, weight_decay: 0.0 }).names().count(),
+        "every parameter stepped"
+    );
 }
 
 /// Channels-last, as bf16 lays its activations out, is kept through the network: a layer's output is
@@ -268,7 +271,7 @@ fn fp32_gradients_match_float64_in_both_layouts() {
         for ((name, g), (_, e)) in got.iter().zip(&exact) {
             let size = e.norm().double_value(&[]);
             if size < 1e-6 * largest {
-                continue; // a gradient that is zero up to rounding (module docs of tests/parallel_executor.rs)
+                continue; // a gradient that is zero up to rounding (module docs of tests/parallel/parallel_executor.rs)
             }
             let error = (g - e).norm().double_value(&[]) / size;
             assert!(error <= bound, "{layout}: {name} off by {error:.2e} > {bound:.0e}");

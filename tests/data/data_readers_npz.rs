@@ -1,7 +1,7 @@
 //! ImageNet32 npz, the embedded subset, and random bytes through every reader: files written here in
 //! the exact on-disk formats must read back identically; hostile ones give one-line input errors.
 
-mod formats;
+use crate::formats;
 
 use formats::*;
 use rand::{Rng, SeedableRng};

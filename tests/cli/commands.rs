@@ -1,7 +1,7 @@
 //! The `warpnet` binary end to end: bad input gives one error line and exit code 2; `--json` gives a
 //! parseable last line.
 
-mod binary;
+use crate::binary;
 use binary::{assert_rejected, warpnet};
 
 #[test]

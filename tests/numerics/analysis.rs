@@ -3,7 +3,7 @@
 //! (not through terms.rs or warp.rs), Pascal's triangle, and the linearised block's transpose by
 //! backpropagation.
 
-mod common;
+use crate::common;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

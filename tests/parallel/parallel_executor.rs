@@ -12,11 +12,11 @@ use rand_chacha::ChaCha8Rng;
 use tch::{nn::VarStore, Device, Tensor};
 use warpnet::base::named::{copy_variables, deep_copy, Named, Snapshot};
 use warpnet::base::optimizer::Sgd;
+use warpnet::base::optimizer::SgdSettings;
 use warpnet::model::{DerivativeBn, Net, NetConfig, Variant};
-use warpnet::parallel::replica::SgdSettings;
 use warpnet::parallel::{Devices, Executor, Placement, Plan};
 
-const SGD: SgdSettings = SgdSettings { momentum: 0.9, weight_decay: 5e-4 };
+const SGD: SgdSettings = SgdSettings::PAPER;
 const LR: f64 = 0.1;
 const TOLERANCE: f64 = 2e-4;
 const ABSOLUTE: f64 = 1e-6;
@@ -43,7 +43,7 @@ fn reference(config: &NetConfig, initial: &Named, shards: i64, steps: i64) -> (V
     let vs = VarStore::new(Device::Cpu);
     let net = Net::new(&vs.root(), config);
     warpnet::base::named::assign_variables(&vs, initial);
-    let mut sgd = Sgd::new(&vs, SGD.momentum, SGD.weight_decay);
+    let mut sgd = Sgd::new(&vs, SGD);
     let mut losses = Vec::new();
     for step in 0..steps {
         let (images, labels) = batch(100 + step as u64);

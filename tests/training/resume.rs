@@ -25,7 +25,7 @@ const RUN: [&str; 17] = [
     "--milestones",
     "1",
     "--quiet",
-    // Bit-identity is proved here in fp32 on any CPU; tests/precision.rs resumes a bf16 run.
+    // Bit-identity is proved here in fp32 on any CPU; tests/numerics/precision.rs resumes a bf16 run.
     "--precision",
     "fp32",
     "--out",

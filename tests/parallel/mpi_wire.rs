@@ -4,12 +4,13 @@
 
 use tch::{Device, Kind, Tensor};
 use warpnet::base::named::{Named, Snapshot};
+use warpnet::base::optimizer::SgdSettings;
 use warpnet::model::{DerivativeBn, ModelKind, NetConfig, Variant};
 use warpnet::parallel::device::Place;
 use warpnet::parallel::memory::DeviceMemory;
 use warpnet::parallel::mpi::remote::ReplicaStart;
 use warpnet::parallel::mpi::wire::Wire;
-use warpnet::parallel::replica::{self, Layout, SgdSettings};
+use warpnet::parallel::replica::{self, Layout};
 use warpnet::parallel::worker::{self, WorkerSpec};
 use warpnet::parallel::Placement;
 
@@ -161,7 +162,7 @@ fn replica_commands_replies_and_starts_round_trip() {
     };
     let variables = named();
     let initial = Snapshot { variables: named_copy(&variables), momentum: Named::new() };
-    let sgd = SgdSettings { momentum: 0.9, weight_decay: 5e-4 };
+    let sgd = SgdSettings::PAPER;
     let start = round_trip(&ReplicaStart { config: config.clone(), layout, initial, sgd });
     assert_eq!(start.config, config);
     assert_same_named(&start.initial.variables, &variables);
@@ -181,11 +182,10 @@ fn replica_commands_replies_and_starts_round_trip() {
         place: Place { rank: 1, device: Device::Cpu },
         home: Device::Cpu,
         threads: 2,
-        momentum: 0.9,
-        weight_decay: 5e-4,
+        sgd: SgdSettings::PAPER,
     };
     let back = round_trip(&spec);
-    assert_eq!((back.group, back.place, back.threads, back.momentum), (1, spec.place, 2, 0.9));
+    assert_eq!((back.group, back.place, back.threads, back.sgd), (1, spec.place, 2, SgdSettings::PAPER));
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use flate2::write::GzEncoder;
 use md5::{Digest, Md5};
 
-mod binary;
+use crate::binary;
 use binary::warpnet;
 
 /// Path the test server serves the archive under.

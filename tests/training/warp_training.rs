@@ -3,7 +3,7 @@
 //! full-length comparison with the 2-point criterion is `warpnet reproduce table2|table3 --scale cpu`
 //! (15 epochs; its figures are in RESULTS.md).
 
-mod common;
+use crate::common;
 
 use warpnet::data::{self, DataSpec};
 use warpnet::model::{ModelKind, Variant};

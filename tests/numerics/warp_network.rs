@@ -2,7 +2,7 @@
 //! bit-exactly, K = 1 equal to the WRN, and the network forward equal to the warp operator applied
 //! layer by layer.
 
-mod common;
+use crate::common;
 
 use tch::{nn::VarStore, Device, Kind, Tensor};
 use warpnet::model::{ModelKind, Net, NetConfig, Variant};

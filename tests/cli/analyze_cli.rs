@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-mod binary;
+use crate::binary;
 use binary::warpnet;
 
 /// Runs `analyze <what> <args> --json --plot <chart>` and returns the parsed last stdout line.

@@ -1,0 +1,10 @@
+//! The executors: terms and replicas on threads and MPI ranks against one device, placements, the
+//! step-time model, and the MPI wire format.
+//!
+//! One test binary per area (each links libtorch once); each module is one former test file.
+
+mod mpi;
+mod mpi_wire;
+mod parallel_executor;
+mod placement;
+mod step_model;
