@@ -4,4 +4,5 @@
 pub mod atomic_file;
 pub mod named;
 pub mod optimizer;
+pub mod serial;
 pub mod stats;

@@ -11,7 +11,7 @@
 use tch::{nn::VarStore, Tensor};
 
 /// What SGD needs besides the learning rate; every device of a run uses the same.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SgdSettings {
     pub momentum: f64,
     /// L2 weight decay, added to every parameter's gradient.

@@ -8,7 +8,7 @@ use std::fmt;
 use super::config::Variant;
 
 /// The vector a term's Jacobian chain acts on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Vector {
     /// F_c(x1), the primal output of unit c.
     Primal(usize),
@@ -17,7 +17,7 @@ pub enum Vector {
 }
 
 /// One term: F'_{ck}(x1) ... F'_{c2}(x1) applied to `vector`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Term {
     pub vector: Vector,
     /// Units whose Jacobians at x1 are applied, innermost first.

@@ -7,9 +7,6 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Once;
 use std::thread::JoinHandle;
 
-use super::mpi::remote::Remote;
-use super::mpi::wire::Wire;
-
 /// Exit code of a run whose device failed: that of any failure (main.rs); the message says which.
 const EXIT_DEVICE_FAILED: i32 = 1;
 /// Names of device threads start with this; the panic hook leaves their panics to [`fail`].
@@ -126,25 +123,24 @@ impl<C, R> Drop for Actor<C, R> {
     }
 }
 
-/// The caller's end of a device: a thread of this process, or a device of another MPI rank reached
-/// through messages (parallel/mpi/remote.rs). Both answer the same commands in the same order.
-pub enum Link<C, R> {
-    Thread(Actor<C, R>),
-    Rank(Remote<C, R>),
+/// The caller's end of a device, whatever carries its messages: a thread of this process ([`Actor`])
+/// or a device of another MPI rank (parallel/mpi/remote.rs). Each answers its commands in order.
+pub trait Endpoint<C, R> {
+    /// Sends a command without waiting for its reply.
+    fn send(&self, command: C);
+    /// The reply to the oldest command not yet answered.
+    fn receive(&self) -> R;
 }
 
-impl<C: Wire + Send + 'static, R: Wire + Send + 'static> Link<C, R> {
-    pub fn send(&self, command: C) {
-        match self {
-            Link::Thread(actor) => actor.send(command),
-            Link::Rank(remote) => remote.send(command),
-        }
+/// A device, wherever it runs.
+pub type Link<C, R> = Box<dyn Endpoint<C, R> + Send>;
+
+impl<C: Send + 'static, R: Send + 'static> Endpoint<C, R> for Actor<C, R> {
+    fn send(&self, command: C) {
+        Actor::send(self, command)
     }
 
-    pub fn receive(&self) -> R {
-        match self {
-            Link::Thread(actor) => actor.receive(),
-            Link::Rank(remote) => remote.receive(),
-        }
+    fn receive(&self) -> R {
+        Actor::receive(self)
     }
 }

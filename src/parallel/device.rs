@@ -24,9 +24,10 @@ pub struct Devices {
 }
 
 /// Where one worker runs: a device of an MPI rank (rank 0 when there is no MPI).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Place {
     pub rank: usize,
+    #[serde(with = "crate::base::serial::device")]
     pub device: Device,
 }
 

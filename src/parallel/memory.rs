@@ -7,11 +7,11 @@
 //! after a device's forward work minus before it, while no other thread runs, is what that device
 //! keeps for its backward pass. On GPUs activations are not measured (`None`).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Device};
 
 /// Memory of one device of a replica, in bytes.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeviceMemory {
     /// "home cpu", "worker 1 cpu", "cuda:0", ...
     pub device: String,

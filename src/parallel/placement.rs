@@ -59,7 +59,7 @@ const EXAMPLE: &str = "[F1],[F2],[F2'x1]";
 const MAX_QUOTE: usize = 40;
 
 /// The terms of one warp layer, grouped by the device that evaluates them.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Placement {
     /// One group per device, in the order written; within a group, its terms in the order written (a
     /// split term in every group that has a piece of it).

@@ -12,17 +12,25 @@ use super::memory::{heap_in_use, measurable, variable_bytes, DeviceMemory};
 use super::placement::Placement;
 use super::split::{SplitReplica, WorkerDevices};
 use super::worker;
+use serde::{Deserialize, Serialize};
+
 use crate::base::named::{assign_variables, copy_variables, Named, Snapshot};
 use crate::base::optimizer::{Sgd, SgdSettings};
+use crate::base::serial;
 use crate::model::{loss, Net, NetConfig};
 
 /// How a replica is laid out; `threads` are libtorch intra-op threads of the replica's own thread.
-#[derive(Clone)]
+#[derive(Clone, Serialize, Deserialize)]
 pub enum Layout {
     /// The whole network on one device.
-    Whole { device: Device, threads: usize },
+    Whole {
+        #[serde(with = "serial::device")]
+        device: Device,
+        threads: usize,
+    },
     /// Stem and head on `home`; group g of `placement` on `workers[g]`.
     Split {
+        #[serde(with = "serial::device")]
         home: Device,
         threads: usize,
         placement: Placement,
@@ -32,12 +40,24 @@ pub enum Layout {
 }
 
 /// What a replica is asked to do.
+#[derive(Serialize, Deserialize)]
 pub enum Command {
     /// Gradients of `scale` x (mean cross-entropy over this shard); replies `Reply::Gradients`. With
     /// `measure`, the workers run one after the other and the reply carries each device's memory.
-    Gradients { images: Tensor, labels: Tensor, scale: f64, measure: bool },
+    Gradients {
+        #[serde(with = "serial::tensor")]
+        images: Tensor,
+        #[serde(with = "serial::tensor")]
+        labels: Tensor,
+        scale: f64,
+        measure: bool,
+    },
     /// One SGD step with the final gradients (all names); replies `Reply::Done`.
-    Apply { gradients: Named, lr: f64 },
+    Apply {
+        #[serde(with = "serial::named")]
+        gradients: Named,
+        lr: f64,
+    },
     /// A copy of every variable of the network on the CPU; replies `Reply::Variables`.
     Variables,
     /// Each term worker's own variables (replicated units appear once per worker that holds them);
@@ -50,17 +70,19 @@ pub enum Command {
     Momentum,
 }
 
+#[derive(Serialize, Deserialize)]
 pub enum Reply {
     /// Shard loss summed over its images, images classified correctly, the gradients, and (measured
     /// steps only) the memory of each device, home first.
     Gradients {
         loss_sum: f64,
         correct: i64,
+        #[serde(with = "serial::named")]
         gradients: Named,
         memory: Vec<DeviceMemory>,
     },
-    Variables(Named),
-    PerWorker(Vec<Named>),
+    Variables(#[serde(with = "serial::named")] Named),
+    PerWorker(#[serde(with = "serial::named_list")] Vec<Named>),
     Busy(Vec<(String, f64)>),
     Done,
 }
@@ -87,7 +109,7 @@ impl Replica {
     ) -> Self {
         if rank != super::mpi::rank() {
             let start = super::mpi::remote::ReplicaStart { config, layout, initial, sgd };
-            return Replica { link: Link::Rank(super::mpi::remote::replica(rank, &start)) };
+            return Replica { link: Box::new(super::mpi::remote::replica(rank, &start)) };
         }
         let name = match &layout {
             Layout::Whole { device, .. } => format!("{}, a whole replica", super::device::name(*device)),
@@ -116,7 +138,7 @@ impl Replica {
                 reply
             }
         };
-        Replica { link: Link::Thread(Actor::spawn(name, start, handle)) }
+        Replica { link: Box::new(Actor::spawn(name, start, handle)) }
     }
 
     pub fn send(&self, command: Command) {
@@ -165,11 +187,10 @@ impl State {
             State::Split(r) => {
                 let home = handling.saturating_sub(std::mem::take(&mut r.waiting));
                 r.workers.iter().for_each(|w| w.send(worker::Command::Busy));
-                let workers = r
-                    .workers
-                    .iter()
-                    .enumerate()
-                    .map(|(g, w)| (format!("worker {} {}", g + 1, name(w.device)), w.receive_seconds()));
+                let workers =
+                    r.workers.iter().enumerate().map(|(g, w)| {
+                        (format!("worker {} {}", g + 1, name(w.device)), w.receive_as::<f64>())
+                    });
                 std::iter::once((format!("home {}", name(r.home)), home.as_secs_f64()))
                     .chain(workers)
                     .collect()

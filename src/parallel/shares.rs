@@ -36,7 +36,7 @@ const SUM_TOLERANCE: f64 = 1e-6;
 pub type Entry = (Term, Option<f64>);
 
 /// One term whose batch is shared among devices.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Split {
     pub term: Term,
     /// (device, share of the batch), in device order; the shares sum to 1.

@@ -81,7 +81,7 @@ impl SplitReplica {
             })
             .collect::<Vec<Worker>>();
         workers.iter().for_each(|w| w.send(worker::Command::Parameters));
-        let worker_parameters = workers.iter().map(Worker::receive_names).collect();
+        let worker_parameters = workers.iter().map(Worker::receive_as::<Vec<String>>).collect();
         let mut sgd = Sgd::new(&vs, sgd);
         sgd.set_momentum(&initial.momentum);
         let units_per_layer = config.layer_grouping().0;
@@ -107,7 +107,7 @@ impl SplitReplica {
     /// worker finishes before the next starts (for measuring); otherwise they all run at once.
     fn on_all_workers(&mut self, one_by_one: bool, command: impl Fn() -> worker::Command) -> Tensor {
         let started = std::time::Instant::now();
-        let replies = self.each_worker(one_by_one, |_| command(), Worker::receive_tensor);
+        let replies = self.each_worker(one_by_one, |_| command(), Worker::receive_as::<Tensor>);
         self.waiting += started.elapsed();
         replies.into_iter().reduce(|a, b| a + b).expect("at least one worker")
     }
@@ -121,7 +121,7 @@ impl SplitReplica {
         let started = std::time::Instant::now();
         let primal = || worker::Command::Primal { layer, x1: x1.shallow_clone(), train: true, measure };
         let mut inboxes: Vec<Named> = self.workers.iter().map(|_| Named::new()).collect();
-        for reply in self.each_worker(measure, |_| primal(), Worker::receive_named) {
+        for reply in self.each_worker(measure, |_| primal(), Worker::receive_as::<Named>) {
             for (key, mask) in reply {
                 let (to, unit) = key.split_once('/').expect("masks keyed <worker>/<unit>");
                 inboxes[to.parse::<usize>().expect("a worker number")].insert(unit.to_string(), mask);
@@ -133,7 +133,7 @@ impl SplitReplica {
             masks: inboxes.next().expect("one inbox per worker"),
             measure,
         };
-        let sums = self.each_worker(measure, terms, Worker::receive_tensor);
+        let sums = self.each_worker(measure, terms, Worker::receive_as::<Tensor>);
         self.waiting += started.elapsed();
         sums.into_iter().reduce(|a, b| a + b).expect("at least one worker")
     }
@@ -208,7 +208,7 @@ impl SplitReplica {
         // A unit replicated on several workers: its gradients are summed.
         for w in &self.workers {
             let started = std::time::Instant::now();
-            let part = w.receive_named();
+            let part = w.receive_as::<Named>();
             self.waiting += started.elapsed();
             accumulate(&mut gradients, part);
         }
@@ -221,7 +221,8 @@ impl SplitReplica {
     /// allocated in all (the home's share is what the workers did not account for).
     fn memory(&self, forward_bytes: usize) -> Vec<DeviceMemory> {
         self.workers.iter().for_each(|w| w.send(worker::Command::Memory));
-        let workers: Vec<DeviceMemory> = self.workers.iter().map(Worker::receive_memory).collect();
+        let workers: Vec<DeviceMemory> =
+            self.workers.iter().map(Worker::receive_as::<DeviceMemory>).collect();
         let on_workers: usize = workers.iter().filter_map(|m| m.activations).sum();
         let (weights, optimizer) = variable_bytes(&self.vs);
         let activations = measurable(self.home).then(|| forward_bytes.saturating_sub(on_workers));
@@ -267,7 +268,7 @@ impl SplitReplica {
         let mut all = self.sgd.momentum(Device::Cpu);
         self.workers.iter().for_each(|w| w.send(worker::Command::Momentum));
         for w in &self.workers {
-            for (name, t) in w.receive_named() {
+            for (name, t) in w.receive_as::<Named>() {
                 all.entry(name).or_insert(t);
             }
         }
@@ -276,6 +277,6 @@ impl SplitReplica {
 
     pub(super) fn worker_variables(&self) -> Vec<Named> {
         self.workers.iter().for_each(|w| w.send(worker::Command::Variables));
-        self.workers.iter().map(Worker::receive_named).collect()
+        self.workers.iter().map(Worker::receive_as::<Named>).collect()
     }
 }

@@ -2,6 +2,7 @@
 //! only the units its terms read, evaluates its terms of every warp layer at the x1 it is sent, and
 //! backpropagates them for the upstream gradient it is sent.
 
+use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Device, Tensor};
 
 use super::actor::{Actor, Link};
@@ -11,31 +12,58 @@ use super::placement::Placement;
 use super::shares::{mask_exchanges, MaskExchange};
 use crate::base::named::{assign_variables, copy_variables, Named};
 use crate::base::optimizer::{Sgd, SgdSettings};
+use crate::base::serial;
 use crate::model::net::{build_layer, layer_operator};
 use crate::model::unit::UnitPrimal;
 use crate::model::warp::WarpLayer;
 use crate::model::NetConfig;
 
 /// What a worker is asked to do; each command gets one reply.
+#[derive(Serialize, Deserialize)]
 pub enum Command {
     /// Sum of this worker's terms of layer `layer` at x1 (B, C, H, W); replies `Reply::Tensor`. With
     /// `measure`, the heap this forward leaves allocated is added to the worker's activation count
     /// (valid only while no other thread allocates).
-    Forward { layer: usize, x1: Tensor, train: bool, measure: bool },
+    Forward {
+        layer: usize,
+        #[serde(with = "serial::tensor")]
+        x1: Tensor,
+        train: bool,
+        measure: bool,
+    },
     /// The first half of `Forward` where the placement exchanges ReLU masks (parallel/shares.rs): the
     /// primal passes of layer `layer` at x1, kept for `Terms`; replies `Reply::Named` with the mask rows
     /// other workers' pieces read, keyed `"<worker>/<unit>"` (0-based).
-    Primal { layer: usize, x1: Tensor, train: bool, measure: bool },
+    Primal {
+        layer: usize,
+        #[serde(with = "serial::tensor")]
+        x1: Tensor,
+        train: bool,
+        measure: bool,
+    },
     /// The second half: the sum of this worker's terms from the kept primal passes and the mask rows
     /// sent for it (`masks`, keyed by unit); replies `Reply::Tensor` as `Forward` does.
-    Terms { layer: usize, masks: Named, measure: bool },
+    Terms {
+        layer: usize,
+        #[serde(with = "serial::named")]
+        masks: Named,
+        measure: bool,
+    },
     /// Backpropagate the last forward of `layer` for upstream gradient (B, C, H, W): accumulates
     /// the weight gradients and replies dL/dx1 of this worker's terms as `Reply::Tensor`.
-    Backward { layer: usize, grad: Tensor },
+    Backward {
+        layer: usize,
+        #[serde(with = "serial::tensor")]
+        grad: Tensor,
+    },
     /// The accumulated weight gradients (then cleared); replies `Reply::Named`.
     TakeGradients,
     /// One SGD step from the final gradients (a superset of this worker's names); replies `Reply::Done`.
-    Apply { gradients: Named, lr: f64 },
+    Apply {
+        #[serde(with = "serial::named")]
+        gradients: Named,
+        lr: f64,
+    },
     /// A copy of every variable; replies `Reply::Named`.
     Variables,
     /// Memory held on this worker's device (activations measured since the last `Memory`); replies
@@ -49,9 +77,10 @@ pub enum Command {
     Parameters,
 }
 
+#[derive(Serialize, Deserialize)]
 pub enum Reply {
-    Tensor(Tensor),
-    Named(Named),
+    Tensor(#[serde(with = "serial::tensor")] Tensor),
+    Named(#[serde(with = "serial::named")] Named),
     Memory(DeviceMemory),
     Seconds(f64),
     Names(Vec<String>),
@@ -59,6 +88,7 @@ pub enum Reply {
 }
 
 /// How to build a worker: which group of the placement it evaluates, on which device.
+#[derive(Serialize, Deserialize)]
 pub struct WorkerSpec {
     pub config: NetConfig,
     pub placement: Placement,
@@ -66,6 +96,7 @@ pub struct WorkerSpec {
     /// The rank and device the worker runs on (another rank: built there, parallel/mpi/).
     pub place: Place,
     /// Device the replies go to (the replica's home).
+    #[serde(with = "serial::device")]
     pub home: Device,
     pub threads: usize,
     pub sgd: SgdSettings,
@@ -83,7 +114,7 @@ impl Worker {
     pub fn spawn(spec: WorkerSpec, initial: Named, momentum: Named) -> Self {
         let (device, group) = (spec.place.device, spec.group);
         if spec.place.rank != super::mpi::rank() {
-            let link = Link::Rank(super::mpi::remote::worker(&spec, &initial, &momentum));
+            let link = Box::new(super::mpi::remote::worker(&spec, &initial, &momentum));
             return Worker { link, device };
         }
         let start = move || {
@@ -93,7 +124,7 @@ impl Worker {
             state
         };
         let name = format!("{}, term worker {}", super::device::name(device), group + 1);
-        Worker { link: Link::Thread(Actor::spawn(name, start, WorkerState::handle)), device }
+        Worker { link: Box::new(Actor::spawn(name, start, WorkerState::handle)), device }
     }
 
     /// Sends a command without waiting (the workers of a layer run at the same time).
@@ -106,41 +137,28 @@ impl Worker {
         self.link.receive()
     }
 
-    pub fn receive_tensor(&self) -> Tensor {
-        match self.receive() {
-            Reply::Tensor(t) => t,
-            _ => unreachable!("a tensor reply"),
-        }
-    }
-
-    pub fn receive_named(&self) -> Named {
-        match self.receive() {
-            Reply::Named(n) => n,
-            _ => unreachable!("a named reply"),
-        }
-    }
-
-    pub fn receive_seconds(&self) -> f64 {
-        match self.receive() {
-            Reply::Seconds(s) => s,
-            _ => unreachable!("a seconds reply"),
-        }
-    }
-
-    pub fn receive_names(&self) -> Vec<String> {
-        match self.receive() {
-            Reply::Names(n) => n,
-            _ => unreachable!("a names reply"),
-        }
-    }
-
-    pub fn receive_memory(&self) -> DeviceMemory {
-        match self.receive() {
-            Reply::Memory(m) => m,
-            _ => unreachable!("a memory reply"),
-        }
+    /// The reply to the oldest command as what that command's reply holds (`Tensor`, `Named`, `f64`,
+    /// `Vec<String>` or `DeviceMemory`; each command has one kind of reply).
+    pub fn receive_as<T: TryFrom<Reply>>(&self) -> T {
+        T::try_from(self.receive()).unwrap_or_else(|_| unreachable!("the reply its command gets"))
     }
 }
+
+/// What each kind of reply holds, for [`Worker::receive_as`].
+macro_rules! reply_holds {
+    ($($variant:ident($held:ty)),*) => {$(
+        impl TryFrom<Reply> for $held {
+            type Error = Reply;
+            fn try_from(reply: Reply) -> Result<Self, Reply> {
+                match reply {
+                    Reply::$variant(held) => Ok(held),
+                    other => Err(other),
+                }
+            }
+        }
+    )*};
+}
+reply_holds!(Tensor(Tensor), Named(Named), Seconds(f64), Names(Vec<String>), Memory(DeviceMemory));
 
 /// What lives on the worker's thread.
 struct WorkerState {

@@ -5,11 +5,11 @@
 use tch::{Device, Kind, Tensor};
 use warpnet::base::named::{Named, Snapshot};
 use warpnet::base::optimizer::SgdSettings;
+use warpnet::base::serial::Message;
 use warpnet::model::{DerivativeBn, ModelKind, NetConfig, Variant};
 use warpnet::parallel::device::Place;
 use warpnet::parallel::memory::DeviceMemory;
 use warpnet::parallel::mpi::remote::ReplicaStart;
-use warpnet::parallel::mpi::wire::Wire;
 use warpnet::parallel::replica::{self, Layout};
 use warpnet::parallel::worker::{self, WorkerSpec};
 use warpnet::parallel::Placement;
@@ -50,7 +50,7 @@ fn named() -> Named {
 }
 
 /// Written, read back.
-fn round_trip<T: Wire>(value: &T) -> T {
+fn round_trip<T: Message>(value: &T) -> T {
     T::from_bytes(&value.to_bytes()).expect("reads back")
 }
 

@@ -3,7 +3,7 @@
 //! A rank is one more kind of device behind the same executor. Worker i of `--devices mpi` runs on rank
 //! i; the executor's replicas and term workers talk to a device by commands and replies
 //! ([`crate::parallel::actor::Link`]): to a thread of this process through a channel, to another rank
-//! through MPI messages carrying the same commands in their byte form ([`wire`], `messages.rs`). So a
+//! through MPI messages carrying the same commands in their serde form (base/serial.rs). So a
 //! warp layer over ranks does what it does over threads: the home sends x1 to every worker (the
 //! broadcast), each evaluates its terms, the home adds their sums (the reduce); backward sends the
 //! upstream gradient and adds the workers' dL/dx1; the gradients of units held by several ranks are
@@ -18,9 +18,6 @@ pub mod remote;
 pub mod session;
 pub mod stats;
 pub mod volume;
-pub mod wire;
-
-mod messages;
 
 #[cfg(feature = "mpi")]
 mod transport;

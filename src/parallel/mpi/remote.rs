@@ -2,19 +2,24 @@
 //! receives its replies; the serving end, [`serve`], builds the device (an ordinary worker or replica
 //! of its own process) and passes each command to it and each reply back.
 //!
-//! Every request goes to the serving rank with one tag, so MPI keeps them in order; its first byte says
-//! what it is. The replies of one device come back with their own tag, `REPLY_BASE + channel`, where
+//! Every request goes to the serving rank with one tag, so MPI keeps them in order; its header says
+//! what it is and which device it is for, and the device's own message follows (base/serial.rs). The replies of one device come back with their own tag, `REPLY_BASE + channel`, where
 //! the channel numbers the devices a rank has started (one rank may hold several, e.g. in the bench).
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-pub use super::messages::ReplicaStart;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
 use super::stats::Traffic;
 use super::transport::{self, Count, Tag};
-use super::wire::{Reader, Wire, Writer};
-use crate::base::named::Named;
+use crate::base::named::{Named, Snapshot};
+use crate::base::optimizer::SgdSettings;
+use crate::base::serial::{self, named};
+use crate::model::NetConfig;
+use crate::parallel::actor::Endpoint;
 use crate::parallel::replica::{self, Layout, Replica};
 use crate::parallel::worker::{self, Worker, WorkerSpec};
 
@@ -27,37 +32,26 @@ const TAG_ECHO: Tag = 3;
 /// Tags from here on carry the replies of channel `tag - REPLY_BASE` (below are the fixed tags).
 const REPLY_BASE: Tag = 16;
 
-/// What a request asks of a serving rank (its first byte).
-#[derive(Clone, Copy)]
+/// What a request asks of a serving rank (its header, with the channel of the device it is for).
+#[derive(Clone, Copy, PartialEq, Serialize, Deserialize)]
 enum Request {
     /// Build a term worker from a `WorkerSpec`, its variables and momentum.
-    StartWorker = 0,
+    StartWorker,
     /// Build a replica from a `ReplicaStart`.
-    StartReplica = 1,
+    StartReplica,
     /// A command to one of the devices this rank serves.
-    Command = 2,
+    Command,
     /// Drop a device.
-    Close = 3,
+    Close,
     /// Rank 0 is alive (resets the serving rank's idle timeout).
-    Ping = 4,
+    Ping,
     /// Send this rank's traffic counters.
-    Traffic = 5,
+    Traffic,
     /// Rank 0 is done: stop serving.
-    Shutdown = 6,
+    Shutdown,
     /// Send the request's bytes back (to time the link).
-    Echo = 7,
+    Echo,
 }
-
-const REQUESTS: [Request; 8] = [
-    Request::StartWorker,
-    Request::StartReplica,
-    Request::Command,
-    Request::Close,
-    Request::Ping,
-    Request::Traffic,
-    Request::Shutdown,
-    Request::Echo,
-];
 
 /// Channels this rank has opened to devices on other ranks.
 static NEXT_CHANNEL: AtomicUsize = AtomicUsize::new(0);
@@ -66,15 +60,28 @@ fn reply_tag(channel: usize) -> Tag {
     REPLY_BASE + channel as Tag
 }
 
-fn request(kind: Request, channel: usize) -> Writer {
-    let mut w = Writer::default();
-    w.u8(kind as u8);
-    w.usize(channel);
-    w
+/// A replica to build: its network, layout, starting state and optimizer settings.
+#[derive(Serialize, Deserialize)]
+pub struct ReplicaStart {
+    pub config: NetConfig,
+    pub layout: Layout,
+    #[serde(with = "serial::snapshot")]
+    pub initial: Snapshot,
+    pub sgd: SgdSettings,
 }
 
-fn post(rank: usize, w: &Writer, count: Count) {
-    transport::send(rank, TAG_REQUEST, &w.bytes, super::timeout(), count);
+/// A request's header.
+fn request(kind: Request, channel: usize) -> Vec<u8> {
+    serial::to_bytes(&(kind, channel))
+}
+
+/// A request's header followed by `message`.
+fn request_with(kind: Request, channel: usize, message: &impl Serialize) -> Vec<u8> {
+    serial::append(message, request(kind, channel))
+}
+
+fn post(rank: usize, bytes: &[u8], count: Count) {
+    transport::send(rank, TAG_REQUEST, bytes, super::timeout(), count);
 }
 
 /// The caller's end of a device on rank `rank`: commands `C`, replies `R`.
@@ -84,24 +91,22 @@ pub struct Remote<C, R> {
     _messages: PhantomData<fn(C) -> R>,
 }
 
-impl<C: Wire, R: Wire> Remote<C, R> {
-    fn start(rank: usize, kind: Request, write: impl FnOnce(&mut Writer)) -> Self {
+impl<C, R> Remote<C, R> {
+    fn start(rank: usize, kind: Request, message: &impl Serialize) -> Self {
         let channel = NEXT_CHANNEL.fetch_add(1, Ordering::Relaxed);
-        let mut w = request(kind, channel);
-        write(&mut w);
-        post(rank, &w, Count::Work);
+        post(rank, &request_with(kind, channel, message), Count::Work);
         Remote { rank, channel, _messages: PhantomData }
     }
+}
 
-    pub fn send(&self, command: C) {
-        let mut w = request(Request::Command, self.channel);
-        command.write(&mut w);
-        post(self.rank, &w, Count::Work);
+impl<C: Serialize, R: DeserializeOwned> Endpoint<C, R> for Remote<C, R> {
+    fn send(&self, command: C) {
+        post(self.rank, &request_with(Request::Command, self.channel, &command), Count::Work);
     }
 
-    pub fn receive(&self) -> R {
+    fn receive(&self) -> R {
         let bytes = transport::receive(self.rank, reply_tag(self.channel), super::timeout(), Count::Work);
-        R::from_bytes(&bytes).unwrap_or_else(|e| {
+        serial::from_bytes(&bytes).unwrap_or_else(|e| {
             transport::fail(
                 self.rank,
                 &format!("sent a reply that does not read ({e:#}) and did not recover"),
@@ -122,16 +127,12 @@ pub fn worker(
     initial: &Named,
     momentum: &Named,
 ) -> Remote<worker::Command, worker::Reply> {
-    Remote::start(spec.place.rank, Request::StartWorker, |w| {
-        spec.write(w);
-        w.named(initial);
-        w.named(momentum);
-    })
+    Remote::start(spec.place.rank, Request::StartWorker, &(spec, named::Ref(initial), named::Ref(momentum)))
 }
 
 /// A replica built on rank `rank`.
 pub fn replica(rank: usize, start: &ReplicaStart) -> Remote<replica::Command, replica::Reply> {
-    Remote::start(rank, Request::StartReplica, |w| start.write(w))
+    Remote::start(rank, Request::StartReplica, start)
 }
 
 /// Tells every other rank that rank 0 is alive.
@@ -154,7 +155,8 @@ pub fn job_traffic() -> Traffic {
     for rank in 1..super::ranks().unwrap_or(1) {
         post(rank, &request(Request::Traffic, 0), Count::Aside);
         let bytes = transport::receive(rank, TAG_TRAFFIC, super::timeout(), Count::Aside);
-        let theirs = Traffic::from_bytes(&bytes).unwrap_or_else(|e| transport::fail(rank, &format!("{e:#}")));
+        let theirs: Traffic =
+            serial::from_bytes(&bytes).unwrap_or_else(|e| transport::fail(rank, &format!("{e:#}")));
         total = total.plus(&theirs);
     }
     total
@@ -164,7 +166,7 @@ pub fn job_traffic() -> Traffic {
 /// after one warm-up (outside the traffic counted as work).
 pub fn round_trip_ms(rank: usize, bytes: usize, repeats: usize) -> f64 {
     let mut w = request(Request::Echo, 0);
-    w.bytes.resize(w.bytes.len() + bytes, 0);
+    w.resize(w.len() + bytes, 0); // padding: the serving rank sends the request back as it is
     let once = || {
         let started = std::time::Instant::now();
         post(rank, &w, Count::Aside);
@@ -198,27 +200,23 @@ pub fn serve() {
         if let Err(e) = handle(&mut devices, from, &bytes) {
             transport::fail(from, &format!("sent a request that does not read ({e:#}) and did not recover"));
         }
-        if bytes.first() == Some(&(Request::Shutdown as u8)) {
+        if matches!(serial::take::<(Request, usize)>(&bytes), Ok(((Request::Shutdown, _), _))) {
             return;
         }
     }
 }
 
 fn handle(devices: &mut HashMap<(usize, usize), Served>, from: usize, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut r = Reader::new(bytes);
-    let kind = REQUESTS.get(r.u8()? as usize).copied().ok_or_else(|| anyhow::anyhow!("unknown request"))?;
-    let channel = r.usize()?;
+    let ((kind, channel), message): ((Request, usize), &[u8]) = serial::take(bytes)?;
     match kind {
         Request::StartWorker => {
-            let mut spec = WorkerSpec::read(&mut r)?;
+            let (mut spec, initial, momentum): (WorkerSpec, named::Owned, named::Owned) =
+                serial::from_bytes(message)?;
             spec.threads = super::threads_per_rank();
-            let (initial, momentum) = (r.named()?, r.named()?);
-            r.finish()?;
-            devices.insert((from, channel), Served::Worker(Worker::spawn(spec, initial, momentum)));
+            devices.insert((from, channel), Served::Worker(Worker::spawn(spec, initial.0, momentum.0)));
         }
         Request::StartReplica => {
-            let mut start = ReplicaStart::read(&mut r)?;
-            r.finish()?;
+            let mut start: ReplicaStart = serial::from_bytes(message)?;
             // This rank's cores, whatever the sender's host has.
             match &mut start.layout {
                 Layout::Whole { threads, .. } => *threads = super::threads_per_rank(),
@@ -232,16 +230,12 @@ fn handle(devices: &mut HashMap<(usize, usize), Served>, from: usize, bytes: &[u
         Request::Command => {
             let reply = match devices.get(&(from, channel)) {
                 Some(Served::Worker(w)) => {
-                    let command = worker::Command::read(&mut r)?;
-                    r.finish()?;
-                    w.send(command);
-                    w.receive().to_bytes()
+                    w.send(serial::from_bytes::<worker::Command>(message)?);
+                    serial::to_bytes(&w.receive())
                 }
                 Some(Served::Replica(replica)) => {
-                    let command = replica::Command::read(&mut r)?;
-                    r.finish()?;
-                    replica.send(command);
-                    replica.receive().to_bytes()
+                    replica.send(serial::from_bytes::<replica::Command>(message)?);
+                    serial::to_bytes(&replica.receive())
                 }
                 None => anyhow::bail!("a command to channel {channel}, which was never started"),
             };
@@ -251,7 +245,7 @@ fn handle(devices: &mut HashMap<(usize, usize), Served>, from: usize, bytes: &[u
             devices.remove(&(from, channel));
         }
         Request::Traffic => {
-            let counters = Traffic::here().to_bytes();
+            let counters = serial::to_bytes(&Traffic::here());
             transport::send(from, TAG_TRAFFIC, &counters, super::timeout(), Count::Aside);
         }
         Request::Echo => transport::send(from, TAG_ECHO, bytes, super::timeout(), Count::Aside),

@@ -5,9 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde::Serialize;
-
-use super::wire::{Reader, Wire, Writer};
+use serde::{Deserialize, Serialize};
 
 static SENT_BYTES: AtomicU64 = AtomicU64::new(0);
 static SENT_MESSAGES: AtomicU64 = AtomicU64::new(0);
@@ -16,7 +14,7 @@ static WAIT_NS: AtomicU64 = AtomicU64::new(0);
 static TRANSFER_NS: AtomicU64 = AtomicU64::new(0);
 
 /// Counters of one rank since it started (or the sum over ranks).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Traffic {
     pub sent_bytes: u64,
     pub sent_messages: u64,
@@ -59,26 +57,6 @@ impl Traffic {
             wait_s: self.wait_s + other.wait_s,
             transfer_s: self.transfer_s + other.transfer_s,
         }
-    }
-}
-
-impl Wire for Traffic {
-    fn write(&self, w: &mut Writer) {
-        w.u64(self.sent_bytes);
-        w.u64(self.sent_messages);
-        w.u64(self.received_bytes);
-        w.f64(self.wait_s);
-        w.f64(self.transfer_s);
-    }
-
-    fn read(r: &mut Reader) -> anyhow::Result<Self> {
-        Ok(Traffic {
-            sent_bytes: r.u64()?,
-            sent_messages: r.u64()?,
-            received_bytes: r.u64()?,
-            wait_s: r.f64()?,
-            transfer_s: r.f64()?,
-        })
     }
 }
 
