@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use warpnet::cli::{self, Cli};
 use warpnet::error::is_input_error;
-use warpnet::parallel::mpi::{self, remote, session};
+use warpnet::parallel::mpi::{self, session};
 
 /// Exit code of a bad flag, config or data file.
 const EXIT_INPUT: u8 = 2;
@@ -54,7 +54,7 @@ fn main() -> ExitCode {
         return if rank == 0 { fail(&err) } else { ExitCode::from(EXIT_INPUT) };
     }
     if rank != 0 {
-        remote::serve();
+        warpnet::parallel::hosted::serve();
         return ExitCode::SUCCESS;
     }
     mpi_session.start_heartbeat();

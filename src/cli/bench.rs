@@ -7,6 +7,8 @@
 //! `--table`: the speed-up comparison of parallel/comparison.rs, printed in the layout of the paper's
 //! Tables 2, 3 and 5 and written as markdown and CSV.
 
+mod compare;
+
 use std::time::Instant;
 
 use clap::Args;
@@ -173,7 +175,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 "--memory-format measures one network: give it without --run, --table or --devices"
             );
         }
-        return super::compare::compare(&config, &args);
+        return compare::compare(&config, &args);
     }
     let precision = args.precision.decide(&[args.device]).precision;
     let result = bench_training_step(&config, &args, precision);

@@ -2,7 +2,6 @@
 
 pub mod analyze;
 pub mod bench;
-mod compare;
 pub mod convert;
 pub mod data;
 pub mod demo;

@@ -29,7 +29,7 @@ pub enum PrimalSharing {
 }
 
 /// Rows of the batch a term is evaluated on, as shares [from, to) of the batch: all of it, or one
-/// device's piece of a term split by batch (parallel/shares.rs).
+/// device's piece of a term split by batch (parallel/placement/shares.rs).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Span {
     pub from: f64,
@@ -182,7 +182,7 @@ impl WarpLayer {
 
 /// What a piece on rows [start, start + rows) reads of the primal passes: each unit's linearisation
 /// cut to those rows, from the pass run here or from the mask another device sent. Pieces are F'_j x1
-/// terms (parallel/shares.rs): they need no unit's output.
+/// terms (parallel/placement/shares.rs): they need no unit's output.
 fn piece_primals(
     primals: &[Option<UnitPrimal>],
     masks: &[(usize, Tensor)],

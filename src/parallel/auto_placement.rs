@@ -3,7 +3,7 @@
 //!
 //! Candidates: every assignment of the whole terms to the P devices that leaves none empty, and for
 //! each, the same with every F'_j x1 term split over all devices instead (the only terms that split:
-//! parallel/shares.rs), its shares chosen to even out the devices' work: water-filling, each device's
+//! parallel/placement/shares.rs), its shares chosen to even out the devices' work: water-filling, each device's
 //! share of the split terms' work filling it up to a common level, shares rounded to hundredths. The
 //! model scores every candidate; ties go to the first, so fewer splits win when they cost nothing.
 

@@ -21,8 +21,9 @@ use tch::Tensor;
 
 use super::executor::{Executor, Plan};
 use super::memory::{self, DeviceMemory};
+use super::mpi::remote;
 use super::mpi::stats::Traffic;
-use super::mpi::{remote, volume};
+use super::volume;
 use super::{Devices, Placement};
 use crate::base::named::{copy_variables, Snapshot};
 use crate::base::optimizer::{SgdSettings, PAPER_LR};
@@ -184,7 +185,7 @@ pub struct Measured {
     pub traffic: Option<StepTraffic>,
 }
 
-/// What one timed step over MPI ranks moved, and what the layout predicts (parallel/mpi/volume.rs).
+/// What one timed step over MPI ranks moved, and what the layout predicts (parallel/volume.rs).
 #[derive(Debug, Clone, Serialize)]
 pub struct StepTraffic {
     /// Bytes sent by every rank, summed (each message once).

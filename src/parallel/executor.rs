@@ -85,7 +85,10 @@ impl Executor {
     ) -> anyhow::Result<Self> {
         super::device::check_available(devices)?;
         if let Some(placement) = &plan.placement {
-            super::shares::check_jacobian(&placement.splits, crate::model::net::layer_operator(config).1)?;
+            super::placement::shares::check_jacobian(
+                &placement.splits,
+                crate::model::net::layer_operator(config).1,
+            )?;
         }
         let threads = plan.threads.unwrap_or_else(|| devices.threads_per_worker());
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);

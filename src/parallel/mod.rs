@@ -5,15 +5,15 @@ pub mod auto_placement;
 pub mod comparison;
 pub mod device;
 pub mod executor;
+pub mod hosted;
 pub mod memory;
 pub mod mpi;
 pub mod placement;
 pub mod prediction;
 pub mod profile;
 pub mod replica;
-pub mod shares;
-mod split;
 pub mod step_model;
+pub mod volume;
 pub mod worker;
 
 pub use device::Devices;

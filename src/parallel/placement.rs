@@ -18,7 +18,7 @@
 //! ```text
 //! placement := group ("," group)*
 //! group     := "[" entry ("," entry)* "]"
-//! entry     := term (":" share)?            share: a fraction of the batch (parallel/shares.rs)
+//! entry     := term (":" share)?            share: a fraction of the batch (parallel/placement/shares.rs)
 //! term      := (F<n> "'")* (F<n> | x1)      n >= 1; ' may also be written as the prime ′
 //! ```
 //!
@@ -26,14 +26,16 @@
 //! strictly from the innermost (rightmost) to the outermost (leftmost). Each term of the chosen variant
 //! (model/terms.rs) must be on exactly one device, whole or in pieces whose shares sum to 1.
 
+pub mod shares;
+
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 
-use super::shares::{self, Entry, Piece, Split};
 use crate::bail_input;
 use crate::model::terms::{self, Term, Vector};
 use crate::model::warp::Span;
 use crate::model::Variant;
+use shares::{Entry, Piece, Split};
 
 /// The flag whose value a placement is; every parse error starts with it.
 const FLAG: &str = "--placement";

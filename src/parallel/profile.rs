@@ -10,7 +10,7 @@ use std::time::Instant;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use super::memory;
-use super::shares::MASK_BYTES;
+use super::placement::shares::MASK_BYTES;
 use super::step_model::{Profile, StageCosts};
 use crate::base::optimizer::{Sgd, SgdSettings};
 use crate::base::stats::median;

@@ -3,6 +3,8 @@
 //! group of the placement). Backward mirrors forward: the upstream gradient of a warp layer is sent
 //! to every worker, each returns its terms' dL/dx1, and the home adds them to the skip's gradient.
 
+mod split;
+
 use tch::{nn::VarStore, Device, Tensor};
 
 use super::actor::{Actor, Link};
@@ -10,9 +12,9 @@ use super::device::name;
 use super::device::Place;
 use super::memory::{heap_in_use, measurable, variable_bytes, DeviceMemory};
 use super::placement::Placement;
-use super::split::{SplitReplica, WorkerDevices};
 use super::worker;
 use serde::{Deserialize, Serialize};
+use split::{SplitReplica, WorkerDevices};
 
 use crate::base::named::{assign_variables, copy_variables, Named, Snapshot};
 use crate::base::optimizer::{Sgd, SgdSettings};
@@ -108,8 +110,8 @@ impl Replica {
         rank: usize,
     ) -> Self {
         if rank != super::mpi::rank() {
-            let start = super::mpi::remote::ReplicaStart { config, layout, initial, sgd };
-            return Replica { link: Box::new(super::mpi::remote::replica(rank, &start)) };
+            let start = super::hosted::ReplicaStart { config, layout, initial, sgd };
+            return Replica { link: Box::new(super::hosted::replica(rank, &start)) };
         }
         let name = match &layout {
             Layout::Whole { device, .. } => format!("{}, a whole replica", super::device::name(*device)),

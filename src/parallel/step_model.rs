@@ -2,7 +2,7 @@
 //! pieces on one device (a [`Profile`], measured by parallel/profile.rs or read from a file) and a
 //! [`Link`] between the home and its workers.
 //!
-//! The schedule is the executor's (parallel/split.rs): per warp layer, the home sends x1 to every
+//! The schedule is the executor's (parallel/replica/split.rs): per warp layer, the home sends x1 to every
 //! worker, each runs the primal passes its terms need and then its terms (two phases, with a barrier,
 //! when pieces read masks from other workers), the home adds the sums; backward, each worker
 //! backpropagates its terms for the upstream gradient. So a step is
@@ -17,8 +17,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::placement::shares::{mask_exchanges, MaskExchange};
 use super::placement::Placement;
-use super::shares::{mask_exchanges, MaskExchange};
 use crate::model::config::STAGES;
 use crate::model::net::layer_operator;
 use crate::model::terms::Vector;

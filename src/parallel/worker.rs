@@ -8,8 +8,8 @@ use tch::{nn::VarStore, Device, Tensor};
 use super::actor::{Actor, Link};
 use super::device::Place;
 use super::memory::{heap_in_use, measurable, variable_bytes, DeviceMemory};
+use super::placement::shares::{mask_exchanges, MaskExchange};
 use super::placement::Placement;
-use super::shares::{mask_exchanges, MaskExchange};
 use crate::base::named::{assign_variables, copy_variables, Named};
 use crate::base::optimizer::{Sgd, SgdSettings};
 use crate::base::serial;
@@ -31,7 +31,7 @@ pub enum Command {
         train: bool,
         measure: bool,
     },
-    /// The first half of `Forward` where the placement exchanges ReLU masks (parallel/shares.rs): the
+    /// The first half of `Forward` where the placement exchanges ReLU masks (parallel/placement/shares.rs): the
     /// primal passes of layer `layer` at x1, kept for `Terms`; replies `Reply::Named` with the mask rows
     /// other workers' pieces read, keyed `"<worker>/<unit>"` (0-based).
     Primal {
@@ -114,7 +114,7 @@ impl Worker {
     pub fn spawn(spec: WorkerSpec, initial: Named, momentum: Named) -> Self {
         let (device, group) = (spec.place.device, spec.group);
         if spec.place.rank != super::mpi::rank() {
-            let link = Box::new(super::mpi::remote::worker(&spec, &initial, &momentum));
+            let link = Box::new(super::hosted::worker(&spec, &initial, &momentum));
             return Worker { link, device };
         }
         let start = move || {

@@ -5,6 +5,8 @@
 //! ([`crate::train::metrics::EpochRecord`]). The curve's label is the folder name. The chart is drawn
 //! in memory and written atomically, so a failure never leaves a partial file under the output name.
 
+mod legend;
+
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,9 +20,9 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 pub use super::curves::{read_curve, Curve, Metric};
-use super::legend::{place_legend, Corner, LEGEND_INSET};
 use crate::base::atomic_file::write_atomic;
 use crate::error::input_error;
+use legend::{place_legend, Corner, LEGEND_INSET};
 
 /// DejaVu Sans (see `assets/fonts/LICENSE-DejaVu.txt`): every text of the chart, PNG and SVG alike
 /// (the SVG names the family; the font's metrics lay the text out).

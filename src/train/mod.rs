@@ -4,6 +4,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod evaluate;
 pub mod metrics;
+pub mod outcome;
 pub mod progress;
 pub mod run_folder;
 pub mod schedule;

@@ -16,13 +16,13 @@ use super::checkpoint::{
     CHECKPOINTS, CHECKPOINT_FORMAT,
 };
 use super::config::TrainConfig;
-use super::evaluate::evaluate;
+use super::evaluate::{evaluate, evaluation_precision};
 use super::metrics::{EpochRecord, MetricsLog};
+use super::outcome::{interrupt, parameter_count, Interrupted, RunSummary};
 use super::progress::{epoch_bar, print_epoch, Verbosity};
 use super::run_folder::{DataInfo, FINAL_WEIGHTS};
 use super::schedule::StepSchedule;
 use super::step::Stepper;
-use super::trainer::{evaluation_precision, interrupt, parameter_count, Interrupted, RunSummary};
 use crate::base::atomic_file::{remove_stale_temporaries, write_atomic};
 use crate::base::named::{assign_variables, copy_variables, Named};
 use crate::base::optimizer::Sgd;

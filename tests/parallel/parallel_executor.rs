@@ -118,7 +118,7 @@ fn model_parallel_matches_single_device() {
         (NetConfig::warp(2, 1, 1, 10, Variant::Exact), "cpu:3", "[F1],[F2],[F2'F1]"),
         (NetConfig::warp(3, 1, 1, 10, Variant::Warpnet2), "cpu:4", "[F1],[F2],[F3],[F2'F1,F3'F1,F3'F2]"),
         (NetConfig::warp(2, 1, 1, 10, Variant::Released), "cpu:2", "[F1,F2'x1],[F2]"),
-        // F2'x1 split by batch (parallel/shares.rs): the piece on worker 1 reads unit 2's mask rows from
+        // F2'x1 split by batch (parallel/placement/shares.rs): the piece on worker 1 reads unit 2's mask rows from
         // worker 2; 0.3 of a batch of 8 rounds to rows 0..2, so the pieces are unequal. (Case i starts
         // from seed i. From seed 5 this network has a ReLU input within rounding of 0: [F1,F2'x1],[F2]
         // and [F1],[F2],[F2'x1] as well as this split flip its mask against the reference and move the
@@ -207,7 +207,7 @@ fn hybrid_matches_sharded_single_device() {
 }
 
 /// A term split by batch needs derivative BN `none` or the released map: under `frozen` and `exact`
-/// the BN tangents carry the whole batch's statistics (parallel/shares.rs). One line, an input error.
+/// the BN tangents carry the whole batch's statistics (parallel/placement/shares.rs). One line, an input error.
 #[test]
 fn split_terms_refuse_batch_coupled_tangents() {
     for mode in [DerivativeBn::Frozen, DerivativeBn::Exact] {

@@ -218,7 +218,7 @@ fn long_and_multiline_garbage_stays_one_line() {
     assert!(message.len() < 200, "{message}");
 }
 
-/// Terms split by batch (parallel/shares.rs): the notation round-trips, each piece covers its rows in
+/// Terms split by batch (parallel/placement/shares.rs): the notation round-trips, each piece covers its rows in
 /// device order (rounded to the nearest row), and the last piece ends at the last row.
 #[test]
 fn split_terms_read_their_shares_and_cover_the_batch() {

@@ -17,7 +17,6 @@
 pub mod remote;
 pub mod session;
 pub mod stats;
-pub mod volume;
 
 #[cfg(feature = "mpi")]
 mod transport;

@@ -1,6 +1,7 @@
 //! Devices on other ranks. The caller's end, [`Remote`], sends a device's commands as messages and
-//! receives its replies; the serving end, [`serve`], builds the device (an ordinary worker or replica
-//! of its own process) and passes each command to it and each reply back.
+//! receives its replies; the serving end, [`serve`], has the device built from its start message (by
+//! the builder it is given: parallel/hosted.rs) and passes each command to it and each reply back. This
+//! file knows messages only as serde values and bytes, not what they ask.
 //!
 //! Every request goes to the serving rank with one tag, so MPI keeps them in order; its header says
 //! what it is and which device it is for, and the device's own message follows (base/serial.rs). The replies of one device come back with their own tag, `REPLY_BASE + channel`, where
@@ -15,13 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use super::stats::Traffic;
 use super::transport::{self, Count, Tag};
-use crate::base::named::{Named, Snapshot};
-use crate::base::optimizer::SgdSettings;
-use crate::base::serial::{self, named};
-use crate::model::NetConfig;
+use crate::base::serial;
 use crate::parallel::actor::Endpoint;
-use crate::parallel::replica::{self, Layout, Replica};
-use crate::parallel::worker::{self, Worker, WorkerSpec};
 
 /// Tag of every request to a serving rank.
 const TAG_REQUEST: Tag = 1;
@@ -35,10 +31,8 @@ const REPLY_BASE: Tag = 16;
 /// What a request asks of a serving rank (its header, with the channel of the device it is for).
 #[derive(Clone, Copy, PartialEq, Serialize, Deserialize)]
 enum Request {
-    /// Build a term worker from a `WorkerSpec`, its variables and momentum.
-    StartWorker,
-    /// Build a replica from a `ReplicaStart`.
-    StartReplica,
+    /// Build a device from the start message that follows.
+    Start,
     /// A command to one of the devices this rank serves.
     Command,
     /// Drop a device.
@@ -58,16 +52,6 @@ static NEXT_CHANNEL: AtomicUsize = AtomicUsize::new(0);
 
 fn reply_tag(channel: usize) -> Tag {
     REPLY_BASE + channel as Tag
-}
-
-/// A replica to build: its network, layout, starting state and optimizer settings.
-#[derive(Serialize, Deserialize)]
-pub struct ReplicaStart {
-    pub config: NetConfig,
-    pub layout: Layout,
-    #[serde(with = "serial::snapshot")]
-    pub initial: Snapshot,
-    pub sgd: SgdSettings,
 }
 
 /// A request's header.
@@ -92,9 +76,10 @@ pub struct Remote<C, R> {
 }
 
 impl<C, R> Remote<C, R> {
-    fn start(rank: usize, kind: Request, message: &impl Serialize) -> Self {
+    /// The device that `start` builds on rank `rank` (with the builder that rank serves with).
+    pub fn start(rank: usize, start: &impl Serialize) -> Self {
         let channel = NEXT_CHANNEL.fetch_add(1, Ordering::Relaxed);
-        post(rank, &request_with(kind, channel, message), Count::Work);
+        post(rank, &request_with(Request::Start, channel, start), Count::Work);
         Remote { rank, channel, _messages: PhantomData }
     }
 }
@@ -119,20 +104,6 @@ impl<C, R> Drop for Remote<C, R> {
     fn drop(&mut self) {
         post(self.rank, &request(Request::Close, self.channel), Count::Work);
     }
-}
-
-/// A term worker built from `spec` on the rank its `place` names.
-pub fn worker(
-    spec: &WorkerSpec,
-    initial: &Named,
-    momentum: &Named,
-) -> Remote<worker::Command, worker::Reply> {
-    Remote::start(spec.place.rank, Request::StartWorker, &(spec, named::Ref(initial), named::Ref(momentum)))
-}
-
-/// A replica built on rank `rank`.
-pub fn replica(rank: usize, start: &ReplicaStart) -> Remote<replica::Command, replica::Reply> {
-    Remote::start(rank, Request::StartReplica, start)
 }
 
 /// Tells every other rank that rank 0 is alive.
@@ -177,27 +148,29 @@ pub fn round_trip_ms(rank: usize, bytes: usize, repeats: usize) -> f64 {
     crate::base::stats::median(&(0..repeats).map(|_| once()).collect::<Vec<f64>>())
 }
 
-/// A device this rank serves for another.
-enum Served {
-    Worker(Worker),
-    Replica(Replica),
+/// A device this rank hosts for another: it answers each command's bytes with its reply's bytes.
+pub trait Served {
+    fn answer(&self, command: &[u8]) -> anyhow::Result<Vec<u8>>;
 }
+
+/// Builds a device from its start message.
+pub type Builder = fn(&[u8]) -> anyhow::Result<Box<dyn Served>>;
 
 /// Serves the other ranks until rank 0 says it is done: the loop of every rank but 0. A request that
 /// does not read, or no request at all (not even rank 0's heartbeat) within the timeout, stops the job.
-pub fn serve() {
+pub fn serve(build: Builder) {
     // Ctrl-C and a scheduler's SIGTERM reach every rank of the job; rank 0 answers them (a checkpoint,
     // then the end of the job, which it tells this rank), so this rank must not die of them first.
     for signal in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: installs the predefined "ignore" disposition; no handler code runs.
         unsafe { libc::signal(signal, libc::SIG_IGN) };
     }
-    let mut devices: HashMap<(usize, usize), Served> = HashMap::new();
+    let mut devices: HashMap<(usize, usize), Box<dyn Served>> = HashMap::new();
     loop {
         let Some((from, bytes)) = transport::receive_any(TAG_REQUEST, super::timeout()) else {
             transport::fail(0, "sent nothing, not even its heartbeat,")
         };
-        if let Err(e) = handle(&mut devices, from, &bytes) {
+        if let Err(e) = handle(&mut devices, build, from, &bytes) {
             transport::fail(from, &format!("sent a request that does not read ({e:#}) and did not recover"));
         }
         if matches!(serial::take::<(Request, usize)>(&bytes), Ok(((Request::Shutdown, _), _))) {
@@ -206,39 +179,22 @@ pub fn serve() {
     }
 }
 
-fn handle(devices: &mut HashMap<(usize, usize), Served>, from: usize, bytes: &[u8]) -> anyhow::Result<()> {
+fn handle(
+    devices: &mut HashMap<(usize, usize), Box<dyn Served>>,
+    build: Builder,
+    from: usize,
+    bytes: &[u8],
+) -> anyhow::Result<()> {
     let ((kind, channel), message): ((Request, usize), &[u8]) = serial::take(bytes)?;
     match kind {
-        Request::StartWorker => {
-            let (mut spec, initial, momentum): (WorkerSpec, named::Owned, named::Owned) =
-                serial::from_bytes(message)?;
-            spec.threads = super::threads_per_rank();
-            devices.insert((from, channel), Served::Worker(Worker::spawn(spec, initial.0, momentum.0)));
-        }
-        Request::StartReplica => {
-            let mut start: ReplicaStart = serial::from_bytes(message)?;
-            // This rank's cores, whatever the sender's host has.
-            match &mut start.layout {
-                Layout::Whole { threads, .. } => *threads = super::threads_per_rank(),
-                Layout::Split { threads, threads_per_worker, .. } => {
-                    (*threads, *threads_per_worker) = (super::threads_per_rank(), super::threads_per_rank());
-                }
-            }
-            let replica = Replica::spawn(start.config, start.layout, start.initial, start.sgd, super::rank());
-            devices.insert((from, channel), Served::Replica(replica));
+        Request::Start => {
+            devices.insert((from, channel), build(message)?);
         }
         Request::Command => {
-            let reply = match devices.get(&(from, channel)) {
-                Some(Served::Worker(w)) => {
-                    w.send(serial::from_bytes::<worker::Command>(message)?);
-                    serial::to_bytes(&w.receive())
-                }
-                Some(Served::Replica(replica)) => {
-                    replica.send(serial::from_bytes::<replica::Command>(message)?);
-                    serial::to_bytes(&replica.receive())
-                }
-                None => anyhow::bail!("a command to channel {channel}, which was never started"),
+            let Some(device) = devices.get(&(from, channel)) else {
+                anyhow::bail!("a command to channel {channel}, which was never started")
             };
+            let reply = device.answer(message)?;
             transport::send(from, reply_tag(channel), &reply, super::timeout(), Count::Work);
         }
         Request::Close => {

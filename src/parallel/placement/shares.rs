@@ -19,7 +19,7 @@
 
 use std::fmt;
 
-use super::placement::Placement;
+use super::Placement;
 use crate::bail_input;
 use crate::model::terms::{Term, Vector};
 use crate::model::warp::{Jacobian, Span};

@@ -5,9 +5,9 @@
 use anyhow::Context;
 use tch::Device;
 
-use super::bench::BenchArgs;
-use super::plan::predict_runs;
+use super::BenchArgs;
 use crate::base::atomic_file::write_atomic;
+use crate::cli::plan::predict_runs;
 use crate::model::NetConfig;
 use crate::parallel::auto_placement::AUTO;
 use crate::parallel::comparison::{default_runs, measure, Measured, RunSpec, StepTraffic};
@@ -49,7 +49,7 @@ pub(super) fn compare(base: &NetConfig, args: &BenchArgs) -> anyhow::Result<()> 
     println!("written: {}/bench.md, {}/bench.csv", args.out.display(), args.out.display());
     if args.json {
         let precision = precision.precision;
-        super::print_json(
+        crate::cli::print_json(
             &serde_json::json!({ "batch": args.batch, "precision": precision, "runs": measured }),
         )?;
     }

@@ -1,7 +1,7 @@
 //! Where a chart's legend goes: a corner of the plot that no curve crosses, with headroom above the
 //! curves if no corner is free at first.
 
-use super::curves::Curve;
+use super::Curve;
 
 /// Gap between the legend box and the plot's edges, in pixels.
 pub const LEGEND_INSET: i32 = 10;

@@ -1,21 +1,21 @@
 //! A split replica's home: stem, downsampling and head here, the warp layers' terms on term workers.
 //! Forward sends x1 to every worker and adds their terms' sums to it; backward sends the upstream
 //! gradient to every worker and adds their dL/dx1 to the skip's gradient. Where pieces of a split term
-//! read ReLU masks from another worker (parallel/shares.rs), each layer's forward runs in two phases:
+//! read ReLU masks from another worker (parallel/placement/shares.rs), each layer's forward runs in two phases:
 //! every worker's primal passes, whose replies carry the mask rows, then every worker's terms.
 
 use tch::{nn::VarStore, Device, Tensor};
 
-use super::device::{name, Place};
-use super::memory::{heap_in_use, measurable, variable_bytes, DeviceMemory};
-use super::placement::Placement;
-use super::replica::Reply;
-use super::shares::mask_exchanges;
-use super::worker::{self, Worker, WorkerSpec};
+use super::Reply;
 use crate::base::named::{accumulate, assign_variables, copy_variables, deep_copy, Named, Snapshot};
 use crate::base::optimizer::{Sgd, SgdSettings};
 use crate::model::net::{downsample, layer_operator, walk_layers, Head, LayerIndex, Stem};
 use crate::model::{loss, NetConfig};
+use crate::parallel::device::{name, Place};
+use crate::parallel::memory::{heap_in_use, measurable, variable_bytes, DeviceMemory};
+use crate::parallel::placement::shares::mask_exchanges;
+use crate::parallel::placement::Placement;
+use crate::parallel::worker::{self, Worker, WorkerSpec};
 
 /// The devices of a split replica's term workers and their intra-op threads.
 pub(super) struct WorkerDevices {

@@ -17,14 +17,14 @@
 //! each) and labels (B int64), and sends and receives every parameter's gradient: 2 x 4 bytes x (all
 //! parameters).
 //!
-//! A term split by batch (parallel/shares.rs) adds its ReLU mask rows in every forward: B_piece x C x H
+//! A term split by batch (parallel/placement/shares.rs) adds its ReLU mask rows in every forward: B_piece x C x H
 //! x W booleans (one byte each) per warp layer, from the rank of F_j to the home and from the home to
 //! the rank of the piece (each hop counted where it crosses ranks).
 
 use crate::model::net::layer_operator;
 use crate::model::NetConfig;
 use crate::parallel::executor::Plan;
-use crate::parallel::shares::{mask_exchanges, MASK_BYTES};
+use crate::parallel::placement::shares::{mask_exchanges, MASK_BYTES};
 use crate::parallel::Devices;
 
 /// Side of every image (data/ pads or checks every data set to 32 x 32).

@@ -1,0 +1,92 @@
+//! Devices hosted by another MPI rank: the start messages that build a term worker or a replica there,
+//! the builder each serving rank runs them with, and how a hosted device answers a command's bytes.
+//! The transport (parallel/mpi/remote.rs) carries these as serde values and knows nothing of them.
+
+use serde::{Deserialize, Serialize};
+
+use super::mpi::remote::{self, Remote, Served};
+use super::replica::{self, Layout, Replica};
+use super::worker::{self, Worker, WorkerSpec};
+use crate::base::named::{Named, Snapshot};
+use crate::base::optimizer::SgdSettings;
+use crate::base::serial::{self, named};
+use crate::model::NetConfig;
+
+/// A replica to build: its network, layout, starting state and optimizer settings.
+#[derive(Serialize, Deserialize)]
+pub struct ReplicaStart {
+    pub config: NetConfig,
+    pub layout: Layout,
+    #[serde(with = "serial::snapshot")]
+    pub initial: Snapshot,
+    pub sgd: SgdSettings,
+}
+
+/// What a serving rank is asked to build.
+#[derive(Deserialize)]
+enum Start {
+    /// A term worker: its spec, its variables, its momentum.
+    Worker(WorkerSpec, named::Owned, named::Owned),
+    Replica(ReplicaStart),
+}
+
+/// [`Start`] as the sender writes it, borrowing what it sends (the same byte form).
+#[derive(Serialize)]
+enum StartRef<'a> {
+    Worker(&'a WorkerSpec, named::Ref<'a>, named::Ref<'a>),
+    Replica(&'a ReplicaStart),
+}
+
+/// A term worker built from `spec` on the rank its `place` names.
+pub fn worker(
+    spec: &WorkerSpec,
+    initial: &Named,
+    momentum: &Named,
+) -> Remote<worker::Command, worker::Reply> {
+    let start = StartRef::Worker(spec, named::Ref(initial), named::Ref(momentum));
+    Remote::start(spec.place.rank, &start)
+}
+
+/// A replica built on rank `rank`.
+pub fn replica(rank: usize, start: &ReplicaStart) -> Remote<replica::Command, replica::Reply> {
+    Remote::start(rank, &StartRef::Replica(start))
+}
+
+/// Serves the other ranks with workers and replicas until rank 0 is done (every rank but 0).
+pub fn serve() {
+    remote::serve(build)
+}
+
+/// The device a start message asks for, with this rank's cores whatever the sender's host has.
+fn build(message: &[u8]) -> anyhow::Result<Box<dyn Served>> {
+    let threads = super::mpi::threads_per_rank();
+    Ok(match serial::from_bytes::<Start>(message)? {
+        Start::Worker(mut spec, initial, momentum) => {
+            spec.threads = threads;
+            Box::new(Worker::spawn(spec, initial.0, momentum.0))
+        }
+        Start::Replica(mut start) => {
+            match &mut start.layout {
+                Layout::Whole { threads: t, .. } => *t = threads,
+                Layout::Split { threads: t, threads_per_worker, .. } => {
+                    (*t, *threads_per_worker) = (threads, threads)
+                }
+            }
+            Box::new(Replica::spawn(start.config, start.layout, start.initial, start.sgd, super::mpi::rank()))
+        }
+    })
+}
+
+impl Served for Worker {
+    fn answer(&self, command: &[u8]) -> anyhow::Result<Vec<u8>> {
+        self.send(serial::from_bytes::<worker::Command>(command)?);
+        Ok(serial::to_bytes(&self.receive()))
+    }
+}
+
+impl Served for Replica {
+    fn answer(&self, command: &[u8]) -> anyhow::Result<Vec<u8>> {
+        self.send(serial::from_bytes::<replica::Command>(command)?);
+        Ok(serial::to_bytes(&self.receive()))
+    }
+}
