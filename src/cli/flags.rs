@@ -3,22 +3,26 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use serde::Serialize;
 use tch::Device;
 
 use crate::model::{DerivativeBn, Variant};
 use crate::precision::{Choice, PrecisionSetting};
 
 /// How a warp layer is built (`--model warp`); unset flags keep the run's or the default value.
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Debug, Clone, Default, Args, Serialize)]
 pub struct WarpFlags {
     /// Warp-layer terms: exact, warpnet1 (default), warpnet2, released.
     #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub variant: Option<Variant>,
     /// Keep only terms of at most M units (--variant exact).
     #[arg(long, value_parser = positive)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_order: Option<usize>,
     /// BatchNorm in the tangent pass F'(x1)v: none (default, the paper's), frozen, exact.
     #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub derivative_bn: Option<DerivativeBn>,
 }
 
@@ -41,12 +45,13 @@ impl WarpFlags {
 }
 
 /// `--precision`, for every command that runs a network.
-#[derive(Debug, Clone, Copy, Default, Args)]
+#[derive(Debug, Clone, Copy, Default, Args, Serialize)]
 pub struct PrecisionFlag {
     /// fp32, bf16 (mixed precision: convolutions and the linear head in bfloat16; BatchNorm statistics,
     /// loss, SGD and master weights in fp32) or auto (default: bf16 where the device computes it
     /// natively: AMX-BF16 or AVX512-BF16 CPUs, GPUs of compute capability 8.0+; fp32 elsewhere).
     #[arg(long = "precision", value_enum, value_name = "PRECISION")]
+    #[serde(rename = "precision", skip_serializing_if = "Option::is_none")]
     pub setting: Option<PrecisionSetting>,
 }
 

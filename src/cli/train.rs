@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use serde::Serialize;
 
 use super::flags::{fresh_folder, positive, PrecisionFlag, WarpFlags};
 use crate::data::{self, DataSpec};
@@ -16,6 +17,9 @@ use crate::train::{self, CheckpointEvery, Preset, TrainConfig, Verbosity};
 /// A class count for checks that do not depend on it (the placement, the step's cost): the data is
 /// not read yet, and the head's size changes neither.
 const ANY_CLASSES: usize = 2;
+
+/// The largest seed: config.toml holds integers as TOML does, signed 64-bit.
+const SEED_MAX: u64 = i64::MAX as u64;
 
 /// Every flag is optional: unset flags keep the preset's value (`--preset paper` by default, the
 /// paper's CIFAR recipe).
@@ -34,67 +38,101 @@ pub struct TrainArgs {
     /// settings may be given).
     #[arg(long, value_name = "RUN_DIR")]
     pub resume: Option<PathBuf>,
+    #[command(flatten)]
+    pub settings: TrainSettings,
+    /// Print the final figures as one JSON object on the last stdout line.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar or per-epoch lines.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// The settings flags of `train`: each is the TrainConfig key of its name, laid over the preset and the
+/// --config file the way that file is (`TrainConfig::overlaid_with`), only when given.
+#[derive(Debug, Clone, Default, Args, Serialize)]
+pub struct TrainSettings {
     /// Checkpoints kept in the run folder (one is written per epoch, on Ctrl-C and SIGTERM, and as
     /// --checkpoint-every says).
     #[arg(long, value_parser = positive)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_checkpoints: Option<usize>,
     /// Checkpoints within epochs too: every N steps (500) or every so long (90s, 10m, 2h), so that a
     /// killed run loses at most that much (default: at the end of each epoch only).
     #[arg(long, value_name = "STEPS|DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint_every: Option<CheckpointEvery>,
     /// Network kind.
     #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<ModelKind>,
     /// Warp factor K: units per warp layer (a WRN gets K * Nwarp plain units per stage).
     #[arg(long, value_parser = positive)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub k: Option<usize>,
     /// Warp layers per stage.
     #[arg(long, value_parser = positive)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub nwarp: Option<usize>,
     /// Widening factor kw (channels 16kw, 32kw, 64kw).
     #[arg(long, value_parser = positive)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub width: Option<usize>,
     #[command(flatten)]
+    #[serde(flatten)]
     pub warp: WarpFlags,
     /// Data set: fashion-mnist (embedded subset), fashion-mnist:DIR, cifar10:DIR, cifar100:DIR, imagenet32:DIR.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<DataSpec>,
     /// Train on the first N training images only (quick experiments).
     #[arg(long, value_parser = positive)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub limit_train: Option<usize>,
     /// Passes over the training set.
     #[arg(long, conflicts_with = "iters")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub epochs: Option<usize>,
     /// Total optimizer steps (instead of --epochs).
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub iters: Option<usize>,
     /// Training batch size.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub batch: Option<usize>,
     /// Evaluation batch size.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub eval_batch: Option<usize>,
     /// Initial learning rate.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub lr: Option<f64>,
     /// Epochs at which the learning rate is multiplied by --gamma, e.g. 60,120,160 (empty: none).
     #[arg(long, value_delimiter = ',', num_args = 0..)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub milestones: Option<Vec<usize>>,
     /// Learning-rate factor at each milestone.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub gamma: Option<f64>,
     /// Weight decay.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub wd: Option<f64>,
     /// SGD momentum.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub momentum: Option<f64>,
     /// Random seed (weights, data order, augmentation).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(..=SEED_MAX))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
     /// Parallel workers: cpu:N (N CPU threads sharing the cores), cuda:0,cuda:1,... or mpi (one worker per
     /// rank of `mpirun -np N`; default: one device).
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub devices: Option<Devices>,
     /// Terms of a warp layer per device, paper notation: "[F1],[F2],[F2'x1]" (default: the paper's
     /// assignment when it fits --devices, else data parallelism). --devices with R times its brackets
@@ -102,21 +140,19 @@ pub struct TrainArgs {
     /// "[F1,F2'x1:0.5],[F2,F2'x1:0.5]". `auto`: the placement the step-time model predicts fastest on
     /// --devices, measured here first.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub placement: Option<String>,
     /// libtorch intra-op threads (default: all cores).
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
     #[command(flatten)]
+    #[serde(flatten)]
     pub precision: PrecisionFlag,
     /// Output folder (default: runs/<network>-<data>[-n]).
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub out: Option<PathBuf>,
-    /// Print the final figures as one JSON object on the last stdout line.
-    #[arg(long)]
-    pub json: bool,
-    /// No progress bar or per-epoch lines.
-    #[arg(long)]
-    pub quiet: bool,
 }
 
 impl TrainArgs {
@@ -126,38 +162,10 @@ impl TrainArgs {
         if let Some(path) = &self.config {
             c = c.overlaid_with_file(path)?;
         }
-        // Flags whose config field is a plain value.
-        macro_rules! set {
-            ($($field:ident),*) => { $( if let Some(v) = self.$field.clone() { c.$field = v; } )* };
-        }
-        // Flags whose config field is itself optional.
-        macro_rules! set_optional {
-            ($($field:ident),*) => { $( if self.$field.is_some() { c.$field = self.$field.clone(); } )* };
-        }
-        set!(
-            model,
-            k,
-            nwarp,
-            width,
-            data,
-            epochs,
-            batch,
-            eval_batch,
-            lr,
-            milestones,
-            gamma,
-            wd,
-            momentum,
-            seed,
-            keep_checkpoints
-        );
-        set_optional!(iters, threads, out, devices, placement, limit_train, checkpoint_every);
-        c.precision = self.precision.setting.unwrap_or(c.precision);
-        c.variant = self.warp.variant.or(c.variant);
-        c.max_order = self.warp.max_order.or(c.max_order);
-        c.derivative_bn = self.warp.derivative_bn.or(c.derivative_bn);
-        if self.epochs.is_some() {
-            c.iters = None;
+        let flags = toml::Table::try_from(&self.settings)?;
+        c = c.overlaid_with(flags).map_err(|e| input_error(e.message().trim().to_string()))?;
+        if self.settings.epochs.is_some() {
+            c.iters = None; // --epochs over a preset or file that counts steps
         }
         let checked = Self::check(c);
         match (&self.config, checked) {

@@ -205,13 +205,18 @@ impl TrainConfig {
             crate::error::input_error(format!("--config {}:{at} {}", path.display(), e.message().trim()))
         };
         let file: toml::Table = toml::from_str(&text).map_err(located)?;
-        let mut merged = toml::Table::try_from(self)?;
-        merged.extend(file);
-        // Re-serialised so that errors point into the user's own text where they can.
-        let merged_text = toml::to_string(&merged)?;
-        toml::from_str::<TrainConfig>(&merged_text).map_err(|e| {
+        self.overlaid_with(file).map_err(|e| {
             crate::error::input_error(format!("--config {}: {}", path.display(), e.message().trim()))
         })
+    }
+
+    /// `self` with `settings` (keys as the field names of this struct) laid over it; the same path for a
+    /// --config file and for `train`'s flags, so a setting is read one way wherever it comes from.
+    pub fn overlaid_with(&self, settings: toml::Table) -> Result<TrainConfig, toml::de::Error> {
+        let mut merged = toml::Table::try_from(self).expect("a config has a TOML form");
+        merged.extend(settings);
+        // Re-serialised so that errors point into the user's own text where they can.
+        toml::from_str(&toml::to_string(&merged).expect("a TOML table prints"))
     }
 
     /// The optimizer's settings besides the learning rate.

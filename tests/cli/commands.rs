@@ -10,6 +10,7 @@ fn bad_flags_are_one_line_and_exit_code_2() {
     assert_rejected(&["train", "--nwarp", "0"], "--nwarp");
     assert_rejected(&["train", "--width", "0"], "--width");
     assert_rejected(&["train", "--width", "four"], "--width");
+    assert_rejected(&["train", "--seed", "18446744073709551615"], "--seed"); // above TOML's i64
     assert_rejected(&["train", "--data", "mnist"], "unknown data set 'mnist'");
     assert_rejected(&["train", "--data", "cifar10:"], "cifar10:");
     assert_rejected(&["train", "--batch", "1"], "--batch");
