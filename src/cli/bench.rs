@@ -19,9 +19,10 @@ use super::flags::{parse_device, positive, PrecisionFlag, WarpFlags};
 use crate::base::optimizer::{Sgd, SgdSettings, PAPER_LR};
 use crate::model::config::{INPUT_CHANNELS, INPUT_SIDE};
 use crate::model::warp::PrimalSharing;
-use crate::model::{loss, op_count, DerivativeBn, ModelKind, Net, NetConfig, Variant};
+use crate::model::{op_count, DerivativeBn, ModelKind, Net, NetConfig, Variant};
 use crate::parallel::Devices;
 use crate::precision::{MemoryFormat, Precision};
+use crate::train::step::single_step;
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
@@ -241,14 +242,12 @@ pub fn bench_training_step(config: &NetConfig, args: &BenchArgs, precision: Prec
         let started = Instant::now();
         op_count::reset();
         // The cast of the input belongs to the step, as in training.
-        let loss =
-            loss::cross_entropy(&net.forward(&precision.input_as(&images, memory_format), true), &labels);
-        let forward = phase_end(started);
-        let gradients = sgd.gradients(&loss);
-        let backward = phase_end(started);
-        sgd.step(&gradients, PAPER_LR);
-        let _ = loss.double_value(&[]); // waits for the step on asynchronous devices
-        let total = started.elapsed().as_secs_f64() * 1e3;
+        let input = precision.input_as(&images, memory_format);
+        let mut ends = [0.0; 3]; // ms from the start to the end of each phase
+        single_step(&net, &mut sgd, &input, &labels, PAPER_LR, |phase| {
+            ends[phase as usize] = phase_end(started)
+        });
+        let [forward, backward, total] = ends;
         if i >= args.warmup {
             step_ms.push(total);
             for (phase, ms) in phases.iter_mut().zip([forward, backward - forward, total - backward]) {

@@ -22,11 +22,7 @@ impl Stepper {
     pub fn step(&mut self, net: &Net, images: &Tensor, labels: &Tensor, lr: f64) -> StepResult {
         match self {
             Stepper::Single { sgd, precision } => {
-                let logits = net.forward(&precision.input(images), true);
-                let loss = loss::cross_entropy(&logits, labels);
-                let gradients = sgd.gradients(&loss);
-                sgd.step(&gradients, lr);
-                StepResult { loss: loss.double_value(&[]), correct: loss::correct(&logits, labels) }
+                single_step(net, sgd, &precision.input(images), labels, lr, |_| {})
             }
             Stepper::Parallel(executor) => executor.step(images, labels, lr),
         }
@@ -62,4 +58,38 @@ impl Stepper {
             Stepper::Parallel(executor) => executor.momentum(),
         }
     }
+}
+
+/// The phases of a step on one device, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The forward pass and the loss.
+    Forward,
+    /// The gradients of every parameter.
+    Backward,
+    /// The SGD update, and the wait for its loss on an asynchronous device.
+    Update,
+}
+
+/// One SGD step of `net` on one device at learning rate `lr`: `input` (B, 3, H, W) already in the
+/// step's precision and memory layout, labels (B,). `phase_done` is told as each phase ends (the bench
+/// times them); the loss is the mean cross-entropy of model/loss.rs.
+pub fn single_step(
+    net: &Net,
+    sgd: &mut Sgd,
+    input: &Tensor,
+    labels: &Tensor,
+    lr: f64,
+    mut phase_done: impl FnMut(Phase),
+) -> StepResult {
+    let logits = net.forward(input, true);
+    let loss = loss::cross_entropy(&logits, labels);
+    phase_done(Phase::Forward);
+    let gradients = sgd.gradients(&loss);
+    phase_done(Phase::Backward);
+    sgd.step(&gradients, lr);
+    // Reading the loss waits for the step on asynchronous devices.
+    let result = StepResult { loss: loss.double_value(&[]), correct: loss::correct(&logits, labels) };
+    phase_done(Phase::Update);
+    result
 }
