@@ -57,16 +57,31 @@ pub fn unit_f64(channels: i64) -> (VarStore, ResidualUnit) {
     (vs, unit)
 }
 
+/// The lock of libtorch's one random generator per process, which is also the lock of the machine's
+/// cores for trainings (see [`one_training_at_a_time`]).
+static GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn lock_generator() -> std::sync::MutexGuard<'static, ()> {
+    // A test that failed while holding the lock poisons it; the next test still runs.
+    GENERATOR.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Seeds libtorch's random generator for a test that then draws from it, and keeps other tests of the
 /// same binary from drawing until the returned guard drops. libtorch has one generator per process and
 /// the tests of a binary run on parallel threads: without the lock, their draws interleave and a test's
 /// numbers (weights, directions) depend on timing, so a rare unlucky draw would fail at random.
 pub fn seed_exclusively(seed: i64) -> std::sync::MutexGuard<'static, ()> {
-    static GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    // A test that failed while holding the lock poisons it; the next test still runs from its seed.
-    let guard = GENERATOR.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let guard = lock_generator();
     tch::manual_seed(seed);
     guard
+}
+
+/// Keeps other trainings of the same binary (those under [`seed_exclusively`] too) waiting until the
+/// returned guard drops: a training uses every core through libtorch's threads, and two at once on a
+/// 2-core machine take longer together than one after the other (their thread pools spin against
+/// each other).
+pub fn one_training_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    lock_generator()
 }
 
 /// bf16's unit roundoff: 2^-8 (an 8-bit significand, rounding to nearest).

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use tch::Tensor;
 
+use crate::common;
+
 /// Three epochs of 24 steps (1,536 images, batch 64) of the demo recipe on WRN-7-1, the lr dropping
 /// after the first: long enough to interrupt in the middle, short enough for CI.
 const RUN: [&str; 17] = [
@@ -129,6 +131,7 @@ fn interrupt_mid_epoch(run: &Path, signal: i32) {
 
 #[test]
 fn killed_and_interrupted_runs_resume_to_identical_weights() {
+    let _cores = common::one_training_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let [whole, killed, every, ctrl_c, term] =
         ["whole", "killed", "every", "ctrlc", "sigterm"].map(|name| dir.path().join(name));
@@ -167,6 +170,7 @@ fn killed_and_interrupted_runs_resume_to_identical_weights() {
 
 #[test]
 fn resume_refuses_other_settings_and_missing_checkpoints() {
+    let _cores = common::one_training_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let out = warpnet().args(["train", "--resume", dir.path().to_str().unwrap()]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -181,6 +185,7 @@ fn resume_refuses_other_settings_and_missing_checkpoints() {
 /// weights are never written, and a second run into the same folder cannot overwrite it.
 #[test]
 fn divergence_keeps_the_last_good_checkpoint() {
+    let _cores = common::one_training_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     // The first epoch trains normally; at the milestone the lr jumps by 1e8 and the weights blow up.
@@ -224,6 +229,7 @@ fn divergence_keeps_the_last_good_checkpoint() {
 /// folder free for the same command with a lower learning rate.
 #[test]
 fn divergence_before_the_first_checkpoint_frees_the_folder() {
+    let _cores = common::one_training_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let args = |lr: &'static str| {
@@ -259,6 +265,7 @@ fn files(dir: &Path) -> Vec<String> {
 /// already" and --resume would find no checkpoint. So the corrected command must then train there.
 #[test]
 fn refused_runs_leave_nothing_behind_and_the_folder_takes_the_corrected_run() {
+    let _cores = common::one_training_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let (fresh, empty) = (dir.path().join("fresh"), dir.path().join("empty"));
     std::fs::create_dir(&empty).unwrap();
@@ -300,6 +307,7 @@ fn refused_runs_leave_nothing_behind_and_the_folder_takes_the_corrected_run() {
 /// remain. The default keeps 3, so a flag that were ignored would leave steps 4, 6 and 8.
 #[test]
 fn the_last_n_checkpoints_are_kept() {
+    let _cores = common::one_training_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let mut args = vec!["train", "--preset", "demo", "--limit-train", "128", "--batch", "64"];
@@ -316,6 +324,7 @@ fn the_last_n_checkpoints_are_kept() {
 /// belong to a write in flight and stays, and so does every other file.
 #[test]
 fn resuming_removes_temporaries_of_dead_writers() {
+    let _cores = common::one_training_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let mut args = vec!["train", "--preset", "demo", "--limit-train", "128", "--batch", "64"];
@@ -350,6 +359,7 @@ fn resuming_removes_temporaries_of_dead_writers() {
 /// error, exit code 1, no panic trace, and the checkpoints it wrote intact: the run resumes from them.
 #[test]
 fn a_failed_device_is_one_line_and_the_run_resumes() {
+    let _cores = common::one_training_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let job = [
