@@ -190,6 +190,8 @@ pub struct Measured {
 pub struct StepTraffic {
     /// Bytes sent by every rank, summed (each message once).
     pub bytes: f64,
+    /// Per rank, rank 0 first: the bytes it handed to MPI calls plus the bytes it received from them.
+    pub rank_bytes: Vec<f64>,
     pub messages: f64,
     /// Tensor bytes the layout predicts (headers aside).
     pub predicted_bytes: u64,
@@ -295,42 +297,48 @@ fn start_executors(runs: &[RunSpec], precision: Precision) -> anyhow::Result<(Ve
     Ok((executors, parameter_bytes))
 }
 
-/// The timed rounds: every run's step times in ms, and per run every rank's traffic summed and rank
-/// 0's own (MPI runs only).
+/// The timed rounds: every run's step times in ms, and per run each rank's traffic, rank 0 first (MPI
+/// runs only).
 fn time_rounds(
     runs: &[RunSpec],
     executors: &mut [Executor],
     (images, labels): (&Tensor, &Tensor),
     rounds: usize,
     steps: usize,
-) -> (Vec<Vec<f64>>, Vec<(Traffic, Traffic)>) {
+) -> (Vec<Vec<f64>>, Vec<Vec<Traffic>>) {
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); runs.len()];
-    let mut traffic = vec![(Traffic::default(), Traffic::default()); runs.len()];
+    let mut traffic: Vec<Vec<Traffic>> = vec![Vec::new(); runs.len()];
     for _ in 0..rounds {
         for (r, (executor, times)) in executors.iter_mut().zip(&mut times).enumerate() {
-            let before = runs[r].devices.mpi.then(|| (remote::job_traffic(), Traffic::here()));
+            let before = runs[r].devices.mpi.then(remote::rank_traffic);
             for _ in 0..steps {
                 let started = Instant::now();
                 executor.step(images, labels, PAPER_LR);
                 times.push(started.elapsed().as_secs_f64() * 1e3);
             }
-            if let Some((job, home)) = before {
-                let (home_now, job_now) = (Traffic::here(), remote::job_traffic());
-                traffic[r].0 = traffic[r].0.plus(&job_now.since(&job));
-                traffic[r].1 = traffic[r].1.plus(&home_now.since(&home));
+            if let Some(before) = before {
+                let now = remote::rank_traffic();
+                traffic[r].resize(now.len(), Traffic::default());
+                for ((total, now), before) in traffic[r].iter_mut().zip(&now).zip(&before) {
+                    *total = total.plus(&now.since(before));
+                }
             }
         }
     }
     (times, traffic)
 }
 
-/// Per step: the job's bytes and messages, rank 0's time in MPI calls and its share of the step.
-fn step_traffic((job, home): &(Traffic, Traffic), step_ms: &[f64], predicted_bytes: u64) -> StepTraffic {
+/// Per step: the job's bytes and messages, each rank's bytes, rank 0's time in MPI calls and its share
+/// of the step.
+fn step_traffic(ranks: &[Traffic], step_ms: &[f64], predicted_bytes: u64) -> StepTraffic {
     let timed = step_ms.len() as f64;
+    let home = ranks.first().copied().unwrap_or_default();
+    let job = ranks.iter().fold(Traffic::default(), |sum, rank| sum.plus(rank));
     let home_mpi_ms = 1e3 * (home.wait_s + home.transfer_s) / timed;
     StepTraffic {
         bytes: job.sent_bytes as f64 / timed,
         messages: job.sent_messages as f64 / timed,
+        rank_bytes: ranks.iter().map(|rank| rank.bytes() as f64 / timed).collect(),
         predicted_bytes,
         home_mpi_ms,
         home_mpi_share: home_mpi_ms / (step_ms.iter().sum::<f64>() / timed),

@@ -354,6 +354,19 @@ fn bench_over_ranks(precision: &str, by_hand: f64) {
     let measured = traffic["bytes"].as_f64().unwrap();
     assert!((measured - predicted).abs() <= 0.01 * predicted, "measured {measured} vs predicted {predicted}");
     assert!(stdout.contains("MB moved per step"), "the table shows the traffic:\n{stdout}");
+    // Every message goes between rank 0 and a worker's rank: rank 0 hands over or receives each byte
+    // that another rank receives or hands over (the counts are whole bytes per timed step, so equal up
+    // to the division's rounding).
+    let rank_bytes: Vec<f64> =
+        traffic["rank_bytes"].as_array().unwrap().iter().map(|b| b.as_f64().unwrap()).collect();
+    assert_eq!(rank_bytes.len(), 3, "one figure per rank: {traffic}");
+    let others: f64 = rank_bytes[1..].iter().sum();
+    assert!(
+        (rank_bytes[0] - others).abs() <= 1e-9 * others,
+        "rank 0 {} vs the others {others}",
+        rank_bytes[0]
+    );
+    assert!((rank_bytes[0] - measured).abs() <= 1e-9 * measured, "rank 0 is one end of every message");
     if precision == "fp32" {
         assert!(stdout.contains("MPI link to rank 1, measured: "), "{stdout}");
         let predicted_ms = over_ranks["predicted_ms"].as_f64().unwrap();

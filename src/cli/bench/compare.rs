@@ -120,8 +120,9 @@ fn comparison_table(measured: &[Measured]) -> Table {
 }
 
 /// Columns of runs over MPI ranks (parallel/mpi/stats.rs, volume.rs).
-const TRAFFIC_COLUMNS: [&str; 5] = [
+const TRAFFIC_COLUMNS: [&str; 6] = [
     "MB moved per step",
+    "MB per rank per step (sent + received)",
     "MB predicted (tensors)",
     "messages per step",
     "rank 0 ms in MPI per step",
@@ -133,6 +134,7 @@ fn traffic_cells(traffic: Option<&StepTraffic>) -> Vec<String> {
         None => vec!["-".into(); TRAFFIC_COLUMNS.len()],
         Some(t) => vec![
             format!("{:.3}", t.bytes / 1e6),
+            t.rank_bytes.iter().map(|b| format!("{:.3}", b / 1e6)).collect::<Vec<_>>().join(" / "),
             format!("{:.3}", t.predicted_bytes as f64 / 1e6),
             format!("{:.0}", t.messages),
             format!("{:.1}", t.home_mpi_ms),

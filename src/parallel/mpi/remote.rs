@@ -120,17 +120,14 @@ pub fn shutdown_all() {
     }
 }
 
-/// The traffic of every rank of the job so far, summed.
-pub fn job_traffic() -> Traffic {
-    let mut total = Traffic::here();
-    for rank in 1..super::ranks().unwrap_or(1) {
+/// The traffic of every rank of the job so far, rank 0 first.
+pub fn rank_traffic() -> Vec<Traffic> {
+    let others = (1..super::ranks().unwrap_or(1)).map(|rank| {
         post(rank, &request(Request::Traffic, 0), Count::Aside);
         let bytes = transport::receive(rank, TAG_TRAFFIC, super::timeout(), Count::Aside);
-        let theirs: Traffic =
-            serial::from_bytes(&bytes).unwrap_or_else(|e| transport::fail(rank, &format!("{e:#}")));
-        total = total.plus(&theirs);
-    }
-    total
+        serial::from_bytes(&bytes).unwrap_or_else(|e| transport::fail(rank, &format!("{e:#}")))
+    });
+    std::iter::once(Traffic::here()).chain(others).collect()
 }
 
 /// Milliseconds for `bytes` to go to rank `rank` and come back, the median of `repeats` round trips
@@ -167,7 +164,7 @@ pub fn serve(build: Builder) {
     }
     let mut devices: HashMap<(usize, usize), Box<dyn Served>> = HashMap::new();
     loop {
-        let Some((from, bytes)) = transport::receive_any(TAG_REQUEST, super::timeout()) else {
+        let Some((from, bytes)) = transport::receive_any(TAG_REQUEST, super::timeout(), request_count) else {
             transport::fail(0, "sent nothing, not even its heartbeat,")
         };
         if let Err(e) = handle(&mut devices, build, from, &bytes) {
@@ -176,6 +173,15 @@ pub fn serve(build: Builder) {
         if matches!(serial::take::<(Request, usize)>(&bytes), Ok(((Request::Shutdown, _), _))) {
             return;
         }
+    }
+}
+
+/// Whether a request is the job's work (counted in the traffic, as its sender counts it) or
+/// book-keeping.
+fn request_count(bytes: &[u8]) -> Count {
+    match serial::take::<(Request, usize)>(bytes) {
+        Ok(((Request::Start | Request::Command | Request::Close, _), _)) => Count::Work,
+        _ => Count::Aside,
     }
 }
 

@@ -48,6 +48,11 @@ impl Traffic {
         }
     }
 
+    /// The bytes this rank handed to MPI calls plus the bytes it received from them.
+    pub fn bytes(&self) -> u64 {
+        self.sent_bytes + self.received_bytes
+    }
+
     /// Field by field sum (the job's traffic from every rank's).
     pub fn plus(&self, other: &Traffic) -> Traffic {
         Traffic {

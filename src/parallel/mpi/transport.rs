@@ -105,11 +105,17 @@ pub fn receive(from: usize, tag: Tag, timeout: Duration, count: Count) -> Vec<u8
 }
 
 /// The next message with `tag` from any rank, and its sender; `None` if none comes within `timeout`.
-pub fn receive_any(tag: Tag, timeout: Duration) -> Option<(usize, Vec<u8>)> {
+/// `count` tells from the message whether it is the job's work.
+pub fn receive_any(tag: Tag, timeout: Duration, count: fn(&[u8]) -> Count) -> Option<(usize, Vec<u8>)> {
     let world = world();
     let any = world.any_process();
+    let started = Instant::now();
     let probed = poll(timeout, || any.immediate_matched_probe_with_tag(tag))?;
+    let arrived = Instant::now();
     let (bytes, status) = probed.matched_receive_vec::<u8>();
+    if count(&bytes) == Count::Work {
+        stats::received(bytes.len(), arrived - started, arrived.elapsed());
+    }
     Some((status.source_rank() as usize, bytes))
 }
 
