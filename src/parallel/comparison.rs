@@ -21,6 +21,7 @@ use tch::Tensor;
 
 use super::executor::{Executor, Plan};
 use super::memory::{self, DeviceMemory};
+use super::mpi::algorithms::AllReduce;
 use super::mpi::remote;
 use super::mpi::stats::Traffic;
 use super::volume;
@@ -190,8 +191,16 @@ pub struct Measured {
 pub struct StepTraffic {
     /// Bytes sent by every rank, summed (each message once).
     pub bytes: f64,
-    /// Per rank, rank 0 first: the bytes it handed to MPI calls plus the bytes it received from them.
+    /// Per rank, rank 0 first: the bytes it handed to MPI calls plus the bytes it received from them
+    /// (a collective's buffer once per call each way).
     pub rank_bytes: Vec<f64>,
+    /// Per rank: the bytes in and out of it on the wire, by the count of the algorithms MPI runs
+    /// (parallel/mpi/algorithms.rs; a message's own bytes).
+    pub rank_wire_bytes: Vec<f64>,
+    /// Per rank: milliseconds its threads spent in MPI calls.
+    pub rank_mpi_ms: Vec<f64>,
+    /// The algorithm of the replicas' gradient all-reduce, when there are several replicas.
+    pub all_reduce: Option<&'static str>,
     pub messages: f64,
     /// Tensor bytes the layout predicts (headers aside).
     pub predicted_bytes: u64,
@@ -248,7 +257,9 @@ pub fn measure(
                     &workers,
                     parameter_bytes[r],
                 );
-                step_traffic(&traffic[r], &step_ms, predicted_bytes)
+                let all_reduce = (executor.plan.replicas > 1)
+                    .then(|| AllReduce::chosen(executor.plan.replicas, parameter_bytes[r]).name());
+                step_traffic(&traffic[r], &step_ms, predicted_bytes, all_reduce)
             });
             Measured {
                 method: run.config.label(),
@@ -330,15 +341,23 @@ fn time_rounds(
 
 /// Per step: the job's bytes and messages, each rank's bytes, rank 0's time in MPI calls and its share
 /// of the step.
-fn step_traffic(ranks: &[Traffic], step_ms: &[f64], predicted_bytes: u64) -> StepTraffic {
+fn step_traffic(
+    ranks: &[Traffic],
+    step_ms: &[f64],
+    predicted_bytes: u64,
+    all_reduce: Option<&'static str>,
+) -> StepTraffic {
     let timed = step_ms.len() as f64;
     let home = ranks.first().copied().unwrap_or_default();
     let job = ranks.iter().fold(Traffic::default(), |sum, rank| sum.plus(rank));
-    let home_mpi_ms = 1e3 * (home.wait_s + home.transfer_s) / timed;
+    let home_mpi_ms = 1e3 * home.mpi_s() / timed;
     StepTraffic {
         bytes: job.sent_bytes as f64 / timed,
         messages: job.sent_messages as f64 / timed,
         rank_bytes: ranks.iter().map(|rank| rank.bytes() as f64 / timed).collect(),
+        rank_wire_bytes: ranks.iter().map(|rank| rank.wire_bytes as f64 / timed).collect(),
+        rank_mpi_ms: ranks.iter().map(|rank| 1e3 * rank.mpi_s() / timed).collect(),
+        all_reduce,
         predicted_bytes,
         home_mpi_ms,
         home_mpi_share: home_mpi_ms / (step_ms.iter().sum::<f64>() / timed),

@@ -4,7 +4,8 @@
 //! (libtorch intra-op threads = cores / N, at least 1), so that N terms really run at the same time.
 //! `cuda:0,cuda:1,...`: one worker per GPU; `cuda` alone is `cuda:0`. The same code path serves both:
 //! tensors move between devices with `to_device`, which is free between CPU workers.
-//! `mpi` (under `mpirun -np N`): N workers, worker i on MPI rank i, on that rank's CPU (parallel/mpi/).
+//! `mpi` (under `mpirun -np N`): N workers, worker i on MPI rank i, on that rank's device: its local
+//! GPU where the host has GPUs, else its CPU (parallel/mpi/).
 
 use std::fmt;
 use std::str::FromStr;
@@ -71,7 +72,8 @@ impl FromStr for Devices {
             // Outside an MPI job (reading an MPI run's config to evaluate it) there are no workers;
             // an executor asked for them says why (`Plan::new`).
             let ranks = super::mpi::ranks().unwrap_or(0);
-            return Ok(Devices { workers: vec![Device::Cpu; ranks], mpi: true });
+            // Rank 0's view: each other rank puts what it hosts on its own device (parallel/hosted.rs).
+            return Ok(Devices { workers: vec![super::mpi::local_device(); ranks], mpi: true });
         }
         if text == "cpu" {
             return Ok(Devices::cpu(1));

@@ -15,6 +15,7 @@ use tch::{Device, Tensor};
 
 use super::device::{Devices, Place};
 use super::memory::DeviceMemory;
+use super::mpi::Members;
 use super::placement::Placement;
 use super::replica::{self, Layout, Replica};
 use crate::base::named::{accumulate, deep_copy, Named, Snapshot};
@@ -72,6 +73,9 @@ pub struct Executor {
     /// The layout `precision` prefers on the first worker's device (the images are on the CPU).
     memory_format: MemoryFormat,
     first_device: Device,
+    /// Whether each replica takes the whole step itself (`Command::Step`: one replica, or replicas
+    /// that all-reduce their gradients over MPI), or the coordinator sums their gradients.
+    whole_steps: bool,
 }
 
 impl Executor {
@@ -97,6 +101,11 @@ impl Executor {
         // that rank's term worker, taking turns. Devices of a given size: that size.
         let home_threads =
             if devices.mpi || plan.threads.is_some() { threads } else { (cores / plan.replicas).max(1) };
+        // Over MPI ranks the replicas sum their gradients among themselves (an all-reduce over their
+        // homes); in one process the coordinator sums them (shared memory, nothing on a wire).
+        let homes: Vec<usize> =
+            (0..plan.replicas).map(|r| devices.place(r * plan.workers_per_replica).rank).collect();
+        let peers = (devices.mpi && plan.replicas > 1).then(|| Members::new(homes));
         let replicas = (0..plan.replicas)
             .map(|r| {
                 let first = r * plan.workers_per_replica;
@@ -113,12 +122,14 @@ impl Executor {
                         threads_per_worker: threads,
                     },
                 };
-                Replica::spawn(config.clone(), layout, initial.deep_copy(), sgd, home.rank)
+                let at = (home.rank, peers.clone());
+                Replica::spawn(config.clone(), layout, initial.deep_copy(), sgd, at)
             })
             .collect();
+        let whole_steps = peers.is_some() || plan.replicas == 1;
         let first_device = devices.workers.first().copied().unwrap_or(Device::Cpu);
         let memory_format = Precision::Fp32.memory_format(first_device);
-        Ok(Executor { replicas, plan, precision: Precision::Fp32, memory_format, first_device })
+        Ok(Executor { replicas, plan, precision: Precision::Fp32, memory_format, first_device, whole_steps })
     }
 
     /// The same executor computing its steps in `precision` (fp32 until this is called).
@@ -138,7 +149,22 @@ impl Executor {
         for ((replica, images), labels) in self.replicas.iter().zip(image_shards).zip(label_shards) {
             // Each shard's mean loss weighted by its share: the gradients sum to those of the batch mean.
             let scale = labels.size()[0] as f64 / batch as f64;
-            replica.send(replica::Command::Gradients { images, labels, scale, measure: false });
+            replica.send(match self.whole_steps {
+                true => replica::Command::Step { images, labels, scale, lr },
+                false => replica::Command::Gradients { images, labels, scale, measure: false },
+            });
+        }
+        if self.whole_steps {
+            let (mut loss_sum, mut correct) = (0.0, 0);
+            for replica in &self.replicas {
+                match replica.receive() {
+                    replica::Reply::Stepped { loss_sum: l, correct: c } => {
+                        (loss_sum, correct) = (loss_sum + l, correct + c)
+                    }
+                    _ => unreachable!("stepped reply"),
+                }
+            }
+            return StepResult { loss: loss_sum / batch as f64, correct };
         }
         let (mut loss_sum, mut correct, mut gradients) = (0.0, 0, Named::new());
         for replica in &self.replicas {

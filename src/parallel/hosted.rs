@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::mpi::remote::{self, Remote, Served};
+use super::mpi::Members;
 use super::replica::{self, Layout, Replica};
 use super::worker::{self, Worker, WorkerSpec};
 use crate::base::named::{Named, Snapshot};
@@ -20,6 +21,8 @@ pub struct ReplicaStart {
     #[serde(with = "serial::snapshot")]
     pub initial: Snapshot,
     pub sgd: SgdSettings,
+    /// The homes of every replica, when the replicas sum their gradients over MPI.
+    pub peers: Option<Members>,
 }
 
 /// What a serving rank is asked to build.
@@ -57,22 +60,29 @@ pub fn serve() {
     remote::serve(build)
 }
 
-/// The device a start message asks for, with this rank's cores whatever the sender's host has.
+/// The device a start message asks for, on this rank's device and with its cores, whatever the
+/// sender's host has.
 fn build(message: &[u8]) -> anyhow::Result<Box<dyn Served>> {
-    let threads = super::mpi::threads_per_rank();
+    let (threads, device, rank) =
+        (super::mpi::threads_per_rank(), super::mpi::local_device(), super::mpi::rank());
     Ok(match serial::from_bytes::<Start>(message)? {
         Start::Worker(mut spec, initial, momentum) => {
             spec.threads = threads;
+            spec.place.device = device;
+            // Its home is on another rank: the replies leave through host memory.
+            spec.home = tch::Device::Cpu;
             Box::new(Worker::spawn(spec, initial.0, momentum.0))
         }
         Start::Replica(mut start) => {
             match &mut start.layout {
-                Layout::Whole { threads: t, .. } => *t = threads,
-                Layout::Split { threads: t, threads_per_worker, .. } => {
-                    (*t, *threads_per_worker) = (threads, threads)
+                Layout::Whole { threads: t, device: d } => (*t, *d) = (threads, device),
+                Layout::Split { threads: t, threads_per_worker, home, workers, .. } => {
+                    (*t, *threads_per_worker, *home) = (threads, threads, device);
+                    workers.iter_mut().filter(|w| w.rank == rank).for_each(|w| w.device = device);
                 }
             }
-            Box::new(Replica::spawn(start.config, start.layout, start.initial, start.sgd, super::mpi::rank()))
+            let at = (super::mpi::rank(), start.peers);
+            Box::new(Replica::spawn(start.config, start.layout, start.initial, start.sgd, at))
         }
     })
 }

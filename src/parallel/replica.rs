@@ -5,12 +5,14 @@
 
 mod split;
 
-use tch::{nn::VarStore, Device, Tensor};
+use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use super::actor::{Actor, Link};
 use super::device::name;
 use super::device::Place;
 use super::memory::{heap_in_use, measurable, variable_bytes, DeviceMemory};
+use super::mpi::collective::Group;
+use super::mpi::Members;
 use super::placement::Placement;
 use super::worker;
 use serde::{Deserialize, Serialize};
@@ -54,6 +56,16 @@ pub enum Command {
         scale: f64,
         measure: bool,
     },
+    /// A whole step: the gradients of `scale` x (mean cross-entropy over this shard), summed with the
+    /// other replicas' over MPI when the replica has peers, then the SGD step; replies `Reply::Stepped`.
+    Step {
+        #[serde(with = "serial::tensor")]
+        images: Tensor,
+        #[serde(with = "serial::tensor")]
+        labels: Tensor,
+        scale: f64,
+        lr: f64,
+    },
     /// One SGD step with the final gradients (all names); replies `Reply::Done`.
     Apply {
         #[serde(with = "serial::named")]
@@ -86,6 +98,11 @@ pub enum Reply {
     Variables(#[serde(with = "serial::named")] Named),
     PerWorker(#[serde(with = "serial::named_list")] Vec<Named>),
     Busy(Vec<(String, f64)>),
+    /// A step taken: the shard's loss summed over its images and its images classified correctly.
+    Stepped {
+        loss_sum: f64,
+        correct: i64,
+    },
     Done,
 }
 
@@ -94,23 +111,26 @@ pub struct Replica {
     link: Link<Command, Reply>,
 }
 
-/// What lives on a replica's thread: its network and the time it spent handling commands.
+/// What lives on a replica's thread: its network, the group of replicas it sums its gradients with
+/// (over MPI ranks), and the time it spent handling commands.
 struct Running {
     state: State,
+    peers: Option<Group>,
     busy: std::time::Duration,
 }
 
 impl Replica {
-    /// Starts the replica on MPI rank `rank` (a thread of this process when that is this rank).
+    /// Starts the replica on MPI rank `rank` (a thread of this process when that is this rank). With
+    /// `peers`, the ranks of every replica's home: its `Step`s sum the gradients with theirs.
     pub fn spawn(
         config: NetConfig,
         layout: Layout,
         initial: Snapshot,
         sgd: SgdSettings,
-        rank: usize,
+        (rank, peers): (usize, Option<Members>),
     ) -> Self {
         if rank != super::mpi::rank() {
-            let start = super::hosted::ReplicaStart { config, layout, initial, sgd };
+            let start = super::hosted::ReplicaStart { config, layout, initial, sgd, peers };
             return Replica { link: Box::new(super::hosted::replica(rank, &start)) };
         }
         let name = match &layout {
@@ -129,10 +149,12 @@ impl Replica {
                     State::Split(SplitReplica::new(&config, home, &placement, &devices, &initial, sgd))
                 }
             };
-            Running { state, busy: std::time::Duration::ZERO }
+            let peers = peers.as_ref().map(Group::new);
+            Running { state, peers, busy: std::time::Duration::ZERO }
         };
         let handle = |running: &mut Running, command: Command| match command {
             Command::Busy => Reply::Busy(running.state.busy(std::mem::take(&mut running.busy))),
+            Command::Step { images, labels, scale, lr } => running.step(images, labels, scale, lr),
             command => {
                 let started = std::time::Instant::now();
                 let reply = running.state.handle(command);
@@ -149,6 +171,45 @@ impl Replica {
 
     pub fn receive(&self) -> Reply {
         self.link.receive()
+    }
+}
+
+impl Running {
+    /// Gradients, their sum over the peers (the time in the all-reduce is not the replica's work), the
+    /// SGD step.
+    fn step(&mut self, images: Tensor, labels: Tensor, scale: f64, lr: f64) -> Reply {
+        let started = std::time::Instant::now();
+        let Reply::Gradients { loss_sum, correct, mut gradients, .. } =
+            self.state.handle(Command::Gradients { images, labels, scale, measure: false })
+        else {
+            unreachable!("gradients reply")
+        };
+        let mut summing = std::time::Duration::ZERO;
+        if let Some(peers) = &self.peers {
+            let summed_at = std::time::Instant::now();
+            sum_over(peers, &mut gradients);
+            summing = summed_at.elapsed();
+        }
+        self.state.handle(Command::Apply { gradients, lr });
+        self.busy += started.elapsed().saturating_sub(summing);
+        Reply::Stepped { loss_sum, correct }
+    }
+}
+
+/// Replaces every gradient by its sum over `peers`: one all-reduce of all of them, flattened in name
+/// order (the same on every replica) into float32 on the host (from a GPU too: staged through host
+/// memory, as the MPI library this project is tested with is not CUDA-aware).
+fn sum_over(peers: &Group, gradients: &mut Named) {
+    let flat: Vec<Tensor> =
+        gradients.values().map(|g| g.to_device(Device::Cpu).to_kind(Kind::Float).reshape([-1])).collect();
+    let mut values = Vec::<f32>::try_from(Tensor::cat(&flat, 0)).expect("float32 gradients");
+    peers.all_reduce_sum(&mut values, "the all-reduce of the replicas' gradients");
+    let mut offset = 0;
+    for g in gradients.values_mut() {
+        let n = g.numel();
+        let summed = Tensor::from_slice(&values[offset..offset + n]);
+        *g = summed.reshape(g.size()).to_kind(g.kind()).to_device(g.device());
+        offset += n;
     }
 }
 
@@ -178,7 +239,7 @@ impl State {
             (State::Split(r), Command::WorkerVariables) => Reply::PerWorker(r.worker_variables()),
             (State::Whole(r), Command::Momentum) => Reply::Variables(r.sgd.momentum(Device::Cpu)),
             (State::Split(r), Command::Momentum) => Reply::Variables(r.momentum()),
-            (_, Command::Busy) => unreachable!("answered by the replica's loop"),
+            (_, Command::Busy | Command::Step { .. }) => unreachable!("answered by the replica's loop"),
         }
     }
 

@@ -14,8 +14,9 @@
 //! kind they are computed in), plus its parameters' gradients twice (to the home, and the summed ones
 //! back with the step): 2 x 4 bytes x (parameters the worker holds; fp32 master gradients in either
 //! precision). A data-parallel replica on another rank receives its images (B x 3 x 32 x 32, A bytes
-//! each) and labels (B int64), and sends and receives every parameter's gradient: 2 x 4 bytes x (all
-//! parameters).
+//! each) and labels (B int64); with two replicas or more, every replica's home hands all its gradients
+//! to MPI's all-reduce: 4 bytes x (all parameters) per replica, counted once, as sent (what the
+//! all-reduce's algorithm moves on the wire: parallel/mpi/algorithms.rs).
 //!
 //! A term split by batch (parallel/placement/shares.rs) adds its ReLU mask rows in every forward: B_piece x C x H
 //! x W booleans (one byte each) per warp layer, from the rank of F_j to the home and from the home to
@@ -55,8 +56,10 @@ pub fn tensor_bytes_per_step(
         let first = r * plan.workers_per_replica;
         let home = devices.place(first).rank;
         if home != 0 {
-            total +=
-                share * (3 * IMAGE_SIDE * IMAGE_SIDE * activation_bytes + LABEL) + 2 * all_parameter_bytes;
+            total += share * (3 * IMAGE_SIDE * IMAGE_SIDE * activation_bytes + LABEL);
+        }
+        if replicas > 1 {
+            total += all_parameter_bytes;
         }
         if plan.placement.is_none() {
             continue;

@@ -4,6 +4,7 @@
 //! One test binary per area (each links libtorch once); each module is one former test file.
 
 mod mpi;
+mod mpi_collectives;
 mod mpi_wire;
 mod parallel_executor;
 mod placement;

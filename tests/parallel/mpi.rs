@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use tch::Tensor;
 
-const BIN: &str = env!("CARGO_BIN_EXE_warpnet");
+pub(super) const BIN: &str = env!("CARGO_BIN_EXE_warpnet");
 const TOLERANCE: f64 = 2e-4;
 const ABSOLUTE: f64 = 1e-6;
 
@@ -53,13 +53,13 @@ const SMALL_JOB: &[&str] = &[
 ];
 
 /// `mpirun -np N` of warpnet with `args`: as root (this machine's CI), more ranks than cores allowed.
-fn mpirun(ranks: usize, args: &[&str]) -> Command {
+pub(super) fn mpirun(ranks: usize, args: &[&str]) -> Command {
     let mut command = Command::new("mpirun");
     command.args(["--allow-run-as-root", "--oversubscribe", "-np", &ranks.to_string(), BIN]).args(args);
     command
 }
 
-fn run(command: &mut Command) -> Output {
+pub(super) fn run(command: &mut Command) -> Output {
     let output = command.output().expect("mpirun runs (scripts/setup.sh installs OpenMPI)");
     assert!(
         output.status.success(),
@@ -71,14 +71,14 @@ fn run(command: &mut Command) -> Output {
 }
 
 /// `SMALL_JOB` for `iters` steps with `extra` flags into `out`.
-fn job(out: &Path, iters: usize, extra: &[&str]) -> Vec<String> {
+pub(super) fn job(out: &Path, iters: usize, extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = SMALL_JOB.iter().chain(extra).map(|s| s.to_string()).collect();
     args.extend(["--iters".into(), iters.to_string(), "--out".into(), out.display().to_string()]);
     args
 }
 
 /// One training step.
-fn one_step(out: &Path, extra: &[&str]) -> Vec<String> {
+pub(super) fn one_step(out: &Path, extra: &[&str]) -> Vec<String> {
     job(out, 1, extra)
 }
 
@@ -94,7 +94,7 @@ fn train_loss(run: &Path) -> f64 {
     line["train_loss"].as_f64().unwrap()
 }
 
-fn assert_same_step(got: &Path, expected: &Path) {
+pub(super) fn assert_same_step(got: &Path, expected: &Path) {
     let (a, b) = (train_loss(got), train_loss(expected));
     assert!((a - b).abs() <= TOLERANCE * b.abs(), "loss {a} over ranks vs {b} in one process");
     let (got, expected) = (weights(got), weights(expected));
@@ -132,28 +132,6 @@ fn split_term_over_ranks_step_equals_one_device() {
 #[test]
 fn three_ranks_model_parallel_step_equals_one_device() {
     model_parallel_matches_one_device(3, "[F1],[F2],[F2'x1]");
-}
-
-/// Data parallelism (2 whole replicas) and the hybrid (2 replicas of 2 ranks each) over ranks equal the
-/// same layouts on threads of one process (whose equality with the single-device step, BatchNorm
-/// statistics per replica, tests/parallel/parallel_executor.rs proves).
-#[test]
-fn data_parallel_and_hybrid_over_ranks_equal_threads() {
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    for (ranks, placement) in [(2, None), (4, Some("[F1,F2'x1],[F2]"))] {
-        let mut flags = vec!["--devices".to_string(), "mpi".into()];
-        flags.extend(placement.map(|p| ["--placement".to_string(), p.to_string()]).into_iter().flatten());
-        let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
-        let over_ranks = dir.join(format!("mpi-{ranks}"));
-        run(mpirun(ranks, &[]).args(one_step(&over_ranks, &flag_refs)));
-        let threads = dir.join(format!("threads-{ranks}"));
-        let devices = format!("cpu:{ranks}");
-        let mut thread_flags = vec!["--devices", devices.as_str()];
-        thread_flags.extend(placement.iter().flat_map(|p| ["--placement", p]));
-        run(Command::new(BIN).args(one_step(&threads, &thread_flags)));
-        assert_same_step(&over_ranks, &threads);
-    }
 }
 
 /// PIDs of the processes whose command line mentions `marker` and whose MPI rank is `rank`.
@@ -204,7 +182,7 @@ fn signal_rank(rank: usize, signal: i32, timeout_s: &str) -> (Option<i32>, Strin
 }
 
 /// The newest checkpoint of a stopped run still evaluates.
-fn last_checkpoint_evaluates(run: &Path) {
+pub(super) fn last_checkpoint_evaluates(run: &Path) {
     let mut weights: Vec<PathBuf> = std::fs::read_dir(run.join("checkpoints"))
         .unwrap()
         .map(|e| e.unwrap().path())

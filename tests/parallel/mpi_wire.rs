@@ -163,7 +163,7 @@ fn replica_commands_replies_and_starts_round_trip() {
     let variables = named();
     let initial = Snapshot { variables: named_copy(&variables), momentum: Named::new() };
     let sgd = SgdSettings::PAPER;
-    let start = round_trip(&ReplicaStart { config: config.clone(), layout, initial, sgd });
+    let start = round_trip(&ReplicaStart { config: config.clone(), layout, initial, sgd, peers: None });
     assert_eq!(start.config, config);
     assert_same_named(&start.initial.variables, &variables);
     assert!(start.initial.momentum.is_empty());

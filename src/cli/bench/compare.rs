@@ -120,24 +120,31 @@ fn comparison_table(measured: &[Measured]) -> Table {
 }
 
 /// Columns of runs over MPI ranks (parallel/mpi/stats.rs, volume.rs).
-const TRAFFIC_COLUMNS: [&str; 6] = [
+const TRAFFIC_COLUMNS: [&str; 7] = [
     "MB moved per step",
     "MB per rank per step (sent + received)",
+    "MB per rank on the wire (by the algorithm)",
+    "ms in MPI per rank per step",
     "MB predicted (tensors)",
     "messages per step",
-    "rank 0 ms in MPI per step",
     "rank 0 MPI share",
 ];
+
+/// One figure per rank, scaled, rank 0 first: "1.085 / 0.888 / ...".
+fn per_rank(figures: &[f64], scale: f64, decimals: usize) -> String {
+    figures.iter().map(|f| format!("{:.decimals$}", f * scale)).collect::<Vec<_>>().join(" / ")
+}
 
 fn traffic_cells(traffic: Option<&StepTraffic>) -> Vec<String> {
     match traffic {
         None => vec!["-".into(); TRAFFIC_COLUMNS.len()],
         Some(t) => vec![
             format!("{:.3}", t.bytes / 1e6),
-            t.rank_bytes.iter().map(|b| format!("{:.3}", b / 1e6)).collect::<Vec<_>>().join(" / "),
+            per_rank(&t.rank_bytes, 1e-6, 3),
+            per_rank(&t.rank_wire_bytes, 1e-6, 3),
+            per_rank(&t.rank_mpi_ms, 1.0, 1),
             format!("{:.3}", t.predicted_bytes as f64 / 1e6),
             format!("{:.0}", t.messages),
-            format!("{:.1}", t.home_mpi_ms),
             format!("{:.0}%", 100.0 * t.home_mpi_share),
         ],
     }

@@ -7,19 +7,40 @@
 //! warp layer over ranks does what it does over threads: the home sends x1 to every worker (the
 //! broadcast), each evaluates its terms, the home adds their sums (the reduce); backward sends the
 //! upstream gradient and adds the workers' dL/dx1; the gradients of units held by several ranks are
-//! summed at the home and the sum sent back with the step (an all-reduce through the home).
+//! summed at the home and the sum sent back with the step. Data-parallel replicas on several ranks sum
+//! their gradients among themselves with MPI's all-reduce over the group of their homes
+//! ([`collective`]), so that no rank's bytes grow with the number of replicas.
 //!
 //! Rank 0 runs the command as usual: stem, head, data, checkpoints, logs. Every other rank serves
 //! ([`remote::serve`]): it builds the workers or replicas rank 0 asks for and answers their commands,
 //! until rank 0 is done. Before any work, the ranks compare their binary and configuration
 //! ([`session`]). Every wait is bounded by `--mpi-timeout` (`transport.rs`).
 
+pub mod algorithms;
 pub mod remote;
 pub mod session;
 pub mod stats;
 
 #[cfg(feature = "mpi")]
+pub mod collective;
+#[cfg(feature = "mpi")]
 mod transport;
+
+/// Without MPI no group can be made (`--devices mpi` is refused), so nothing reaches this.
+#[cfg(not(feature = "mpi"))]
+pub mod collective {
+    pub struct Group;
+
+    impl Group {
+        pub fn new(_members: &super::Members) -> Group {
+            unreachable!("no MPI rank exists in a build without MPI")
+        }
+
+        pub fn all_reduce_sum(&self, _values: &mut [f32], _what: &str) {
+            unreachable!("no MPI rank exists in a build without MPI")
+        }
+    }
+}
 
 /// Without MPI nothing can name a rank (`--devices mpi` is refused), so nothing reaches these.
 #[cfg(not(feature = "mpi"))]
@@ -59,8 +80,27 @@ mod transport {
     }
 }
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The ranks of a collective group (parallel/mpi/collective.rs), in the group's order, and the id that
+/// tells it from the job's other groups: chosen by rank 0, the same on every member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Members {
+    pub id: u32,
+    pub ranks: Vec<usize>,
+}
+
+static NEXT_GROUP: AtomicU32 = AtomicU32::new(0);
+
+impl Members {
+    /// A new group of `ranks` (called on rank 0, which numbers every group of the job).
+    pub fn new(ranks: Vec<usize>) -> Members {
+        Members { id: NEXT_GROUP.fetch_add(1, Ordering::Relaxed), ranks }
+    }
+}
 
 /// Exit code of a job stopped because a rank died or went silent.
 pub const EXIT_RANK_FAILED: i32 = 3;
@@ -97,6 +137,24 @@ pub fn ranks() -> Result<usize, String> {
     }
     session::running()
         .ok_or_else(|| "'mpi': not started by an MPI launcher (mpirun -np N warpnet ...)".into())
+}
+
+/// This rank's position among the ranks of its host (OpenMPI's, then MPICH's variable; 0 without).
+fn local_rank() -> usize {
+    ["OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.parse::<usize>().ok())
+        .unwrap_or(0)
+}
+
+/// The device this rank computes on: on a host with GPUs, local rank i takes GPU i (round robin when
+/// the host has more ranks than GPUs); elsewhere the CPU. Tensors between ranks leave and arrive
+/// through host memory (base/serial.rs; the gradients' all-reduce stages them too).
+pub fn local_device() -> tch::Device {
+    match tch::Cuda::device_count() as usize {
+        0 => tch::Device::Cpu,
+        gpus => tch::Device::Cuda(local_rank() % gpus),
+    }
 }
 
 /// libtorch threads for one rank: the host's cores shared among the ranks on that host.

@@ -1,6 +1,12 @@
 //! What this rank's messages cost: bytes and messages sent and received, and the time spent in MPI,
-//! split into waiting (polling until the other rank's message arrives: mostly the other rank computing)
-//! and transfer (moving the bytes once they are there). Counted by `transport.rs`, read by the bench.
+//! split into waiting (polling until the other rank's message arrives: mostly the other rank computing),
+//! transfer (moving the bytes once they are there) and collectives (from the call to its completion:
+//! both at once). Counted by `transport.rs` and `collective.rs`, read by the bench.
+//!
+//! Bytes are counted as the application sees them: a message's once at each end, a collective's buffer
+//! once per call as handed over and once as received. Beside them, the wire bytes: what the algorithm
+//! MPI runs moves in and out of this rank (for a message, its bytes; for a collective, its
+//! algorithm's share for this rank, `algorithms.rs`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -12,6 +18,8 @@ static SENT_MESSAGES: AtomicU64 = AtomicU64::new(0);
 static RECEIVED_BYTES: AtomicU64 = AtomicU64::new(0);
 static WAIT_NS: AtomicU64 = AtomicU64::new(0);
 static TRANSFER_NS: AtomicU64 = AtomicU64::new(0);
+static COLLECTIVE_NS: AtomicU64 = AtomicU64::new(0);
+static WIRE_BYTES: AtomicU64 = AtomicU64::new(0);
 
 /// Counters of one rank since it started (or the sum over ranks).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -23,6 +31,10 @@ pub struct Traffic {
     pub wait_s: f64,
     /// Seconds moving messages (sends until taken, receives once arrived).
     pub transfer_s: f64,
+    /// Seconds in collectives, from the call until it completed here.
+    pub collective_s: f64,
+    /// Bytes in and out of this rank on the wire, by the algorithms' count (see the file's header).
+    pub wire_bytes: u64,
 }
 
 impl Traffic {
@@ -34,6 +46,8 @@ impl Traffic {
             received_bytes: RECEIVED_BYTES.load(Ordering::Relaxed),
             wait_s: WAIT_NS.load(Ordering::Relaxed) as f64 * 1e-9,
             transfer_s: TRANSFER_NS.load(Ordering::Relaxed) as f64 * 1e-9,
+            collective_s: COLLECTIVE_NS.load(Ordering::Relaxed) as f64 * 1e-9,
+            wire_bytes: WIRE_BYTES.load(Ordering::Relaxed),
         }
     }
 
@@ -45,12 +59,19 @@ impl Traffic {
             received_bytes: self.received_bytes - earlier.received_bytes,
             wait_s: self.wait_s - earlier.wait_s,
             transfer_s: self.transfer_s - earlier.transfer_s,
+            collective_s: self.collective_s - earlier.collective_s,
+            wire_bytes: self.wire_bytes - earlier.wire_bytes,
         }
     }
 
     /// The bytes this rank handed to MPI calls plus the bytes it received from them.
     pub fn bytes(&self) -> u64 {
         self.sent_bytes + self.received_bytes
+    }
+
+    /// Seconds this rank's threads spent in MPI calls.
+    pub fn mpi_s(&self) -> f64 {
+        self.wait_s + self.transfer_s + self.collective_s
     }
 
     /// Field by field sum (the job's traffic from every rank's).
@@ -61,6 +82,8 @@ impl Traffic {
             received_bytes: self.received_bytes + other.received_bytes,
             wait_s: self.wait_s + other.wait_s,
             transfer_s: self.transfer_s + other.transfer_s,
+            collective_s: self.collective_s + other.collective_s,
+            wire_bytes: self.wire_bytes + other.wire_bytes,
         }
     }
 }
@@ -73,12 +96,24 @@ fn nanos(d: Duration) -> u64 {
 pub fn sent(bytes: usize, took: Duration) {
     SENT_BYTES.fetch_add(bytes as u64, Ordering::Relaxed);
     SENT_MESSAGES.fetch_add(1, Ordering::Relaxed);
+    WIRE_BYTES.fetch_add(bytes as u64, Ordering::Relaxed);
     TRANSFER_NS.fetch_add(nanos(took), Ordering::Relaxed);
 }
 
 /// A message of `bytes` received after `waited` for it to arrive and `took` to move it.
 pub fn received(bytes: usize, waited: Duration, took: Duration) {
     RECEIVED_BYTES.fetch_add(bytes as u64, Ordering::Relaxed);
+    WIRE_BYTES.fetch_add(bytes as u64, Ordering::Relaxed);
     WAIT_NS.fetch_add(nanos(waited), Ordering::Relaxed);
     TRANSFER_NS.fetch_add(nanos(took), Ordering::Relaxed);
+}
+
+/// A collective call that handed over `sent` bytes and received `received`, whose algorithm moved
+/// `wire` bytes in and out of this rank, `took` from the call to its completion.
+pub fn collective(sent: usize, received: usize, wire: u64, took: Duration) {
+    SENT_BYTES.fetch_add(sent as u64, Ordering::Relaxed);
+    SENT_MESSAGES.fetch_add(1, Ordering::Relaxed);
+    RECEIVED_BYTES.fetch_add(received as u64, Ordering::Relaxed);
+    WIRE_BYTES.fetch_add(wire, Ordering::Relaxed);
+    COLLECTIVE_NS.fetch_add(nanos(took), Ordering::Relaxed);
 }

@@ -1,0 +1,132 @@
+//! MPI's collectives over a group of ranks (the homes of a job's replicas), every wait bounded by the
+//! job's timeout.
+//!
+//! A group is an MPI communicator of its members alone, made by `MPI_Comm_create_group`, which only
+//! its members call. That call blocks, so the members first meet through the group's first member by
+//! bounded messages (transport.rs): a silent member is named there, and the creation that follows
+//! finds every member present.
+//!
+//! The collectives are MPI's non-blocking ones (`MPI_Iallreduce`) polled until they complete, as
+//! transport.rs polls its messages (no blocking call that spins a core). A collective cannot tell
+//! which member keeps it waiting, so when one runs out of time this rank asks every other member how
+//! many of the group's collectives it has entered (a small message, answered from any wait of any
+//! rank: transport::answer_queries). The members that do not answer, or else those that have not
+//! reached this collective, are named, and the job stops.
+
+use std::cell::Cell;
+use std::time::Instant;
+
+use mpi::collective::{CommunicatorCollectives, SystemOperation};
+use mpi::topology::{Communicator, Group as _, SimpleCommunicator};
+
+use super::algorithms::AllReduce;
+use super::stats;
+use super::transport::{self, Count, Tag};
+use super::Members;
+
+/// Tags of the meeting before a group is made: each member to the first (`JOIN_BASE + 2 id`), then
+/// the first to each (`+ 1`). Above every message tag of remote.rs, below MPI's least tag bound.
+const JOIN_BASE: Tag = 1 << 14;
+/// Tag of `MPI_Comm_create_group` for group `id`: `CREATE_BASE + id` (concurrent creations differ).
+const CREATE_BASE: Tag = 1 << 15;
+
+/// Test hook: `WARPNET_MPI_FAULT=<rank>:<call>:<hang|die>` makes rank `<rank>` hang for good, or die
+/// (SIGKILL), as it comes to its `<call>`-th collective (1-based), so that the others wait in that
+/// collective for it (tests/parallel/mpi.rs).
+const FAULT_VARIABLE: &str = "WARPNET_MPI_FAULT";
+
+fn injected_fault(call: u64) {
+    let Ok(fault) = std::env::var(FAULT_VARIABLE) else { return };
+    let parts: Vec<&str> = fault.split(':').collect();
+    let at = |i: usize| parts.get(i).and_then(|p| p.parse::<u64>().ok());
+    if at(0) != Some(transport::rank() as u64) || at(1) != Some(call) {
+        return;
+    }
+    if parts.get(2) == Some(&"die") {
+        // SAFETY: raise(3) with SIGKILL ends this process, as a crash would.
+        unsafe { libc::raise(libc::SIGKILL) };
+    }
+    loop {
+        std::thread::park(); // no one unparks this thread: a rank that hangs
+    }
+}
+
+/// A communicator of a group's members, from one member's side.
+pub struct Group {
+    comm: SimpleCommunicator,
+    members: Members,
+    /// This rank's position in the group.
+    position: usize,
+    /// Collectives this rank has entered on the group.
+    calls: Cell<u64>,
+}
+
+impl Group {
+    /// The group of `members` (this rank among them); every member calls this with the same members.
+    pub fn new(members: &Members) -> Group {
+        let me = transport::rank();
+        let position = members.ranks.iter().position(|&r| r == me).expect("this rank is a member");
+        let (first, timeout) = (members.ranks[0], super::timeout());
+        let join = JOIN_BASE + 2 * members.id as Tag;
+        if position == 0 {
+            let others = &members.ranks[1..];
+            others.iter().for_each(|&m| drop(transport::receive(m, join, timeout, Count::Aside)));
+            others.iter().for_each(|&m| transport::send(m, join + 1, &[], timeout, Count::Aside));
+        } else {
+            transport::send(first, join, &[], timeout, Count::Aside);
+            transport::receive(first, join + 1, timeout, Count::Aside);
+        }
+        let world = transport::world();
+        let ranks: Vec<i32> = members.ranks.iter().map(|&r| r as i32).collect();
+        let group = world.group().include(&ranks);
+        let comm = world
+            .split_by_subgroup_with_tag(&group, CREATE_BASE + members.id as Tag)
+            .expect("a member of the group gets its communicator");
+        debug_assert_eq!(comm.rank() as usize, position);
+        Group { comm, members: members.clone(), position, calls: Cell::new(0) }
+    }
+
+    /// Sums `values` element by element over the members, in place on each; `what` names the sum in
+    /// the line that stops the job if a member does not take part within the timeout.
+    pub fn all_reduce_sum(&self, values: &mut [f32], what: &str) {
+        let call = self.calls.get() + 1;
+        self.calls.set(call);
+        injected_fault(call);
+        transport::entering(self.members.id, call);
+        let started = Instant::now();
+        let mine = values.to_vec(); // MPI_IN_PLACE would make libnbc take the binomial tree at any size
+        mpi::request::scope(|scope| {
+            let mut request = Some(self.comm.immediate_all_reduce_into(
+                scope,
+                &mine[..],
+                &mut *values,
+                SystemOperation::sum(),
+            ));
+            let done = transport::poll(super::timeout(), || match request.take()?.test() {
+                Ok(_) => Some(()),
+                Err(pending) => {
+                    request = Some(pending);
+                    None
+                }
+            });
+            if done.is_none() {
+                self.stop_naming_the_silent(call, what);
+            }
+        });
+        let bytes = std::mem::size_of_val(values) as u64;
+        let p = self.members.ranks.len();
+        let (sent, received) = AllReduce::chosen(p, bytes).wire(p, self.position, bytes);
+        stats::collective(bytes as usize, bytes as usize, sent + received, started.elapsed());
+    }
+
+    /// Stops the job after collective `call` ran out of time, naming the members that keep it waiting.
+    fn stop_naming_the_silent(&self, call: u64, what: &str) -> ! {
+        let me = transport::rank();
+        let others: Vec<usize> = self.members.ranks.iter().copied().filter(|&r| r != me).collect();
+        let answers = transport::ask_how_far(&others, self.members.id);
+        let silent: Vec<usize> = others.iter().copied().filter(|r| !answers.contains_key(r)).collect();
+        let behind: Vec<usize> = answers.iter().filter(|(_, &n)| n < call).map(|(&r, _)| r).collect();
+        let named = if silent.is_empty() { behind } else { silent };
+        transport::fail_ranks(&named, &format!("did not take part in {what}"))
+    }
+}
