@@ -19,7 +19,9 @@ use crate::model::{NetConfig, Variant};
 use crate::parallel::auto_placement::{self, AUTO};
 use crate::parallel::comparison::RunSpec;
 use crate::parallel::prediction::{self, Profiles};
-use crate::parallel::step_model::{links, predict, predict_data_parallel, predict_wrn, Link, Profile};
+use crate::parallel::step_model::{
+    links, predict, predict_data_parallel, predict_wrn, GradientSum, Link, Profile,
+};
 use crate::parallel::Placement;
 use crate::precision::Precision;
 use crate::report::Table;
@@ -50,6 +52,10 @@ pub struct PlanArgs {
     /// LATENCY_US:GB_PER_S (e.g. the MPI loopback link `warpnet bench --devices mpi --predict` prints).
     #[arg(long, default_value = "threads", value_parser = links::parse)]
     pub link: Link,
+    /// The data-parallel WRN's replicas are MPI ranks that sum their gradients with MPI's all-reduce
+    /// (by default they are devices of one process, summed through the home).
+    #[arg(long)]
+    pub all_reduce: bool,
     /// A placement in the paper's notation instead of the fastest (`auto`).
     #[arg(long, default_value = "auto")]
     pub placement: String,
@@ -123,7 +129,8 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
             crate::bail_input!("--placement {placement} has {} devices, not {p}", placement.devices());
         }
         let prediction = predict(&config, &placement, &whole, &args.link);
-        let dp = predict_data_parallel(&config, &profile_at(batch / p as i64)?, p, &args.link);
+        let sum = GradientSum::over(args.all_reduce);
+        let dp = predict_data_parallel(&config, &profile_at(batch / p as i64)?, p, &args.link, sum);
         let mb = |f: fn(&crate::parallel::step_model::DeviceBytes) -> f64| {
             prediction.memory.iter().map(|m| f(m) / MB).collect()
         };

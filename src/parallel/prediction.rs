@@ -12,7 +12,7 @@ use super::comparison::RunSpec;
 use super::mpi::remote;
 use super::placement::Placement;
 use super::profile::{self, Bench};
-use super::step_model::{gradient_sum_ms, links, predict, predict_wrn, Link, Profile};
+use super::step_model::{gradient_sum_ms, links, predict, predict_wrn, GradientSum, Link, Profile};
 use crate::error::input_error;
 use crate::model::net::layer_operator;
 use crate::model::{ModelKind, NetConfig};
@@ -147,7 +147,7 @@ fn run_replicas(run: &RunSpec) -> usize {
 }
 
 /// A run's step from `profile` (measured at its replicas' share of the batch): one replica's, and
-/// the replicas' gradients summed through the home.
+/// the replicas' gradients summed: through the home in one process, by MPI's all-reduce over ranks.
 fn predicted_ms(run: &RunSpec, profile: &Profile, link: &Link) -> f64 {
     let config = &run.config;
     let replica = match &run.placement {
@@ -155,5 +155,5 @@ fn predicted_ms(run: &RunSpec, profile: &Profile, link: &Link) -> f64 {
         _ if config.model == ModelKind::Wrn => predict_wrn(config, profile),
         _ => predict(config, &Placement::single_device(&layer_operator(config).0), profile, link).step_ms,
     };
-    replica + gradient_sum_ms(config, profile, run_replicas(run), link)
+    replica + gradient_sum_ms(config, profile, run_replicas(run), link, GradientSum::over(run.devices.mpi))
 }

@@ -5,7 +5,7 @@ use warpnet::model::net::layer_operator;
 use warpnet::model::{NetConfig, Variant};
 use warpnet::parallel::auto_placement;
 use warpnet::parallel::step_model::{
-    links, predict, predict_data_parallel, predict_wrn, DeviceBytes, Link, Profile, StageCosts,
+    links, predict, predict_data_parallel, predict_wrn, DeviceBytes, GradientSum, Link, Profile, StageCosts,
 };
 use warpnet::parallel::Placement;
 
@@ -125,8 +125,14 @@ fn memory_per_device_counts_units_and_kept_tensors() {
 fn gradients_cross_the_link_once_each_way() {
     let config = NetConfig::warp(2, 1, 1, 10, Variant::Warpnet1);
     let link = Link { latency_ms: 1.0, bytes_per_ms: 1.0 };
-    assert_eq!(predict_data_parallel(&config, &profile(), 1, &link), 36.0);
-    assert_eq!(predict_data_parallel(&config, &profile(), 3, &link), 36.0 + 4.0 * 651.0);
+    let home = GradientSum::ThroughTheHome;
+    assert_eq!(predict_data_parallel(&config, &profile(), 1, &link, home), 36.0);
+    assert_eq!(predict_data_parallel(&config, &profile(), 3, &link, home), 36.0 + 4.0 * 651.0);
+    // MPI's all-reduce over 3 ranks, a binomial tree (650 bytes < 64 KiB): 4 rounds of 1 ms, and the
+    // root sends the sum to its 2 children: 2 x 650 bytes at 1 byte/ms; over 1 replica nothing.
+    let all_reduce = GradientSum::AllReduce;
+    assert_eq!(predict_data_parallel(&config, &profile(), 1, &link, all_reduce), 36.0);
+    assert_eq!(predict_data_parallel(&config, &profile(), 3, &link, all_reduce), 36.0 + 4.0 + 1300.0);
     let split = Placement::parse("[F1,F2'x1:0.5],[F2,F2'x1:0.5]", &layer_operator(&config).0).unwrap();
     let step = |link: &Link| predict(&config, &split, &profile(), link).step_ms;
     // Activations and masks are 0 bytes here: per layer 4 messages x 2 workers and the mask's 2 hops

@@ -76,6 +76,27 @@ impl AllReduce {
     }
 }
 
+impl AllReduce {
+    /// Message rounds one after another: up and down the tree; halving and doubling (and the extra
+    /// ranks' hand-over and hand-back).
+    pub fn rounds(self, p: usize) -> usize {
+        let log2 = |n: usize| (usize::BITS - (n.max(1) - 1).leading_zeros()) as usize; // ceil(log2 n)
+        match self {
+            _ if p < 2 => 0,
+            AllReduce::Binomial => 2 * log2(p),
+            AllReduce::Rabenseifner => {
+                let pof2 = 1usize << (usize::BITS - 1 - p.leading_zeros());
+                2 * log2(pof2) + if p > pof2 { 2 } else { 0 }
+            }
+        }
+    }
+
+    /// The most bytes any one rank sends: what bounds the collective's time on links of equal speed.
+    pub fn busiest_sent(self, p: usize, bytes: u64) -> u64 {
+        (0..p).map(|r| self.wire(p, r, bytes).0).max().unwrap_or(0)
+    }
+}
+
 /// Children of `position` in the binomial tree rooted at 0 over `p` ranks: position + 2^k for every
 /// 2^k > position with position + 2^k < p.
 fn binomial_children(p: usize, position: usize) -> usize {
@@ -118,5 +139,8 @@ mod tests {
         assert_eq!(AllReduce::Rabenseifner.wire(6, 0, b), (5 * b / 2, 5 * b / 2));
         assert_eq!(AllReduce::Rabenseifner.wire(6, 1, b), (b, b));
         assert_eq!(AllReduce::Rabenseifner.wire(6, 5, b), (3 * b / 2, 3 * b / 2));
+        assert_eq!((AllReduce::Binomial.rounds(2), AllReduce::Binomial.rounds(3)), (2, 4));
+        assert_eq!((AllReduce::Rabenseifner.rounds(4), AllReduce::Rabenseifner.rounds(6)), (4, 6));
+        assert_eq!(AllReduce::Rabenseifner.busiest_sent(6, b), 5 * b / 2);
     }
 }
