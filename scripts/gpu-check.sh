@@ -13,8 +13,9 @@
 #     under bf16 mixed precision (`--suite gpu-precision`: against PyTorch's bf16 autocast, NCHW and
 #     channels-last, and against warpnet fp32), then `warpnet bench`'s executor table on workers sharing
 #     cuda:0 in fp32 and in bf16, then `warpnet plan` from a profile measured on cuda:0 (saved as
-#     gpu-profile-<precision>.json), and writes the logs and the tables to OUT_DIR (default: $OUT, else
-#     runs/gpu-check). About 7-9 minutes.
+#     gpu-profile-<precision>.json), then, where the machine has OpenMPI, `warpnet bench --devices mpi`
+#     over 2 and 3 ranks on its GPU, and writes the logs and the tables to OUT_DIR (default: $OUT, else
+#     runs/gpu-check). About 8-10 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GPU_DIR=target/gpu
@@ -26,13 +27,16 @@ if [[ "${1:-}" == "--prepare" ]]; then
   mkdir -p "$GPU_DIR"
   strip -o "$GPU_DIR/warpnet" target/release/warpnet
   strip -o "$GPU_DIR/gpu-tests" "$test_binary"
+  # With MPI too, for a device machine that has OpenMPI (the last step below runs it only there).
+  cargo build --release --features mpi
+  strip -o "$GPU_DIR/warpnet-mpi" target/release/warpnet
   du -sh "$GPU_DIR"
   exit 0
 fi
 
 out="${1:-${OUT:-runs/gpu-check}}"
 mkdir -p "$out"
-[[ -x "$GPU_DIR/warpnet" && -x "$GPU_DIR/gpu-tests" ]] || {
+[[ -x "$GPU_DIR/warpnet" && -x "$GPU_DIR/gpu-tests" && -x "$GPU_DIR/warpnet-mpi" ]] || {
   echo "gpu-check.sh: $GPU_DIR/ missing: run scripts/gpu-check.sh --prepare on the build machine and carry it" >&2
   exit 2
 }
@@ -84,4 +88,18 @@ for precision in fp32 bf16; do
   { "${plan[@]}" --device cuda:0 --link nvlink4 --save-profile "$profile" && "${plan[@]}" --profile "$profile" --link pcie4; } \
     2>&1 | tee -a "$out/bench.log" || status=1
 done
+# MPI ranks on the GPU (a rank's worker on its local GPU, tensors staged through host memory): two
+# data-parallel ranks sharing cuda:0, and the 3-rank placement, where the machine has OpenMPI and the
+# MPI build's libraries resolve; otherwise one line says why not.
+if command -v mpirun >/dev/null && ! ldd "$GPU_DIR/warpnet-mpi" 2>/dev/null | grep -q "not found"; then
+  for ranks in 2 3; do
+    echo "== mpirun -np $ranks warpnet bench --devices mpi on the GPU, batch 128, fp32" | tee -a "$out/bench.log"
+    mpirun --allow-run-as-root --oversubscribe -np "$ranks" -x LD_LIBRARY_PATH "$GPU_DIR/warpnet-mpi" bench \
+      --model "$([[ $ranks == 2 ]] && echo wrn || echo warp)" --k 2 --nwarp 6 --width 4 --batch 128 \
+      --devices mpi --rounds 2 --steps 5 --warmup 2 --precision fp32 --out "$out/mpi-$ranks" \
+      2>&1 | tee -a "$out/bench.log" || status=1
+  done
+else
+  echo "== MPI on the GPU: skipped (no mpirun here, or the MPI build's libraries do not resolve)" | tee -a "$out/bench.log"
+fi
 exit $status

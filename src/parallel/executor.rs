@@ -55,6 +55,19 @@ impl Plan {
     }
 }
 
+/// The replica group of a split replica over MPI ranks: its home's rank, then the ranks of its
+/// workers on other ranks (each once); `None` when they all share the home's rank.
+fn replica_group(workers: &[Place]) -> Option<Members> {
+    let home = workers[0].rank;
+    let mut ranks = vec![home];
+    for w in workers {
+        if !ranks.contains(&w.rank) {
+            ranks.push(w.rank);
+        }
+    }
+    (ranks.len() > 1).then(|| Members::new(ranks))
+}
+
 /// Figures of one step.
 #[derive(Debug, Clone, Copy)]
 pub struct StepResult {
@@ -118,6 +131,7 @@ impl Executor {
                         home: home.device,
                         threads: home_threads,
                         placement: placement.clone(),
+                        collective: replica_group(&group),
                         workers: group,
                         threads_per_worker: threads,
                     },

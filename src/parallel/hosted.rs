@@ -4,8 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::mpi::collective::Group;
 use super::mpi::remote::{self, Remote, Served};
 use super::mpi::Members;
+use super::replica::group;
 use super::replica::{self, Layout, Replica};
 use super::worker::{self, Worker, WorkerSpec};
 use crate::base::named::{Named, Snapshot};
@@ -71,7 +73,12 @@ fn build(message: &[u8]) -> anyhow::Result<Box<dyn Served>> {
             spec.place.device = device;
             // Its home is on another rank: the replies leave through host memory.
             spec.home = tch::Device::Cpu;
-            Box::new(Worker::spawn(spec, initial.0, momentum.0))
+            let members = spec.collective.take();
+            let worker = Worker::spawn(spec, initial.0, momentum.0);
+            match members {
+                Some(members) => Box::new(GroupWorker { worker, group: Group::new(&members) }),
+                None => Box::new(worker),
+            }
         }
         Start::Replica(mut start) => {
             match &mut start.layout {
@@ -91,6 +98,35 @@ impl Served for Worker {
     fn answer(&self, command: &[u8]) -> anyhow::Result<Vec<u8>> {
         self.send(serial::from_bytes::<worker::Command>(command)?);
         Ok(serial::to_bytes(&self.receive()))
+    }
+}
+
+/// A term worker in a replica group: x1 and the upstream gradients arrive by the group's broadcast,
+/// the sums leave by its reduction (parallel/replica/group.rs); every other command as it is.
+struct GroupWorker {
+    worker: Worker,
+    group: Group,
+}
+
+impl Served for GroupWorker {
+    fn answer(&self, command: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let command = match serial::from_bytes::<worker::Command>(command)? {
+            worker::Command::ForwardInGroup { layer, bytes, train } => {
+                let x1 = group::receive_broadcast(&self.group, bytes)?;
+                worker::Command::Forward { layer, x1, train, measure: false }
+            }
+            worker::Command::BackwardInGroup { layer, bytes } => {
+                let grad = group::receive_broadcast(&self.group, bytes)?;
+                worker::Command::Backward { layer, grad }
+            }
+            other => {
+                self.worker.send(other);
+                return Ok(serial::to_bytes(&self.worker.receive()));
+            }
+        };
+        self.worker.send(command);
+        group::reduce_sum(&self.group, &self.worker.receive_as::<tch::Tensor>());
+        Ok(serial::to_bytes(&worker::Reply::Done))
     }
 }
 

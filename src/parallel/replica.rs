@@ -3,6 +3,7 @@
 //! group of the placement). Backward mirrors forward: the upstream gradient of a warp layer is sent
 //! to every worker, each returns its terms' dL/dx1, and the home adds them to the skip's gradient.
 
+pub mod group;
 mod split;
 
 use tch::{nn::VarStore, Device, Kind, Tensor};
@@ -32,7 +33,8 @@ pub enum Layout {
         device: Device,
         threads: usize,
     },
-    /// Stem and head on `home`; group g of `placement` on `workers[g]`.
+    /// Stem and head on `home`; group g of `placement` on `workers[g]`; over MPI ranks, `collective`:
+    /// the replica group (the home's rank, then those of the workers on other ranks).
     Split {
         #[serde(with = "serial::device")]
         home: Device,
@@ -40,6 +42,7 @@ pub enum Layout {
         placement: Placement,
         workers: Vec<Place>,
         threads_per_worker: usize,
+        collective: Option<Members>,
     },
 }
 
@@ -143,9 +146,9 @@ impl Replica {
                     tch::set_num_threads(threads as i32);
                     State::Whole(WholeReplica::new(&config, device, &initial, sgd))
                 }
-                Layout::Split { home, threads, placement, workers, threads_per_worker } => {
+                Layout::Split { home, threads, placement, workers, threads_per_worker, collective } => {
                     tch::set_num_threads(threads as i32);
-                    let devices = WorkerDevices { devices: workers, threads: threads_per_worker };
+                    let devices = WorkerDevices { devices: workers, threads: threads_per_worker, collective };
                     State::Split(SplitReplica::new(&config, home, &placement, &devices, &initial, sgd))
                 }
             };

@@ -2,18 +2,20 @@
 //! multiplies by the network's bandwidth to predict a multi-host step. Counts tensor data; each
 //! message adds a header of tens of bytes (its kind, channel, shapes and, for gradients, names).
 //!
-//! Per model-parallel replica with a batch share of B images, per warp layer at (C, H, W) and per term
-//! worker on another rank than the replica's home, four activations of B x C x H x W floats cross:
-//! x1 out and the terms' sum back (forward), the upstream gradient out and dL/dx1 back (backward).
+//! Per model-parallel replica with a batch share of B images and per warp layer at (C, H, W), buffers of
+//! B x C x H x W activations are handed to MPI: x1 and the terms' sums (forward), the upstream
+//! gradient and the dL/dx1 (backward). They go by the replica group's collectives
+//! (parallel/replica/group.rs): per direction the home hands its buffer to one broadcast, and every
+//! rank of the group hands its part to one reduction: W + 2 buffers for W workers on other ranks.
 //! Summed over the layers of the three stages, (C, H, W) = (16kw, 32, 32), (32kw, 16, 16),
-//! (64kw, 8, 8), that is per remote worker
+//! (64kw, 8, 8), that is
 //!
-//!   activations = 4 x B x Nwarp x 1024 x kw x (16 + 8 + 4) x A bytes,
+//!   activations = 2 x (W + 2) x B x Nwarp x 1024 x kw x (16 + 8 + 4) x A bytes,
 //!
 //! with A = 4 bytes per activation in fp32 and 2 under bf16 mixed precision (activations travel in the
-//! kind they are computed in), plus its parameters' gradients twice (to the home, and the summed ones
-//! back with the step): 2 x 4 bytes x (parameters the worker holds; fp32 master gradients in either
-//! precision). A data-parallel replica on another rank receives its images (B x 3 x 32 x 32, A bytes
+//! kind they are computed in), plus per remote worker its parameters' gradients twice (to the home,
+//! and the summed ones back with the step): 2 x 4 bytes x (parameters the worker holds; fp32 master
+//! gradients in either precision). A data-parallel replica on another rank receives its images (B x 3 x 32 x 32, A bytes
 //! each) and labels (B int64); with two replicas or more, every replica's home hands all its gradients
 //! to MPI's all-reduce: 4 bytes x (all parameters) per replica, counted once, as sent (what the
 //! all-reduce's algorithm moves on the wire: parallel/mpi/algorithms.rs).
@@ -32,8 +34,11 @@ use crate::parallel::Devices;
 const IMAGE_SIDE: u64 = 32;
 /// Bytes of one int64 label.
 const LABEL: u64 = 8;
-/// Activations crossing per warp layer and remote worker: x1, the sum, the upstream gradient, dL/dx1.
-const CROSSINGS_PER_LAYER: u64 = 4;
+/// Forward (x1 out, the sums back) and backward (the upstream gradient out, dL/dx1 back).
+const DIRECTIONS: u64 = 2;
+/// Per direction, the buffers handed over beside the remote workers' parts: the home's broadcast and
+/// the home's own part of the reduction.
+const BUFFERS_BESIDE_THE_WORKERS: u64 = 2;
 
 /// Bytes of tensor data per training step between ranks, for a batch of `batch` images whose pixels
 /// and activations take `activation_bytes` each (the step's kind: 4 in fp32, 2 in bf16).
@@ -64,11 +69,16 @@ pub fn tensor_bytes_per_step(
         if plan.placement.is_none() {
             continue;
         }
+        let mut remote = 0;
         for (g, parameters) in parameter_bytes.iter().enumerate().take(plan.workers_per_replica) {
             if devices.place(first + g).rank != home {
-                total += CROSSINGS_PER_LAYER * share * activations_per_image(config) * activation_bytes
-                    + 2 * parameters;
+                remote += 1;
+                total += 2 * parameters;
             }
+        }
+        if remote > 0 {
+            let buffers = DIRECTIONS * (remote + BUFFERS_BESIDE_THE_WORKERS);
+            total += buffers * share * activations_per_image(config) * activation_bytes;
         }
         let placement = plan.placement.as_ref().expect("a split replica");
         for e in mask_exchanges(placement, layer_operator(config).1) {

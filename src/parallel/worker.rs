@@ -8,6 +8,7 @@ use tch::{nn::VarStore, Device, Tensor};
 use super::actor::{Actor, Link};
 use super::device::Place;
 use super::memory::{heap_in_use, measurable, variable_bytes, DeviceMemory};
+use super::mpi::Members;
 use super::placement::shares::{mask_exchanges, MaskExchange};
 use super::placement::Placement;
 use crate::base::named::{assign_variables, copy_variables, Named};
@@ -56,6 +57,13 @@ pub enum Command {
         #[serde(with = "serial::tensor")]
         grad: Tensor,
     },
+    /// `Forward` whose x1 comes by the replica group's broadcast (its serde form, `bytes` long), and
+    /// whose sum goes back by the group's reduction; replies `Reply::Done`. Answered by the hosted
+    /// worker on its rank (parallel/hosted.rs), which hands the worker itself a `Forward`.
+    ForwardInGroup { layer: usize, bytes: usize, train: bool },
+    /// `Backward` whose gradient comes by the group's broadcast and whose dL/dx1 goes back by its
+    /// reduction; replies `Reply::Done`. Answered as `ForwardInGroup` is.
+    BackwardInGroup { layer: usize, bytes: usize },
     /// The accumulated weight gradients (then cleared); replies `Reply::Named`.
     TakeGradients,
     /// One SGD step from the final gradients (a superset of this worker's names); replies `Reply::Done`.
@@ -100,6 +108,9 @@ pub struct WorkerSpec {
     pub home: Device,
     pub threads: usize,
     pub sgd: SgdSettings,
+    /// On another rank than its home: the replica group it joins for x1's broadcast and the sums'
+    /// reduction (`ForwardInGroup`, `BackwardInGroup`).
+    pub collective: Option<Members>,
 }
 
 /// The coordinator's end of a worker.
@@ -339,6 +350,9 @@ impl WorkerState {
             Command::Busy => Reply::Seconds(std::mem::take(&mut self.busy).as_secs_f64()),
             Command::Momentum => Reply::Named(self.sgd.momentum(Device::Cpu)),
             Command::Parameters => Reply::Names(self.sgd.names().map(String::from).collect()),
+            Command::ForwardInGroup { .. } | Command::BackwardInGroup { .. } => {
+                unreachable!("answered by the hosted worker (parallel/hosted.rs)")
+            }
         }
     }
 }

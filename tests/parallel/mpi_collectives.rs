@@ -37,15 +37,16 @@ fn data_parallel_and_hybrid_over_ranks_equal_threads() {
     }
 }
 
-/// A training over 3 data-parallel ranks in which rank `rank` hangs or dies (`fault`) as it comes to
-/// its third all-reduce; the job's exit code and stderr, after checking it stopped in time: the 4 s
-/// timeout, the 1 s the others give the silent rank to answer, and room for start-up on a loaded host.
-fn fault_in_the_all_reduce(rank: usize, fault: &str) -> (Option<i32>, String) {
+/// A training over 3 ranks with `placement` in which rank `rank` hangs or dies (`fault`) as it comes
+/// to its `call`-th collective; the job's exit code and stderr, after checking it stopped in time: the
+/// 4 s timeout, the 1 s the others give the silent rank to answer, and room for start-up on a loaded
+/// host.
+fn fault_in_a_collective(placement: &str, rank: usize, call: usize, fault: &str) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let output = mpirun(3, &["--mpi-timeout", "4"])
-        .args(job(&dir.path().join("run"), 100, &["--devices", "mpi", "--placement", WHOLE]))
-        .env("WARPNET_MPI_FAULT", format!("{rank}:3:{fault}"))
+        .args(job(&dir.path().join("run"), 100, &["--devices", "mpi", "--placement", placement]))
+        .env("WARPNET_MPI_FAULT", format!("{rank}:{call}:{fault}"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .output()
@@ -57,7 +58,8 @@ fn fault_in_the_all_reduce(rank: usize, fault: &str) -> (Option<i32>, String) {
 
 #[test]
 fn rank_hung_in_the_all_reduce_is_named_and_the_job_stops() {
-    let (code, stderr) = fault_in_the_all_reduce(2, "hang");
+    // Its third step's all-reduce.
+    let (code, stderr) = fault_in_a_collective(WHOLE, 2, 3, "hang");
     assert_eq!(code, Some(3), "exit code of a failed rank:\n{stderr}");
     let named = "error: MPI rank 2 did not take part in the all-reduce of the replicas' gradients within 4 s";
     assert!(stderr.contains(named), "the line names rank 2 alone:\n{stderr}");
@@ -66,9 +68,20 @@ fn rank_hung_in_the_all_reduce_is_named_and_the_job_stops() {
 #[test]
 fn rank_killed_in_the_all_reduce_stops_the_job() {
     // mpirun notices the dead rank and ends the others.
-    let (code, stderr) = fault_in_the_all_reduce(1, "die");
+    let (code, stderr) = fault_in_a_collective(WHOLE, 1, 3, "die");
     assert_ne!(code, Some(0), "the job fails:\n{stderr}");
     assert!(stderr.contains("rank 1"), "the message names rank 1:\n{stderr}");
+}
+
+/// One replica over 3 ranks: the worker of rank 2 takes part in 2 collectives per warp layer and
+/// direction (the broadcast, the reduction); its 5th is the third layer's broadcast of x1, which the
+/// home waits in, and rank 1 then in the reduction after it: whichever times out first names rank 2.
+#[test]
+fn rank_hung_in_a_replica_groups_collectives_is_named_and_the_job_stops() {
+    let (code, stderr) = fault_in_a_collective("[F1],[F2],[F2'x1]", 2, 5, "hang");
+    assert_eq!(code, Some(3), "exit code of a failed rank:\n{stderr}");
+    let named = "error: MPI rank 2 did not take part in the";
+    assert!(stderr.contains(named), "the line names rank 2 alone:\n{stderr}");
 }
 
 /// Data parallelism over 4 ranks, batch 32: every rank hands its gradients (G bytes, the network's

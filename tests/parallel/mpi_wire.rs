@@ -10,6 +10,7 @@ use warpnet::model::{DerivativeBn, ModelKind, NetConfig, Variant};
 use warpnet::parallel::device::Place;
 use warpnet::parallel::hosted::ReplicaStart;
 use warpnet::parallel::memory::DeviceMemory;
+use warpnet::parallel::mpi::Members;
 use warpnet::parallel::replica::{self, Layout};
 use warpnet::parallel::worker::{self, WorkerSpec};
 use warpnet::parallel::Placement;
@@ -159,6 +160,7 @@ fn replica_commands_replies_and_starts_round_trip() {
         placement: placement.clone(),
         workers,
         threads_per_worker: 1,
+        collective: Some(Members { id: 1, ranks: vec![0, 1] }),
     };
     let variables = named();
     let initial = Snapshot { variables: named_copy(&variables), momentum: Named::new() };
@@ -183,8 +185,10 @@ fn replica_commands_replies_and_starts_round_trip() {
         home: Device::Cpu,
         threads: 2,
         sgd: SgdSettings::PAPER,
+        collective: Some(Members { id: 3, ranks: vec![0, 1] }),
     };
     let back = round_trip(&spec);
+    assert_eq!(back.collective, spec.collective);
     assert_eq!((back.group, back.place, back.threads, back.sgd), (1, spec.place, 2, SgdSettings::PAPER));
 }
 

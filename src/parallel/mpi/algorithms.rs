@@ -13,8 +13,13 @@
 //! so 2 or 3 replicas all-reduce through a binomial tree (a reduction to rank 0 of the group, then a
 //! broadcast from it) and 4 or more replicas by recursive halving then doubling: 2(p - 1)/p of the
 //! buffer each way at a power of two p, the ring's volume. The ring itself is used only when forced.
-//! This file counts the textbook schedules; Open MPI may move a little more around the extra ranks of
-//! a p that is not a power of two.
+//! For the all-reduce this file counts the textbook schedules; Open MPI may move a little more around
+//! the extra ranks of a p that is not a power of two. A replica group's broadcast (nbc_ibcast.c) is
+//! linear up to 4 ranks, so the root sends the buffer to each other rank as messages would, and binomial
+//! beyond; its reduction is the binomial tree warpnet asks for ([`Reduce`]), whose root receives one
+//! buffer per child: per direction of a warp layer the home moves as many buffers on the wire as
+//! messages would up to 4 ranks per group (p - 1 out, p - 1 back), and fewer from 5 on (3 out and 3
+//! back over 5 ranks, where messages move 4 and 4).
 
 /// Buffers smaller than this (bytes) always take the binomial tree (nbc_iallreduce.c).
 const SMALL_BUFFER: u64 = 65_536;
@@ -97,6 +102,55 @@ impl AllReduce {
     }
 }
 
+/// `MPI_Ibcast` from position 0, as libnbc chooses (nbc_ibcast.c, message size not considered by
+/// default): `if (p <= 4) linear; else binomial;`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Broadcast {
+    /// The root sends the buffer to every other rank.
+    Linear,
+    /// Down the binomial tree rooted at position 0.
+    Binomial,
+}
+
+/// Groups up to this size broadcast linearly (nbc_ibcast.c).
+const LINEAR_BROADCAST_MAX: usize = 4;
+
+impl Broadcast {
+    pub fn chosen(p: usize) -> Broadcast {
+        if p <= LINEAR_BROADCAST_MAX {
+            Broadcast::Linear
+        } else {
+            Broadcast::Binomial
+        }
+    }
+
+    /// Bytes (sent, received) by the rank at `position` of `p` for a buffer of `bytes`.
+    pub fn wire(self, p: usize, position: usize, bytes: u64) -> (u64, u64) {
+        let children = match self {
+            Broadcast::Linear if position == 0 => p.saturating_sub(1),
+            Broadcast::Linear => 0,
+            Broadcast::Binomial => binomial_children(p, position),
+        };
+        (children as u64 * bytes, u64::from(position != 0) * bytes)
+    }
+}
+
+/// `MPI_Ireduce` to position 0 by a binomial tree, each rank's buffer (its part added to its
+/// children's) to its parent: what warpnet asks libnbc for (`coll_libnbc_ireduce_algorithm`, set in
+/// session.rs unless the user set it), in place of its default chain of 8 KB segments over 2 ranks and
+/// reduce-scatter + gather over 3 or more.
+pub struct Reduce;
+
+impl Reduce {
+    /// Bytes (sent, received) by the rank at `position` of `p` for a buffer of `bytes`.
+    pub fn wire(p: usize, position: usize, bytes: u64) -> (u64, u64) {
+        if p < 2 {
+            return (0, 0);
+        }
+        (u64::from(position != 0) * bytes, binomial_children(p, position) as u64 * bytes)
+    }
+}
+
 /// Children of `position` in the binomial tree rooted at 0 over `p` ranks: position + 2^k for every
 /// 2^k > position with position + 2^k < p.
 fn binomial_children(p: usize, position: usize) -> usize {
@@ -121,6 +175,22 @@ mod tests {
                 assert_eq!(sent, received, "{algorithm:?} over {p}");
             }
         }
+    }
+
+    #[test]
+    fn broadcasts_and_reductions_balance() {
+        for p in 2..=9 {
+            for algorithm in [Broadcast::Linear, Broadcast::Binomial] {
+                let (sent, received): (u64, u64) =
+                    (0..p).map(|r| algorithm.wire(p, r, 100)).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+                assert_eq!((sent, received), (100 * (p as u64 - 1), 100 * (p as u64 - 1)), "{algorithm:?}");
+            }
+            let (sent, received): (u64, u64) =
+                (0..p).map(|r| Reduce::wire(p, r, 100)).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+            assert_eq!(sent, received, "reduce over {p}");
+        }
+        assert_eq!(Broadcast::chosen(3).wire(3, 0, 100), (200, 0));
+        assert_eq!(Reduce::wire(2, 1, 100), (100, 0));
     }
 
     /// Hand-counted cases: 2 ranks swap the buffer once each way; 3 ranks in a tree: the root takes two

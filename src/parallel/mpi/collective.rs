@@ -6,7 +6,8 @@
 //! bounded messages (transport.rs): a silent member is named there, and the creation that follows
 //! finds every member present.
 //!
-//! The collectives are MPI's non-blocking ones (`MPI_Iallreduce`) polled until they complete, as
+//! The collectives are MPI's non-blocking ones (`MPI_Iallreduce`, `MPI_Ibcast`, `MPI_Ireduce`)
+//! polled until they complete, as
 //! transport.rs polls its messages (no blocking call that spins a core). A collective cannot tell
 //! which member keeps it waiting, so when one runs out of time this rank asks every other member how
 //! many of the group's collectives it has entered (a small message, answered from any wait of any
@@ -16,10 +17,12 @@
 use std::cell::Cell;
 use std::time::Instant;
 
-use mpi::collective::{CommunicatorCollectives, SystemOperation};
+use mpi::collective::{CommunicatorCollectives, Operation, Root, SystemOperation, UnsafeUserOperation};
+use mpi::datatype::Equivalence;
+use mpi::request::{Request, Scope};
 use mpi::topology::{Communicator, Group as _, SimpleCommunicator};
 
-use super::algorithms::AllReduce;
+use super::algorithms::{AllReduce, Broadcast, Reduce};
 use super::stats;
 use super::transport::{self, Count, Tag};
 use super::Members;
@@ -49,6 +52,40 @@ fn injected_fault(call: u64) {
     loop {
         std::thread::park(); // no one unparks this thread: a rank that hangs
     }
+}
+
+/// MPI's reduction operation on bfloat16 elements (their u16 bits): `inout[i] = in[i] + inout[i]`.
+unsafe extern "C" fn sum_bf16(
+    input: *mut std::ffi::c_void,
+    inout: *mut std::ffi::c_void,
+    len: *mut std::ffi::c_int,
+    _kind: *mut mpi::ffi::MPI_Datatype,
+) {
+    // SAFETY: MPI passes two buffers of `*len` elements of the datatype reduced, u16 here.
+    let (input, inout) = unsafe {
+        let n = *len as usize;
+        (
+            std::slice::from_raw_parts(input as *const u16, n),
+            std::slice::from_raw_parts_mut(inout as *mut u16, n),
+        )
+    };
+    for (a, b) in input.iter().zip(inout) {
+        *b = bf16_bits(bf16_value(*a) + bf16_value(*b));
+    }
+}
+
+fn bf16_value(bits: u16) -> f32 {
+    f32::from_bits(u32::from(bits) << 16)
+}
+
+/// The bfloat16 nearest `value`, ties to even (as libtorch rounds); NaN stays NaN.
+fn bf16_bits(value: f32) -> u16 {
+    if value.is_nan() {
+        return 0x7FC0; // libtorch's bfloat16 NaN
+    }
+    let bits = value.to_bits();
+    let round = 0x7FFF + ((bits >> 16) & 1); // below half goes down, above up, a tie to the even one
+    (bits.wrapping_add(round) >> 16) as u16
 }
 
 /// A communicator of a group's members, from one member's side.
@@ -89,34 +126,86 @@ impl Group {
     /// Sums `values` element by element over the members, in place on each; `what` names the sum in
     /// the line that stops the job if a member does not take part within the timeout.
     pub fn all_reduce_sum(&self, values: &mut [f32], what: &str) {
+        let (call, started) = (self.enter(), Instant::now());
+        let mine = values.to_vec(); // MPI_IN_PLACE would make libnbc take the binomial tree at any size
+        mpi::request::scope(|scope| {
+            let sum = SystemOperation::sum();
+            self.wait(self.comm.immediate_all_reduce_into(scope, &mine[..], &mut *values, sum), call, what)
+        });
+        let bytes = std::mem::size_of_val(values) as u64;
+        let (sent, received) = AllReduce::chosen(self.size(), bytes).wire(self.size(), self.position, bytes);
+        stats::collective(bytes, bytes, sent + received, started.elapsed());
+    }
+
+    /// The group's first member's `bytes` to every other member, into their `bytes` (as long).
+    pub fn broadcast(&self, bytes: &mut [u8], what: &str) {
+        let (call, started) = (self.enter(), Instant::now());
+        let root = self.comm.process_at_rank(0);
+        mpi::request::scope(|scope| self.wait(root.immediate_broadcast_into(scope, &mut *bytes), call, what));
+        let n = bytes.len() as u64;
+        let (sent, received) = Broadcast::chosen(self.size()).wire(self.size(), self.position, n);
+        let handed = if self.position == 0 { (n, 0) } else { (0, n) };
+        stats::collective(handed.0, handed.1, sent + received, started.elapsed());
+    }
+
+    /// Sums `values` (float32) over the members into the first member's `values` (the others' stay).
+    pub fn reduce_sum_f32(&self, values: &mut [f32], what: &str) {
+        self.reduce(values, SystemOperation::sum(), what)
+    }
+
+    /// Sums `values` (bfloat16, as their bits) over the members into the first member's, each pair
+    /// added as libtorch adds bfloat16: in float32, rounded to the nearest even bfloat16.
+    pub fn reduce_sum_bf16(&self, values: &mut [u16], what: &str) {
+        // SAFETY: `sum_bf16` reads and writes `len` u16 elements of the buffers MPI hands it.
+        let op = unsafe { UnsafeUserOperation::commutative(sum_bf16) };
+        self.reduce(values, &op, what)
+    }
+
+    fn reduce<T: Equivalence + Clone, O: Operation>(&self, values: &mut [T], op: O, what: &str) {
+        let (call, started) = (self.enter(), Instant::now());
+        let mine = values.to_vec();
+        let root = self.comm.process_at_rank(0);
+        mpi::request::scope(|scope| match self.position {
+            0 => self.wait(root.immediate_reduce_into_root(scope, &mine[..], &mut *values, op), call, what),
+            _ => self.wait(root.immediate_reduce_into(scope, &mine[..], op), call, what),
+        });
+        let n = std::mem::size_of_val(values) as u64;
+        let (sent, received) = Reduce::wire(self.size(), self.position, n);
+        let handed = if self.position == 0 { (n, n) } else { (n, 0) };
+        stats::collective(handed.0, handed.1, sent + received, started.elapsed());
+    }
+
+    /// Whether this rank is the group's first member (the root of its broadcasts and reductions).
+    pub fn is_root(&self) -> bool {
+        self.position == 0
+    }
+
+    fn size(&self) -> usize {
+        self.members.ranks.len()
+    }
+
+    /// Counts the collective this rank now enters (and fails it here if a test asks so).
+    fn enter(&self) -> u64 {
         let call = self.calls.get() + 1;
         self.calls.set(call);
         injected_fault(call);
         transport::entering(self.members.id, call);
-        let started = Instant::now();
-        let mine = values.to_vec(); // MPI_IN_PLACE would make libnbc take the binomial tree at any size
-        mpi::request::scope(|scope| {
-            let mut request = Some(self.comm.immediate_all_reduce_into(
-                scope,
-                &mine[..],
-                &mut *values,
-                SystemOperation::sum(),
-            ));
-            let done = transport::poll(super::timeout(), || match request.take()?.test() {
-                Ok(_) => Some(()),
-                Err(pending) => {
-                    request = Some(pending);
-                    None
-                }
-            });
-            if done.is_none() {
-                self.stop_naming_the_silent(call, what);
+        call
+    }
+
+    /// Polls `request` (collective `call`) until it completes; stops the job if it does not in time.
+    fn wait<'a, D: ?Sized, S: Scope<'a>>(&self, request: Request<'a, D, S>, call: u64, what: &str) {
+        let mut request = Some(request);
+        let done = transport::poll(super::timeout(), || match request.take()?.test() {
+            Ok(_) => Some(()),
+            Err(pending) => {
+                request = Some(pending);
+                None
             }
         });
-        let bytes = std::mem::size_of_val(values) as u64;
-        let p = self.members.ranks.len();
-        let (sent, received) = AllReduce::chosen(p, bytes).wire(p, self.position, bytes);
-        stats::collective(bytes as usize, bytes as usize, sent + received, started.elapsed());
+        if done.is_none() {
+            self.stop_naming_the_silent(call, what);
+        }
     }
 
     /// Stops the job after collective `call` ran out of time, naming the members that keep it waiting.

@@ -39,6 +39,22 @@ pub mod collective {
         pub fn all_reduce_sum(&self, _values: &mut [f32], _what: &str) {
             unreachable!("no MPI rank exists in a build without MPI")
         }
+
+        pub fn broadcast(&self, _bytes: &mut [u8], _what: &str) {
+            unreachable!("no MPI rank exists in a build without MPI")
+        }
+
+        pub fn reduce_sum_f32(&self, _values: &mut [f32], _what: &str) {
+            unreachable!("no MPI rank exists in a build without MPI")
+        }
+
+        pub fn reduce_sum_bf16(&self, _values: &mut [u16], _what: &str) {
+            unreachable!("no MPI rank exists in a build without MPI")
+        }
+
+        pub fn is_root(&self) -> bool {
+            unreachable!("no MPI rank exists in a build without MPI")
+        }
     }
 }
 

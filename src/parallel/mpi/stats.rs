@@ -110,10 +110,10 @@ pub fn received(bytes: usize, waited: Duration, took: Duration) {
 
 /// A collective call that handed over `sent` bytes and received `received`, whose algorithm moved
 /// `wire` bytes in and out of this rank, `took` from the call to its completion.
-pub fn collective(sent: usize, received: usize, wire: u64, took: Duration) {
-    SENT_BYTES.fetch_add(sent as u64, Ordering::Relaxed);
+pub fn collective(sent: u64, received: u64, wire: u64, took: Duration) {
+    SENT_BYTES.fetch_add(sent, Ordering::Relaxed);
     SENT_MESSAGES.fetch_add(1, Ordering::Relaxed);
-    RECEIVED_BYTES.fetch_add(received as u64, Ordering::Relaxed);
+    RECEIVED_BYTES.fetch_add(received, Ordering::Relaxed);
     WIRE_BYTES.fetch_add(wire, Ordering::Relaxed);
     COLLECTIVE_NS.fetch_add(nanos(took), Ordering::Relaxed);
 }

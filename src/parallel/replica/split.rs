@@ -6,21 +6,27 @@
 
 use tch::{nn::VarStore, Device, Tensor};
 
+use super::group as replica_group;
 use super::Reply;
 use crate::base::named::{accumulate, assign_variables, copy_variables, deep_copy, Named, Snapshot};
 use crate::base::optimizer::{Sgd, SgdSettings};
+use crate::base::serial;
 use crate::model::net::{downsample, layer_operator, walk_layers, Head, LayerIndex, Stem};
 use crate::model::{loss, NetConfig};
 use crate::parallel::device::{name, Place};
 use crate::parallel::memory::{heap_in_use, measurable, variable_bytes, DeviceMemory};
+use crate::parallel::mpi::collective::Group;
+use crate::parallel::mpi::Members;
 use crate::parallel::placement::shares::mask_exchanges;
 use crate::parallel::placement::Placement;
 use crate::parallel::worker::{self, Worker, WorkerSpec};
 
-/// The devices of a split replica's term workers and their intra-op threads.
+/// The devices of a split replica's term workers, their intra-op threads, and over MPI ranks the
+/// replica group: the home's rank first, then the ranks of the workers on other ranks.
 pub(super) struct WorkerDevices {
     pub(super) devices: Vec<Place>,
     pub(super) threads: usize,
+    pub(super) collective: Option<Members>,
 }
 
 /// Stem and head here, warp-layer terms on workers.
@@ -31,6 +37,9 @@ pub(super) struct SplitReplica {
     pub(super) home: Device,
     layers: Vec<LayerIndex>,
     pub(super) workers: Vec<Worker>,
+    /// Over MPI ranks: the replica group (x1 broadcast to the workers on other ranks, their sums
+    /// reduced to here, replica/group.rs), and which workers are on other ranks.
+    group: Option<(Group, Vec<bool>)>,
     /// The parameters each worker updates: it is sent only their gradients.
     worker_parameters: Vec<Vec<String>>,
     sgd: Sgd,
@@ -60,6 +69,7 @@ impl SplitReplica {
         sgd: SgdSettings,
     ) -> Self {
         let vs = VarStore::new(home);
+        let here = crate::parallel::mpi::rank();
         let stem = Stem::new(&vs.root(), config);
         let head = Head::new(&vs.root(), config);
         assign_variables(&vs, &initial.variables);
@@ -76,10 +86,15 @@ impl SplitReplica {
                     home,
                     threads: devices.threads,
                     sgd,
+                    collective: devices.collective.clone().filter(|_| place.rank != here),
                 };
                 Worker::spawn(spec, deep_copy(&initial.variables), deep_copy(&initial.momentum))
             })
             .collect::<Vec<Worker>>();
+        // Before any reply: the workers on other ranks wait in the group's making for this rank.
+        let group = devices.collective.as_ref().map(|members| {
+            (Group::new(members), devices.devices.iter().map(|place| place.rank != here).collect())
+        });
         workers.iter().for_each(|w| w.send(worker::Command::Parameters));
         let worker_parameters = workers.iter().map(Worker::receive_as::<Vec<String>>).collect();
         let mut sgd = Sgd::new(&vs, sgd);
@@ -94,6 +109,7 @@ impl SplitReplica {
             home,
             layers: config.layer_indices(),
             workers,
+            group,
             worker_parameters,
             sgd,
             units_per_layer,
@@ -103,20 +119,52 @@ impl SplitReplica {
         }
     }
 
-    /// Sends `command()` to every worker and returns the sum of their replies. With `one_by_one`, each
-    /// worker finishes before the next starts (for measuring); otherwise they all run at once.
-    fn on_all_workers(&mut self, one_by_one: bool, command: impl Fn() -> worker::Command) -> Tensor {
+    /// The sum of every worker's reply to `ask` about `tensor` (x1 or an upstream gradient). Over a
+    /// replica group, the workers on other ranks are sent `in_group(bytes)` and get the tensor by the
+    /// group's broadcast, their replies come by its reduction (the workers here add theirs to this
+    /// rank's part); otherwise every worker is sent `ask(tensor)` and replies with its own tensor. With
+    /// `one_by_one` (measuring), each worker finishes before the next starts, by messages.
+    fn sum_from_workers(
+        &mut self,
+        one_by_one: bool,
+        tensor: &Tensor,
+        ask: impl Fn(Tensor) -> worker::Command,
+        in_group: impl Fn(usize) -> worker::Command,
+    ) -> Tensor {
         let started = std::time::Instant::now();
-        let replies = self.each_worker(one_by_one, |_| command(), Worker::receive_as::<Tensor>);
+        let sum = match &self.group {
+            Some((group, remote)) if !one_by_one => {
+                let bytes = serial::to_bytes(&serial::tensor::Ref(tensor)).len();
+                for (w, &remote) in self.workers.iter().zip(remote) {
+                    w.send(if remote { in_group(bytes) } else { ask(tensor.shallow_clone()) });
+                }
+                replica_group::broadcast_bytes(group, Some(tensor), bytes);
+                let here = self.workers.iter().zip(remote).filter(|(_, &r)| !r).map(|(w, _)| w);
+                let part = here.map(Worker::receive_as::<Tensor>).reduce(|a, b| a + b);
+                let part = part.unwrap_or_else(|| tensor.zeros_like());
+                let sum = replica_group::reduce_sum(group, &part).expect("the home is the group's root");
+                self.workers.iter().zip(remote).filter(|(_, &r)| r).for_each(|(w, _)| drop(w.receive()));
+                sum.to_device(self.home)
+            }
+            _ => {
+                let replies = self.each_worker(
+                    one_by_one,
+                    |_| ask(tensor.shallow_clone()),
+                    Worker::receive_as::<Tensor>,
+                );
+                replies.into_iter().reduce(|a, b| a + b).expect("at least one worker")
+            }
+        };
         self.waiting += started.elapsed();
-        replies.into_iter().reduce(|a, b| a + b).expect("at least one worker")
+        sum
     }
 
     /// The sum of every worker's terms of layer `layer` at x1 (B, C, H, W).
     fn forward_layer(&mut self, layer: usize, x1: &Tensor, measure: bool) -> Tensor {
         if !self.exchanges_masks {
-            let forward = || worker::Command::Forward { layer, x1: x1.shallow_clone(), train: true, measure };
-            return self.on_all_workers(measure, forward);
+            let forward = |x1| worker::Command::Forward { layer, x1, train: true, measure };
+            let in_group = |bytes| worker::Command::ForwardInGroup { layer, bytes, train: true };
+            return self.sum_from_workers(measure, x1, forward, in_group);
         }
         let started = std::time::Instant::now();
         let primal = || worker::Command::Primal { layer, x1: x1.shallow_clone(), train: true, measure };
@@ -186,9 +234,9 @@ impl SplitReplica {
         // Backward, layer by layer in reverse: g is dL/d(output of the layer being undone).
         let mut g = head_in.grad();
         for (i, at) in self.layers.clone().into_iter().enumerate().rev() {
-            let upstream = g.shallow_clone();
-            let backward = || worker::Command::Backward { layer: i, grad: upstream.shallow_clone() };
-            g = &g + self.on_all_workers(false, backward);
+            let backward = |grad| worker::Command::Backward { layer: i, grad };
+            let in_group = |bytes| worker::Command::BackwardInGroup { layer: i, bytes };
+            g = &g + self.sum_from_workers(false, &g, backward, in_group);
             if at.stage > 0 && at.layer == 0 {
                 let (leaf, out) = downsamples.pop().expect("one downsample per later stage");
                 (out * &g).sum(g.kind()).backward();

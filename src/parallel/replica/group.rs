@@ -1,0 +1,54 @@
+//! A split replica's tensors over its group's MPI collectives (parallel/mpi/collective.rs): the home
+//! broadcasts a warp layer's x1 (or upstream gradient) to the term workers on other ranks, and their
+//! replies, the sums of their terms (or their dL/dx1), are reduced to the home, so that the home's bytes
+//! per layer stay one buffer each way however many workers there are.
+
+use tch::{Kind, Tensor};
+
+use crate::base::serial;
+use crate::parallel::mpi::collective::Group;
+
+/// What the broadcasts and reductions are called in the line that stops a job they time out in.
+const BROADCAST: &str = "the broadcast of a warp layer's input or upstream gradient";
+const REDUCE: &str = "the reduction of the term workers' sums to the home";
+
+/// The root's tensor, broadcast; every member gets its serde form's bytes, `bytes` long.
+pub fn broadcast_bytes(group: &Group, tensor: Option<&Tensor>, bytes: usize) -> Vec<u8> {
+    let mut buffer = match tensor {
+        Some(t) => serial::to_bytes(&serial::tensor::Ref(t)),
+        None => vec![0; bytes],
+    };
+    group.broadcast(&mut buffer, BROADCAST);
+    buffer
+}
+
+/// The tensor a non-root member receives by the root's broadcast of `bytes` bytes.
+pub fn receive_broadcast(group: &Group, bytes: usize) -> anyhow::Result<Tensor> {
+    let buffer = broadcast_bytes(group, None, bytes);
+    Ok(serial::from_bytes::<serial::tensor::Owned>(&buffer)?.0)
+}
+
+/// Every member's `part` (the same shape, float32 or bfloat16) summed, on the root, on the CPU, in the
+/// kind of `part`; `None` on the other members.
+pub fn reduce_sum(group: &Group, part: &Tensor) -> Option<Tensor> {
+    let part = part.to_device(tch::Device::Cpu).contiguous(); // every member's elements in one order
+    let (shape, kind, numel) = (part.size(), part.kind(), part.numel());
+    let mut bytes = vec![0u8; numel * kind.elt_size_in_bytes()];
+    part.copy_data_u8(&mut bytes, numel);
+    match kind {
+        Kind::Float => {
+            let mut values: Vec<f32> =
+                bytes.chunks_exact(4).map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]])).collect();
+            group.reduce_sum_f32(&mut values, REDUCE);
+            bytes = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        }
+        Kind::BFloat16 => {
+            let mut values: Vec<u16> =
+                bytes.chunks_exact(2).map(|b| u16::from_ne_bytes([b[0], b[1]])).collect();
+            group.reduce_sum_bf16(&mut values, REDUCE);
+            bytes = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        }
+        other => unreachable!("activations are float32 or bfloat16, not {other:?}"),
+    }
+    group.is_root().then(|| Tensor::from_data_size(&bytes, &shape, kind))
+}
