@@ -55,8 +55,13 @@ impl Plan {
     }
 }
 
+/// Smallest replica group whose tensors go by MPI's collectives. Between two ranks a broadcast and a
+/// reduction are one message each way, as the commands and replies carrying the tensors are, and they
+/// add a command and an acknowledgement: 6-14% slower steps over 2 ranks here (docs/speed.md).
+pub const COLLECTIVE_GROUP_MIN: usize = 3;
+
 /// The replica group of a split replica over MPI ranks: its home's rank, then the ranks of its
-/// workers on other ranks (each once); `None` when they all share the home's rank.
+/// workers on other ranks (each once); `None` below [`COLLECTIVE_GROUP_MIN`] ranks.
 fn replica_group(workers: &[Place]) -> Option<Members> {
     let home = workers[0].rank;
     let mut ranks = vec![home];
@@ -65,7 +70,7 @@ fn replica_group(workers: &[Place]) -> Option<Members> {
             ranks.push(w.rank);
         }
     }
-    (ranks.len() > 1).then(|| Members::new(ranks))
+    (ranks.len() >= COLLECTIVE_GROUP_MIN).then(|| Members::new(ranks))
 }
 
 /// Figures of one step.

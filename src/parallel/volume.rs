@@ -4,13 +4,14 @@
 //!
 //! Per model-parallel replica with a batch share of B images and per warp layer at (C, H, W), buffers of
 //! B x C x H x W activations are handed to MPI: x1 and the terms' sums (forward), the upstream
-//! gradient and the dL/dx1 (backward). They go by the replica group's collectives
-//! (parallel/replica/group.rs): per direction the home hands its buffer to one broadcast, and every
-//! rank of the group hands its part to one reduction: W + 2 buffers for W workers on other ranks.
+//! gradient and the dL/dx1 (backward). With W workers on other ranks, from W = 2 on they go by the
+//! replica group's collectives (parallel/replica/group.rs): per direction the home hands its buffer to
+//! one broadcast, and every rank of the group hands its part to one reduction: W + 2 buffers. With one
+//! remote worker they go as messages, there and back: 2 buffers.
 //! Summed over the layers of the three stages, (C, H, W) = (16kw, 32, 32), (32kw, 16, 16),
 //! (64kw, 8, 8), that is
 //!
-//!   activations = 2 x (W + 2) x B x Nwarp x 1024 x kw x (16 + 8 + 4) x A bytes,
+//!   activations = 2 x (W + 2 or 2) x B x Nwarp x 1024 x kw x (16 + 8 + 4) x A bytes,
 //!
 //! with A = 4 bytes per activation in fp32 and 2 under bf16 mixed precision (activations travel in the
 //! kind they are computed in), plus per remote worker its parameters' gradients twice (to the home,
@@ -26,7 +27,7 @@
 
 use crate::model::net::layer_operator;
 use crate::model::NetConfig;
-use crate::parallel::executor::Plan;
+use crate::parallel::executor::{Plan, COLLECTIVE_GROUP_MIN};
 use crate::parallel::placement::shares::{mask_exchanges, MASK_BYTES};
 use crate::parallel::Devices;
 
@@ -76,10 +77,13 @@ pub fn tensor_bytes_per_step(
                 total += 2 * parameters;
             }
         }
-        if remote > 0 {
-            let buffers = DIRECTIONS * (remote + BUFFERS_BESIDE_THE_WORKERS);
-            total += buffers * share * activations_per_image(config) * activation_bytes;
-        }
+        let buffers = match remote {
+            0 => 0,
+            // By messages: to each remote worker and back.
+            w if w + 1 < COLLECTIVE_GROUP_MIN as u64 => DIRECTIONS * 2 * w,
+            w => DIRECTIONS * (w + BUFFERS_BESIDE_THE_WORKERS),
+        };
+        total += buffers * share * activations_per_image(config) * activation_bytes;
         let placement = plan.placement.as_ref().expect("a split replica");
         for e in mask_exchanges(placement, layer_operator(config).1) {
             let rows = e.span.rows(share as i64).1 as u64;

@@ -167,11 +167,17 @@ fn local_rank() -> usize {
 /// the host has more ranks than GPUs); elsewhere the CPU. Tensors between ranks leave and arrive
 /// through host memory (base/serial.rs; the gradients' all-reduce stages them too).
 pub fn local_device() -> tch::Device {
-    match tch::Cuda::device_count() as usize {
+    device_of(local_rank(), tch::Cuda::device_count() as usize)
+}
+
+/// The device of local rank `local` on a host with `gpus` GPUs.
+fn device_of(local: usize, gpus: usize) -> tch::Device {
+    match gpus {
         0 => tch::Device::Cpu,
-        gpus => tch::Device::Cuda(local_rank() % gpus),
+        gpus => tch::Device::Cuda(local % gpus),
     }
 }
+
 
 /// libtorch threads for one rank: the host's cores shared among the ranks on that host.
 pub fn threads_per_rank() -> usize {
@@ -182,4 +188,18 @@ pub fn threads_per_rank() -> usize {
         .find_map(|v| std::env::var(v).ok()?.parse::<usize>().ok())
         .unwrap_or(1);
     (cores / local.max(1)).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Local ranks take the host's GPUs in turn, and the CPU where it has none.
+    #[test]
+    fn each_local_rank_takes_a_gpu_in_turn() {
+        let devices: Vec<tch::Device> = (0..5).map(|local| device_of(local, 2)).collect();
+        use tch::Device::{Cpu, Cuda};
+        assert_eq!(devices, [Cuda(0), Cuda(1), Cuda(0), Cuda(1), Cuda(0)]);
+        assert_eq!(device_of(3, 0), Cpu);
+    }
 }
