@@ -17,7 +17,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::mpi::algorithms::AllReduce;
 use super::placement::shares::{mask_exchanges, MaskExchange};
 use super::placement::Placement;
 use crate::model::config::STAGES;
@@ -121,6 +120,9 @@ impl Profile {
 }
 
 /// Named links (docs/speed.md "Links" gives each figure's source). Bandwidths per direction.
+mod replicas;
+pub use replicas::{gradient_sum_ms, predict_data_parallel, GradientSum};
+
 pub mod links {
     use super::Link;
 
@@ -349,58 +351,4 @@ pub fn predict_wrn(config: &NetConfig, profile: &Profile) -> f64 {
                 units_per_layer * (s.unit_forward + s.unit_backward + s.unit_sgd)
             })
             .sum::<f64>()
-}
-
-/// How the replicas' gradients are summed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GradientSum {
-    /// By the coordinator (devices of one process): each other replica sends its gradients to the
-    /// home and receives the sum, one after another.
-    ThroughTheHome,
-    /// By MPI's all-reduce among the replicas (ranks): the algorithm's rounds of latency, and the
-    /// bytes its busiest rank sends over the link (parallel/mpi/algorithms.rs).
-    AllReduce,
-}
-
-impl GradientSum {
-    /// MPI ranks all-reduce; the devices of one process sum through the home.
-    pub fn over(mpi: bool) -> GradientSum {
-        if mpi {
-            GradientSum::AllReduce
-        } else {
-            GradientSum::ThroughTheHome
-        }
-    }
-}
-
-/// Milliseconds to sum the gradients of `replicas` replicas of `config` over `link`, `how`.
-pub fn gradient_sum_ms(
-    config: &NetConfig,
-    profile: &Profile,
-    replicas: usize,
-    link: &Link,
-    how: GradientSum,
-) -> f64 {
-    let bytes = profile.network_weight_bytes(config);
-    match (replicas, how) {
-        (0 | 1, _) => 0.0,
-        (r, GradientSum::ThroughTheHome) => 2.0 * (r - 1) as f64 * link.message(bytes),
-        (r, GradientSum::AllReduce) => {
-            let algorithm = AllReduce::chosen(r, bytes as u64);
-            algorithm.rounds(r) as f64 * link.latency_ms
-                + algorithm.busiest_sent(r, bytes as u64) as f64 / link.bytes_per_ms
-        }
-    }
-}
-
-/// The WRN twin data parallel over `replicas` devices, from `replica_profile` measured at each
-/// replica's share of the batch: every replica's step at once, then the gradients summed.
-pub fn predict_data_parallel(
-    config: &NetConfig,
-    replica_profile: &Profile,
-    replicas: usize,
-    link: &Link,
-    how: GradientSum,
-) -> f64 {
-    predict_wrn(config, replica_profile) + gradient_sum_ms(config, replica_profile, replicas, link, how)
 }
