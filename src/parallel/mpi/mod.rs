@@ -178,7 +178,6 @@ fn device_of(local: usize, gpus: usize) -> tch::Device {
     }
 }
 
-
 /// libtorch threads for one rank: the host's cores shared among the ranks on that host.
 pub fn threads_per_rank() -> usize {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
