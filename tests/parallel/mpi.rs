@@ -299,42 +299,27 @@ fn bench_over_ranks_in_bf16_moves_half_the_activation_bytes() {
     bench_over_ranks("bf16", 8_899_072.0, [7_064_064.0, 4_449_536.0]);
 }
 
+/// `warpnet bench --devices mpi` over `ranks` ranks with `args` (the model, the batch), a network of
+/// one warp layer per stage and width 1, in `precision`, for 1 round of 2 steps: its stdout and the
+/// JSON of its last line.
+pub(super) fn bench_over(ranks: usize, args: &[&str], precision: &str) -> (String, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().display().to_string();
+    let common = ["--nwarp", "1", "--width", "1", "--devices", "mpi", "--steps", "2", "--rounds", "1"];
+    let rest = ["--warmup", "1", "--json", "--precision", precision, "--out", &out];
+    let output = run(&mut mpirun(ranks, &[&["bench"][..], args, &common, &rest].concat()));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let json = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    (stdout, json)
+}
+
 /// The bench over 3 ranks in `precision`: the job's bytes against `by_hand`, rank 0's and each
 /// worker's against `[home, worker]`.
 fn bench_over_ranks(precision: &str, by_hand: f64, [home, worker]: [f64; 2]) {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().display().to_string();
-    let args = [
-        "bench",
-        "--model",
-        "warp",
-        "--k",
-        "2",
-        "--nwarp",
-        "1",
-        "--width",
-        "1",
-        "--batch",
-        "16",
-        "--devices",
-        "mpi",
-        "--steps",
-        "2",
-        "--rounds",
-        "1",
-        "--warmup",
-        "1",
-        "--json",
-        "--precision",
-        precision,
-        "--out",
-        &out,
-    ];
+    let model = ["--model", "warp", "--k", "2", "--batch", "16"];
     // fp32 also predicts each run's step, over the ranks with the link measured to rank 1.
-    let args = [&args[..], if precision == "fp32" { &["--predict"][..] } else { &[] }].concat();
-    let output = run(&mut mpirun(3, &args));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let json: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let predict: &[&str] = if precision == "fp32" { &["--predict"] } else { &[] };
+    let (stdout, json) = bench_over(3, &[&model[..], predict].concat(), precision);
     let over_ranks = &json["runs"][1];
     assert_eq!(over_ranks["layout"], "[F1],[F2],[F2'x1]", "{stdout}");
     let traffic = &over_ranks["traffic"];

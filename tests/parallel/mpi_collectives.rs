@@ -8,7 +8,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::mpi::{assert_same_step, job, mpirun, one_step, run, BIN};
+use super::mpi::{assert_same_step, bench_over, job, mpirun, one_step, run, BIN};
 
 /// The placement of every term on one device: whole replicas, as many as there are ranks.
 const WHOLE: &str = "[F1,F2,F2'x1]";
@@ -90,37 +90,7 @@ fn rank_hung_in_a_replica_groups_collectives_is_named_and_the_job_stops() {
 /// moves 3/4 G each way per half (parallel/mpi/algorithms.rs). Headers add a few hundred bytes: 1%.
 #[test]
 fn data_parallel_ranks_each_move_their_images_and_one_all_reduce() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().display().to_string();
-    let args = [
-        "bench",
-        "--model",
-        "wrn",
-        "--k",
-        "1",
-        "--nwarp",
-        "1",
-        "--width",
-        "1",
-        "--batch",
-        "32",
-        "--devices",
-        "mpi",
-        "--steps",
-        "2",
-        "--rounds",
-        "1",
-        "--warmup",
-        "1",
-        "--json",
-        "--precision",
-        "fp32",
-        "--out",
-        &out,
-    ];
-    let output = run(&mut mpirun(4, &args));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let json: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let (_, json) = bench_over(4, &["--model", "wrn", "--k", "1", "--batch", "32"], "fp32");
     let gradients = json["runs"][0]["memory"][0]["optimizer"].as_f64().unwrap(); // G: momentum = parameters
     let traffic = &json["runs"][1]["traffic"];
     assert_eq!(traffic["all_reduce"], "reduce-scatter + all-gather", "{traffic}");
