@@ -12,19 +12,15 @@ use crate::parallel::mpi::collective::Group;
 const BROADCAST: &str = "the broadcast of a warp layer's input or upstream gradient";
 const REDUCE: &str = "the reduction of the term workers' sums to the home";
 
-/// The root's tensor, broadcast; every member gets its serde form's bytes, `bytes` long.
-pub fn broadcast_bytes(group: &Group, tensor: Option<&Tensor>, bytes: usize) -> Vec<u8> {
-    let mut buffer = match tensor {
-        Some(t) => serial::to_bytes(&serial::tensor::Ref(t)),
-        None => vec![0; bytes],
-    };
-    group.broadcast(&mut buffer, BROADCAST);
-    buffer
+/// The root's side of a tensor's broadcast: its serde form (`serial::tensor`), to every member.
+pub fn broadcast(group: &Group, tensor_bytes: &mut [u8]) {
+    group.broadcast(tensor_bytes, BROADCAST);
 }
 
-/// The tensor a non-root member receives by the root's broadcast of `bytes` bytes.
+/// The tensor a non-root member receives by the root's broadcast of its `bytes`-long serde form.
 pub fn receive_broadcast(group: &Group, bytes: usize) -> anyhow::Result<Tensor> {
-    let buffer = broadcast_bytes(group, None, bytes);
+    let mut buffer = vec![0; bytes];
+    group.broadcast(&mut buffer, BROADCAST);
     Ok(serial::from_bytes::<serial::tensor::Owned>(&buffer)?.0)
 }
 

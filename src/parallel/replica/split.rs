@@ -134,11 +134,11 @@ impl SplitReplica {
         let started = std::time::Instant::now();
         let sum = match &self.group {
             Some((group, remote)) if !one_by_one => {
-                let bytes = serial::to_bytes(&serial::tensor::Ref(tensor)).len();
+                let mut bytes = serial::to_bytes(&serial::tensor::Ref(tensor));
                 for (w, &remote) in self.workers.iter().zip(remote) {
-                    w.send(if remote { in_group(bytes) } else { ask(tensor.shallow_clone()) });
+                    w.send(if remote { in_group(bytes.len()) } else { ask(tensor.shallow_clone()) });
                 }
-                replica_group::broadcast_bytes(group, Some(tensor), bytes);
+                replica_group::broadcast(group, &mut bytes);
                 let here = self.workers.iter().zip(remote).filter(|(_, &r)| !r).map(|(w, _)| w);
                 let part = here.map(Worker::receive_as::<Tensor>).reduce(|a, b| a + b);
                 let part = part.unwrap_or_else(|| tensor.zeros_like());
