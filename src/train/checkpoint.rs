@@ -243,3 +243,25 @@ pub fn read_checkpoint(checkpoint: &Checkpoint, vs: &VarStore) -> anyhow::Result
     }
     Ok((variables, momentum))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::EpochProgress;
+
+    /// An unfinished epoch's running sums come back from the sidecar's JSON bit for bit, so that its
+    /// metrics line after a resume is the uninterrupted run's (serde_json parses floats exactly only
+    /// with its `float_roundtrip` feature; without it, some of these come back an ulp off).
+    #[test]
+    fn running_sums_read_back_bit_for_bit() {
+        let mut x = 0.123_456_789_f64;
+        for i in 0..10_000 {
+            x = (x * 3.987_654_321 + 0.1).fract(); // a cheap spread of mantissas
+            let progress =
+                EpochProgress { loss_sum: x * 10f64.powi(i % 7), seconds: x, ..Default::default() };
+            let back: EpochProgress =
+                serde_json::from_str(&serde_json::to_string_pretty(&progress).unwrap()).unwrap();
+            assert_eq!(back.loss_sum.to_bits(), progress.loss_sum.to_bits(), "{}", progress.loss_sum);
+            assert_eq!(back.seconds.to_bits(), progress.seconds.to_bits(), "{}", progress.seconds);
+        }
+    }
+}
