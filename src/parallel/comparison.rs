@@ -204,10 +204,9 @@ pub struct StepTraffic {
     pub messages: f64,
     /// Tensor bytes the layout predicts (headers aside).
     pub predicted_bytes: u64,
-    /// Milliseconds rank 0's threads spent in MPI calls: handing messages over and waiting for replies
-    /// (which includes the other ranks' work; on one host, the cores they share).
-    pub home_mpi_ms: f64,
-    /// That time as a share of the step.
+    /// Rank 0's milliseconds in MPI calls (`rank_mpi_ms[0]`: handing messages over and waiting for
+    /// replies, which includes the other ranks' work; on one host, the cores they share) as a share of
+    /// the step.
     pub home_mpi_share: f64,
 }
 
@@ -348,18 +347,17 @@ fn step_traffic(
     all_reduce: Option<&'static str>,
 ) -> StepTraffic {
     let timed = step_ms.len() as f64;
-    let home = ranks.first().copied().unwrap_or_default();
     let job = ranks.iter().fold(Traffic::default(), |sum, rank| sum.plus(rank));
-    let home_mpi_ms = 1e3 * home.mpi_s() / timed;
+    let rank_mpi_ms: Vec<f64> = ranks.iter().map(|rank| 1e3 * rank.mpi_s() / timed).collect();
+    let home_mpi_ms = rank_mpi_ms.first().copied().unwrap_or_default();
     StepTraffic {
         bytes: job.sent_bytes as f64 / timed,
         messages: job.sent_messages as f64 / timed,
         rank_bytes: ranks.iter().map(|rank| rank.bytes() as f64 / timed).collect(),
         rank_wire_bytes: ranks.iter().map(|rank| rank.wire_bytes as f64 / timed).collect(),
-        rank_mpi_ms: ranks.iter().map(|rank| 1e3 * rank.mpi_s() / timed).collect(),
+        rank_mpi_ms,
         all_reduce,
         predicted_bytes,
-        home_mpi_ms,
         home_mpi_share: home_mpi_ms / (step_ms.iter().sum::<f64>() / timed),
     }
 }

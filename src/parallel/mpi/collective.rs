@@ -1,5 +1,5 @@
-//! MPI's collectives over a group of ranks (the homes of a job's replicas), every wait bounded by the
-//! job's timeout.
+//! MPI's collectives over a group of ranks (the homes of a job's replicas, a replica's home and its
+//! workers' ranks), every wait bounded by the job's timeout.
 //!
 //! A group is an MPI communicator of its members alone, made by `MPI_Comm_create_group`, which only
 //! its members call. That call blocks, so the members first meet through the group's first member by
@@ -7,8 +7,7 @@
 //! finds every member present.
 //!
 //! The collectives are MPI's non-blocking ones (`MPI_Iallreduce`, `MPI_Ibcast`, `MPI_Ireduce`)
-//! polled until they complete, as
-//! transport.rs polls its messages (no blocking call that spins a core). A collective cannot tell
+//! polled until they complete, as transport.rs polls its messages (no blocking call that spins a core). A collective cannot tell
 //! which member keeps it waiting, so when one runs out of time this rank asks every other member how
 //! many of the group's collectives it has entered (a small message, answered from any wait of any
 //! rank: transport::answer_queries). The members that do not answer, or else those that have not
@@ -35,7 +34,7 @@ const CREATE_BASE: Tag = 1 << 15;
 
 /// Test hook: `WARPNET_MPI_FAULT=<rank>:<call>:<hang|die>` makes rank `<rank>` hang for good, or die
 /// (SIGKILL), as it comes to its `<call>`-th collective (1-based), so that the others wait in that
-/// collective for it (tests/parallel/mpi.rs).
+/// collective for it (tests/parallel/mpi_collectives.rs).
 const FAULT_VARIABLE: &str = "WARPNET_MPI_FAULT";
 
 fn injected_fault(call: u64) {
@@ -195,15 +194,7 @@ impl Group {
 
     /// Polls `request` (collective `call`) until it completes; stops the job if it does not in time.
     fn wait<'a, D: ?Sized, S: Scope<'a>>(&self, request: Request<'a, D, S>, call: u64, what: &str) {
-        let mut request = Some(request);
-        let done = transport::poll(super::timeout(), || match request.take()?.test() {
-            Ok(_) => Some(()),
-            Err(pending) => {
-                request = Some(pending);
-                None
-            }
-        });
-        if done.is_none() {
+        if let Err(_unfinished) = transport::completes(request, super::timeout()) {
             self.stop_naming_the_silent(call, what);
         }
     }

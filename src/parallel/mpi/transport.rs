@@ -14,6 +14,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
+use mpi::request::{Request, Scope};
 use mpi::topology::{Communicator, SimpleCommunicator};
 
 use super::stats;
@@ -59,6 +60,28 @@ pub(super) fn poll<T>(timeout: Duration, mut ready: impl FnMut() -> Option<T>) -
     }
 }
 
+/// Polls a non-blocking request until it completes, or gives it back unfinished once `timeout` has
+/// passed: the caller then stops the job while it still holds the request (MPI must not see an
+/// unfinished request dropped).
+pub(super) fn completes<'a, D: ?Sized, S: Scope<'a>>(
+    request: Request<'a, D, S>,
+    timeout: Duration,
+) -> Result<(), Request<'a, D, S>> {
+    let mut request = Some(request);
+    let done = poll(timeout, || match request.take()?.test() {
+        Ok(_) => Some(()),
+        Err(pending) => {
+            request = Some(pending);
+            None
+        }
+    });
+    match (done, request) {
+        (Some(()), _) => Ok(()),
+        (None, Some(pending)) => Err(pending),
+        (None, None) => unreachable!("a request not done is held"),
+    }
+}
+
 /// How a message counts in this rank's traffic ([`stats`]).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Count {
@@ -72,21 +95,12 @@ pub enum Count {
 pub fn send(to: usize, tag: Tag, bytes: &[u8], timeout: Duration, count: Count) {
     let started = Instant::now();
     let world = world();
-    let done = mpi::request::scope(|scope| {
-        let mut request = Some(world.process_at_rank(to as i32).immediate_send_with_tag(scope, bytes, tag));
-        let done = poll(timeout, || match request.take()?.test() {
-            Ok(_) => Some(()),
-            Err(pending) => {
-                request = Some(pending);
-                None
-            }
-        });
-        if done.is_none() {
+    mpi::request::scope(|scope| {
+        let request = world.process_at_rank(to as i32).immediate_send_with_tag(scope, bytes, tag);
+        if let Err(_unfinished) = completes(request, timeout) {
             fail(to, "did not take a message");
         }
-        done
     });
-    debug_assert!(done.is_some());
     if count == Count::Work {
         stats::sent(bytes.len(), started.elapsed());
     }

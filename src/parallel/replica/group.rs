@@ -27,24 +27,25 @@ pub fn receive_broadcast(group: &Group, bytes: usize) -> anyhow::Result<Tensor> 
 /// Every member's `part` (the same shape, float32 or bfloat16) summed, on the root, on the CPU, in the
 /// kind of `part`; `None` on the other members.
 pub fn reduce_sum(group: &Group, part: &Tensor) -> Option<Tensor> {
-    let part = part.to_device(tch::Device::Cpu).contiguous(); // every member's elements in one order
-    let (shape, kind, numel) = (part.size(), part.kind(), part.numel());
-    let mut bytes = vec![0u8; numel * kind.elt_size_in_bytes()];
-    part.copy_data_u8(&mut bytes, numel);
+    // Every member's elements in one order, on the host.
+    let part = part.to_device(tch::Device::Cpu).contiguous();
+    let (shape, kind) = (part.size(), part.kind());
     match kind {
         Kind::Float => {
-            let mut values: Vec<f32> =
-                bytes.chunks_exact(4).map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]])).collect();
+            let mut values = Vec::<f32>::try_from(part.reshape([-1])).expect("float32 elements");
             group.reduce_sum_f32(&mut values, REDUCE);
-            bytes = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
+            group.is_root().then(|| Tensor::from_slice(&values).reshape(&shape))
         }
         Kind::BFloat16 => {
-            let mut values: Vec<u16> =
+            let numel = part.numel();
+            let mut bytes = vec![0u8; 2 * numel];
+            part.copy_data_u8(&mut bytes, numel);
+            let mut bits: Vec<u16> =
                 bytes.chunks_exact(2).map(|b| u16::from_ne_bytes([b[0], b[1]])).collect();
-            group.reduce_sum_bf16(&mut values, REDUCE);
-            bytes = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
+            group.reduce_sum_bf16(&mut bits, REDUCE);
+            let bytes: Vec<u8> = bits.iter().flat_map(|b| b.to_ne_bytes()).collect();
+            group.is_root().then(|| Tensor::from_data_size(&bytes, &shape, kind))
         }
         other => unreachable!("activations are float32 or bfloat16, not {other:?}"),
     }
-    group.is_root().then(|| Tensor::from_data_size(&bytes, &shape, kind))
 }
