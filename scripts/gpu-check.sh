@@ -3,19 +3,25 @@
 #
 # Here (the build machine):
 #   scripts/gpu-check.sh --prepare
-#     builds the release binary and the GPU-marked test binary (tests/gpu.rs) and puts stripped copies
-#     in target/gpu/ (a few tens of MB: what the device run carries).
+#     builds the release binary (with and without MPI) and the GPU-marked test binary (tests/gpu.rs) and
+#     puts stripped copies in target/gpu/ (a few tens of MB: what the device run carries).
 # On the device machine, from the repository root, with target/gpu carried:
 #   scripts/gpu-check.sh [OUT_DIR]
-#     links the carried binaries against that machine's torch 2.11 (/opt/torch/.venv, or $TORCH_VENV) via
-#     LD_LIBRARY_PATH, runs the GPU-marked tests, then `bench/compare.py --suite gpu` (WRN-37-4 and
-#     WarpNet1-37-4 with K=2, batch 128, cuda:0, against the same PyTorch step there, fp32), then the same
-#     under bf16 mixed precision (`--suite gpu-precision`: against PyTorch's bf16 autocast, NCHW and
-#     channels-last, and against warpnet fp32), then `warpnet bench`'s executor table on workers sharing
-#     cuda:0 in fp32 and in bf16, then `warpnet plan` from a profile measured on cuda:0 (saved as
-#     gpu-profile-<precision>.json), then, where the machine has OpenMPI, `warpnet bench --devices mpi`
-#     over 2 and 3 ranks on its GPU, and writes the logs and the tables to OUT_DIR (default: $OUT, else
-#     runs/gpu-check). About 8-10 minutes.
+#     links the carried binaries against that machine's torch 2.11 (/opt/torch/.venv, or $TORCH_VENV)
+#     through LD_LIBRARY_PATH and runs, each step under its own time limit so that the whole finishes
+#     within 8 minutes on one H100 or H200 (the limits sum to 440 s):
+#       - the machine, and what scripts/setup.sh would install there (its --dry-run: the CUDA set);
+#       - the GPU-marked tests;
+#       - the main job, `warpnet demo`, on cuda:0 (3 epochs: the training path and the table, not the
+#         accuracy);
+#       - `bench/compare.py --suite gpu` (WRN-37-4 and WarpNet1-37-4 with K=2, batch 128, cuda:0, against
+#         the same PyTorch step there, fp32) and `--suite gpu-precision` (bf16 against PyTorch's autocast);
+#       - `warpnet bench`'s executor table on workers sharing cuda:0, fp32 and bf16;
+#       - `warpnet plan` from a profile measured on cuda:0, fp32 and bf16;
+#       - where the machine has OpenMPI, `warpnet bench --devices mpi` over 2 and 3 ranks on its GPU.
+#     Every step's output, its exit status and its seconds go to OUT_DIR/summary.md (default: $OUT, else
+#     runs/gpu-check), the one file with every figure; the steps' own files go to
+#     OUT_DIR/files.tar.gz.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GPU_DIR=target/gpu
@@ -35,7 +41,8 @@ if [[ "${1:-}" == "--prepare" ]]; then
 fi
 
 out="${1:-${OUT:-runs/gpu-check}}"
-mkdir -p "$out"
+files=runs/gpu-check-files
+mkdir -p "$out" "$files"
 [[ -x "$GPU_DIR/warpnet" && -x "$GPU_DIR/gpu-tests" && -x "$GPU_DIR/warpnet-mpi" ]] || {
   echo "gpu-check.sh: $GPU_DIR/ missing: run scripts/gpu-check.sh --prepare on the build machine and carry it" >&2
   exit 2
@@ -51,55 +58,69 @@ for dir in "$site"/nvidia/*/lib "$site"/nvidia/*/*/lib; do
 done
 export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export WARPNET_BIN="$PWD/$GPU_DIR/warpnet"
-{
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-  "$python" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "devices", torch.cuda.device_count())'
-} 2>&1 | tee "$out/machine.txt"
+export PYTHONUNBUFFERED=1
 
+summary="$out/summary.md"
+echo "# scripts/gpu-check.sh, $(date -u '+%Y-%m-%d %H:%M UTC')" > "$summary"
 status=0
-echo "== GPU-marked tests" | tee "$out/tests.log"
-"$GPU_DIR/gpu-tests" --ignored --test-threads 1 2>&1 | tee -a "$out/tests.log" || status=1
+# step NAME SECONDS COMMAND...: runs COMMAND under a time limit, its output into the summary.
+step() {
+  local name=$1 limit=$2 start=$SECONDS rc=0
+  shift 2
+  echo "== $name"
+  { echo; echo "## $name"; echo; echo '```'; } >> "$summary"
+  timeout --kill-after=5 "$limit" "$@" > >(tee -a "$summary") 2>&1 || rc=$?
+  sleep 0.2  # tee's last lines
+  { echo '```'; echo; echo "exit status $rc, $((SECONDS - start)) s (limit $limit s)"; } >> "$summary"
+  [[ $rc == 0 ]] || status=1
+}
 
-echo "== bench/compare.py --suite gpu" | tee "$out/bench.log"
-"$python" bench/compare.py --suite gpu --rounds 3 --steps 10 --warmup 3 --out "$out" 2>&1 | tee -a "$out/bench.log" \
-  || status=1
-echo "== bench/compare.py --suite gpu-precision (bf16)" | tee -a "$out/bench.log"
-"$python" bench/compare.py --suite gpu-precision --rounds 3 --steps 10 --warmup 3 --out "$out/bf16" 2>&1 \
-  | tee -a "$out/bench.log" || status=1
-
-# The parallel executor's table (issue: terms on devices) on the one GPU: workers share cuda:0 and its
-# default stream, so their kernels queue one after another; this measures the executor's overhead there,
-# not a multi-GPU speed-up.
+machine() {
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  "$python" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "devices", torch.cuda.device_count())'
+  scripts/setup.sh --dry-run
+}
+export python
+export -f machine
+step "machine" 20 bash -c machine
+step "GPU-marked tests (tests/gpu.rs)" 55 "$GPU_DIR/gpu-tests" --ignored --test-threads 1
+step "the main job on cuda:0: warpnet demo --epochs 3" 55 \
+  "$WARPNET_BIN" demo --epochs 3 --rounds 2 --out "$files/demo"
+step "bench/compare.py --suite gpu (fp32)" 65 \
+  "$python" bench/compare.py --suite gpu --rounds 2 --steps 8 --warmup 3 --out "$files/compare-fp32"
+step "bench/compare.py --suite gpu-precision (bf16)" 65 \
+  "$python" bench/compare.py --suite gpu-precision --rounds 2 --steps 8 --warmup 3 --out "$files/compare-bf16"
+# The parallel executor's table on the one GPU: workers share cuda:0 and its default stream, so their
+# kernels queue one after another; this measures the executor's overhead there, not a multi-GPU speed-up.
 for precision in fp32 bf16; do
-  echo "== warpnet bench: WRN-37-4 and WarpNet1-37-4 (K=2) on workers sharing cuda:0, batch 128, $precision" \
-    | tee -a "$out/bench.log"
-  "$WARPNET_BIN" bench --nwarp 6 --width 4 --batch 128 --rounds 3 --steps 5 --warmup 2 --precision "$precision" \
-    --out "$out/executor-$precision" \
+  step "warpnet bench: WRN-37-4 and WarpNet1-37-4 (K=2) on workers sharing cuda:0, batch 128, $precision" 35 \
+    "$WARPNET_BIN" bench --nwarp 6 --width 4 --batch 128 --rounds 2 --steps 5 --warmup 2 --precision "$precision" \
+    --out "$files/executor-$precision" \
     --run "wrn cuda:0" --run "wrn cuda:0,cuda:0" --run "warpnet1 k=2 cuda:0" \
-    --run "warpnet1 k=2 cuda:0,cuda:0 [F1],[F2,F2'x1]" --run "warpnet1 k=2 cuda:0,cuda:0,cuda:0 [F1],[F2],[F2'x1]" \
-    2>&1 | tee -a "$out/bench.log" || status=1
+    --run "warpnet1 k=2 cuda:0,cuda:0 [F1],[F2,F2'x1]" --run "warpnet1 k=2 cuda:0,cuda:0,cuda:0 [F1],[F2],[F2'x1]"
 done
 # A GPU profile for the step-time model (warpnet plan): WRN-37-4's units at batch 128 and the data-
 # parallel shares, saved so that this machine's predictions for NVLink and PCIe can be made from it.
 for precision in fp32 bf16; do
-  echo "== warpnet plan: WarpNet1-37-4 K=2 from a cuda:0 profile, $precision" | tee -a "$out/bench.log"
   plan=("$WARPNET_BIN" plan --k 2 --nwarp 3 --width 4 --batch 128 --devices 2,3,4 --precision "$precision")
-  profile="$out/gpu-profile-$precision.json"
-  { "${plan[@]}" --device cuda:0 --link nvlink4 --save-profile "$profile" && "${plan[@]}" --profile "$profile" --link pcie4; } \
-    2>&1 | tee -a "$out/bench.log" || status=1
+  profile="$files/gpu-profile-$precision.json"
+  step "warpnet plan: WarpNet1-37-4 K=2 from a cuda:0 profile, $precision" 30 bash -c \
+    "$(printf '%q ' "${plan[@]}") --device cuda:0 --link nvlink4 --save-profile $profile && \
+     $(printf '%q ' "${plan[@]}") --profile $profile --link pcie4"
 done
 # MPI ranks on the GPU (a rank's worker on its local GPU, tensors staged through host memory): two
 # data-parallel ranks sharing cuda:0, and the 3-rank placement, where the machine has OpenMPI and the
 # MPI build's libraries resolve; otherwise one line says why not.
 if command -v mpirun >/dev/null && ! ldd "$GPU_DIR/warpnet-mpi" 2>/dev/null | grep -q "not found"; then
   for ranks in 2 3; do
-    echo "== mpirun -np $ranks warpnet bench --devices mpi on the GPU, batch 128, fp32" | tee -a "$out/bench.log"
-    mpirun --allow-run-as-root --oversubscribe -np "$ranks" -x LD_LIBRARY_PATH "$GPU_DIR/warpnet-mpi" bench \
+    step "mpirun -np $ranks warpnet bench --devices mpi on the GPU, batch 128, fp32" 25 \
+      mpirun --allow-run-as-root --oversubscribe -np "$ranks" -x LD_LIBRARY_PATH "$GPU_DIR/warpnet-mpi" bench \
       --model "$([[ $ranks == 2 ]] && echo wrn || echo warp)" --k 2 --nwarp 6 --width 4 --batch 128 \
-      --devices mpi --rounds 2 --steps 5 --warmup 2 --precision fp32 --out "$out/mpi-$ranks" \
-      2>&1 | tee -a "$out/bench.log" || status=1
+      --devices mpi --rounds 2 --steps 5 --warmup 2 --precision fp32 --out "$files/mpi-$ranks"
   done
 else
-  echo "== MPI on the GPU: skipped (no mpirun here, or the MPI build's libraries do not resolve)" | tee -a "$out/bench.log"
+  echo "MPI on the GPU: skipped (no mpirun here, or the MPI build's libraries do not resolve)" | tee -a "$summary"
 fi
+tar -czf "$out/files.tar.gz" "$files"
+echo "summary: $summary (exit $status)"
 exit $status

@@ -165,10 +165,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     config.validate().map_err(crate::error::input_error)?;
     if let Device::Cuda(i) = args.device {
-        let count = crate::parallel::device::cuda_device_count("--device")?;
-        if i >= count {
-            crate::bail_input!("--device: cuda:{i} does not exist ({count} CUDA devices visible)");
-        }
+        crate::parallel::device::check_gpu("--device", i)?;
     }
     if args.table || !args.runs.is_empty() || args.devices.is_some() {
         if args.memory_format.is_some() {

@@ -1,10 +1,11 @@
 //! `warpnet demo`, also `warpnet` with no arguments: the WarpNet story on the embedded data.
 //!
-//! The WRN twin and WarpNet1 K = 2 train with the same seed and budget (the demo preset), then the
-//! speed comparison times them side by side on synthetic batches: each on one device of one thread,
-//! the WarpNet on this machine's cores with the placement the step-time model predicts fastest, and
-//! the data-parallel WRN on as many. One table (demo.md), both run folders, and both test-error curves
-//! in one chart (the paper's Fig. 2, test-error.png and .svg) under `--out`.
+//! The WRN twin and WarpNet1 K = 2 train with the same seed and budget (the demo preset), on cuda:0
+//! where a GPU is present, else on the CPU. Then the speed comparison times them side by side on
+//! synthetic batches: each on one device (one CPU thread, or cuda:0), the WarpNet on this machine's
+//! cores (or GPUs, where it has two or more) with the placement the step-time model predicts fastest,
+//! and the data-parallel WRN on as many. One table (demo.md), both run folders, and both test-error
+//! curves in one chart (the paper's Fig. 2, test-error.png and .svg) under `--out`.
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,7 @@ use crate::base::atomic_file::write_atomic;
 use crate::data;
 use crate::model::{ModelKind, NetConfig, Variant};
 use crate::parallel::comparison::{measure, Measured, RunSpec};
+use crate::parallel::device::Devices;
 use crate::precision::Precision;
 use crate::report::plot::{self, Curve};
 use crate::report::Table;
@@ -91,10 +93,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     if out.join("demo.md").exists() {
         crate::bail_input!("--out {}: holds a demo already (choose another folder)", out.display());
     }
+    let hardware = Hardware::here();
     let base = TrainConfig {
         epochs: args.epochs.unwrap_or(TrainConfig::demo().epochs),
         limit_train: args.limit_train,
         precision: args.precision.setting.unwrap_or(TrainConfig::demo().precision),
+        devices: hardware.training_devices(),
         ..TrainConfig::demo()
     };
     let precision = base.precision_choice().precision;
@@ -115,7 +119,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     draw_curves(&out, &trained);
     println!("== speed: one training step of batch {} on synthetic images, {precision}", base.batch);
-    let rows = time_twins(&trained, base.batch as i64, precision, &args)?;
+    let rows = time_twins(&trained, base.batch as i64, precision, hardware, &args)?;
     let table = demo_table(&rows);
     println!("{}", table.markdown());
     write_atomic(&out.join("demo.md"), table.markdown().as_bytes())?;
@@ -147,30 +151,68 @@ fn draw_curves(out: &Path, trained: &[(NetConfig, RunSummary)]) {
     }
 }
 
-/// Times the twins on one device each, and on this machine's cores: the WarpNet placed by `auto`, the
-/// WRN data parallel. Every device is one thread, so that the devices are of one size.
+/// What the demo trains and times on: the GPUs where libtorch's CUDA half loads and sees one, else
+/// this machine's cores.
+#[derive(Debug, Clone, Copy)]
+enum Hardware {
+    Gpus(usize),
+    Cores(usize),
+}
+
+impl Hardware {
+    fn here() -> Hardware {
+        match crate::parallel::device::gpus_present() {
+            0 => Hardware::Cores(std::thread::available_parallelism().map_or(1, |n| n.get())),
+            gpus => Hardware::Gpus(gpus),
+        }
+    }
+
+    /// Training runs on cuda:0 where there is a GPU, else on the CPU (the preset's default).
+    fn training_devices(self) -> Option<Devices> {
+        match self {
+            Hardware::Gpus(_) => Some(Devices { workers: vec![tch::Device::Cuda(0)], mpi: false }),
+            Hardware::Cores(_) => None,
+        }
+    }
+
+    /// The one-device runs' devices, and the parallel runs' where there are two devices or more (up to
+    /// [`MOST_DEVICES`]); every CPU device is one thread, so that the devices are of one size.
+    fn timing_devices(self) -> (String, Option<String>) {
+        match self {
+            Hardware::Gpus(gpus) => {
+                let names: Vec<String> = (0..gpus.min(MOST_DEVICES)).map(|i| format!("cuda:{i}")).collect();
+                ("cuda:0".into(), (gpus >= 2).then(|| names.join(",")))
+            }
+            Hardware::Cores(cores) => {
+                let devices = cores.min(MOST_DEVICES);
+                ("cpu:1 threads=1".into(), (devices >= 2).then(|| format!("cpu:{devices} threads=1")))
+            }
+        }
+    }
+}
+
+/// Times the twins on one device each, and on several where there are: the WarpNet placed by `auto`,
+/// the WRN data parallel.
 fn time_twins(
     trained: &[(NetConfig, RunSummary)],
     batch: i64,
     precision: Precision,
+    hardware: Hardware,
     args: &DemoArgs,
 ) -> anyhow::Result<Vec<DemoRow>> {
     let [(wrn, wrn_run), (warp, warp_run)] = trained else { unreachable!("the demo trains two networks") };
     let k = warp.k;
-    let devices = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MOST_DEVICES);
-    let mut texts = vec![
-        ("wrn cpu:1 threads=1".to_string(), wrn_run),
-        (format!("warpnet1 k={k} cpu:1 threads=1"), warp_run),
-    ];
-    if devices >= 2 {
-        texts.push((format!("warpnet1 k={k} cpu:{devices} threads=1 auto"), warp_run));
-        texts.push((format!("wrn cpu:{devices} threads=1"), wrn_run));
+    let (one, several) = hardware.timing_devices();
+    let mut texts = vec![(format!("wrn {one}"), wrn_run), (format!("warpnet1 k={k} {one}"), warp_run)];
+    if let Some(several) = &several {
+        texts.push((format!("warpnet1 k={k} {several} auto"), warp_run));
+        texts.push((format!("wrn {several}"), wrn_run));
     }
     debug_assert_eq!(wrn.units_per_stage(), warp.units_per_stage());
     let mut runs =
         texts.iter().map(|(text, _)| RunSpec::parse(text, warp)).collect::<anyhow::Result<Vec<RunSpec>>>()?;
     let predicted =
-        if devices >= 2 { predict_runs(&mut runs, batch, precision, (None, None))? } else { vec![] };
+        if several.is_some() { predict_runs(&mut runs, batch, precision, (None, None))? } else { vec![] };
     let rounds = args.rounds.unwrap_or(ROUNDS);
     let measured = measure(&runs, batch, WARMUP, rounds, args.steps.unwrap_or(STEPS), precision)?;
     let data_parallel_ms = measured.get(3).map(|m| m.ms_per_batch);
@@ -179,7 +221,10 @@ fn time_twins(
         .zip(&texts)
         .enumerate()
         .map(|(r, (m, (_, summary)))| {
-            row(m, summary, predicted.get(r).copied().filter(|_| r == 2), data_parallel_ms)
+            // Rows 2 and 3 are on several devices: the auto-placed WarpNet and the data-parallel WRN.
+            let on_several = r >= 2;
+            let predicted_ms = predicted.get(r).copied().filter(|_| r == 2);
+            row(m, summary, predicted_ms, data_parallel_ms.filter(|_| on_several))
         })
         .collect())
 }
@@ -190,12 +235,11 @@ fn row(
     predicted_ms: Option<f64>,
     data_parallel_ms: Option<f64>,
 ) -> DemoRow {
-    let several = m.devices != "cpu:1";
     DemoRow {
         model: summary.model.clone(),
         precision: summary.precision,
         test_accuracy: summary.test_accuracy,
-        rs_vs_data_parallel: data_parallel_ms.filter(|_| several).map(|dp| (dp - m.ms_per_batch) / dp),
+        rs_vs_data_parallel: data_parallel_ms.map(|dp| (dp - m.ms_per_batch) / dp),
         devices: m.devices,
         threads_per_device: m.threads_per_device,
         layout: m.layout,
@@ -224,7 +268,10 @@ fn demo_table(rows: &[DemoRow]) -> Table {
             r.model.clone(),
             r.precision.to_string(),
             format!("{:.2}%", 100.0 * r.test_accuracy),
-            format!("{} x {} thread", r.devices, r.threads_per_device),
+            match r.devices.starts_with("cuda") {
+                true => r.devices.clone(),
+                false => format!("{} x {} thread", r.devices, r.threads_per_device),
+            },
             r.layout.clone(),
             format!("{:.1}", r.ms_per_batch),
             r.predicted_ms.map_or("-".into(), |ms| format!("{ms:.1}")),

@@ -105,6 +105,9 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
     }
     let config = NetConfig::warp(args.k, args.nwarp, args.width, 10, args.variant);
     config.validate().map_err(|e| input_error(format!("--k/--nwarp/--width/--variant: {e}")))?;
+    if let (Device::Cuda(i), None) = (args.device, &args.profile) {
+        crate::parallel::device::check_gpu("--device", i)?;
+    }
     let precision = args.precision.decide(&[args.device]).precision;
     let mut profiles = match &args.profile {
         Some(file) => Profiles::from(read_profiles(file)?, file.display().to_string()),
@@ -218,7 +221,13 @@ pub fn predict_runs(
 ) -> anyhow::Result<Vec<f64>> {
     let mut profiles = match profile {
         Some(file) => Profiles::from(read_profiles(file)?, file.display().to_string()),
-        None => Profiles::measured_on(Device::Cpu),
+        // Measured on the runs' own kind of device: the first worker of the first run in this process.
+        None => Profiles::measured_on(
+            runs.iter()
+                .find(|r| !r.devices.mpi)
+                .and_then(|r| r.devices.workers.first().copied())
+                .unwrap_or(Device::Cpu),
+        ),
     };
     let (predicted, mpi) = prediction::plan(runs, batch, precision, &mut profiles)?;
     if let Some(link) = mpi {

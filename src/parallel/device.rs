@@ -126,28 +126,58 @@ impl fmt::Display for Devices {
 /// same binary thus runs on machines with and without CUDA.
 const LIBTORCH_CUDA: &std::ffi::CStr = c"libtorch_cuda.so";
 
-/// Loads libtorch's CUDA support (once) and returns how many GPUs it sees; one line naming `flag` if it
-/// cannot load.
-pub fn cuda_device_count(flag: &str) -> anyhow::Result<usize> {
+/// The command that installs the CUDA libraries libtorch's CUDA half needs.
+pub const INSTALL_CUDA: &str = "./scripts/setup.sh --cuda";
+
+/// Loads libtorch's CUDA half once; why not, where it cannot (the loader's message: the library it
+/// could not find).
+fn load_libtorch_cuda() -> Result<(), &'static str> {
     static LOADED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     let loaded = LOADED.get_or_init(|| {
         // SAFETY: dlopen with a valid C string; the handle is kept open for the life of the process.
         let handle = unsafe { libc::dlopen(LIBTORCH_CUDA.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
-        if handle.is_null() {
-            // SAFETY: dlerror returns a C string owned by libc, or null.
-            let why = unsafe { libc::dlerror() };
-            let why = if why.is_null() {
-                "unknown error".to_string()
-            } else {
-                unsafe { std::ffi::CStr::from_ptr(why) }.to_string_lossy().into_owned()
-            };
-            return Err(why);
+        if !handle.is_null() {
+            return Ok(());
         }
-        Ok(())
+        // SAFETY: dlerror returns a C string owned by libc, or null.
+        let why = unsafe { libc::dlerror() };
+        Err(if why.is_null() {
+            "unknown error".to_string()
+        } else {
+            unsafe { std::ffi::CStr::from_ptr(why) }.to_string_lossy().into_owned()
+        })
     });
-    match loaded {
+    loaded.as_ref().map(|_| ()).map_err(String::as_str)
+}
+
+/// Loads libtorch's CUDA support (once) and returns how many GPUs it sees; one line naming `flag`, the
+/// library that is missing and the command that installs it, if it cannot load.
+pub fn cuda_device_count(flag: &str) -> anyhow::Result<usize> {
+    match load_libtorch_cuda() {
         Ok(()) => Ok(tch::Cuda::device_count() as usize),
-        Err(why) => crate::bail_input!("{flag}: cannot load libtorch's CUDA support: {why}"),
+        Err(why) => crate::bail_input!(
+            "{flag}: libtorch's CUDA libraries are not installed ({why}); install them with {INSTALL_CUDA}"
+        ),
+    }
+}
+
+/// How many GPUs this process can use: 0 where libtorch's CUDA half does not load (a CPU set-up).
+pub fn gpus_present() -> usize {
+    cuda_device_count("").unwrap_or(0)
+}
+
+/// Checks that GPU `index` exists; one line naming `flag` if the CUDA libraries are missing, if no GPU
+/// is present, or if there are fewer.
+pub fn check_gpu(flag: &str, index: usize) -> anyhow::Result<()> {
+    match cuda_device_count(flag)? {
+        0 => crate::bail_input!(
+            "{flag}: cuda:{index} asked for, but no GPU is present (libtorch's CUDA libraries are \
+             installed; no NVIDIA driver or GPU is visible to this process)"
+        ),
+        count if index >= count => {
+            crate::bail_input!("{flag}: cuda:{index} does not exist ({count} CUDA devices visible)")
+        }
+        _ => Ok(()),
     }
 }
 
@@ -155,10 +185,7 @@ pub fn cuda_device_count(flag: &str) -> anyhow::Result<usize> {
 pub fn check_available(devices: &Devices) -> anyhow::Result<()> {
     for device in &devices.workers {
         if let Device::Cuda(i) = device {
-            let count = cuda_device_count("--devices")?;
-            if *i >= count {
-                crate::bail_input!("--devices: cuda:{i} does not exist ({count} CUDA devices visible)");
-            }
+            check_gpu("--devices", *i)?;
         }
     }
     Ok(())

@@ -9,6 +9,7 @@ mod binary;
 mod analyze_cli;
 mod commands;
 mod configs;
+mod gpu_setup;
 mod plot;
 mod reproduce;
 mod workflow;

@@ -167,7 +167,7 @@ fn local_rank() -> usize {
 /// the host has more ranks than GPUs); elsewhere the CPU. Tensors between ranks leave and arrive
 /// through host memory (base/serial.rs; the gradients' all-reduce stages them too).
 pub fn local_device() -> tch::Device {
-    device_of(local_rank(), tch::Cuda::device_count() as usize)
+    device_of(local_rank(), crate::parallel::device::gpus_present())
 }
 
 /// The device of local rank `local` on a host with `gpus` GPUs.
