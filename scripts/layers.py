@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """The module graph of src/: which top-level module refers to which (`crate::NAME` in code, comments
-left out), printed as one line per module, and a check that it has no cycle and that every edge goes
-down the declared layering (DESIGN.md "Layering"). Exit 1 on a cycle or an upward edge.
+left out), printed as one line per module, and a check that it has no cycle, that every edge goes
+down the declared layering (docs/architecture.md "Layers"; so model/ imports nothing of the runtime or
+the planner, and the runtime nothing of the planner), and that the modules inside src/runtime/ refer
+to each other without a circle. Exit 1 on a cycle, an upward edge or a knot in the runtime.
 
     python3 scripts/layers.py          # the graph, then "ok" or the offending edges
-    python3 scripts/layers.py parallel # the graph of one folder's modules and its knots (reported only)
+    python3 scripts/layers.py planner  # the graph of one folder's modules and its knots (reported only)
 """
 import os
 import re
@@ -12,7 +14,9 @@ import sys
 
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 # Bottom first: a module may refer only to modules before it in this list.
-LAYERS = ["error", "precision", "base", "model", "data", "parallel", "train", "report", "analysis", "cli"]
+LAYERS = ["error", "precision", "base", "model", "data", "runtime", "planner", "train", "report", "analysis", "cli"]
+# Folders whose modules must not refer to each other in a circle.
+NO_KNOTS = ["runtime"]
 REFERENCE = re.compile(r"\bcrate::([a-z_]+)")
 MACROS = {"bail_input"}  # crate-level macros, defined in error.rs
 
@@ -141,11 +145,14 @@ def main():
                 failures.append(f"{source} -> {target}: not in the declared layers {LAYERS}")
             elif LAYERS.index(target) > LAYERS.index(source):
                 failures.append(f"{source} -> {target} goes up a layer: {', '.join(sorted(files))}")
+    for folder in NO_KNOTS:
+        for knot in knots(graph_inside(folder)):
+            failures.append(f"{folder}: {', '.join(knot)} refer to each other in a circle")
     for failure in failures:
         print("layering:", failure)
     if failures:
         sys.exit(1)
-    print("ok: no cycle, every reference goes down a layer")
+    print("ok: no cycle, every reference goes down a layer, no circle inside " + ", ".join(NO_KNOTS))
 
 
 if __name__ == "__main__":

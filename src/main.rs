@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use warpnet::cli::{self, Cli};
 use warpnet::error::is_input_error;
-use warpnet::parallel::mpi::{self, session};
+use warpnet::runtime::mpi::{self, session};
 
 /// Exit code of a bad flag, config or data file.
 const EXIT_INPUT: u8 = 2;
@@ -20,7 +20,7 @@ const EXIT_FAILURE: u8 = 1;
 const EXIT_SIGNALLED: i32 = 128;
 
 fn main() -> ExitCode {
-    warpnet::parallel::memory::keep_freed_memory();
+    warpnet::runtime::memory::keep_freed_memory();
     // MPI starts before the command line is read: `--devices mpi` means as many workers as ranks.
     let mpi_session = match session::start() {
         Ok(s) => s,
@@ -54,7 +54,7 @@ fn main() -> ExitCode {
         return if rank == 0 { fail(&err) } else { ExitCode::from(EXIT_INPUT) };
     }
     if rank != 0 {
-        warpnet::parallel::hosted::serve();
+        warpnet::runtime::serve::serve();
         return ExitCode::SUCCESS;
     }
     mpi_session.start_heartbeat();

@@ -16,13 +16,13 @@ use warpnet::base::named::{assign_variables, copy_variables, deep_copy, Named, S
 use warpnet::base::optimizer::Sgd;
 use warpnet::base::optimizer::SgdSettings;
 use warpnet::model::{Net, NetConfig, Variant};
-use warpnet::parallel::{Devices, Executor, Placement, Plan};
 use warpnet::precision::{Precision, PrecisionSetting};
+use warpnet::runtime::{Devices, Executor, Placement, Plan};
 
 const BATCH: i64 = 8;
 
 fn cuda() -> Device {
-    let count = warpnet::parallel::device::cuda_device_count("gpu test").expect("libtorch_cuda loads");
+    let count = warpnet::runtime::device::cuda_device_count("gpu test").expect("libtorch_cuda loads");
     assert!(count > 0, "no CUDA device visible: these tests need one");
     Device::Cuda(0)
 }
@@ -107,10 +107,10 @@ fn gpu_parallel_executor_matches_one_cpu_step() {
     let expected = copy_variables(&vs, Device::Cpu);
     for (devices, placement) in [(on(3), "[F1],[F2],[F2'x1]"), (on(2), "[F1],[F2,F2'x1]")] {
         let devices: Devices = devices.parse().unwrap();
-        let terms = warpnet::model::net::layer_operator(&config).0;
+        let terms = warpnet::model::Architecture::terms(&config);
         let plan = Plan::new(&devices, Some(Placement::parse(placement, &terms).unwrap())).unwrap();
         let start = Snapshot { variables: deep_copy(&initial), momentum: Named::new() };
-        let mut executor = Executor::new(&config, &devices, plan, &start, sgd).unwrap();
+        let mut executor = Executor::new(&config.network(), &devices, plan, &start, sgd).unwrap();
         let got_loss = executor.step(&images, &labels, 0.1).loss;
         let want_loss = loss.double_value(&[]);
         assert!(

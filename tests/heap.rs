@@ -4,7 +4,7 @@
 //! time).
 
 use warpnet::model::{NetConfig, Variant};
-use warpnet::parallel::profile::{self, Bench};
+use warpnet::planner::profile::{self, Bench};
 use warpnet::precision::Precision;
 
 /// The bytes a profile says each pass keeps are measured from the heap: they must not count what the

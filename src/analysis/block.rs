@@ -8,9 +8,9 @@ use tch::{nn::VarStore, Device, Tensor};
 
 use crate::base::named::{copy_variables, Named};
 use crate::model::config::{DerivativeBn, ModelKind, NetConfig, Variant};
-use crate::model::net::{build_layer, layer_operator, LayerIndex};
-use crate::model::warp::WarpLayer;
-use crate::model::Net;
+use crate::model::net::build_layer;
+use crate::model::warp::{Assignment, WarpLayer};
+use crate::model::{Architecture, LayerIndex, Net};
 
 /// A network viewed as the sequential ResNet (every unit its own layer), with its weights by name.
 pub struct Sequential {
@@ -85,10 +85,9 @@ impl Sequential {
             ..self.config.clone()
         };
         let vs = VarStore::new(Device::Cpu);
-        let (terms, jacobian) = layer_operator(&config);
         let at = LayerIndex { stage, layer: first / k };
         let held: Vec<usize> = (0..k).collect();
-        let layer = build_layer(&vs.root(), &config, at, &held, terms, jacobian);
+        let layer = build_layer(&vs.root(), &config, at, &held, config.terms());
         // The block's names are the network's own (unit numbers first+1 .. first+k of the stage).
         crate::base::named::assign_variables(&vs, &self.weights);
         Block { layer, _vs: vs }
@@ -105,7 +104,7 @@ impl Block {
     /// The value of every term of the layer at x1, in the order of `layer.terms`: (B, C, H, W) each.
     pub fn term_values(&self, x1: &Tensor) -> Vec<Tensor> {
         tch::no_grad(|| {
-            let primals = self.layer.primal_passes(&self.layer.terms, x1, false);
+            let primals = self.layer.primal_passes(&self.layer.terms, x1, false, &Assignment::default());
             self.layer.terms.iter().map(|t| self.layer.evaluate(t, x1, &primals)).collect()
         })
     }

@@ -12,7 +12,8 @@ use tch::{Kind, Tensor};
 
 use super::block::Sequential;
 use crate::model::config::{DerivativeBn, Variant};
-use crate::model::unit::{Linearization, ResidualUnit};
+use crate::model::wrn::residual_unit;
+use crate::model::wrn::unit::{Linearization, ResidualUnit};
 
 /// Per path length k.
 #[derive(Debug, Clone, Serialize)]
@@ -73,7 +74,7 @@ pub fn loss_gradient(
 /// F'(x1)^T u: the transpose of the unit's tangent map, by backpropagating through that linear map.
 pub fn tangent_transpose(unit: &ResidualUnit, at: &Linearization, u: &Tensor) -> Tensor {
     let v = u.zeros_like().set_requires_grad(true);
-    let dot = (unit.tangent(at, &v) * u).sum(Kind::Double);
+    let dot = (unit.tangent_with(at, &v) * u).sum(Kind::Double);
     Tensor::run_backward(&[dot], &[&v], false, false).remove(0)
 }
 
@@ -131,10 +132,8 @@ pub fn path_gradients(
     let block = seq.block(stage, first, k, Variant::Exact, derivative_bn);
     let at: Vec<Linearization> = (0..k)
         .map(|c| {
-            block
-                .layer
-                .unit(c)
-                .primal(x1, false, false, Some(derivative_bn))
+            residual_unit(block.layer.unit(c))
+                .primal_with(x1, false, false, Some(derivative_bn))
                 .linearization
                 .expect("linearised")
         })
@@ -143,8 +142,9 @@ pub fn path_gradients(
         .map(|subset| {
             // Outermost unit first: F'_{c1}^T (... (F'_{ck}^T g)).
             let path = (0..k).rev().filter(|c| subset & (1 << c) != 0);
-            let carried =
-                path.fold(g.shallow_clone(), |u, c| tangent_transpose(block.layer.unit(c), &at[c], &u));
+            let carried = path.fold(g.shallow_clone(), |u, c| {
+                tangent_transpose(residual_unit(block.layer.unit(c)), &at[c], &u)
+            });
             (subset, carried)
         })
         .collect()

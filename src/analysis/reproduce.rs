@@ -19,8 +19,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::data::DataSpec;
-use crate::model::{ModelKind, Variant};
-use crate::parallel::Devices;
+use crate::model::config::BENCH_CLASSES;
+use crate::model::{ModelKind, NetConfig, Variant};
+use crate::planner::auto_placement::PlacementSetting;
+use crate::planner::runs::{twin, RunSpec};
+use crate::runtime::{Devices, Placement};
 use crate::train::config::TrainConfig;
 
 /// The paper's figures, as configs/generate.py wrote them.
@@ -98,11 +101,11 @@ pub struct PlannedRow {
     /// The training run (its `devices` set only where the math depends on them: data parallelism, or
     /// `paper` scale, where the placement is the point).
     pub train: TrainConfig,
-    /// The row's devices and the `warpnet bench --run` words that time it.
+    /// The row's devices and the run that times it.
     pub devices: Devices,
-    pub bench: String,
+    pub bench: RunSpec,
     /// The data-parallel WRN on the same devices (the other RS baseline), on more than one device.
-    pub data_parallel_bench: Option<String>,
+    pub data_parallel_bench: Option<RunSpec>,
     /// Rows with the same block share one RS baseline: the block's WRN on one device.
     pub block: (String, usize, usize, usize),
     /// Folder name of its run.
@@ -171,7 +174,7 @@ fn recipe(
     }
 }
 
-/// One row: its network at `scale` over `recipe`, where it trains, and the bench words that time it.
+/// One row: its network at `scale` over `recipe`, where it trains, and the runs that time it.
 fn plan_row(
     paper: PaperRow,
     table: PaperTable,
@@ -194,37 +197,78 @@ fn plan_row(
     // every row does (the placement is what the paper ran).
     let data_parallel = model == ModelKind::Wrn && paper.devices > 1;
     let on_devices = scale == Scale::Paper || data_parallel;
-    let k_words = if model == ModelKind::Warp { format!(" k={}", paper.k) } else { String::new() };
-    // cpu: every device one thread (the paper's devices are alike), the placement `auto` on the
-    // cores there are; paper: the paper's own placement on its GPUs.
-    let (threads_words, placement_words) = match (scale, &paper.placement) {
-        (Scale::Cpu, Some(_)) => (" threads=1", " auto".to_string()),
-        (Scale::Cpu, None) => (" threads=1", String::new()),
-        (Scale::Paper, placement) => ("", placement.clone().map(|p| format!(" {p}")).unwrap_or_default()),
-    };
+    // The paper's placements are this project's own data (configs/paper-figures.json), read here once.
+    let placement: Option<Placement> =
+        paper.placement.as_deref().map(|text| text.parse().expect("the paper's placements read"));
     let slug = format!(
         "{}-{}-k{}-n{}-kw{}-{}dev",
         paper.data, paper.method, paper.k, paper.nwarp, paper.kw, paper.devices
     );
+    let train = TrainConfig {
+        model,
+        k: if model == ModelKind::Warp { paper.k } else { 1 },
+        nwarp: if model == ModelKind::Warp { nwarp } else { nwarp * paper.k },
+        width,
+        variant,
+        devices: on_devices.then(|| devices.clone()),
+        placement: if on_devices { placement.clone().map(PlacementSetting::Given) } else { None },
+        ..recipe
+    };
+    let (bench, data_parallel_bench) = timed_runs(&train.net(BENCH_CLASSES), scale, &devices, placement);
     PlannedRow {
-        train: TrainConfig {
-            model,
-            k: if model == ModelKind::Warp { paper.k } else { 1 },
-            nwarp: if model == ModelKind::Warp { nwarp } else { nwarp * paper.k },
-            width,
-            variant,
-            devices: on_devices.then(|| devices.clone()),
-            placement: if on_devices { paper.placement.clone() } else { None },
-            ..recipe
-        },
-        bench: format!("{}{k_words} {devices}{threads_words}{placement_words}", paper.method),
-        data_parallel_bench: (devices.len() > 1).then(|| format!("wrn {devices}{threads_words}")),
+        train,
+        bench,
+        data_parallel_bench,
         devices,
         block: (paper.data.clone(), paper.k, paper.nwarp, paper.kw),
         slug,
         paper,
         same_run_as: None,
     }
+}
+
+/// The runs that time a row of `network` on `devices`, and the data-parallel WRN on them (more than
+/// one): at cpu scale every device one thread (the paper's devices are alike) and a WarpNet placed by
+/// `auto` on the cores there are (where the paper placed it); at paper scale the paper's own
+/// `placement` on its GPUs.
+fn timed_runs(
+    network: &NetConfig,
+    scale: Scale,
+    devices: &Devices,
+    placement: Option<Placement>,
+) -> (RunSpec, Option<RunSpec>) {
+    let units = NetConfig { k: 1, nwarp: network.units_per_stage(), ..network.clone() };
+    let on = |model, variant, k, placement| {
+        let config = twin(&units, model, variant, k).expect("a row's network has its twins");
+        let run =
+            RunSpec::on(config, devices.clone(), placement).expect("the paper's placement fits its row");
+        match scale {
+            Scale::Cpu => run.with_threads(1),
+            Scale::Paper => run,
+        }
+    };
+    let run = match (scale, network.model, placement) {
+        (_, ModelKind::Wrn, _) => on(ModelKind::Wrn, Variant::Warpnet1, 1, None),
+        (Scale::Cpu, ModelKind::Warp, Some(_)) => {
+            on(ModelKind::Warp, network.variant, network.k, None).auto_placed()
+        }
+        (Scale::Cpu, ModelKind::Warp, None) => on(ModelKind::Warp, network.variant, network.k, None),
+        (Scale::Paper, ModelKind::Warp, placement) => {
+            on(ModelKind::Warp, network.variant, network.k, placement)
+        }
+    };
+    let data_parallel = (devices.len() > 1).then(|| on(ModelKind::Wrn, Variant::Warpnet1, 1, None));
+    (run, data_parallel)
+}
+
+/// The block's RS baseline for a row of `network`: its WRN twin on one device (one thread at cpu
+/// scale, cuda:0 at paper scale).
+pub fn baseline(network: &NetConfig, scale: Scale) -> RunSpec {
+    let device = match scale {
+        Scale::Cpu => Devices::cpu(1),
+        Scale::Paper => Devices { workers: vec![tch::Device::Cuda(0)], mpi: false },
+    };
+    timed_runs(&network.as_model(ModelKind::Wrn), scale, &device, None).0
 }
 
 /// Points every row whose training config equals an earlier row's at that row's run.

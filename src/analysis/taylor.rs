@@ -105,8 +105,11 @@ pub fn mask_flips(layer: &crate::model::warp::WarpLayer, x1: &Tensor, inputs: &[
     }
     tch::no_grad(|| {
         let mask = |c: usize, x: &Tensor| {
-            let pass = layer.unit(c).primal(x, false, false, Some(DerivativeBn::None));
-            pass.linearization.expect("linearised").relu_mask
+            let unit = crate::model::wrn::residual_unit(layer.unit(c));
+            unit.primal_with(x, false, false, Some(DerivativeBn::None))
+                .linearization
+                .expect("linearised")
+                .relu_mask
         };
         let flips: f64 = (1..inputs.len())
             .map(|c| mask(c, x1).ne_tensor(&mask(c, &inputs[c])).to_kind(Kind::Double).mean(Kind::Double))

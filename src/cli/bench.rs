@@ -20,8 +20,8 @@ use crate::base::optimizer::{Sgd, SgdSettings, PAPER_LR};
 use crate::model::config::{INPUT_CHANNELS, INPUT_SIDE};
 use crate::model::warp::PrimalSharing;
 use crate::model::{op_count, DerivativeBn, ModelKind, Net, NetConfig, Variant};
-use crate::parallel::Devices;
 use crate::precision::{MemoryFormat, Precision};
+use crate::runtime::Devices;
 use crate::train::step::single_step;
 
 #[derive(Debug, Clone, Args)]
@@ -165,7 +165,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     config.validate().map_err(crate::error::input_error)?;
     if let Device::Cuda(i) = args.device {
-        crate::parallel::device::check_gpu("--device", i)?;
+        crate::runtime::device::check_gpu("--device", i)?;
     }
     if args.table || !args.runs.is_empty() || args.devices.is_some() {
         if args.memory_format.is_some() {
@@ -252,8 +252,8 @@ pub fn bench_training_step(config: &NetConfig, args: &BenchArgs, precision: Prec
             }
         }
     }
-    let ms_per_batch = crate::base::stats::median(&step_ms);
-    let [forward, backward, update] = phases.map(|p| crate::base::stats::median(&p));
+    let ms_per_batch = crate::planner::stats::median(&step_ms);
+    let [forward, backward, update] = phases.map(|p| crate::planner::stats::median(&p));
     BenchResult {
         model: config.label(),
         batch: args.batch,

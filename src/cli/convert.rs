@@ -83,7 +83,7 @@ fn convert(run: &RunFiles, args: &ConvertArgs, to: ModelKind, out: &Path) -> any
     // Written into a temporary sibling folder, renamed into place when complete.
     write_atomic_with(out, |tmp| {
         std::fs::create_dir_all(tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
-        write_atomic(&tmp.join("config.toml"), toml::to_string(&config)?.as_bytes())?;
+        write_atomic(&tmp.join(crate::train::run_folder::CONFIG), toml::to_string(&config)?.as_bytes())?;
         run.data.write(tmp)?;
         save_weights(&vs, &tmp.join("model.safetensors"))
     })?;

@@ -13,15 +13,16 @@ use clap::Args;
 use serde::Serialize;
 
 use super::flags::{fresh_folder, positive, PrecisionFlag};
-use super::plan::predict_runs;
 use crate::base::atomic_file::write_atomic;
 use crate::data;
 use crate::model::{ModelKind, NetConfig, Variant};
-use crate::parallel::comparison::{measure, Measured, RunSpec};
-use crate::parallel::device::Devices;
+use crate::planner::comparison::{measure, Measured};
+use crate::planner::prediction::predict_runs;
+use crate::planner::runs::{twin, RunSpec};
 use crate::precision::Precision;
 use crate::report::plot::{self, Curve};
 use crate::report::Table;
+use crate::runtime::device::Devices;
 use crate::train::{self, RunSummary, TrainConfig, Verbosity};
 
 #[derive(Debug, Clone, Default, Args)]
@@ -161,7 +162,7 @@ enum Hardware {
 
 impl Hardware {
     fn here() -> Hardware {
-        match crate::parallel::device::gpus_present() {
+        match crate::runtime::device::gpus_present() {
             0 => Hardware::Cores(std::thread::available_parallelism().map_or(1, |n| n.get())),
             gpus => Hardware::Gpus(gpus),
         }
@@ -175,19 +176,25 @@ impl Hardware {
         }
     }
 
-    /// The one-device runs' devices, and the parallel runs' where there are two devices or more (up to
+    /// The one-device runs' device, and the parallel runs' where there are two devices or more (up to
     /// [`MOST_DEVICES`]); every CPU device is one thread, so that the devices are of one size.
-    fn timing_devices(self) -> (String, Option<String>) {
-        match self {
-            Hardware::Gpus(gpus) => {
-                let names: Vec<String> = (0..gpus.min(MOST_DEVICES)).map(|i| format!("cuda:{i}")).collect();
-                ("cuda:0".into(), (gpus >= 2).then(|| names.join(",")))
-            }
-            Hardware::Cores(cores) => {
-                let devices = cores.min(MOST_DEVICES);
-                ("cpu:1 threads=1".into(), (devices >= 2).then(|| format!("cpu:{devices} threads=1")))
-            }
-        }
+    fn timing_devices(self) -> (Devices, Option<Devices>) {
+        let (one, count) = match self {
+            Hardware::Gpus(gpus) => (tch::Device::Cuda(0), gpus.min(MOST_DEVICES)),
+            Hardware::Cores(cores) => (tch::Device::Cpu, cores.min(MOST_DEVICES)),
+        };
+        let several = (0..count).map(|i| if one.is_cuda() { tch::Device::Cuda(i) } else { one }).collect();
+        let devices = |workers| Devices { workers, mpi: false };
+        (devices(vec![one]), (count >= 2).then(|| devices(several)))
+    }
+
+    /// A timed run of `config` on `devices`: one thread per CPU device.
+    fn run(self, config: NetConfig, devices: Devices) -> anyhow::Result<RunSpec> {
+        let run = RunSpec::on(config, devices, None)?;
+        Ok(match self {
+            Hardware::Gpus(_) => run,
+            Hardware::Cores(_) => run.with_threads(1),
+        })
     }
 }
 
@@ -201,16 +208,18 @@ fn time_twins(
     args: &DemoArgs,
 ) -> anyhow::Result<Vec<DemoRow>> {
     let [(wrn, wrn_run), (warp, warp_run)] = trained else { unreachable!("the demo trains two networks") };
-    let k = warp.k;
-    let (one, several) = hardware.timing_devices();
-    let mut texts = vec![(format!("wrn {one}"), wrn_run), (format!("warpnet1 k={k} {one}"), warp_run)];
-    if let Some(several) = &several {
-        texts.push((format!("warpnet1 k={k} {several} auto"), warp_run));
-        texts.push((format!("wrn {several}"), wrn_run));
-    }
     debug_assert_eq!(wrn.units_per_stage(), warp.units_per_stage());
-    let mut runs =
-        texts.iter().map(|(text, _)| RunSpec::parse(text, warp)).collect::<anyhow::Result<Vec<RunSpec>>>()?;
+    let wrn_twin = twin(warp, ModelKind::Wrn, Variant::Warpnet1, 1).map_err(crate::error::input_error)?;
+    let (one, several) = hardware.timing_devices();
+    let mut runs = vec![
+        (hardware.run(wrn_twin.clone(), one.clone())?, wrn_run),
+        (hardware.run(warp.clone(), one)?, warp_run),
+    ];
+    if let Some(several) = &several {
+        runs.push((hardware.run(warp.clone(), several.clone())?.auto_placed(), warp_run));
+        runs.push((hardware.run(wrn_twin, several.clone())?, wrn_run));
+    }
+    let (mut runs, summaries): (Vec<RunSpec>, Vec<&RunSummary>) = runs.into_iter().unzip();
     let predicted =
         if several.is_some() { predict_runs(&mut runs, batch, precision, (None, None))? } else { vec![] };
     let rounds = args.rounds.unwrap_or(ROUNDS);
@@ -218,9 +227,9 @@ fn time_twins(
     let data_parallel_ms = measured.get(3).map(|m| m.ms_per_batch);
     Ok(measured
         .into_iter()
-        .zip(&texts)
+        .zip(summaries)
         .enumerate()
-        .map(|(r, (m, (_, summary)))| {
+        .map(|(r, (m, summary))| {
             // Rows 2 and 3 are on several devices: the auto-placed WarpNet and the data-parallel WRN.
             let on_several = r >= 2;
             let predicted_ms = predicted.get(r).copied().filter(|_| r == 2);

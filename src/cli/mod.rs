@@ -21,7 +21,7 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
     /// Under mpirun: seconds any rank waits for another before the job stops, naming the silent rank.
-    #[arg(long, global = true, default_value_t = crate::parallel::mpi::DEFAULT_TIMEOUT_S, value_parser = positive_seconds)]
+    #[arg(long, global = true, default_value_t = crate::runtime::mpi::DEFAULT_TIMEOUT_S, value_parser = positive_seconds)]
     pub mpi_timeout: f64,
 }
 

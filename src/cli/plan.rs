@@ -4,7 +4,7 @@
 //! P devices, and the bytes each device holds. The profile is measured here (`--device`) or read from a
 //! profile file that `--save-profile` wrote, on this machine or on another (a GPU host).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 use serde::Serialize;
@@ -12,19 +12,16 @@ use tch::Device;
 
 use super::flags::parse_device;
 use super::flags::{positive, PrecisionFlag};
-use crate::base::atomic_file::write_atomic;
 use crate::error::input_error;
-use crate::model::net::layer_operator;
-use crate::model::{NetConfig, Variant};
-use crate::parallel::auto_placement::{self, AUTO};
-use crate::parallel::comparison::RunSpec;
-use crate::parallel::prediction::{self, Profiles};
-use crate::parallel::step_model::{
+use crate::model::config::BENCH_CLASSES;
+use crate::model::{Architecture, NetConfig, Variant};
+use crate::planner::auto_placement::{self, AUTO};
+use crate::planner::prediction::{read_profiles, write_profiles, Profiles};
+use crate::planner::step_model::{
     links, predict, predict_data_parallel, predict_wrn, GradientSum, Link, Profile,
 };
-use crate::parallel::Placement;
-use crate::precision::Precision;
 use crate::report::Table;
+use crate::runtime::Placement;
 
 /// Bytes in a megabyte, as the tables print them.
 const MB: f64 = 1e6;
@@ -103,10 +100,10 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
     if !(args.compute_scale.is_finite() && args.compute_scale > 0.0) {
         crate::bail_input!("--compute-scale {}: expected a positive number", args.compute_scale);
     }
-    let config = NetConfig::warp(args.k, args.nwarp, args.width, 10, args.variant);
+    let config = NetConfig::warp(args.k, args.nwarp, args.width, BENCH_CLASSES, args.variant);
     config.validate().map_err(|e| input_error(format!("--k/--nwarp/--width/--variant: {e}")))?;
     if let (Device::Cuda(i), None) = (args.device, &args.profile) {
-        crate::parallel::device::check_gpu("--device", i)?;
+        crate::runtime::device::check_gpu("--device", i)?;
     }
     let precision = args.precision.decide(&[args.device]).precision;
     let mut profiles = match &args.profile {
@@ -121,12 +118,15 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
     };
     let whole = profile_at(batch)?;
     let wrn = predict_wrn(&config, &whole);
-    let terms = layer_operator(&config).0;
+    let given = match args.placement.as_str() {
+        AUTO => None,
+        text => Some(Placement::parse(text, &config.terms())?),
+    };
     let mut rows = Vec::new();
     for &p in &args.devices {
-        let placement = match args.placement.as_str() {
-            AUTO => auto_placement::best(&config, p, &whole, &args.link).0,
-            text => Placement::parse(text, &terms)?,
+        let placement = match &given {
+            None => auto_placement::best(&config, p, &whole, &args.link).0,
+            Some(placement) => placement.clone(),
         };
         if placement.devices() != p {
             crate::bail_input!("--placement {placement} has {} devices, not {p}", placement.devices());
@@ -134,7 +134,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
         let prediction = predict(&config, &placement, &whole, &args.link);
         let sum = GradientSum::over(args.all_reduce);
         let dp = predict_data_parallel(&config, &profile_at(batch / p as i64)?, p, &args.link, sum);
-        let mb = |f: fn(&crate::parallel::step_model::DeviceBytes) -> f64| {
+        let mb = |f: fn(&crate::planner::step_model::DeviceBytes) -> f64| {
             prediction.memory.iter().map(|m| f(m) / MB).collect()
         };
         rows.push(PlanRow {
@@ -187,57 +187,4 @@ fn render(rows: &[PlanRow]) -> String {
         ]);
     }
     table.markdown()
-}
-
-/// A profile file: the profiles of one device kind at one or more batches (JSON).
-#[derive(Serialize, serde::Deserialize)]
-struct ProfileFile {
-    profiles: Vec<Profile>,
-}
-
-/// The profiles of `file`; a missing or malformed file is one line naming it (exit 2).
-fn read_profiles(file: &Path) -> anyhow::Result<Vec<Profile>> {
-    let text = std::fs::read_to_string(file).map_err(|e| input_error(format!("{}: {e}", file.display())))?;
-    let parsed: ProfileFile = serde_json::from_str(&text)
-        .map_err(|e| input_error(format!("{}: not a warpnet profile file ({e})", file.display())))?;
-    Ok(parsed.profiles)
-}
-
-/// Writes `profiles` to `file` atomically, and says so.
-fn write_profiles(file: &Path, profiles: Vec<Profile>) -> anyhow::Result<()> {
-    let text = serde_json::to_string_pretty(&ProfileFile { profiles })?;
-    write_atomic(file, text.as_bytes())?;
-    println!("profiles written: {}", file.display());
-    Ok(())
-}
-
-/// The step-time model's prediction for each of `runs` at `batch` (their `auto` placements resolved
-/// and printed), from the profile file `files.0` or profiles measured here, written to `files.1`.
-pub fn predict_runs(
-    runs: &mut [RunSpec],
-    batch: i64,
-    precision: Precision,
-    (profile, save_profile): (Option<&Path>, Option<&Path>),
-) -> anyhow::Result<Vec<f64>> {
-    let mut profiles = match profile {
-        Some(file) => Profiles::from(read_profiles(file)?, file.display().to_string()),
-        // Measured on the runs' own kind of device: the first worker of the first run in this process.
-        None => Profiles::measured_on(
-            runs.iter()
-                .find(|r| !r.devices.mpi)
-                .and_then(|r| r.devices.workers.first().copied())
-                .unwrap_or(Device::Cpu),
-        ),
-    };
-    let (predicted, mpi) = prediction::plan(runs, batch, precision, &mut profiles)?;
-    if let Some(link) = mpi {
-        println!("MPI link to rank 1, measured: {link} (warpnet plan --link {})", link.figures());
-    }
-    if let Some(file) = save_profile {
-        write_profiles(file, profiles.known.values().cloned().collect())?;
-    }
-    for run in runs.iter().filter(|r| r.auto) {
-        println!("auto placement for {} on {}: {}", run.config.label(), run.devices, run.layout());
-    }
-    Ok(predicted)
 }

@@ -7,11 +7,12 @@ use clap::Args;
 use serde::Serialize;
 
 use super::flags::{positive, PrecisionFlag};
-use crate::analysis::reproduce::{plan, DataChoice, PaperTable, PlannedRow, Scale};
+use crate::analysis::reproduce::{self, plan, DataChoice, PaperTable, PlannedRow, Scale};
 use crate::base::atomic_file::write_atomic;
 use crate::data::{self, DataSpec};
-use crate::model::NetConfig;
-use crate::parallel::comparison::{measure, RunSpec};
+use crate::model::config::BENCH_CLASSES;
+use crate::planner::comparison::{measure, RunSpec};
+use crate::planner::prediction::predict_runs;
 use crate::precision::Precision;
 use crate::report::Table;
 use crate::train::metrics::MetricsLog;
@@ -84,7 +85,7 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
     // Fail on a missing data set or GPU before any training starts.
     for row in &rows {
         if let Some(devices) = &row.train.devices {
-            crate::parallel::device::check_available(devices)?;
+            crate::runtime::device::check_available(devices)?;
         }
     }
     let timing_device = match args.scale {
@@ -135,29 +136,23 @@ fn time_block(
     args: &ReproduceArgs,
     precision: Precision,
 ) -> anyhow::Result<Vec<Outcome>> {
-    let base = rows[members[0]].train.net(10);
-    let units = NetConfig { k: 1, nwarp: base.units_per_stage(), ..base.clone() };
-    let baseline = match args.scale {
-        Scale::Cpu => "wrn cpu:1 threads=1",
-        Scale::Paper => "wrn cuda:0",
-    };
-    let mut words = vec![baseline.to_string()];
-    let mut index_of = |run: &str| match words.iter().position(|w| w == run) {
+    let base = rows[members[0]].train.net(BENCH_CLASSES);
+    let mut specs = vec![reproduce::baseline(&base, args.scale)];
+    let mut index_of = |run: &RunSpec| match specs.iter().position(|s| s == run) {
         Some(i) => i,
         None => {
-            words.push(run.to_string());
-            words.len() - 1
+            specs.push(run.clone());
+            specs.len() - 1
         }
     };
     // Per member: its run's index, and its data-parallel baseline's.
     let timed_as: Vec<(usize, Option<usize>)> = members
         .iter()
-        .map(|&i| (index_of(&rows[i].bench), rows[i].data_parallel_bench.as_deref().map(&mut index_of)))
+        .map(|&i| (index_of(&rows[i].bench), rows[i].data_parallel_bench.as_ref().map(&mut index_of)))
         .collect();
-    let mut specs = words.iter().map(|w| RunSpec::parse(w, &units)).collect::<anyhow::Result<Vec<_>>>()?;
     let batch = rows[members[0]].train.batch as i64;
     if specs.iter().any(|s| s.auto) {
-        super::plan::predict_runs(&mut specs, batch, precision, (None, None))?;
+        predict_runs(&mut specs, batch, precision, (None, None))?;
     }
     println!(
         "timing {} runs of block {:?} ({} rounds x {} steps)",
@@ -175,7 +170,7 @@ fn time_block(
             let t = measured[run].ms_per_batch;
             Outcome {
                 row: rows[i].paper.clone(),
-                our_network: rows[i].train.net(10).label(),
+                our_network: rows[i].train.net(BENCH_CLASSES).label(),
                 our_devices: format!("{} {}", specs[run].devices, specs[run].layout()),
                 our_error: 100.0 * errors[i],
                 our_rs: rs(t, measured[0].ms_per_batch),
@@ -188,7 +183,7 @@ fn time_block(
 /// Trains the row (or reuses its finished run) and returns its final test error (a fraction).
 fn train_row(row: &PlannedRow, args: &ReproduceArgs, out: &std::path::Path) -> anyhow::Result<f64> {
     let dir = out.join(&row.slug);
-    let metrics = dir.join("metrics.jsonl");
+    let metrics = dir.join(crate::train::run_folder::METRICS);
     if !dir.join("model.safetensors").exists() {
         let precision = args.precision.setting.unwrap_or_default();
         let config = crate::train::config::TrainConfig {

@@ -8,15 +8,12 @@ use serde::Serialize;
 use super::flags::{fresh_folder, positive, PrecisionFlag, WarpFlags};
 use crate::data::{self, DataSpec};
 use crate::error::input_error;
+use crate::model::config::ANY_CLASSES;
 use crate::model::{terms, ModelKind};
-use crate::parallel::auto_placement::AUTO;
-use crate::parallel::{prediction, Devices};
+use crate::planner::auto_placement::PlacementSetting;
 use crate::report::plot;
+use crate::runtime::Devices;
 use crate::train::{self, CheckpointEvery, Preset, TrainConfig, Verbosity};
-
-/// A class count for checks that do not depend on it (the placement, the step's cost): the data is
-/// not read yet, and the head's size changes neither.
-const ANY_CLASSES: usize = 2;
 
 /// The largest seed: config.toml holds integers as TOML does, signed 64-bit.
 const SEED_MAX: u64 = i64::MAX as u64;
@@ -176,41 +173,24 @@ impl TrainArgs {
     }
 
     /// Validates a resolved config; with --devices, also its placement against the warp layer, now,
-    /// before any data is read.
+    /// before any data is read, and writes out the placement the run will use (the paper's assignment
+    /// where none was given). `auto` is resolved by `run` (it measures a profile: not part of what
+    /// every rank agrees on).
     fn check(mut c: TrainConfig) -> anyhow::Result<TrainConfig> {
         c.validate().map_err(input_error)?;
-        // `auto` is resolved by `run` (it measures a profile: not part of what every rank agrees on).
-        if c.devices.is_some() && c.placement.as_deref() != Some(AUTO) {
+        if c.devices.is_some() && c.placement != Some(PlacementSetting::Auto) {
             let plan = c.parallel_plan(&c.net(ANY_CLASSES))?;
-            c.placement = plan.placement.as_ref().map(|p| p.to_string()).or(c.placement);
+            c.placement = plan.placement.map(PlacementSetting::Given).or(c.placement);
         }
         Ok(c)
     }
-}
-
-/// Replaces `--placement auto` by the placement the step-time model predicts fastest on the run's
-/// devices (parallel/prediction.rs), printed in the paper's notation; the run folder records it.
-fn resolve_auto_placement(config: TrainConfig) -> anyhow::Result<TrainConfig> {
-    if config.placement.as_deref() != Some(AUTO) {
-        return Ok(config);
-    }
-    let devices = config.devices.clone().expect("validated: --placement needs --devices");
-    let net = config.net(ANY_CLASSES);
-    let (placement, ms) = prediction::auto_for_training(
-        &net,
-        &devices,
-        config.batch as i64,
-        config.precision_choice().precision,
-    )?;
-    println!("auto placement on {devices}: {placement} (predicted {ms:.1} ms per step)");
-    TrainArgs::check(TrainConfig { placement: Some(placement.to_string()), ..config })
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     if let Some(run_dir) = &args.resume {
         return resume(run_dir, &args);
     }
-    let config = resolve_auto_placement(args.resolve()?)?;
+    let config = args.resolve()?.with_auto_placement()?;
     if args.dry_run {
         print!("{}", toml::to_string(&config)?);
         return Ok(());

@@ -85,6 +85,12 @@ pub const INPUT_SIDE: usize = 32;
 pub const STEM_CHANNELS: usize = 16;
 /// Stages of the network; each after the first halves H and W and doubles C.
 pub const STAGES: usize = 3;
+/// Classes of the head that a benchmark or a plan times where no data set gives them: the ten of
+/// CIFAR-10 and Fashion-MNIST.
+pub const BENCH_CLASSES: usize = 10;
+/// A class count for checks that do not depend on it (a config's values, the placement, the step's
+/// cost before the data is read): the head's size changes none of them.
+pub const ANY_CLASSES: usize = 2;
 
 impl NetConfig {
     /// A WRN with `units` residual units per stage (K = 1, Nwarp = units).

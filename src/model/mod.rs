@@ -1,5 +1,7 @@
-//! The network: residual units, the warp operator that groups them, and the whole Table 1 net.
+//! The network: the interface of a residual unit, the warp operator that groups units into layers,
+//! and whole networks of any architecture; the paper's Table 1 network is one (wrn/).
 
+pub mod architecture;
 pub mod config;
 pub mod layers;
 pub mod loss;
@@ -8,6 +10,8 @@ pub mod op_count;
 pub mod terms;
 pub mod unit;
 pub mod warp;
+pub mod wrn;
 
+pub use architecture::{Architecture, LayerIndex, Network};
 pub use config::{DerivativeBn, ModelKind, NetConfig, Variant};
 pub use net::Net;

@@ -1,126 +1,76 @@
-//! The residual unit F = BN-Conv3x3-BN-ReLU-Conv3x3-BN (paper section 4), used with an identity skip:
-//! its primal pass F(x1) and its tangent pass F'(x1)v.
+//! What the warp operator needs of a residual unit F, of any kind: its primal pass at x1 (the output
+//! F(x1), and what its tangent needs there), its tangent pass v -> F'(x1)v, and the rows of that
+//! linearisation for a piece of a term split by batch. The warp layer (model/warp.rs), the network
+//! (model/net.rs), the runtime and the planner see units only through [`Unit`]. The paper's Table 1
+//! unit is one kind (model/wrn/unit.rs); a new kind implements this trait and an
+//! [`Architecture`](super::architecture::Architecture) that builds it.
 
-use tch::nn::Path;
+use std::any::Any;
+use std::fmt;
+
 use tch::Tensor;
 
-use super::config::DerivativeBn;
-use super::layers::{conv3x3, BatchNorm2d, BnTangent, Conv3x3};
-use super::op_count;
-
-/// One residual branch F_i at a fixed width C. The skip connection x + F(x) is added by the warp layer.
-#[derive(Debug)]
-pub struct ResidualUnit {
-    /// BN on the unit's input.
-    pub bn0: BatchNorm2d,
-    pub conv1: Conv3x3,
-    pub bn1: BatchNorm2d,
-    pub conv2: Conv3x3,
-    pub bn2: BatchNorm2d,
+/// What a primal pass is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Need {
+    /// F(x1) itself: a term starts from it.
+    pub output: bool,
+    /// What a tangent pass at x1 needs: a term applies F'(x1), or another device's piece does.
+    pub linearization: bool,
 }
 
-/// What the primal pass F(x1) returns.
+/// What a primal pass returns.
 #[derive(Debug)]
-pub struct UnitPrimal {
-    /// F(x1): (B, C, H, W); `None` when only the linearisation was asked for.
+pub struct Primal {
+    /// F(x1), shaped as x1; `None` when it was not asked for.
     pub output: Option<Tensor>,
-    /// What a tangent pass at the same x1 needs; kept only when asked for.
+    /// The unit linearised at x1; `None` when it was not asked for.
     pub linearization: Option<Linearization>,
 }
 
-/// The unit linearised at x1: F'(x1) is v -> BN2'(Conv2(mask * BN1'(Conv1(BN0'(v))))).
-#[derive(Debug)]
-pub struct Linearization {
-    /// true where the ReLU's input at x1 was > 0: (B, C, H, W) booleans (a quarter of a float mask's
-    /// memory; multiplying by it promotes to the vector's float kind), held constant.
-    pub relu_mask: Tensor,
-    /// bn0, bn1, bn2 as the derivative-BN mode treats them.
-    pub bn: [BnTangent; 3],
-}
+/// A unit linearised at x1: what its tangent pass needs from the primal pass there (a ReLU mask,
+/// normalisation statistics, attention probabilities, ...), held constant. Opaque: only the kind of
+/// unit that made it reads it ([`Linearization::of`]).
+pub struct Linearization(Box<dyn Any + Send>);
 
 impl Linearization {
-    /// The linearisation of a unit with BN removed from F' (derivative-BN `none`): its ReLU mask alone.
-    pub fn of_mask(relu_mask: Tensor) -> Self {
-        Linearization { relu_mask, bn: [BnTangent::Removed, BnTangent::Removed, BnTangent::Removed] }
+    /// Wraps a unit kind's own linearisation.
+    pub fn new<T: Any + Send>(inner: T) -> Self {
+        Linearization(Box::new(inner))
     }
 
-    /// Rows [start, start + rows) of the batch, for a piece of a term split by batch. Only with BN
-    /// removed from F': the mask is per element, a BN tangent carries the whole batch's statistics.
-    pub fn rows(&self, start: i64, rows: i64) -> Linearization {
-        assert!(
-            self.bn.iter().all(|bn| matches!(bn, BnTangent::Removed)),
-            "pieces need derivative BN `none`"
-        );
-        Linearization::of_mask(self.relu_mask.narrow(0, start, rows))
+    /// The unit kind's own linearisation. Panics if `T` is not what that kind made: a linearisation
+    /// is read only by the kind of unit whose primal pass made it.
+    pub fn of<T: Any>(&self) -> &T {
+        self.0.downcast_ref().expect("a linearisation is read by the kind of unit that made it")
     }
 }
 
-impl ResidualUnit {
-    /// Unit weights under `path` (e.g. `stage1.unit2`), at `channels` channels.
-    pub fn new(path: &Path, channels: i64) -> Self {
-        ResidualUnit {
-            bn0: BatchNorm2d::new(path / "bn0", channels),
-            conv1: Conv3x3::new(path / "conv1", channels, channels),
-            bn1: BatchNorm2d::new(path / "bn1", channels),
-            conv2: Conv3x3::new(path / "conv2", channels, channels),
-            bn2: BatchNorm2d::new(path / "bn2", channels),
-        }
+impl fmt::Debug for Linearization {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Linearization(..)")
     }
+}
 
-    /// F(x): (B, C, H, W) -> (B, C, H, W).
-    pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        self.primal(x, train, true, None).output.expect("output asked for")
-    }
+/// One residual branch F; the warp layer adds the skip x1.
+pub trait Unit: Send + fmt::Debug {
+    /// The primal pass at x1: F(x1) where `need.output`, the linearisation where
+    /// `need.linearization`; nothing is computed that neither needs. In training mode (`train`) the
+    /// unit's normalisation statistics (if any) are the batch's and its running ones are updated.
+    fn primal(&self, x1: &Tensor, train: bool, need: Need) -> Primal;
 
-    /// Primal pass at x: F(x) when `output`, and with `linearize` what the tangent pass at this x needs,
-    /// BN treated as that mode says. Nothing is computed that neither needs: with BN removed from F'
-    /// (`none`) a pass for the linearisation alone stops at the ReLU mask (conv1 of the two convs), so a
-    /// device that holds only F'_j x1 never runs F_j's second convolution.
-    pub fn primal(
-        &self,
-        x: &Tensor,
-        train: bool,
-        output: bool,
-        linearize: Option<DerivativeBn>,
-    ) -> UnitPrimal {
-        let conv1_in = self.bn0.forward(x, train);
-        let bn1_in = self.conv1.forward(&conv1_in);
-        let pre_relu = self.bn1.forward(&bn1_in, train);
-        let needs_bn2_input = output || linearize.is_some_and(|mode| mode != DerivativeBn::None);
-        let bn2_in = needs_bn2_input.then(|| self.conv2.forward(&pre_relu.relu()));
-        let linearization = linearize.map(|mode| {
-            op_count::masks_add(1);
-            Linearization {
-                relu_mask: pre_relu.gt(0.0),
-                bn: [
-                    self.bn0.linearize(x, train, mode),
-                    self.bn1.linearize(&bn1_in, train, mode),
-                    match &bn2_in {
-                        Some(bn2_in) => self.bn2.linearize(bn2_in, train, mode),
-                        None => BnTangent::Removed, // mode `none`
-                    },
-                ],
-            }
-        });
-        let output = if output { bn2_in.map(|h| self.bn2.forward(&h, train)) } else { None };
-        UnitPrimal { output, linearization }
-    }
+    /// The tangent pass F'(x1)v from the linearisation at x1, shaped as x1; linear in v.
+    fn tangent(&self, at: &Linearization, v: &Tensor) -> Tensor;
 
-    /// Tangent pass F'(x1)v: (B, C, H, W) -> (B, C, H, W), linear in v, with the ReLU mask of x1. Bilinear
-    /// in (weights, v), so backpropagating through it gives the paper's d2F/dx dW terms.
-    pub fn tangent(&self, at: &Linearization, v: &Tensor) -> Tensor {
-        let h = self.conv1.forward(&at.bn[0].apply(v));
-        let h = at.bn[1].apply(&h) * &at.relu_mask;
-        at.bn[2].apply(&self.conv2.forward(&h))
-    }
+    /// The tensors, cut to rows [start, start + rows) of the batch, that a piece of a term on those
+    /// rows reads of this linearisation; a device that evaluates such a piece receives them from the
+    /// device that ran the primal pass. Called only where the architecture lets pieces apart
+    /// ([`Architecture::pieces_apart`](super::architecture::Architecture::pieces_apart)).
+    fn rows(&self, at: &Linearization, start: i64, rows: i64) -> Vec<Tensor>;
 
-    /// The released code's stand-in for F'(x1)v: conv(flip(W2), 1[conv(flip(W1), v) > 0]), kernels
-    /// flipped in space. NOT a derivative: the "mask" is taken of the convolved vector itself and then
-    /// convolved as if it were the signal, and no BN appears. Kept only to reproduce that code's numbers.
-    pub fn released_map(&self, v: &Tensor) -> Tensor {
-        let flipped = |w: &Tensor| w.flip([2, 3]);
-        let h = conv3x3(v, &flipped(&self.conv1.weight));
-        let mask = h.gt(0.0).to_kind(h.kind());
-        conv3x3(&mask, &flipped(&self.conv2.weight))
-    }
+    /// The linearisation of a piece from the tensors [`Unit::rows`] gave.
+    fn piece_linearization(&self, rows: Vec<Tensor>) -> Linearization;
+
+    /// The unit as `Any`, for an analysis of one kind of unit (the WRN's ReLU mask flips).
+    fn as_any(&self) -> &dyn Any;
 }

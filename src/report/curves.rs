@@ -4,6 +4,8 @@
 use std::path::Path;
 
 use crate::error::input_error;
+use crate::train::metrics::{parse_records, EpochRecord};
+use crate::train::run_folder::METRICS;
 
 /// Which figure of `metrics.jsonl` to draw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -30,7 +32,7 @@ impl Metric {
         }
     }
 
-    /// The JSON field the metric is read from.
+    /// The metrics.jsonl key of the figure the metric is drawn from (named in messages).
     pub fn field(self) -> &'static str {
         match self {
             Metric::TestError => "test_error",
@@ -40,12 +42,13 @@ impl Metric {
         }
     }
 
-    /// The plotted value for the stored one.
-    fn plotted(self, stored: f64) -> f64 {
+    /// The plotted value of an epoch's record.
+    fn plotted(self, record: &EpochRecord) -> f64 {
         match self {
-            Metric::TestError => 100.0 * stored,
-            Metric::TrainError => 100.0 * (1.0 - stored),
-            Metric::TrainLoss | Metric::TestLoss => stored,
+            Metric::TestError => 100.0 * record.test_error,
+            Metric::TrainError => 100.0 * (1.0 - record.train_accuracy),
+            Metric::TrainLoss => record.train_loss,
+            Metric::TestLoss => record.test_loss,
         }
     }
 }
@@ -80,39 +83,32 @@ pub fn read_curve(dir: &Path, metric: Metric) -> anyhow::Result<Curve> {
             dir.display()
         );
     }
-    let path = dir.join("metrics.jsonl");
+    let path = dir.join(METRICS);
     if !path.is_file() {
         crate::bail_input!("{}: missing (not a run folder written by `warpnet train`?)", path.display());
     }
     let text = std::fs::read_to_string(&path)
         .map_err(|err| input_error(format!("{}: cannot read: {err}", path.display())))?;
-    let field = metric.field();
     let mut records: Vec<(u32, Option<f64>)> = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let at = || format!("{} line {}", path.display(), index + 1);
-        let value: serde_json::Value = serde_json::from_str(line).map_err(|err| {
+    for (line, record) in parse_records(&text) {
+        let at = || format!("{} line {line}", path.display());
+        let record = record.map_err(|err| {
             // serde's own "at line 1 column C" would contradict the file's line number.
             let what = err.to_string();
             let what = what.split(" at line ").next().unwrap_or_default();
-            input_error(format!("{}: not valid JSON ({what} at column {})", at(), err.column()))
+            let field = metric.field();
+            input_error(format!(
+                "{}: not a metrics record with \"{field}\" ({what} at column {})",
+                at(),
+                err.column()
+            ))
         })?;
-        let Some(object) = value.as_object() else {
-            crate::bail_input!("{}: not a JSON object", at());
-        };
-        let epoch = match object.get("epoch").and_then(|e| e.as_u64()) {
-            Some(epoch) if epoch >= 1 && epoch <= u32::MAX as u64 => epoch as u32,
+        let epoch = match u32::try_from(record.epoch) {
+            Ok(epoch) if epoch >= 1 => epoch,
             _ => crate::bail_input!("{}: no \"epoch\" (a positive whole number)", at()),
         };
-        let stored = match object.get(field) {
-            Some(serde_json::Value::Null) => None,
-            Some(v) if v.is_number() => v.as_f64(),
-            _ => crate::bail_input!("{}: no \"{field}\" number", at()),
-        };
         records.retain(|(e, _)| *e < epoch);
-        records.push((epoch, stored.map(|s| metric.plotted(s)).filter(|v| v.is_finite())));
+        records.push((epoch, Some(metric.plotted(&record)).filter(|v| v.is_finite())));
     }
     if records.is_empty() {
         crate::bail_input!("{}: empty (no epoch recorded yet)", path.display());

@@ -6,9 +6,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::base::optimizer::{SgdSettings, PAPER_LR};
 use crate::data::DataSpec;
-use crate::model::{DerivativeBn, ModelKind, NetConfig, Variant};
-use crate::parallel::{Devices, Placement, Plan};
+use crate::model::config::ANY_CLASSES;
+use crate::model::{Architecture, DerivativeBn, ModelKind, NetConfig, Variant};
+use crate::planner::auto_placement::PlacementSetting;
+use crate::planner::prediction;
 use crate::precision::{Choice, PrecisionSetting};
+use crate::runtime::{Devices, Placement, Plan};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,10 +62,10 @@ pub struct TrainConfig {
     // --- parallel execution ---
     /// Workers of the parallel executor (`cpu:N`, `cuda:0,cuda:1`); `None` trains on one device.
     pub devices: Option<Devices>,
-    /// Terms of a warp layer per device, in the paper's notation ("[F1],[F2],[F2'x1]"); with --devices
-    /// and no placement: the paper's assignment for --model warp when it fits the devices, else data
-    /// parallelism.
-    pub placement: Option<String>,
+    /// Terms of a warp layer per device, in the paper's notation ("[F1],[F2],[F2'x1]"), or `auto`;
+    /// with --devices and no placement: the paper's assignment for --model warp when it fits the
+    /// devices, else data parallelism. A run folder records the placement used.
+    pub placement: Option<PlacementSetting>,
     /// Output folder; `None` picks runs/<label>[-n].
     pub out: Option<PathBuf>,
     /// Checkpoints kept in the run folder (the newest ones; one is written every epoch).
@@ -245,12 +248,21 @@ impl TrainConfig {
         self.precision.resolve(&devices)
     }
 
-    /// The executor's layout for `--devices` and `--placement` (see parallel/executor.rs).
+    /// The executor's layout for `--devices` and `--placement` (see runtime/executor.rs), the
+    /// placement checked against `net`'s terms; `auto` must have been resolved
+    /// ([`TrainConfig::with_auto_placement`]).
     pub fn parallel_plan(&self, net: &NetConfig) -> anyhow::Result<Plan> {
         let devices = self.devices.clone().unwrap_or_else(|| Devices::cpu(1));
-        let terms = crate::model::net::layer_operator(net).0;
         let placement = match &self.placement {
-            Some(text) => Some(Placement::parse(text, &terms)?),
+            Some(PlacementSetting::Given(placement)) => {
+                placement.check(&net.terms())?;
+                Some(placement.clone())
+            }
+            Some(PlacementSetting::Auto) => {
+                anyhow::bail!(
+                    "--placement auto is resolved before the run (TrainConfig::with_auto_placement)"
+                )
+            }
             None if net.model == ModelKind::Warp => {
                 let paper = Placement::default_for(net.variant, net.k, net.max_order);
                 // The paper's assignment when the devices fit it; otherwise whole replicas.
@@ -259,6 +271,24 @@ impl TrainConfig {
             None => None,
         };
         Plan::new(&devices, placement)
+    }
+
+    /// The same config with `--placement auto` replaced by the placement the step-time model predicts
+    /// fastest on its devices (planner/prediction.rs, a profile measured here), which it prints; the
+    /// run folder records that placement. Any other config is returned as it is.
+    pub fn with_auto_placement(self) -> anyhow::Result<TrainConfig> {
+        if self.placement != Some(PlacementSetting::Auto) {
+            return Ok(self);
+        }
+        let devices = self.devices.clone().expect("validated: --placement needs --devices");
+        let (placement, ms) = prediction::auto_for_training(
+            &self.net(ANY_CLASSES),
+            &devices,
+            self.batch as i64,
+            self.precision_choice().precision,
+        )?;
+        println!("auto placement on {devices}: {placement} (predicted {ms:.1} ms per step)");
+        Ok(TrainConfig { placement: Some(PlacementSetting::Given(placement)), ..self })
     }
 
     /// Checks values that flags alone cannot; the message names the flag.
@@ -273,7 +303,7 @@ impl TrainConfig {
                 return Err(format!("{flag} means nothing for --model wrn (a WRN has no warp terms)"));
             }
         }
-        self.net(10).validate()?;
+        self.net(ANY_CLASSES).validate()?;
         if self.batch < 2 {
             return Err(format!(
                 "--batch must be at least 2 (BatchNorm needs two images), got {}",

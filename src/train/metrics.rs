@@ -7,27 +7,49 @@ use std::path::Path;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+/// One epoch's figures. A non-finite figure (a diverged loss) is written as `null` (serde_json's form
+/// of NaN) and read back as NaN.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
     /// 1-based epoch number.
     pub epoch: usize,
     /// Optimizer steps taken so far.
     pub step: usize,
+    #[serde(deserialize_with = "nan_from_null")]
     pub lr: f64,
+    #[serde(deserialize_with = "nan_from_null")]
     pub train_loss: f64,
     /// Fraction of training images classified correctly (augmented, in training mode).
+    #[serde(deserialize_with = "nan_from_null")]
     pub train_accuracy: f64,
+    #[serde(deserialize_with = "nan_from_null")]
     pub test_loss: f64,
     /// Fraction of test images misclassified.
+    #[serde(deserialize_with = "nan_from_null")]
     pub test_error: f64,
     /// Wall-clock seconds of this epoch's training steps (evaluation excluded).
+    #[serde(deserialize_with = "nan_from_null")]
     pub seconds: f64,
     /// Training images per second over this epoch.
+    #[serde(deserialize_with = "nan_from_null")]
     pub images_per_s: f64,
     /// Of `seconds`, the time spent waiting for the background loader (0 when loading is hidden
     /// behind compute).
     #[serde(default)]
     pub data_wait_seconds: f64,
+}
+
+/// A figure as written: a number, or `null` for one that was not finite.
+fn nan_from_null<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
+}
+
+/// The records of a metrics file's text, each with its 1-based line number; blank lines are skipped.
+pub fn parse_records(text: &str) -> impl Iterator<Item = (usize, serde_json::Result<EpochRecord>)> + '_ {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| (i + 1, serde_json::from_str(line)))
 }
 
 /// Appends records to a JSONL file, flushing each line.
@@ -53,15 +75,12 @@ impl MetricsLog {
         }
         let text =
             std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-        text.lines()
-            .enumerate()
-            .filter(|(_, line)| !line.trim().is_empty())
-            .map(|(i, line)| {
-                serde_json::from_str(line).map_err(|e| {
+        parse_records(&text)
+            .map(|(line, record)| {
+                record.map_err(|e| {
                     crate::error::input_error(format!(
-                        "{}: line {}: not a metrics record: {e}",
-                        path.display(),
-                        i + 1
+                        "{}: line {line}: not a metrics record: {e}",
+                        path.display()
                     ))
                 })
             })

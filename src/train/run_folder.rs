@@ -37,6 +37,10 @@ pub struct RunFiles {
 }
 
 pub const DATA_INFO: &str = "data.json";
+/// The resolved TrainConfig of the run, in a run folder.
+pub const CONFIG: &str = "config.toml";
+/// One line per epoch (train/metrics.rs), in a run folder.
+pub const METRICS: &str = "metrics.jsonl";
 
 impl DataInfo {
     pub fn write(&self, run: &Path) -> anyhow::Result<()> {
@@ -73,7 +77,7 @@ pub fn open(checkpoint: &Path) -> anyhow::Result<RunFiles> {
             input_error(format!("{}: missing (the run folder of {})", path.display(), weights.display()))
         })
     };
-    let (config_path, text) = read("config.toml")?;
+    let (config_path, text) = read(CONFIG)?;
     let config: TrainConfig = toml::from_str(&text)
         .map_err(|e| input_error(format!("{}: {}", config_path.display(), e.message().trim())))?;
     let (data_path, text) = read(DATA_INFO)?;

@@ -233,7 +233,7 @@ impl<'a> Session<'a> {
                 step: self.position.step,
                 checkpoint: saved,
                 run: self.out_dir.to_path_buf(),
-                launcher: crate::parallel::mpi::session::running()
+                launcher: crate::runtime::mpi::session::running()
                     .map_or(String::new(), |ranks| format!("mpirun -np {ranks} ")),
             }
             .into());
@@ -315,7 +315,7 @@ impl<'a> Session<'a> {
                 checkpoints.display()
             );
         }
-        for file in ["config.toml", super::run_folder::DATA_INFO, "metrics.jsonl"] {
+        for file in [super::run_folder::CONFIG, super::run_folder::DATA_INFO, super::run_folder::METRICS] {
             let _ = std::fs::remove_file(self.out_dir.join(file));
         }
         anyhow::anyhow!(
@@ -357,7 +357,7 @@ fn set_up_process(config: &TrainConfig) -> anyhow::Result<()> {
     // libtorch's CUDA hooks to seed the GPUs too, and libtorch creates those hooks once per process,
     // as stubs that report no GPU when libtorch_cuda is not loaded yet.
     if let Some(devices) = &config.devices {
-        crate::parallel::device::check_available(devices)?;
+        crate::runtime::device::check_available(devices)?;
     }
     tch::manual_seed(config.seed as i64);
     interrupt();
@@ -381,7 +381,7 @@ fn stepper(
         Some(devices) => {
             let plan = config.parallel_plan(net_config)?;
             let sgd = config.sgd();
-            Stepper::parallel(vs, momentum, net_config, devices, plan, sgd, precision)?
+            Stepper::parallel(vs, momentum, &net_config.network(), devices, plan, sgd, precision)?
         }
     })
 }
@@ -390,14 +390,14 @@ fn stepper(
 fn claim_folder(out_dir: &Path, config: &TrainConfig, data: DataInfo) -> anyhow::Result<()> {
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("{}: cannot create output folder", out_dir.display()))?;
-    write_atomic(&out_dir.join("config.toml"), toml::to_string(config)?.as_bytes())?;
+    write_atomic(&out_dir.join(super::run_folder::CONFIG), toml::to_string(config)?.as_bytes())?;
     data.write(out_dir)
 }
 
 /// The metrics of the epochs up to `position` and the log to append to: lines of epochs after the
 /// checkpoint (written before a kill) are dropped, they will be redone.
 fn open_metrics(out_dir: &Path, position: Position) -> anyhow::Result<(Vec<EpochRecord>, MetricsLog)> {
-    let path = out_dir.join("metrics.jsonl");
+    let path = out_dir.join(super::run_folder::METRICS);
     let records: Vec<EpochRecord> =
         MetricsLog::read(&path)?.into_iter().filter(|r| r.epoch <= position.epoch).collect();
     MetricsLog::rewrite(&path, &records)?;

@@ -6,8 +6,8 @@ use tch::{nn::VarStore, Tensor};
 use crate::base::named::{assign_variables, copy_variables, Named, Snapshot};
 use crate::base::optimizer::Sgd;
 use crate::model::{loss, Net};
-use crate::parallel::executor::{Executor, StepResult};
 use crate::precision::Precision;
+use crate::runtime::executor::{Executor, StepResult};
 
 pub enum Stepper {
     /// Forward, backward and SGD on the network itself; the images are cast to `precision` first.
@@ -40,14 +40,14 @@ impl Stepper {
     pub fn parallel(
         vs: &VarStore,
         momentum: Named,
-        config: &crate::model::NetConfig,
-        devices: &crate::parallel::Devices,
-        plan: crate::parallel::Plan,
+        network: &crate::model::Network,
+        devices: &crate::runtime::Devices,
+        plan: crate::runtime::Plan,
         sgd: crate::base::optimizer::SgdSettings,
         precision: Precision,
     ) -> anyhow::Result<Self> {
         let initial = Snapshot { variables: copy_variables(vs, tch::Device::Cpu), momentum };
-        let executor = Executor::new(config, devices, plan, &initial, sgd)?.with_precision(precision);
+        let executor = Executor::new(network, devices, plan, &initial, sgd)?.with_precision(precision);
         Ok(Stepper::Parallel(executor))
     }
 

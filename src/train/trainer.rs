@@ -21,13 +21,15 @@ pub fn train(
     out_dir: &Path,
     verbosity: Verbosity,
 ) -> anyhow::Result<RunSummary> {
-    if out_dir.join("config.toml").exists() {
+    if out_dir.join(super::run_folder::CONFIG).exists() {
         crate::bail_input!(
             "--out {}: holds a run already (continue it with --resume, or choose another folder)",
             out_dir.display()
         );
     }
-    run(config, splits, out_dir, verbosity, None)
+    // `auto` resolved here unless the caller did (the CLI does, to print it before reading the data).
+    let config = config.clone().with_auto_placement()?;
+    run(&config, splits, out_dir, verbosity, None)
 }
 
 /// Continues the run in `run_dir` from its newest checkpoint, with the configuration it was started with.

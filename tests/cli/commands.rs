@@ -249,16 +249,15 @@ fn bench_auto_placement_is_chosen_and_predicted() {
     let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     let runs = report["runs"].as_array().unwrap();
     let layout = runs[1]["layout"].as_str().unwrap();
-    let terms = warpnet::model::net::layer_operator(&warpnet::model::NetConfig::warp(
+    let terms = warpnet::model::Architecture::terms(&warpnet::model::NetConfig::warp(
         2,
         1,
         1,
         10,
         warpnet::model::Variant::Warpnet1,
-    ))
-    .0;
+    ));
     assert!(
-        warpnet::parallel::Placement::parse(layout, &terms).is_ok(),
+        warpnet::runtime::Placement::parse(layout, &terms).is_ok(),
         "a placement in the notation: {layout}"
     );
     for run in runs {

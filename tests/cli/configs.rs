@@ -203,10 +203,10 @@ fn check_promise(relative: &str, header: &str, resolved: &TrainConfig) -> Result
     let unspaced = |s: &str| s.chars().filter(|ch| !ch.is_whitespace()).collect::<String>();
     expect(
         "placement",
-        c.placement.as_deref().map(unspaced) == placement.map(unspaced),
+        c.placement.as_ref().map(|p| unspaced(&p.to_string())) == placement.map(unspaced),
         format!("{:?}, expected {placement:?}", c.placement),
     );
-    if let Some(text) = &c.placement {
+    if let Some(text) = c.placement.as_ref().map(ToString::to_string) {
         let brackets = text.matches('[').count();
         expect("one bracket per device", brackets == device_count, format!("{brackets} brackets"));
     }

@@ -4,7 +4,7 @@
 
 use tch::{nn::VarStore, Device, Kind, Tensor};
 use warpnet::model::layers::{BatchNorm2d, BN_EPS};
-use warpnet::model::unit::ResidualUnit;
+use warpnet::model::wrn::unit::ResidualUnit;
 
 pub const F64: (Kind, Device) = (Kind::Double, Device::Cpu);
 

@@ -9,7 +9,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{Kind, Tensor};
 use warpnet::analysis::{block::Sequential, gradients, paths, taylor};
-use warpnet::model::unit::ResidualUnit;
+use warpnet::model::wrn::residual_unit;
+use warpnet::model::wrn::unit::ResidualUnit;
 use warpnet::model::{DerivativeBn, NetConfig, Variant};
 
 /// (B, 3, 32, 32) from its own generator (libtorch's global one is shared by concurrent tests).
@@ -47,7 +48,7 @@ fn network(units: usize, seed: i64) -> Sequential {
 /// Input of the first unit of stage 1, and the units of that stage: composed by hand, no trace.
 fn stage1<'a>(seq: &'a Sequential, x: &Tensor) -> (Tensor, Vec<&'a ResidualUnit>) {
     let x1 = tch::no_grad(|| seq.net.stem.forward(x, false));
-    let units = seq.net.stages[0].layers.iter().map(|l| l.unit(0)).collect();
+    let units = seq.net.stages[0].layers.iter().map(|l| residual_unit(l.unit(0))).collect();
     (x1, units)
 }
 
@@ -62,7 +63,7 @@ fn brute_force_terms(units: &[&ResidualUnit], x1: &Tensor) -> Vec<(u32, Tensor)>
                 let first = members.next().unwrap();
                 let start = passes[first].output.as_ref().unwrap().shallow_clone();
                 let value = members
-                    .fold(start, |v, c| units[c].tangent(passes[c].linearization.as_ref().unwrap(), &v));
+                    .fold(start, |v, c| units[c].tangent_with(passes[c].linearization.as_ref().unwrap(), &v));
                 (subset, value)
             })
             .collect()
@@ -70,8 +71,10 @@ fn brute_force_terms(units: &[&ResidualUnit], x1: &Tensor) -> Vec<(u32, Tensor)>
 }
 
 /// Every unit's output and frozen-BN linearisation at x1.
-fn primal_passes(units: &[&ResidualUnit], x1: &Tensor) -> Vec<warpnet::model::unit::UnitPrimal> {
-    tch::no_grad(|| units.iter().map(|u| u.primal(x1, false, true, Some(DerivativeBn::Frozen))).collect())
+fn primal_passes(units: &[&ResidualUnit], x1: &Tensor) -> Vec<warpnet::model::wrn::unit::UnitPrimal> {
+    tch::no_grad(|| {
+        units.iter().map(|u| u.primal_with(x1, false, true, Some(DerivativeBn::Frozen))).collect()
+    })
 }
 
 /// x1 + the variant's terms, built by hand: `exact` every subset, `warpnet2` the subsets of at most two
@@ -87,8 +90,8 @@ fn hand_built_warp(units: &[&ResidualUnit], x1: &Tensor, variant: Variant) -> Te
         Variant::Warpnet1 => tch::no_grad(|| {
             let passes = primal_passes(units, x1);
             let primals = passes.iter().map(|p| p.output.as_ref().unwrap().shallow_clone());
-            let of_x1 =
-                (1..units.len()).map(|j| units[j].tangent(passes[j].linearization.as_ref().unwrap(), x1));
+            let of_x1 = (1..units.len())
+                .map(|j| units[j].tangent_with(passes[j].linearization.as_ref().unwrap(), x1));
             primals.chain(of_x1).collect()
         }),
         other => panic!("no hand-built terms for {other}"),
@@ -203,7 +206,7 @@ fn path_contributions_match_for(k: usize) {
     for r in &rows {
         let mut expected = 0.0;
         for (s, xs) in trace.iter().enumerate() {
-            let units: Vec<_> = seq.net.stages[s].layers.iter().map(|l| l.unit(0)).collect();
+            let units: Vec<_> = seq.net.stages[s].layers.iter().map(|l| residual_unit(l.unit(0))).collect();
             let (x1, out) = (&xs[0], &xs[k]);
             let group = brute_force_terms(&units, x1)
                 .into_iter()
@@ -242,10 +245,10 @@ fn path_gradients_sum_for(k: usize) {
     // transpose applied to g by backpropagation through the whole composition.
     let at: Vec<_> = units
         .iter()
-        .map(|u| u.primal(&x1, false, false, Some(DerivativeBn::Frozen)).linearization.unwrap())
+        .map(|u| u.primal_with(&x1, false, false, Some(DerivativeBn::Frozen)).linearization.unwrap())
         .collect();
     let v = x1.zeros_like().set_requires_grad(true);
-    let out = units.iter().zip(&at).fold(v.shallow_clone(), |h, (u, a)| &h + u.tangent(a, &h));
+    let out = units.iter().zip(&at).fold(v.shallow_clone(), |h, (u, a)| &h + u.tangent_with(a, &h));
     let expected = Tensor::run_backward(&[(out * &g).sum(Kind::Double)], &[&v], false, false).remove(0);
     let difference = (&summed - &expected).norm().double_value(&[]);
     // float32, 2^K paths summed in another order than backpropagation's: ~1e-6 relative.
@@ -254,7 +257,7 @@ fn path_gradients_sum_for(k: usize) {
     // dot products of 32768 entries, ~1e-6 relative.
     let last = k - 1;
     let (v, u) = (uniform(230 + k as u64, &x1.size(), 1.0), uniform(330 + k as u64, &x1.size(), 1.0));
-    let lhs = (units[last].tangent(&at[last], &v) * &u).sum(Kind::Double).double_value(&[]);
+    let lhs = (units[last].tangent_with(&at[last], &v) * &u).sum(Kind::Double).double_value(&[]);
     let rhs =
         (&v * gradients::tangent_transpose(units[last], &at[last], &u)).sum(Kind::Double).double_value(&[]);
     assert!((lhs - rhs).abs() <= 1e-4 * lhs.abs(), "K={k}: {lhs} vs {rhs}");

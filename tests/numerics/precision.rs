@@ -24,8 +24,8 @@ use warpnet::base::named::{copy_variables, deep_copy, Named, Snapshot};
 use warpnet::base::optimizer::Sgd;
 use warpnet::base::optimizer::SgdSettings;
 use warpnet::model::{loss, DerivativeBn, Net, NetConfig, Variant};
-use warpnet::parallel::{Devices, Executor, Placement, Plan};
 use warpnet::precision::Precision;
+use warpnet::runtime::{Devices, Executor, Placement, Plan};
 
 use crate::binary;
 use binary::warpnet;
@@ -168,15 +168,16 @@ fn executor_steps_in_bf16_with_fp32_master_weights() {
     let names: Vec<String> = Sgd::new(&vs, SGD).names().map(String::from).collect();
     let initial = copy_variables(&vs, Device::Cpu);
     let fp32 = pass(&net, &vs, Precision::Fp32, true, &batch);
-    let terms = warpnet::model::net::layer_operator(&config).0;
+    let terms = warpnet::model::Architecture::terms(&config);
     for (devices, placement) in [("cpu:2", Some("[F1],[F2,F2'x1]")), ("cpu:2", None)] {
         let devices: Devices = devices.parse().unwrap();
         let placement = placement.map(|p| Placement::parse(p, &terms).unwrap());
         let plan = Plan::new(&devices, placement).unwrap();
         let data_parallel = plan.placement.is_none();
         let start = Snapshot { variables: deep_copy(&initial), momentum: Named::new() };
-        let mut executor =
-            Executor::new(&config, &devices, plan, &start, SGD).unwrap().with_precision(Precision::Bf16);
+        let mut executor = Executor::new(&config.network(), &devices, plan, &start, SGD)
+            .unwrap()
+            .with_precision(Precision::Bf16);
         let loss = executor.step(&batch.0, &batch.1, LR).loss;
         let after = executor.variables(Device::Cpu);
         let what = format!("{devices} {}", if data_parallel { "data parallel" } else { "[F1],[F2,F2'x1]" });

@@ -21,8 +21,10 @@ use crate::common;
 use common::*;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 use warpnet::model::terms::{self, Term};
-use warpnet::model::unit::ResidualUnit;
-use warpnet::model::warp::{Jacobian, WarpLayer};
+use warpnet::model::unit::Unit;
+use warpnet::model::warp::WarpLayer;
+use warpnet::model::wrn::residual_unit;
+use warpnet::model::wrn::unit::{Jacobian, ResidualUnit};
 use warpnet::model::{DerivativeBn, Variant};
 
 /// Branch scales, a decade and a half on a log grid.
@@ -75,7 +77,9 @@ fn error_slope(k: usize, bn_free: bool, layer_terms: Vec<Term>) -> (f64, f64) {
     let targets: Vec<Tensor> = units.iter().flat_map(|u| branch_scale_tensors(u, bn_free)).collect();
     let original: Vec<Tensor> = targets.iter().map(|t| t.copy()).collect();
     let mode = if bn_free { DerivativeBn::None } else { DerivativeBn::Frozen };
-    let layer = WarpLayer::new(units, layer_terms, Jacobian::Tangent(mode));
+    let units =
+        units.into_iter().map(|u| Box::new(u.with_jacobian(Jacobian::Tangent(mode))) as Box<dyn Unit>);
+    let layer = WarpLayer::new(units.collect(), layer_terms);
     // (B, C, H, W) = (8, 4, 16, 16)
     let x1 = Tensor::randn([8, 4, 16, 16], (Kind::Double, Device::Cpu));
     let errors: Vec<(f64, f64)> = EPS
@@ -83,7 +87,7 @@ fn error_slope(k: usize, bn_free: bool, layer_terms: Vec<Term>) -> (f64, f64) {
         .map(|&eps| {
             scale_branches(&targets, &original, eps);
             let warp = layer.forward(&x1, false);
-            let units: Vec<&ResidualUnit> = layer.held_units().map(|(_, u)| u).collect();
+            let units: Vec<&ResidualUnit> = layer.held_units().map(|(_, u)| residual_unit(u)).collect();
             let diff = warp - sequential(&units, &x1);
             (diff.norm().double_value(&[]), diff.abs().max().double_value(&[]))
         })

@@ -97,12 +97,12 @@ fn a_pass_for_the_mask_alone_stops_at_the_mask() {
     // A device holding only F2'x1 needs unit 2's mask, not its output: with BN removed from F' the pass
     // runs conv1 only; frozen BN in F' needs BN2's batch statistics, hence conv2's output as well.
     let vs = VarStore::new(Device::Cpu);
-    let unit = warpnet::model::unit::ResidualUnit::new(&(vs.root() / "unit"), 4);
+    let unit = warpnet::model::wrn::unit::ResidualUnit::new(&(vs.root() / "unit"), 4);
     let x = Tensor::randn([2, 4, 8, 8], (Kind::Float, Device::Cpu));
     for (mode, convolutions) in [(DerivativeBn::None, 1), (DerivativeBn::Frozen, 2), (DerivativeBn::Exact, 2)]
     {
         op_count::reset();
-        let pass = unit.primal(&x, true, false, Some(mode));
+        let pass = unit.primal_with(&x, true, false, Some(mode));
         assert!(pass.output.is_none() && pass.linearization.is_some());
         assert_eq!(op_count::read(), op_count::OpCount { convolutions, masks: 1 }, "{mode:?}");
     }

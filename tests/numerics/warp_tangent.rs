@@ -10,14 +10,14 @@ use crate::common;
 use common::*;
 use tch::Tensor;
 use warpnet::model::layers::BN_EPS;
-use warpnet::model::unit::{Linearization, ResidualUnit};
+use warpnet::model::wrn::unit::{Linearization, ResidualUnit};
 use warpnet::model::DerivativeBn;
 
 const H: f64 = 1e-6;
 const TOLERANCE: f64 = 1e-6;
 
 fn linearization(unit: &ResidualUnit, x1: &Tensor, train: bool, mode: DerivativeBn) -> Linearization {
-    unit.primal(x1, train, false, Some(mode)).linearization.unwrap()
+    unit.primal_with(x1, train, false, Some(mode)).linearization.unwrap()
 }
 
 fn point_and_direction() -> (Tensor, Tensor) {
@@ -34,7 +34,7 @@ fn none_is_the_derivative_of_the_bn_free_unit() {
         make_identity(bn);
     }
     let (x1, v) = point_and_direction();
-    let tangent = unit.tangent(&linearization(&unit, &x1, false, DerivativeBn::None), &v);
+    let tangent = unit.tangent_with(&linearization(&unit, &x1, false, DerivativeBn::None), &v);
     let fd = central_difference(|x| unit.forward(x, false), &x1, &v, H);
     let error = relative_error(&tangent, &fd);
     assert!(error < TOLERANCE, "relative error {error}");
@@ -46,7 +46,7 @@ fn none_departs_from_the_derivative_of_a_unit_with_batch_norm() {
     let _seeded = seed_exclusively(2);
     let (_vs, unit) = unit_f64(3);
     let (x1, v) = point_and_direction();
-    let tangent = unit.tangent(&linearization(&unit, &x1, false, DerivativeBn::None), &v);
+    let tangent = unit.tangent_with(&linearization(&unit, &x1, false, DerivativeBn::None), &v);
     let fd = central_difference(|x| unit.forward(x, false), &x1, &v, H);
     assert!(relative_error(&tangent, &fd) > 1e-2);
 }
@@ -59,7 +59,7 @@ fn frozen_and_exact_in_eval_mode_are_the_derivative() {
     let (x1, v) = point_and_direction();
     let fd = central_difference(|x| unit.forward(x, false), &x1, &v, H);
     for mode in [DerivativeBn::Frozen, DerivativeBn::Exact] {
-        let tangent = unit.tangent(&linearization(&unit, &x1, false, mode), &v);
+        let tangent = unit.tangent_with(&linearization(&unit, &x1, false, mode), &v);
         let error = relative_error(&tangent, &fd);
         assert!(error < TOLERANCE, "{mode:?}: relative error {error}");
     }
@@ -84,7 +84,7 @@ fn frozen_in_training_mode_is_the_derivative_of_the_frozen_unit() {
     let _seeded = seed_exclusively(4);
     let (_vs, unit) = unit_f64(3);
     let (x1, v) = point_and_direction();
-    let tangent = unit.tangent(&linearization(&unit, &x1, true, DerivativeBn::Frozen), &v);
+    let tangent = unit.tangent_with(&linearization(&unit, &x1, true, DerivativeBn::Frozen), &v);
     let train_output = unit.forward(&x1, true);
 
     // Statistics at each BN's input for x1, layer by layer, then frozen into the running buffers.
@@ -118,12 +118,12 @@ fn exact_in_training_mode_is_the_derivative_of_the_training_unit() {
     let _seeded = seed_exclusively(5);
     let (_vs, unit) = unit_f64(3);
     let (x1, v) = point_and_direction();
-    let tangent = unit.tangent(&linearization(&unit, &x1, true, DerivativeBn::Exact), &v);
+    let tangent = unit.tangent_with(&linearization(&unit, &x1, true, DerivativeBn::Exact), &v);
     let fd = central_difference(|x| unit.forward(x, true), &x1, &v, H);
     let error = relative_error(&tangent, &fd);
     assert!(error < TOLERANCE, "relative error {error}");
     // ... and `frozen` is not: the statistics' own derivative matters in training mode.
-    let frozen = unit.tangent(&linearization(&unit, &x1, true, DerivativeBn::Frozen), &v);
+    let frozen = unit.tangent_with(&linearization(&unit, &x1, true, DerivativeBn::Frozen), &v);
     assert!(relative_error(&frozen, &fd) > 1e-3);
 }
 
@@ -136,8 +136,8 @@ fn tangent_is_linear_in_the_vector() {
     let b = Tensor::randn_like(&a);
     for mode in [DerivativeBn::None, DerivativeBn::Frozen, DerivativeBn::Exact] {
         let at = linearization(&unit, &x1, true, mode);
-        let combined = unit.tangent(&at, &(&a * 2.0 + &b * 3.0));
-        let separate = unit.tangent(&at, &a) * 2.0 + unit.tangent(&at, &b) * 3.0;
+        let combined = unit.tangent_with(&at, &(&a * 2.0 + &b * 3.0));
+        let separate = unit.tangent_with(&at, &a) * 2.0 + unit.tangent_with(&at, &b) * 3.0;
         assert!(relative_error(&combined, &separate) < 1e-12, "{mode:?}");
     }
 }

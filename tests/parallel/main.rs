@@ -3,6 +3,7 @@
 //!
 //! One test binary per area (each links libtorch once); each module is one former test file.
 
+mod any_unit;
 mod mpi;
 mod mpi_collectives;
 mod mpi_wire;

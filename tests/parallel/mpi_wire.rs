@@ -5,15 +5,14 @@
 use tch::{Device, Kind, Tensor};
 use warpnet::base::named::{Named, Snapshot};
 use warpnet::base::optimizer::SgdSettings;
-use warpnet::base::serial::Message;
 use warpnet::model::{DerivativeBn, ModelKind, NetConfig, Variant};
-use warpnet::parallel::device::Place;
-use warpnet::parallel::hosted::ReplicaStart;
-use warpnet::parallel::memory::DeviceMemory;
-use warpnet::parallel::mpi::Members;
-use warpnet::parallel::replica::{self, Layout};
-use warpnet::parallel::worker::{self, WorkerSpec};
-use warpnet::parallel::Placement;
+use warpnet::runtime::device::Place;
+use warpnet::runtime::memory::DeviceMemory;
+use warpnet::runtime::mpi::Members;
+use warpnet::runtime::replica::{self, Layout, ReplicaStart};
+use warpnet::runtime::serial::Message;
+use warpnet::runtime::worker::{self, WorkerSpec};
+use warpnet::runtime::Placement;
 
 fn config() -> NetConfig {
     NetConfig {
@@ -67,8 +66,12 @@ fn worker_commands_and_replies_round_trip() {
     }
     // A non-contiguous tensor travels as its values.
     let transposed = x1.transpose(2, 3);
-    match round_trip(&worker::Command::Backward { layer: 0, grad: transposed.shallow_clone() }) {
-        worker::Command::Backward { layer: 0, grad } => assert_identical(&grad, &transposed.contiguous()),
+    match round_trip(&worker::Command::Backward {
+        layer: 0,
+        grad: transposed.shallow_clone(),
+        rows: Vec::new(),
+    }) {
+        worker::Command::Backward { layer: 0, grad, .. } => assert_identical(&grad, &transposed.contiguous()),
         _ => panic!("a different command came back"),
     }
     let gradients = named();
@@ -152,7 +155,7 @@ fn replica_commands_replies_and_starts_round_trip() {
     }
     let config = config();
     let placement =
-        Placement::parse("[F1,F2'x1],[F2]", &warpnet::model::net::layer_operator(&config).0).unwrap();
+        Placement::parse("[F1,F2'x1],[F2]", &warpnet::model::Architecture::terms(&config)).unwrap();
     let workers = vec![Place { rank: 2, device: Device::Cpu }, Place { rank: 3, device: Device::Cpu }];
     let layout = Layout::Split {
         home: Device::Cpu,
@@ -165,8 +168,8 @@ fn replica_commands_replies_and_starts_round_trip() {
     let variables = named();
     let initial = Snapshot { variables: named_copy(&variables), momentum: Named::new() };
     let sgd = SgdSettings::PAPER;
-    let start = round_trip(&ReplicaStart { config: config.clone(), layout, initial, sgd, peers: None });
-    assert_eq!(start.config, config);
+    let start = round_trip(&ReplicaStart { network: config.network(), layout, initial, sgd, peers: None });
+    assert_eq!(start.network.description(), Some(config.clone()));
     assert_same_named(&start.initial.variables, &variables);
     assert!(start.initial.momentum.is_empty());
     assert_eq!((start.sgd.momentum, start.sgd.weight_decay), (0.9, 5e-4));
@@ -178,7 +181,7 @@ fn replica_commands_replies_and_starts_round_trip() {
         Layout::Whole { .. } => panic!("a different layout came back"),
     }
     let spec = WorkerSpec {
-        config: config.clone(),
+        network: config.network(),
         placement,
         group: 1,
         place: Place { rank: 1, device: Device::Cpu },

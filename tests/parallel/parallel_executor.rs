@@ -14,7 +14,7 @@ use warpnet::base::named::{copy_variables, deep_copy, Named, Snapshot};
 use warpnet::base::optimizer::Sgd;
 use warpnet::base::optimizer::SgdSettings;
 use warpnet::model::{DerivativeBn, Net, NetConfig, Variant};
-use warpnet::parallel::{Devices, Executor, Placement, Plan};
+use warpnet::runtime::{Devices, Executor, Placement, Plan};
 
 const SGD: SgdSettings = SgdSettings::PAPER;
 const LR: f64 = 0.1;
@@ -73,11 +73,11 @@ fn run_executor(
     steps: i64,
 ) -> (Vec<f64>, Executor) {
     let devices: Devices = devices.parse().unwrap();
-    let terms = warpnet::model::net::layer_operator(config).0;
+    let terms = warpnet::model::Architecture::terms(config);
     let placement = placement.map(|p| Placement::parse(p, &terms).unwrap());
     let plan = Plan::new(&devices, placement).unwrap();
     let start = Snapshot { variables: deep_copy(initial), momentum: Named::new() };
-    let mut executor = Executor::new(config, &devices, plan, &start, SGD).unwrap();
+    let mut executor = Executor::new(&config.network(), &devices, plan, &start, SGD).unwrap();
     let losses = (0..steps)
         .map(|step| {
             let (images, labels) = batch(100 + step as u64);
@@ -213,11 +213,11 @@ fn split_terms_refuse_batch_coupled_tangents() {
     for mode in [DerivativeBn::Frozen, DerivativeBn::Exact] {
         let config = NetConfig { derivative_bn: mode, ..NetConfig::warp(2, 1, 1, 10, Variant::Warpnet1) };
         let devices: Devices = "cpu:2".parse().unwrap();
-        let terms = warpnet::model::net::layer_operator(&config).0;
+        let terms = warpnet::model::Architecture::terms(&config);
         let placement = Placement::parse("[F1,F2'x1:0.5],[F2,F2'x1:0.5]", &terms).unwrap();
         let plan = Plan::new(&devices, Some(placement)).unwrap();
         let start = Snapshot { variables: initial(&config, 1), momentum: Named::new() };
-        let err = Executor::new(&config, &devices, plan, &start, SGD).err().expect("refused");
+        let err = Executor::new(&config.network(), &devices, plan, &start, SGD).err().expect("refused");
         assert!(warpnet::error::is_input_error(&err), "{err}");
         assert!(err.to_string().contains(&format!("under `{mode}`")), "{err}");
     }
@@ -226,7 +226,7 @@ fn split_terms_refuse_batch_coupled_tangents() {
 #[test]
 fn plan_rejects_devices_that_do_not_fit_the_placement() {
     let config = NetConfig::warp(2, 1, 1, 10, Variant::Warpnet1);
-    let terms = warpnet::model::net::layer_operator(&config).0;
+    let terms = warpnet::model::Architecture::terms(&config);
     let placement = Placement::parse("[F1],[F2],[F2'x1]", &terms).unwrap();
     let err = Plan::new(&"cpu:2".parse().unwrap(), Some(placement)).unwrap_err();
     assert!(warpnet::error::is_input_error(&err));

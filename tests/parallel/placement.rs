@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashSet};
 use warpnet::error::is_input_error;
 use warpnet::model::terms::{self, Term, Vector};
 use warpnet::model::Variant;
-use warpnet::parallel::placement::{parse_term, Placement};
+use warpnet::runtime::placement::{parse_term, Placement};
 
 const VARIANTS: [Variant; 4] = [Variant::Exact, Variant::Warpnet1, Variant::Warpnet2, Variant::Released];
 

@@ -1,13 +1,13 @@
 //! The step-time model (src/parallel/step_model.rs) on a hand-made profile whose costs are small
 //! whole numbers, against schedules worked out by hand, and `--placement auto`'s choice from it.
 
-use warpnet::model::net::layer_operator;
+use warpnet::model::Architecture;
 use warpnet::model::{NetConfig, Variant};
-use warpnet::parallel::auto_placement;
-use warpnet::parallel::step_model::{
+use warpnet::planner::auto_placement;
+use warpnet::planner::step_model::{
     links, predict, predict_data_parallel, predict_wrn, DeviceBytes, GradientSum, Link, Profile, StageCosts,
 };
-use warpnet::parallel::Placement;
+use warpnet::runtime::Placement;
 
 /// A unit's pass forward 2 and backward 4, its mask pass 1, a tangent pass 2 and 4 (half of it at
 /// half the batch), nothing else:
@@ -45,7 +45,7 @@ fn profile() -> Profile {
 const FREE: Link = Link { latency_ms: 0.0, bytes_per_ms: f64::INFINITY };
 
 fn step(config: &NetConfig, placement: &str) -> f64 {
-    let placement = Placement::parse(placement, &layer_operator(config).0).unwrap();
+    let placement = Placement::parse(placement, &config.terms()).unwrap();
     predict(config, &placement, &profile(), &FREE).step_ms
 }
 
@@ -78,10 +78,10 @@ fn messages_cost_latency_and_bytes() {
         s.mask_bytes = 4.0;
     }
     let link = Link { latency_ms: 1.0, bytes_per_ms: 1.0 };
-    let whole = Placement::parse("[F1],[F2,F2'x1]", &layer_operator(&config).0).unwrap();
+    let whole = Placement::parse("[F1],[F2,F2'x1]", &config.terms()).unwrap();
     // 12 of work + 2 workers x 4 messages x (1 + 2) = 36 per layer.
     assert_eq!(predict(&config, &whole, &profile, &link).step_ms, 3.0 * 36.0);
-    let split = Placement::parse("[F1,F2'x1:0.5],[F2,F2'x1:0.5]", &layer_operator(&config).0).unwrap();
+    let split = Placement::parse("[F1,F2'x1:0.5],[F2,F2'x1:0.5]", &config.terms()).unwrap();
     // 9 + 24 + the mask half, two hops of (1 + 4 x 4 / 8), + unit 2's gradients from both holders to
     // the home and back, 4 x (1 + 100).
     let expected = 3.0 * (9.0 + 24.0 + 2.0 * 3.0 + 4.0 * 101.0);
@@ -109,12 +109,12 @@ fn auto_picks_the_balanced_split() {
 #[test]
 fn memory_per_device_counts_units_and_kept_tensors() {
     let config = NetConfig::warp(2, 1, 1, 10, Variant::Warpnet1);
-    let split = Placement::parse("[F1,F2'x1:0.5],[F2,F2'x1:0.5]", &layer_operator(&config).0).unwrap();
+    let split = Placement::parse("[F1,F2'x1:0.5],[F2,F2'x1:0.5]", &config.terms()).unwrap();
     let memory = predict(&config, &split, &profile(), &FREE).memory;
     let bytes = |weights, activations| DeviceBytes { weights, activations };
     assert_eq!(memory, vec![bytes(50.0, 20.0), bytes(600.0, 36.0), bytes(300.0, 36.0)]);
     // [F1],[F2],[F2'x1]: the third runs unit 2's mask pass (keeps 1) and a whole tangent (4).
-    let three = Placement::parse("[F1],[F2],[F2'x1]", &layer_operator(&config).0).unwrap();
+    let three = Placement::parse("[F1],[F2],[F2'x1]", &config.terms()).unwrap();
     assert_eq!(predict(&config, &three, &profile(), &FREE).memory[3], bytes(300.0, 15.0));
 }
 
@@ -133,7 +133,7 @@ fn gradients_cross_the_link_once_each_way() {
     let all_reduce = GradientSum::AllReduce;
     assert_eq!(predict_data_parallel(&config, &profile(), 1, &link, all_reduce), 36.0);
     assert_eq!(predict_data_parallel(&config, &profile(), 3, &link, all_reduce), 36.0 + 4.0 + 1300.0);
-    let split = Placement::parse("[F1,F2'x1:0.5],[F2,F2'x1:0.5]", &layer_operator(&config).0).unwrap();
+    let split = Placement::parse("[F1,F2'x1:0.5],[F2,F2'x1:0.5]", &config.terms()).unwrap();
     let step = |link: &Link| predict(&config, &split, &profile(), link).step_ms;
     // Activations and masks are 0 bytes here: per layer 4 messages x 2 workers and the mask's 2 hops
     // at 1 ms each, plus unit 2's gradients, 2 holders x 2 hops x (1 + 100).

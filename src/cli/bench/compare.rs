@@ -7,11 +7,12 @@ use tch::Device;
 
 use super::BenchArgs;
 use crate::base::atomic_file::write_atomic;
-use crate::cli::plan::predict_runs;
 use crate::model::NetConfig;
-use crate::parallel::auto_placement::AUTO;
-use crate::parallel::comparison::{default_runs, measure, Measured, RunSpec, StepTraffic};
+use crate::planner::auto_placement::AUTO;
+use crate::planner::comparison::{default_runs, measure, Measured, RunSpec, StepTraffic};
+use crate::planner::prediction::predict_runs;
 use crate::report::Table;
+use crate::runtime::Placement;
 
 /// The comparison table: every run timed side by side.
 pub(super) fn compare(base: &NetConfig, args: &BenchArgs) -> anyhow::Result<()> {
@@ -67,7 +68,8 @@ fn comparison_runs(base: &NetConfig, args: &BenchArgs) -> anyhow::Result<Vec<Run
     if let Some(devices) = &args.devices {
         runs.insert(0, RunSpec::parse("wrn cpu:1", base)?);
         let auto = args.placement.as_deref() == Some(AUTO);
-        let placement = args.placement.as_deref().filter(|_| !auto);
+        let placement =
+            args.placement.as_deref().filter(|_| !auto).map(str::parse::<Placement>).transpose()?;
         runs.push(RunSpec { auto, ..RunSpec::on(base.clone(), devices.clone(), placement)? });
     }
     Ok(runs)

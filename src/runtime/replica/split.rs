@@ -1,8 +1,11 @@
-//! A split replica's home: stem, downsampling and head here, the warp layers' terms on term workers.
-//! Forward sends x1 to every worker and adds their terms' sums to it; backward sends the upstream
-//! gradient to every worker and adds their dL/dx1 to the skip's gradient. Where pieces of a split term
-//! read ReLU masks from another worker (parallel/placement/shares.rs), each layer's forward runs in two phases:
-//! every worker's primal passes, whose replies carry the mask rows, then every worker's terms.
+//! A split replica's home: stem, the steps between stages and head here, the warp layers' terms on
+//! term workers. Forward sends x1 to every worker and adds their terms' sums to it; backward sends the
+//! upstream gradient to every worker and adds their dL/dx1 to the skip's gradient. Where pieces of a
+//! split term read linearisations from another worker (runtime/placement/shares.rs), each layer's
+//! forward runs in two phases: every worker's primal passes, whose replies carry the linearisation
+//! rows, then every worker's terms.
+
+use std::collections::BTreeSet;
 
 use tch::{nn::VarStore, Device, Tensor};
 
@@ -10,16 +13,17 @@ use super::group as replica_group;
 use super::Reply;
 use crate::base::named::{accumulate, assign_variables, copy_variables, deep_copy, Named, Snapshot};
 use crate::base::optimizer::{Sgd, SgdSettings};
-use crate::base::serial;
-use crate::model::net::{downsample, layer_operator, walk_layers, Head, LayerIndex, Stem};
-use crate::model::{loss, NetConfig};
-use crate::parallel::device::{name, Place};
-use crate::parallel::memory::{heap_in_use, measurable, variable_bytes, DeviceMemory};
-use crate::parallel::mpi::collective::Group;
-use crate::parallel::mpi::Members;
-use crate::parallel::placement::shares::mask_exchanges;
-use crate::parallel::placement::Placement;
-use crate::parallel::worker::{self, Worker, WorkerSpec};
+use crate::model::architecture::Module;
+use crate::model::net::walk_layers;
+use crate::model::{loss, LayerIndex, Network};
+use crate::runtime::device::{name, Place};
+use crate::runtime::memory::{heap_in_use, measurable, variable_bytes, DeviceMemory};
+use crate::runtime::mpi::collective::Group;
+use crate::runtime::mpi::Members;
+use crate::runtime::placement::shares::exchanges;
+use crate::runtime::placement::Placement;
+use crate::runtime::serial;
+use crate::runtime::worker::{self, Rows, Worker, WorkerSpec};
 
 /// The devices of a split replica's term workers, their intra-op threads, and over MPI ranks the
 /// replica group: the home's rank first, then the ranks of the workers on other ranks.
@@ -32,8 +36,10 @@ pub(super) struct WorkerDevices {
 /// Stem and head here, warp-layer terms on workers.
 pub(super) struct SplitReplica {
     vs: VarStore,
-    stem: Stem,
-    head: Head,
+    stem: Box<dyn Module>,
+    head: Box<dyn Module>,
+    /// Its architecture: the step between stages (no variables) is built from it where it is taken.
+    network: Network,
     pub(super) home: Device,
     layers: Vec<LayerIndex>,
     pub(super) workers: Vec<Worker>,
@@ -42,26 +48,21 @@ pub(super) struct SplitReplica {
     group: Option<(Group, Vec<bool>)>,
     /// The parameters each worker updates: it is sent only their gradients.
     worker_parameters: Vec<Vec<String>>,
+    /// The variables of the units whose F_c each worker evaluates: the network's copies of them.
+    worker_owned: Vec<BTreeSet<String>>,
     sgd: Sgd,
-    units_per_layer: usize,
-    /// For each unit position c in a layer: the worker whose group holds F_c.
-    primal_owner: Vec<usize>,
-    /// Whether workers send each other ReLU masks (a two-phase forward).
-    exchanges_masks: bool,
+    /// Whether workers send each other linearisation rows (a two-phase forward).
+    exchanges: bool,
+    /// Per layer, whether the rows sent in its last forward carry gradients back to their senders (a
+    /// two-phase backward).
+    rows_differentiable: Vec<bool>,
     /// Time this thread spent waiting for worker replies since the last `Busy`.
     pub(super) waiting: std::time::Duration,
 }
 
-/// The position within its warp layer (0-based) of the unit a variable name belongs to:
-/// `stage2.unit5.conv1.weight` with K = 2 is unit 5, position (5 - 1) mod 2 = 0.
-fn unit_position(name: &str, units_per_layer: usize) -> Option<usize> {
-    let unit = name.split('.').nth(1)?.strip_prefix("unit")?.parse::<usize>().ok()?;
-    Some((unit - 1) % units_per_layer)
-}
-
 impl SplitReplica {
     pub(super) fn new(
-        config: &NetConfig,
+        network: &Network,
         home: Device,
         placement: &Placement,
         devices: &WorkerDevices,
@@ -69,9 +70,9 @@ impl SplitReplica {
         sgd: SgdSettings,
     ) -> Self {
         let vs = VarStore::new(home);
-        let here = crate::parallel::mpi::rank();
-        let stem = Stem::new(&vs.root(), config);
-        let head = Head::new(&vs.root(), config);
+        let here = crate::runtime::mpi::rank();
+        let stem = network.stem(&vs.root());
+        let head = network.head(&vs.root());
         assign_variables(&vs, &initial.variables);
         let workers = devices
             .devices
@@ -79,7 +80,7 @@ impl SplitReplica {
             .enumerate()
             .map(|(group, &place)| {
                 let spec = WorkerSpec {
-                    config: config.clone(),
+                    network: network.clone(),
                     placement: placement.clone(),
                     group,
                     place,
@@ -95,26 +96,28 @@ impl SplitReplica {
         let group = devices.collective.as_ref().map(|members| {
             (Group::new(members), devices.devices.iter().map(|place| place.rank != here).collect())
         });
-        workers.iter().for_each(|w| w.send(worker::Command::Parameters));
-        let worker_parameters = workers.iter().map(Worker::receive_as::<Vec<String>>).collect();
+        let ask = |command: fn() -> worker::Command| -> Vec<Vec<String>> {
+            workers.iter().for_each(|w| w.send(command()));
+            workers.iter().map(Worker::receive_as::<Vec<String>>).collect()
+        };
+        let worker_parameters = ask(|| worker::Command::Parameters);
+        let worker_owned = ask(|| worker::Command::Owned).into_iter().map(BTreeSet::from_iter).collect();
         let mut sgd = Sgd::new(&vs, sgd);
         sgd.set_momentum(&initial.momentum);
-        let units_per_layer = config.layer_grouping().0;
-        let primal_owner = (0..units_per_layer).map(|c| placement.primal_device(c)).collect();
-        let exchanges_masks = !mask_exchanges(placement, layer_operator(config).1).is_empty();
         SplitReplica {
             vs,
             stem,
             head,
+            network: network.clone(),
             home,
-            layers: config.layer_indices(),
+            layers: network.layers(),
             workers,
             group,
             worker_parameters,
+            worker_owned,
             sgd,
-            units_per_layer,
-            primal_owner,
-            exchanges_masks,
+            exchanges: !exchanges(placement, network.tangent_reads_primal()).is_empty(),
+            rows_differentiable: vec![false; network.layers().len()],
             waiting: std::time::Duration::ZERO,
         }
     }
@@ -159,29 +162,52 @@ impl SplitReplica {
         sum
     }
 
-    /// The sum of every worker's terms of layer `layer` at x1 (B, C, H, W).
+    /// The sum of every worker's terms of layer `layer` at x1 (x1's shape).
     fn forward_layer(&mut self, layer: usize, x1: &Tensor, measure: bool) -> Tensor {
-        if !self.exchanges_masks {
+        if !self.exchanges {
             let forward = |x1| worker::Command::Forward { layer, x1, train: true, measure };
             let in_group = |bytes| worker::Command::ForwardInGroup { layer, bytes, train: true };
             return self.sum_from_workers(measure, x1, forward, in_group);
         }
         let started = std::time::Instant::now();
         let primal = || worker::Command::Primal { layer, x1: x1.shallow_clone(), train: true, measure };
-        let mut inboxes: Vec<Named> = self.workers.iter().map(|_| Named::new()).collect();
-        for reply in self.each_worker(measure, |_| primal(), Worker::receive_as::<Named>) {
-            for (key, mask) in reply {
-                let (to, unit) = key.split_once('/').expect("masks keyed <worker>/<unit>");
-                inboxes[to.parse::<usize>().expect("a worker number")].insert(unit.to_string(), mask);
+        let mut inboxes: Vec<Vec<Rows>> = self.workers.iter().map(|_| Vec::new()).collect();
+        let mut differentiable = false;
+        for reply in self.each_worker(measure, |_| primal(), Worker::receive_as::<Vec<Rows>>) {
+            for rows in reply {
+                differentiable |= rows.differentiable;
+                inboxes[rows.to].push(rows);
             }
         }
+        self.rows_differentiable[layer] = differentiable;
         let mut inboxes = inboxes.into_iter();
         let terms = |_: usize| worker::Command::Terms {
             layer,
-            masks: inboxes.next().expect("one inbox per worker"),
+            rows: inboxes.next().expect("one inbox per worker"),
             measure,
         };
         let sums = self.each_worker(measure, terms, Worker::receive_as::<Tensor>);
+        self.waiting += started.elapsed();
+        sums.into_iter().reduce(|a, b| a + b).expect("at least one worker")
+    }
+
+    /// The sum of every worker's dL/dx1 of layer `layer` for upstream gradient `grad`, where the
+    /// linearisation rows of its forward carry gradients: first the receivers' gradients of the rows,
+    /// each routed back to its sender, then every worker's backward through its terms and those rows.
+    fn backward_through_rows(&mut self, layer: usize, grad: &Tensor) -> Tensor {
+        let started = std::time::Instant::now();
+        let ask = |_| worker::Command::RowGradients { layer, grad: grad.shallow_clone() };
+        let mut inboxes: Vec<Vec<Rows>> = self.workers.iter().map(|_| Vec::new()).collect();
+        for rows in self.each_worker(false, ask, Worker::receive_as::<Vec<Rows>>).into_iter().flatten() {
+            inboxes[rows.to].push(rows);
+        }
+        let mut inboxes = inboxes.into_iter();
+        let backward = |_| worker::Command::Backward {
+            layer,
+            grad: grad.shallow_clone(),
+            rows: inboxes.next().expect("one inbox per worker"),
+        };
+        let sums = self.each_worker(false, backward, Worker::receive_as::<Tensor>);
         self.waiting += started.elapsed();
         sums.into_iter().reduce(|a, b| a + b).expect("at least one worker")
     }
@@ -215,9 +241,10 @@ impl SplitReplica {
         // Forward. Each autograd island on the home device starts at a leaf: (leaf, output).
         let stem_out = self.stem.forward(&images.to_device(self.home), true);
         let mut downsamples: Vec<(Tensor, Tensor)> = Vec::new();
+        let between = self.network.between_stages();
         let between_stages = |h: Tensor| {
             let leaf = h.set_requires_grad(true);
-            let out = downsample(&leaf);
+            let out = between.forward(&leaf, true);
             downsamples.push((leaf, out.shallow_clone()));
             out.detach()
         };
@@ -234,9 +261,15 @@ impl SplitReplica {
         // Backward, layer by layer in reverse: g is dL/d(output of the layer being undone).
         let mut g = head_in.grad();
         for (i, at) in self.layers.clone().into_iter().enumerate().rev() {
-            let backward = |grad| worker::Command::Backward { layer: i, grad };
-            let in_group = |bytes| worker::Command::BackwardInGroup { layer: i, bytes };
-            g = &g + self.sum_from_workers(false, &g, backward, in_group);
+            g = &g
+                + match self.rows_differentiable[i] {
+                    true => self.backward_through_rows(i, &g),
+                    false => {
+                        let backward = |grad| worker::Command::Backward { layer: i, grad, rows: Vec::new() };
+                        let in_group = |bytes| worker::Command::BackwardInGroup { layer: i, bytes };
+                        self.sum_from_workers(false, &g, backward, in_group)
+                    }
+                };
             if at.stage > 0 && at.layer == 0 {
                 let (leaf, out) = downsamples.pop().expect("one downsample per later stage");
                 (out * &g).sum(g.kind()).backward();
@@ -296,14 +329,12 @@ impl SplitReplica {
 
     /// Stem and head from here, units from the workers. A unit held by several workers has the same
     /// weights on each; its BatchNorm running statistics are taken from the worker that evaluates its
-    /// primal term F_c (a worker holding it only for the released map never updates them).
+    /// primal term F_c (a worker holding it only for a tangent never updates them).
     pub(super) fn variables(&self) -> Named {
         let mut all = copy_variables(&self.vs, Device::Cpu);
-        for (g, variables) in self.worker_variables().into_iter().enumerate() {
+        for (variables, owned) in self.worker_variables().into_iter().zip(&self.worker_owned) {
             for (name, t) in variables {
-                let position = unit_position(&name, self.units_per_layer);
-                let owner = position.and_then(|c| self.primal_owner.get(c).copied());
-                if owner == Some(g) || !all.contains_key(&name) {
+                if owned.contains(&name) || !all.contains_key(&name) {
                     all.insert(name, t);
                 }
             }

@@ -2,39 +2,38 @@
 //! pieces on one device (a [`Profile`], measured by parallel/profile.rs or read from a file) and a
 //! [`Link`] between the home and its workers.
 //!
-//! The schedule is the executor's (parallel/replica/split.rs): per warp layer, the home sends x1 to every
-//! worker, each runs the primal passes its terms need and then its terms (two phases, with a barrier,
-//! when pieces read masks from other workers), the home adds the sums; backward, each worker
-//! backpropagates its terms for the upstream gradient. So a step is
+//! The schedule is the executor's (runtime/replica/split.rs): per warp layer, the home sends x1 to
+//! every worker, each runs the primal passes its terms need and then its terms (two phases, with a
+//! barrier, when pieces read linearisations from other workers), the home adds the sums; backward,
+//! each worker backpropagates its terms for the upstream gradient. So a step is
 //!
 //!   home + sum over layers of [ max_w forward_w + max_w backward_w + messages ] + max_w sgd_w,
 //!
 //! where a worker's forward is its units' primal passes (a full pass where a term reads F_c's output,
-//! the mask pass alone where only F'_c's mask is needed) plus one tangent pass per Jacobian in its terms
-//! (times the share of a piece), and its backward the same terms backpropagated (a mask pass has no
-//! backward: the mask is a constant). Costs of a piece scale with its rows. Only BN removed from F'
-//! (the paper's) is modelled; the other derivative-BN modes add BN tangents it does not count.
+//! the linearisation pass alone where only F'_c's linearisation is needed: for the Table 1 unit with BN
+//! removed from F', its ReLU mask) plus one tangent pass per Jacobian in its terms (times the share of
+//! a piece), and its backward the same terms backpropagated (a linearisation is a constant: its pass has
+//! no backward). Costs of a piece scale with its rows. The costs are those of the units the network's
+//! architecture builds (planner/profile.rs).
 
 use serde::{Deserialize, Serialize};
 
-use super::placement::shares::{mask_exchanges, MaskExchange};
-use super::placement::Placement;
-use crate::model::config::STAGES;
-use crate::model::net::layer_operator;
 use crate::model::terms::Vector;
-use crate::model::warp::Jacobian;
-use crate::model::NetConfig;
+use crate::model::Architecture;
+use crate::runtime::placement::shares::{exchanges, Exchange};
+use crate::runtime::placement::Placement;
 
 /// Milliseconds of the pieces of one warp layer's work at one stage's shape, on one device, at the
 /// profile's batch.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StageCosts {
-    /// A unit's primal pass F_c(x1) with its output and ReLU mask, and its backward.
+    /// A unit's primal pass F_c(x1) with its output and linearisation, and its backward.
     pub unit_forward: f64,
     pub unit_backward: f64,
-    /// The pass up to the ReLU mask alone (BN0, conv1, BN1), for F'_c x1 without F_c.
+    /// The pass for the linearisation alone (the Table 1 unit's, with BN removed from F': up to the
+    /// ReLU mask, BN0, conv1, BN1), for F'_c x1 without F_c.
     pub mask_forward: f64,
-    /// One tangent pass F'_c(x1)v with the mask given, and its backward.
+    /// One tangent pass F'_c(x1)v with the linearisation given, and its backward.
     pub tangent_forward: f64,
     pub tangent_backward: f64,
     /// The same on half the batch's rows: a piece's convolutions run at fewer rows, where the kernels
@@ -45,12 +44,13 @@ pub struct StageCosts {
     pub unit_sgd: f64,
     /// Bytes of one activation (B, C, H, W) at this stage, in the step's kind.
     pub activation_bytes: f64,
-    /// Elements of one ReLU mask (B, C, H, W) (one byte each).
+    /// Bytes of one unit's linearisation rows for the whole batch, as a piece's device receives them
+    /// (the Table 1 unit's: a (B, C, H, W) ReLU mask, one byte an element).
     pub mask_bytes: f64,
     /// Bytes a unit's parameters and BatchNorm statistics take.
     pub unit_weight_bytes: f64,
     /// Bytes kept from the forward pass for the backward pass at the profile's batch: by a unit's
-    /// primal pass, by its mask pass alone (the mask: a constant of the tangents), by one tangent pass.
+    /// primal pass, by its linearisation pass alone (a constant of the tangents), by one tangent pass.
     pub unit_kept_bytes: f64,
     pub mask_kept_bytes: f64,
     pub tangent_kept_bytes: f64,
@@ -107,12 +107,12 @@ impl Profile {
         }
     }
 
-    /// Bytes of every weight of `config`'s network (either twin: they hold the same units).
-    pub fn network_weight_bytes(&self, config: &NetConfig) -> f64 {
-        let units_per_layer = config.layer_grouping().0 as f64;
+    /// Bytes of every weight of `network` (either twin: they hold the same units).
+    pub fn network_weight_bytes(&self, network: &dyn Architecture) -> f64 {
+        let units_per_layer = network.units_per_layer() as f64;
         self.home_weight_bytes
-            + config
-                .layer_indices()
+            + network
+                .layers()
                 .iter()
                 .map(|at| units_per_layer * self.stages[at.stage].unit_weight_bytes)
                 .sum::<f64>()
@@ -229,10 +229,11 @@ struct WorkerCosts {
 }
 
 /// One worker's costs for one warp layer at stage `s`.
-/// `exchanges`: the placement's mask exchanges under the network's `jacobian`.
+/// `exchanges`: the placement's linearisation exchanges; `reads_primal`: whether the network's tangents
+/// read their unit's primal pass.
 fn worker_costs(
     placement: &Placement,
-    (jacobian, exchanges): (Jacobian, &[MaskExchange]),
+    (reads_primal, exchanges): (bool, &[Exchange]),
     worker: usize,
     stage: &StageCosts,
 ) -> WorkerCosts {
@@ -243,7 +244,7 @@ fn worker_costs(
         let in_chain = group.iter().any(|t| t.chain.contains(&c));
         let imported = exchanges.iter().any(|e| e.to == worker && e.unit == c);
         let exported = exchanges.iter().any(|e| e.from == worker && e.unit == c);
-        let masked = jacobian != Jacobian::Released && (in_chain || exported);
+        let masked = reads_primal && (in_chain || exported);
         if output {
             costs.primal += stage.unit_forward;
             costs.backward += stage.unit_backward;
@@ -277,12 +278,17 @@ fn interpolate(share: f64, half: f64, whole: f64) -> f64 {
     }
 }
 
-/// The step of `config` with `placement` over its workers, each reached by `link` (the same for all),
+/// The step of `network` with `placement` over its workers, each reached by `link` (the same for all),
 /// from `profile` measured at the replica's batch.
-pub fn predict(config: &NetConfig, placement: &Placement, profile: &Profile, link: &Link) -> Prediction {
+pub fn predict(
+    network: &dyn Architecture,
+    placement: &Placement,
+    profile: &Profile,
+    link: &Link,
+) -> Prediction {
     let workers = placement.devices();
-    let jacobian = layer_operator(config).1;
-    let exchanges = mask_exchanges(placement, jacobian);
+    let reads_primal = network.tangent_reads_primal();
+    let exchanges = exchanges(placement, reads_primal);
     let two_phase = !exchanges.is_empty();
     let mut step = profile.home;
     let mut busy = vec![0.0; workers];
@@ -290,17 +296,17 @@ pub fn predict(config: &NetConfig, placement: &Placement, profile: &Profile, lin
     let home = DeviceBytes { weights: profile.home_weight_bytes, activations: profile.home_kept_bytes };
     let mut memory = vec![home; 1];
     memory.extend(vec![DeviceBytes { weights: 0.0, activations: 0.0 }; workers]);
-    for at in config.layer_indices() {
+    for at in network.layers() {
         let stage = &profile.stages[at.stage];
         let costs: Vec<WorkerCosts> =
-            (0..workers).map(|w| worker_costs(placement, (jacobian, &exchanges), w, stage)).collect();
+            (0..workers).map(|w| worker_costs(placement, (reads_primal, &exchanges), w, stage)).collect();
         let max = |f: &dyn Fn(&WorkerCosts) -> f64| costs.iter().map(f).fold(0.0, f64::max);
         let forward = match two_phase {
             true => max(&|c| c.primal) + max(&|c| c.terms),
             false => max(&|c| c.primal + c.terms),
         };
         // Per worker: x1 out, its sum back, the upstream gradient out, its dL/dx1 back; the home adds
-        // the sums and the gradients; masks cross twice (to the home and on).
+        // the sums and the gradients; linearisation rows cross twice (to the home and on).
         let messages = 4.0 * workers as f64 * link.message(stage.activation_bytes);
         let masks = exchanges
             .iter()
@@ -318,31 +324,36 @@ pub fn predict(config: &NetConfig, placement: &Placement, profile: &Profile, lin
             memory[w + 1].weights += placement.units_on(w).len() as f64 * stage.unit_weight_bytes;
         }
     }
-    step += replicated_gradients_ms(config, placement, profile, link);
+    step += replicated_gradients_ms(network, placement, profile, link);
     Prediction { step_ms: step + sgd.iter().copied().fold(0.0, f64::max), busy_ms: busy, memory }
 }
 
 /// A unit held by several workers has a gradient on each: each holder sends its copy to the home and
 /// receives the sum, one message each way per holder and layer, through the home one after another.
-fn replicated_gradients_ms(config: &NetConfig, placement: &Placement, profile: &Profile, link: &Link) -> f64 {
+fn replicated_gradients_ms(
+    network: &dyn Architecture,
+    placement: &Placement,
+    profile: &Profile,
+    link: &Link,
+) -> f64 {
     let holders: usize = placement
         .replicated_units()
         .iter()
         .map(|&c| (0..placement.devices()).filter(|&w| placement.units_on(w).contains(&c)).count())
         .sum();
-    config
-        .layer_indices()
+    network
+        .layers()
         .iter()
         .map(|at| 2.0 * holders as f64 * link.message(profile.stages[at.stage].unit_weight_bytes))
         .sum()
 }
 
-/// The WRN twin of `config` (the same units) on one device: every unit's pass, forward and backward,
+/// The WRN twin of `network` (the same units) on one device: every unit's pass, forward and backward,
 /// and its SGD step, one after the other, and the home's work.
-pub fn predict_wrn(config: &NetConfig, profile: &Profile) -> f64 {
-    let units_per_layer = config.layer_grouping().0 as f64;
-    let layers = config.layer_indices();
-    assert_eq!(profile.stages.len(), STAGES, "one cost entry per stage");
+pub fn predict_wrn(network: &dyn Architecture, profile: &Profile) -> f64 {
+    let units_per_layer = network.units_per_layer() as f64;
+    let layers = network.layers();
+    assert_eq!(profile.stages.len(), super::profile::stage_count(network), "one cost entry per stage");
     profile.home
         + layers
             .iter()

@@ -28,7 +28,7 @@ pub struct Devices {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Place {
     pub rank: usize,
-    #[serde(with = "crate::base::serial::device")]
+    #[serde(with = "crate::runtime::serial::device")]
     pub device: Device,
 }
 

@@ -3,16 +3,18 @@
 //! one unit of work each, so each of two devices carries 1.5).
 //!
 //! Which terms can be split, and what it costs: a term is a function of x1 row by row except through
-//! the primal passes at x1, whose training-mode BatchNorm statistics couple the whole batch. F'_j x1
-//! with BatchNorm removed from F' (derivative-BN `none`, the paper's) reads its primal pass only
-//! through unit j's ReLU mask, which is per element: a piece on rows [r0, r1) needs the mask's rows
-//! [r0, r1) of the whole-batch pass, and nothing else. The device that evaluates F_j runs that pass
-//! anyway; it sends those rows (booleans, one byte per element: B_piece x C x H x W bytes per warp
-//! layer, moved without a copy between threads) and the device of the piece skips unit j's mask pass.
-//! The released map (`--variant released`) reads no primal pass at all, so its pieces need nothing.
-//! A first-order term F_i, or any term under `bn=frozen` or `bn=exact` (whose BN tangents carry the
-//! batch statistics and their derivatives into the backward pass), is not split: splitting it would
-//! need the statistics exchanged forward and backward, in every BatchNorm.
+//! the primal passes at x1, whose normalisation statistics (the Table 1 unit's training-mode
+//! BatchNorm) may couple the whole batch. F'_j x1 reads its primal pass only through unit j's
+//! linearisation; where the architecture says its rows stand apart (`Architecture::pieces_apart`:
+//! for the Table 1 unit, with BatchNorm removed from F' it is the ReLU mask, per element), a piece on
+//! rows [r0, r1) needs those rows of the whole-batch linearisation, and nothing else. The device that
+//! evaluates F_j runs that pass anyway; it sends those rows (`Unit::rows`: for the Table 1 unit, mask
+//! booleans, one byte per element: B_piece x C x H x W bytes per warp layer, moved without a copy
+//! between threads) and the device of the piece skips unit j's pass. A tangent that reads no primal
+//! pass (the released map, `--variant released`) needs nothing. A first-order term F_i is never split,
+//! nor any term where the architecture keeps pieces together (the Table 1 unit under `bn=frozen` or
+//! `bn=exact`, whose BN tangents carry the batch statistics and their derivatives into the backward
+//! pass: splitting would need them exchanged forward and backward, in every BatchNorm).
 //!
 //! Notation: a piece is its term followed by `:share`, a fraction of the batch in (0, 1); the pieces of
 //! one term sum to 1 and cover the batch in the order of their devices (rows rounded to the nearest).
@@ -22,13 +24,11 @@ use std::fmt;
 use super::Placement;
 use crate::bail_input;
 use crate::model::terms::{Term, Vector};
-use crate::model::warp::{Jacobian, Span};
-use crate::model::DerivativeBn;
+use crate::model::warp::Span;
+use crate::model::Architecture;
 
 /// The flag whose value a placement is.
 const FLAG: &str = "--placement";
-/// Bytes of one ReLU mask element (a bool tensor), as the exchange sends it.
-pub const MASK_BYTES: u64 = 1;
 /// Shares of one term must sum to 1 within this (they are written as decimals).
 const SUM_TOLERANCE: f64 = 1e-6;
 
@@ -58,8 +58,8 @@ impl Split {
         None
     }
 
-    /// The unit whose ReLU mask a piece reads: j of F'_j x1.
-    pub fn mask_unit(&self) -> usize {
+    /// The unit whose linearisation a piece reads: j of F'_j x1.
+    pub fn read_unit(&self) -> usize {
         self.term.chain[0]
     }
 }
@@ -79,7 +79,7 @@ pub fn collect(groups: Vec<Vec<Entry>>) -> anyhow::Result<(Vec<Vec<Term>>, Vec<S
             if term.vector != Vector::Input {
                 bail_input!(
                     "{FLAG}: {term}:{share}: only the F'_j x1 terms can be split by batch (their pieces \
-                     need only unit j's ReLU mask); place {term} whole"
+                     need only unit j's linearisation); place {term} whole"
                 );
             }
             match splits.iter_mut().find(|s| &s.term == term) {
@@ -108,39 +108,37 @@ pub fn collect(groups: Vec<Vec<Entry>>) -> anyhow::Result<(Vec<Vec<Term>>, Vec<S
     Ok((terms, splits))
 }
 
-/// Checks that the network's Jacobians let its pieces be evaluated apart (module docs).
-pub fn check_jacobian(splits: &[Split], jacobian: Jacobian) -> anyhow::Result<()> {
-    match (splits.first(), jacobian) {
-        (None, _) | (_, Jacobian::Released) | (_, Jacobian::Tangent(DerivativeBn::None)) => Ok(()),
-        (Some(split), Jacobian::Tangent(mode)) => bail_input!(
-            "{FLAG}: {} is split by batch, which needs derivative BN `none` (the paper's); under `{}` \
-             its BatchNorm statistics couple the whole batch",
-            split.term,
-            mode
-        ),
+/// Checks that `network`'s tangents let its pieces be evaluated apart (module docs).
+pub fn check_pieces(splits: &[Split], network: &dyn Architecture) -> anyhow::Result<()> {
+    match (splits.first(), network.pieces_apart()) {
+        (None, _) | (_, Ok(())) => Ok(()),
+        (Some(split), Err(needs)) => {
+            bail_input!("{FLAG}: {} is split by batch, which needs {needs}", split.term)
+        }
     }
 }
 
-/// The rows of unit `unit`'s ReLU mask that device `from` (which evaluates F_unit whole) sends device
-/// `to` (which holds a piece of F'_unit x1 on rows `span`) in every training forward.
+/// The rows of unit `unit`'s linearisation that device `from` (which evaluates F_unit whole) sends
+/// device `to` (which holds a piece of F'_unit x1 on rows `span`) in every training forward.
 #[derive(Debug, Clone, PartialEq)]
-pub struct MaskExchange {
+pub struct Exchange {
     pub unit: usize,
     pub from: usize,
     pub to: usize,
     pub span: Span,
 }
 
-/// Every mask exchange of a warp layer's forward: none for the released map, which reads no mask.
-pub fn mask_exchanges(placement: &Placement, jacobian: Jacobian) -> Vec<MaskExchange> {
-    if jacobian == Jacobian::Released {
+/// Every exchange of a warp layer's forward: none where a tangent reads no primal pass
+/// (`reads_primal` false: the released map).
+pub fn exchanges(placement: &Placement, reads_primal: bool) -> Vec<Exchange> {
+    if !reads_primal {
         return Vec::new();
     }
     let mut exchanges = Vec::new();
     for split in &placement.splits {
-        let (unit, from) = (split.mask_unit(), placement.primal_device(split.mask_unit()));
+        let (unit, from) = (split.read_unit(), placement.primal_device(split.read_unit()));
         for &(to, _) in split.pieces.iter().filter(|&&(d, _)| d != from) {
-            exchanges.push(MaskExchange { unit, from, to, span: split.span(to).expect("a piece on `to`") });
+            exchanges.push(Exchange { unit, from, to, span: split.span(to).expect("a piece on `to`") });
         }
     }
     exchanges

@@ -6,20 +6,22 @@
 //! channels-last bf16 activation stays one, and crosses as 2 bytes per element). Both ends run the same
 //! binary (parallel/mpi/session.rs checks it at start-up), so the format needs no version.
 //!
-//! Fields of type `Tensor`, `Named`, `Vec<Named>` and `Device` take `#[serde(with = "serial::tensor")]`,
-//! `serial::named`, `serial::named_list` and `serial::device`.
+//! Fields of type `Tensor`, `Vec<Tensor>`, `Named`, `Vec<Named>`, `Device` and `Network` take
+//! `#[serde(with = "serial::tensor")]`, `serial::tensor_list`, `serial::named`, `serial::named_list`,
+//! `serial::device` and `serial::network`.
 
 use anyhow::{bail, Context};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tch::{Kind, Tensor};
 
-use super::named::{Named, Snapshot};
+use crate::base::named::{Named, Snapshot};
+use crate::model::{NetConfig, Network};
 use crate::precision::{is_channels_last, NCHW_FROM_NHWC, NHWC};
 
 /// `message` as bytes, appended to `bytes` (a header may precede it).
 pub fn append<T: Serialize>(message: &T, bytes: Vec<u8>) -> Vec<u8> {
-    postcard::to_extend(message, bytes).expect("every message has a byte form")
+    postcard::to_extend(message, bytes).unwrap_or_else(|e| panic!("a message without a byte form: {e}"))
 }
 
 /// `message` as bytes.
@@ -124,6 +126,19 @@ pub mod tensor {
     }
 }
 
+/// `Vec<Tensor>` fields.
+pub mod tensor_list {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(list: &[Tensor], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(list.iter().map(tensor::Ref))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Tensor>, D::Error> {
+        Ok(Vec::<tensor::Owned>::deserialize(deserializer)?.into_iter().map(|t| t.0).collect())
+    }
+}
+
 /// `Named` fields: a map from name to tensor.
 pub mod named {
     use super::*;
@@ -197,6 +212,26 @@ pub mod device {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Device, D::Error> {
         Ok(Option::<usize>::deserialize(deserializer)?.map_or(Device::Cpu, Device::Cuda))
+    }
+}
+
+/// `Network` fields: the configuration the receiving rank builds the architecture from. An
+/// architecture without one (defined in this process alone) has no byte form.
+pub mod network {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(network: &Network, serializer: S) -> Result<S::Ok, S::Error> {
+        let Some(config) = network.description() else {
+            return Err(serde::ser::Error::custom(format!(
+                "{} is defined in this process alone: it cannot be built on another MPI rank",
+                network.label()
+            )));
+        };
+        config.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Network, D::Error> {
+        Ok(NetConfig::deserialize(deserializer)?.network())
     }
 }
 

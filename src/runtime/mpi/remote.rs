@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use super::stats::Traffic;
 use super::transport::{self, Count, Tag};
-use crate::base::serial;
-use crate::parallel::actor::Endpoint;
+use crate::runtime::actor::Endpoint;
+use crate::runtime::serial;
 
 /// Tag of every request to a serving rank.
 const TAG_REQUEST: Tag = 1;
@@ -130,9 +130,9 @@ pub fn rank_traffic() -> Vec<Traffic> {
     std::iter::once(Traffic::here()).chain(others).collect()
 }
 
-/// Milliseconds for `bytes` to go to rank `rank` and come back, the median of `repeats` round trips
-/// after one warm-up (outside the traffic counted as work).
-pub fn round_trip_ms(rank: usize, bytes: usize, repeats: usize) -> f64 {
+/// Milliseconds for `bytes` to go to rank `rank` and come back, each of `repeats` round trips after
+/// one warm-up (outside the traffic counted as work).
+pub fn round_trips_ms(rank: usize, bytes: usize, repeats: usize) -> Vec<f64> {
     let mut w = request(Request::Echo, 0);
     w.resize(w.len() + bytes, 0); // padding: the serving rank sends the request back as it is
     let once = || {
@@ -142,7 +142,7 @@ pub fn round_trip_ms(rank: usize, bytes: usize, repeats: usize) -> f64 {
         started.elapsed().as_secs_f64() * 1e3
     };
     once();
-    crate::base::stats::median(&(0..repeats).map(|_| once()).collect::<Vec<f64>>())
+    (0..repeats).map(|_| once()).collect()
 }
 
 /// A device this rank hosts for another: it answers each command's bytes with its reply's bytes.

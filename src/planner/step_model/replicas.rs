@@ -2,8 +2,8 @@
 //! home of one process or by MPI's all-reduce among ranks.
 
 use super::{predict_wrn, Link, Profile};
-use crate::model::NetConfig;
-use crate::parallel::mpi::algorithms::AllReduce;
+use crate::model::Architecture;
+use crate::runtime::mpi::algorithms::AllReduce;
 
 /// How the replicas' gradients are summed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,15 +27,15 @@ impl GradientSum {
     }
 }
 
-/// Milliseconds to sum the gradients of `replicas` replicas of `config` over `link`, `how`.
+/// Milliseconds to sum the gradients of `replicas` replicas of `network` over `link`, `how`.
 pub fn gradient_sum_ms(
-    config: &NetConfig,
+    network: &dyn Architecture,
     profile: &Profile,
     replicas: usize,
     link: &Link,
     how: GradientSum,
 ) -> f64 {
-    let bytes = profile.network_weight_bytes(config);
+    let bytes = profile.network_weight_bytes(network);
     match (replicas, how) {
         (0 | 1, _) => 0.0,
         (r, GradientSum::ThroughTheHome) => 2.0 * (r - 1) as f64 * link.message(bytes),
@@ -50,11 +50,11 @@ pub fn gradient_sum_ms(
 /// The WRN twin data parallel over `replicas` devices, from `replica_profile` measured at each
 /// replica's share of the batch: every replica's step at once, then the gradients summed.
 pub fn predict_data_parallel(
-    config: &NetConfig,
+    network: &dyn Architecture,
     replica_profile: &Profile,
     replicas: usize,
     link: &Link,
     how: GradientSum,
 ) -> f64 {
-    predict_wrn(config, replica_profile) + gradient_sum_ms(config, replica_profile, replicas, link, how)
+    predict_wrn(network, replica_profile) + gradient_sum_ms(network, replica_profile, replicas, link, how)
 }

@@ -1,61 +1,14 @@
-//! Devices hosted by another MPI rank: the start messages that build a term worker or a replica there,
-//! the builder each serving rank runs them with, and how a hosted device answers a command's bytes.
-//! The transport (parallel/mpi/remote.rs) carries these as serde values and knows nothing of them.
+//! The serving side of devices hosted by another MPI rank: the builder each serving rank runs start
+//! messages with (runtime/hosted.rs), and how a hosted device answers a command's bytes. Above the
+//! worker and the replica, which it builds; nothing in the runtime refers to it.
 
-use serde::{Deserialize, Serialize};
-
+use super::hosted::Hosted;
 use super::mpi::collective::Group;
-use super::mpi::remote::{self, Remote, Served};
-use super::mpi::Members;
+use super::mpi::remote::{self, Served};
 use super::replica::group;
-use super::replica::{self, Layout, Replica};
+use super::replica::{self, Layout, Replica, ReplicaStart};
+use super::serial::{self, named};
 use super::worker::{self, Worker, WorkerSpec};
-use crate::base::named::{Named, Snapshot};
-use crate::base::optimizer::SgdSettings;
-use crate::base::serial::{self, named};
-use crate::model::NetConfig;
-
-/// A replica to build: its network, layout, starting state and optimizer settings.
-#[derive(Serialize, Deserialize)]
-pub struct ReplicaStart {
-    pub config: NetConfig,
-    pub layout: Layout,
-    #[serde(with = "serial::snapshot")]
-    pub initial: Snapshot,
-    pub sgd: SgdSettings,
-    /// The homes of every replica, when the replicas sum their gradients over MPI.
-    pub peers: Option<Members>,
-}
-
-/// What a serving rank is asked to build.
-#[derive(Deserialize)]
-enum Start {
-    /// A term worker: its spec, its variables, its momentum.
-    Worker(WorkerSpec, named::Owned, named::Owned),
-    Replica(ReplicaStart),
-}
-
-/// [`Start`] as the sender writes it, borrowing what it sends (the same byte form).
-#[derive(Serialize)]
-enum StartRef<'a> {
-    Worker(&'a WorkerSpec, named::Ref<'a>, named::Ref<'a>),
-    Replica(&'a ReplicaStart),
-}
-
-/// A term worker built from `spec` on the rank its `place` names.
-pub fn worker(
-    spec: &WorkerSpec,
-    initial: &Named,
-    momentum: &Named,
-) -> Remote<worker::Command, worker::Reply> {
-    let start = StartRef::Worker(spec, named::Ref(initial), named::Ref(momentum));
-    Remote::start(spec.place.rank, &start)
-}
-
-/// A replica built on rank `rank`.
-pub fn replica(rank: usize, start: &ReplicaStart) -> Remote<replica::Command, replica::Reply> {
-    Remote::start(rank, &StartRef::Replica(start))
-}
 
 /// Serves the other ranks with workers and replicas until rank 0 is done (every rank but 0).
 pub fn serve() {
@@ -67,8 +20,11 @@ pub fn serve() {
 fn build(message: &[u8]) -> anyhow::Result<Box<dyn Served>> {
     let (threads, device, rank) =
         (super::mpi::threads_per_rank(), super::mpi::local_device(), super::mpi::rank());
-    Ok(match serial::from_bytes::<Start>(message)? {
-        Start::Worker(mut spec, initial, momentum) => {
+    let (hosted, parts): (Hosted, &[u8]) = serial::take(message)?;
+    Ok(match hosted {
+        Hosted::Worker => {
+            let (mut spec, initial, momentum): (WorkerSpec, named::Owned, named::Owned) =
+                serial::from_bytes(parts)?;
             spec.threads = threads;
             spec.place.device = device;
             // Its home is on another rank: the replies leave through host memory.
@@ -80,7 +36,8 @@ fn build(message: &[u8]) -> anyhow::Result<Box<dyn Served>> {
                 None => Box::new(worker),
             }
         }
-        Start::Replica(mut start) => {
+        Hosted::Replica => {
+            let mut start: ReplicaStart = serial::from_bytes(parts)?;
             match &mut start.layout {
                 Layout::Whole { threads: t, device: d } => (*t, *d) = (threads, device),
                 Layout::Split { threads: t, threads_per_worker, home, workers, .. } => {
@@ -89,7 +46,7 @@ fn build(message: &[u8]) -> anyhow::Result<Box<dyn Served>> {
                 }
             }
             let at = (super::mpi::rank(), start.peers);
-            Box::new(Replica::spawn(start.config, start.layout, start.initial, start.sgd, at))
+            Box::new(Replica::spawn(start.network, start.layout, start.initial, start.sgd, at))
         }
     })
 }
@@ -117,7 +74,7 @@ impl Served for GroupWorker {
             }
             worker::Command::BackwardInGroup { layer, bytes } => {
                 let grad = group::receive_broadcast(&self.group, bytes)?;
-                worker::Command::Backward { layer, grad }
+                worker::Command::Backward { layer, grad, rows: Vec::new() }
             }
             other => {
                 self.worker.send(other);

@@ -19,10 +19,11 @@ use super::worker;
 use serde::{Deserialize, Serialize};
 use split::{SplitReplica, WorkerDevices};
 
+use super::hosted::{self, Hosted};
+use super::serial;
 use crate::base::named::{assign_variables, copy_variables, Named, Snapshot};
 use crate::base::optimizer::{Sgd, SgdSettings};
-use crate::base::serial;
-use crate::model::{loss, Net, NetConfig};
+use crate::model::{loss, Net, Network};
 
 /// How a replica is laid out; `threads` are libtorch intra-op threads of the replica's own thread.
 #[derive(Clone, Serialize, Deserialize)]
@@ -44,6 +45,19 @@ pub enum Layout {
         threads_per_worker: usize,
         collective: Option<Members>,
     },
+}
+
+/// A replica to build on another rank: its network, layout, starting state and optimizer settings.
+#[derive(Serialize, Deserialize)]
+pub struct ReplicaStart {
+    #[serde(with = "serial::network")]
+    pub network: Network,
+    pub layout: Layout,
+    #[serde(with = "serial::snapshot")]
+    pub initial: Snapshot,
+    pub sgd: SgdSettings,
+    /// The homes of every replica, when the replicas sum their gradients over MPI.
+    pub peers: Option<Members>,
 }
 
 /// What a replica is asked to do.
@@ -126,15 +140,15 @@ impl Replica {
     /// Starts the replica on MPI rank `rank` (a thread of this process when that is this rank). With
     /// `peers`, the ranks of every replica's home: its `Step`s sum the gradients with theirs.
     pub fn spawn(
-        config: NetConfig,
+        network: Network,
         layout: Layout,
         initial: Snapshot,
         sgd: SgdSettings,
         (rank, peers): (usize, Option<Members>),
     ) -> Self {
         if rank != super::mpi::rank() {
-            let start = super::hosted::ReplicaStart { config, layout, initial, sgd, peers };
-            return Replica { link: Box::new(super::hosted::replica(rank, &start)) };
+            let start = ReplicaStart { network, layout, initial, sgd, peers };
+            return Replica { link: Box::new(hosted::start(rank, Hosted::Replica, &start)) };
         }
         let name = match &layout {
             Layout::Whole { device, .. } => format!("{}, a whole replica", super::device::name(*device)),
@@ -144,12 +158,12 @@ impl Replica {
             let state = match layout {
                 Layout::Whole { device, threads } => {
                     tch::set_num_threads(threads as i32);
-                    State::Whole(WholeReplica::new(&config, device, &initial, sgd))
+                    State::Whole(WholeReplica::new(&*network, device, &initial, sgd))
                 }
                 Layout::Split { home, threads, placement, workers, threads_per_worker, collective } => {
                     tch::set_num_threads(threads as i32);
                     let devices = WorkerDevices { devices: workers, threads: threads_per_worker, collective };
-                    State::Split(SplitReplica::new(&config, home, &placement, &devices, &initial, sgd))
+                    State::Split(SplitReplica::new(&network, home, &placement, &devices, &initial, sgd))
                 }
             };
             let peers = peers.as_ref().map(Group::new);
@@ -274,9 +288,14 @@ struct WholeReplica {
 }
 
 impl WholeReplica {
-    fn new(config: &NetConfig, device: Device, initial: &Snapshot, sgd: SgdSettings) -> Self {
+    fn new(
+        network: &dyn crate::model::Architecture,
+        device: Device,
+        initial: &Snapshot,
+        sgd: SgdSettings,
+    ) -> Self {
         let vs = VarStore::new(device);
-        let net = Net::new(&vs.root(), config);
+        let net = Net::new(&vs.root(), network);
         assign_variables(&vs, &initial.variables);
         let mut sgd = Sgd::new(&vs, sgd);
         sgd.set_momentum(&initial.momentum);

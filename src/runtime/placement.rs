@@ -35,7 +35,8 @@ use crate::bail_input;
 use crate::model::terms::{self, Term, Vector};
 use crate::model::warp::Span;
 use crate::model::Variant;
-use shares::{Entry, Piece, Split};
+pub use shares::Entry;
+use shares::{Piece, Split};
 
 /// The flag whose value a placement is; every parse error starts with it.
 const FLAG: &str = "--placement";
@@ -157,10 +158,16 @@ impl Placement {
     /// (`terms::build` of its variant): every term on exactly one device, no other term anywhere.
     /// Every failure is an input error whose one-line message starts with `--placement:`.
     pub fn parse(text: &str, terms: &[Term]) -> anyhow::Result<Placement> {
-        let (groups, splits) = shares::collect(parse_groups(text)?)?;
-        let placement = Placement { groups, splits };
-        placement.validate(terms)?;
+        let placement: Placement = text.parse()?;
+        placement.check(terms)?;
         Ok(placement)
+    }
+
+    /// The placement of `groups`, one per device, each entry a term and its share of the batch if it
+    /// is a piece; the shares are checked (`shares::collect`), not the terms against a layer.
+    pub fn from_entries(groups: Vec<Vec<Entry>>) -> anyhow::Result<Placement> {
+        let (groups, splits) = shares::collect(groups)?;
+        Ok(Placement { groups, splits })
     }
 
     /// The paper's assignment: one device for each first-order term F_i, and one more device for all
@@ -222,8 +229,9 @@ impl Placement {
         holders.into_iter().filter(|&(_, count)| count > 1).map(|(unit, _)| unit).collect()
     }
 
-    /// Every term of `terms` on exactly one device, and nothing else.
-    fn validate(&self, terms: &[Term]) -> anyhow::Result<()> {
+    /// Checks the placement against a layer's `terms` (`terms::build` of its variant): every term on
+    /// exactly one device, and nothing else; the error is one line starting with `--placement:`.
+    pub fn check(&self, terms: &[Term]) -> anyhow::Result<()> {
         let mut seen: HashSet<&Term> = HashSet::new();
         for term in self.groups.iter().flatten() {
             self.validate_entry(terms, term, &mut seen)?;
@@ -251,6 +259,15 @@ impl Placement {
             bail_input!("{FLAG}: {term} appears twice");
         }
         Ok(())
+    }
+}
+
+/// The notation, syntax and shares checked (not the terms against a layer: [`Placement::check`]).
+impl std::str::FromStr for Placement {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> anyhow::Result<Placement> {
+        Placement::from_entries(parse_groups(text)?)
     }
 }
 

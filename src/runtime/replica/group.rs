@@ -5,8 +5,8 @@
 
 use tch::{Kind, Tensor};
 
-use crate::base::serial;
-use crate::parallel::mpi::collective::Group;
+use crate::runtime::mpi::collective::Group;
+use crate::runtime::serial;
 
 /// What the broadcasts and reductions are called in the line that stops a job they time out in.
 const BROADCAST: &str = "the broadcast of a warp layer's input or upstream gradient";

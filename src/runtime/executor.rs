@@ -20,7 +20,7 @@ use super::placement::Placement;
 use super::replica::{self, Layout, Replica};
 use crate::base::named::{accumulate, deep_copy, Named, Snapshot};
 use crate::base::optimizer::SgdSettings;
-use crate::model::NetConfig;
+use crate::model::Network;
 use crate::precision::{MemoryFormat, Precision};
 
 /// How the executor was laid out.
@@ -99,7 +99,7 @@ pub struct Executor {
 impl Executor {
     /// Starts every replica and worker, all from `initial` (variables and momentum by name).
     pub fn new(
-        config: &NetConfig,
+        network: &Network,
         devices: &Devices,
         plan: Plan,
         initial: &Snapshot,
@@ -107,10 +107,7 @@ impl Executor {
     ) -> anyhow::Result<Self> {
         super::device::check_available(devices)?;
         if let Some(placement) = &plan.placement {
-            super::placement::shares::check_jacobian(
-                &placement.splits,
-                crate::model::net::layer_operator(config).1,
-            )?;
+            super::placement::shares::check_pieces(&placement.splits, &**network)?;
         }
         let threads = plan.threads.unwrap_or_else(|| devices.threads_per_worker());
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -142,7 +139,7 @@ impl Executor {
                     },
                 };
                 let at = (home.rank, peers.clone());
-                Replica::spawn(config.clone(), layout, initial.deep_copy(), sgd, at)
+                Replica::spawn(network.clone(), layout, initial.deep_copy(), sgd, at)
             })
             .collect();
         let whole_steps = peers.is_some() || plan.replicas == 1;

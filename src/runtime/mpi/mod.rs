@@ -2,7 +2,7 @@
 //!
 //! A rank is one more kind of device behind the same executor. Worker i of `--devices mpi` runs on rank
 //! i; the executor's replicas and term workers talk to a device by commands and replies
-//! ([`crate::parallel::actor::Link`]): to a thread of this process through a channel, to another rank
+//! ([`crate::runtime::actor::Link`]): to a thread of this process through a channel, to another rank
 //! through MPI messages carrying the same commands in their serde form (base/serial.rs). So a
 //! warp layer over ranks does what it does over threads: the home sends x1 to every worker (the
 //! broadcast), each evaluates its terms, the home adds their sums (the reduce); backward sends the
@@ -167,7 +167,7 @@ fn local_rank() -> usize {
 /// the host has more ranks than GPUs); elsewhere the CPU. Tensors between ranks leave and arrive
 /// through host memory (base/serial.rs; the gradients' all-reduce stages them too).
 pub fn local_device() -> tch::Device {
-    device_of(local_rank(), crate::parallel::device::gpus_present())
+    device_of(local_rank(), crate::runtime::device::gpus_present())
 }
 
 /// The device of local rank `local` on a host with `gpus` GPUs.

@@ -1,166 +1,26 @@
 //! The speed-up comparison (paper Tables 2, 3 and 5): several executors of the same network size,
-//! timed in one process, interleaved round by round so that machine noise hits all alike.
-//!
-//! A run is written as whitespace-separated words: the method, then options, e.g.
-//! `wrn cpu:1`, `wrn cpu:2` (data parallel), `warpnet1 k=2 cpu:2 [F1],[F2,F2'x1]`,
-//! `warpnet2 k=2 bn=frozen cpu:3`, `exact k=3 order=2 cpu:4 [F1],[F2],[F3],[F2'F1,F3'F1,F3'F2]`.
-//! Methods: wrn, exact, warpnet1, warpnet2, released. Options: `k=K`, `bn=none|frozen|exact`,
-//! `order=M`, `threads=T` (libtorch threads of every device of the run, home included, so that runs
-//! compare devices of one size: `wrn cpu:1 threads=1` against `warpnet1 k=2 cpu:2 threads=1`), a device
-//! list (as --devices), a placement (as --placement). Every run has the base
-//! network's units per stage and width, so they are twins; a WarpNet without a placement gets the
-//! paper's assignment when it fits the devices, else data parallelism.
+//! timed in one process, interleaved round by round so that machine noise hits all alike. The runs are
+//! planner/runs.rs's.
 
 use std::time::Instant;
 
-use clap::ValueEnum;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use tch::Tensor;
 
-use super::executor::{Executor, Plan};
-use super::memory::{self, DeviceMemory};
-use super::mpi::algorithms::AllReduce;
-use super::mpi::remote;
-use super::mpi::stats::Traffic;
+pub use super::runs::{default_runs, RunSpec};
+use super::stats::median;
 use super::volume;
-use super::{Devices, Placement};
 use crate::base::named::{copy_variables, Snapshot};
 use crate::base::optimizer::{SgdSettings, PAPER_LR};
-use crate::base::stats::median;
-use crate::error::input_error;
-use crate::model::config::{INPUT_CHANNELS, INPUT_SIDE};
-use crate::model::net::layer_operator;
-use crate::model::{DerivativeBn, ModelKind, Net, NetConfig, Variant};
+use crate::model::{Architecture, Net};
 use crate::precision::Precision;
-
-/// One configuration to time.
-#[derive(Debug, Clone)]
-pub struct RunSpec {
-    pub config: NetConfig,
-    pub devices: Devices,
-    pub placement: Option<Placement>,
-    /// `threads=T`: intra-op threads of every device; `None`: the cores shared among the workers.
-    pub threads: Option<usize>,
-    /// `auto` in place of a placement: the step-time model's fastest (parallel/prediction.rs), chosen
-    /// before timing.
-    pub auto: bool,
-}
-
-impl RunSpec {
-    /// Parses a run (see the module docs) for a base network of `base` shape (units per stage, width,
-    /// classes are taken from it).
-    pub fn parse(text: &str, base: &NetConfig) -> anyhow::Result<RunSpec> {
-        let bad = |what: String| input_error(format!("--run '{text}': {what}"));
-        let mut words = text.split_whitespace();
-        let method = words.next().ok_or_else(|| bad("empty".into()))?;
-        let (model, variant) = match method {
-            "wrn" => (ModelKind::Wrn, Variant::Warpnet1),
-            m => (
-                ModelKind::Warp,
-                Variant::from_str(m, true).map_err(|_| bad(format!("unknown method '{m}'")))?,
-            ),
-        };
-        let mut config = NetConfig { model, variant, k: 1, ..base.clone() };
-        config.k = if model == ModelKind::Warp { 2 } else { 1 };
-        let mut devices = Devices::cpu(1);
-        let mut placement_text = None;
-        let mut threads = None;
-        let mut auto = false;
-        for word in words {
-            if let Some(k) = word.strip_prefix("k=") {
-                config.k = k.parse().map_err(|_| bad(format!("'{word}': K must be a whole number")))?;
-            } else if let Some(mode) = word.strip_prefix("bn=") {
-                config.derivative_bn =
-                    DerivativeBn::from_str(mode, true).map_err(|_| bad(format!("'{word}'")))?;
-            } else if let Some(t) = word.strip_prefix("threads=") {
-                let t = t.parse().ok().filter(|&t| t >= 1);
-                threads = Some(t.ok_or_else(|| bad(format!("'{word}': T must be a whole number >= 1")))?);
-            } else if let Some(m) = word.strip_prefix("order=") {
-                config.max_order = Some(m.parse().map_err(|_| bad(format!("'{word}'")))?);
-            } else if word.starts_with("cpu") || word.starts_with("cuda") || word == "mpi" {
-                devices = word.parse().map_err(bad)?;
-            } else if word == super::auto_placement::AUTO {
-                auto = true;
-            } else if word.starts_with('[') {
-                placement_text = Some(word.to_string());
-            } else {
-                return Err(bad(format!("unknown word '{word}'")));
-            }
-        }
-        let units = base.units_per_stage();
-        if config.k == 0 || !units.is_multiple_of(config.k) {
-            return Err(bad(format!("k={} does not divide the {units} units per stage", config.k)));
-        }
-        config.nwarp = units / config.k;
-        config.validate().map_err(bad)?;
-        if threads.is_some() && devices.mpi {
-            return Err(bad(
-                "threads=T sizes workers of this process; a rank's threads are its cores'".into()
-            ));
-        }
-        if auto && (placement_text.is_some() || config.model != ModelKind::Warp) {
-            return Err(bad(
-                "'auto' chooses a WarpNet's placement: give it instead of one, to a WarpNet".into()
-            ));
-        }
-        let run =
-            RunSpec::on(config, devices, placement_text.as_deref()).map_err(|e| bad(format!("{e:#}")))?;
-        Ok(RunSpec { threads, auto, ..run })
-    }
-
-    /// `config` on `devices` with `placement` (paper notation), or the paper's assignment for a WarpNet
-    /// when it fits the devices, else data parallelism.
-    pub fn on(config: NetConfig, devices: Devices, placement: Option<&str>) -> anyhow::Result<RunSpec> {
-        let terms = layer_operator(&config).0;
-        let placement = match placement {
-            Some(p) => Some(Placement::parse(p, &terms)?),
-            None if config.model == ModelKind::Warp => {
-                let paper = Placement::default_for(config.variant, config.k, config.max_order);
-                devices.len().is_multiple_of(paper.devices()).then_some(paper)
-            }
-            None => None,
-        };
-        Ok(RunSpec { config, devices, placement, threads: None, auto: false })
-    }
-
-    /// Intra-op threads of each of its devices.
-    pub fn threads_per_device(&self) -> usize {
-        self.threads.unwrap_or_else(|| self.devices.threads_per_worker())
-    }
-
-    /// "[F1],[F2,F2'x1]" for a model-parallel run, "data parallel" for whole replicas on several
-    /// devices, "-" for one device.
-    pub fn layout(&self) -> String {
-        match (&self.placement, self.devices.len()) {
-            (Some(p), _) if p.devices() > 1 => p.to_string(),
-            (_, 1) => "-".into(),
-            _ => "data parallel".into(),
-        }
-    }
-}
-
-/// The runs `warpnet bench --table` compares on a machine with `workers` CPU workers to spare (at
-/// least 2): the WRN on one device (the baseline of RS), the data-parallel WRN, and WarpNet1/2 with
-/// K = 2 on one device and under the placements that fit.
-pub fn default_runs(base: &NetConfig, workers: usize) -> anyhow::Result<Vec<RunSpec>> {
-    let n = workers.max(2);
-    let mut texts = vec![
-        "wrn cpu:1".to_string(),
-        format!("wrn cpu:{n}"),
-        "warpnet1 k=2 cpu:1".into(),
-        "warpnet1 k=2 cpu:2 [F1],[F2,F2'x1]".into(),
-        "warpnet1 k=2 cpu:2 [F1,F2'x1],[F2]".into(),
-        "warpnet1 k=2 cpu:3 [F1],[F2],[F2'x1]".into(),
-        "warpnet2 k=2 cpu:2 [F1],[F2,F2'F1]".into(),
-        "warpnet1 k=2 cpu:4 [F1],[F2,F2'x1]".into(),
-    ];
-    if !base.units_per_stage().is_multiple_of(2) {
-        texts.retain(|t| t.starts_with("wrn"));
-    }
-    texts.iter().map(|t| RunSpec::parse(t, base)).collect()
-}
+use crate::runtime::executor::{Executor, Plan};
+use crate::runtime::memory::{self, DeviceMemory};
+use crate::runtime::mpi::algorithms::AllReduce;
+use crate::runtime::mpi::remote;
+use crate::runtime::mpi::stats::Traffic;
 
 /// What was measured for one run.
 #[derive(Debug, Clone, Serialize)]
@@ -222,8 +82,8 @@ pub fn measure(
     steps: usize,
     precision: Precision,
 ) -> anyhow::Result<Vec<Measured>> {
-    let classes = runs.first().map_or(10, |r| r.config.classes) as i64;
-    let (images, labels) = synthetic_batch(batch, classes);
+    let Some(first) = runs.first() else { return Ok(Vec::new()) };
+    let (images, labels) = synthetic_batch(&first.config, batch);
     let (mut executors, parameter_bytes) = start_executors(runs, precision)?;
     for executor in &mut executors {
         for _ in 0..warmup {
@@ -278,14 +138,15 @@ pub fn measure(
         .collect())
 }
 
-/// The benchmark's batch: images uniform in [-2, 2) (B, 3, 32, 32) and labels uniform over `classes`
-/// (B,), from a fixed seed.
-fn synthetic_batch(batch: i64, classes: i64) -> (Tensor, Tensor) {
+/// The benchmark's batch: inputs of `network`'s shape (B, 3, 32, 32) uniform in [-2, 2) and labels
+/// uniform over its classes (B,), from a fixed seed.
+fn synthetic_batch(network: &dyn Architecture, batch: i64) -> (Tensor, Tensor) {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let shape = [batch, INPUT_CHANNELS as i64, INPUT_SIDE as i64, INPUT_SIDE as i64];
+    let classes = network.classes() as i64;
+    let shape: Vec<i64> = std::iter::once(batch).chain(network.input_shape()).collect();
     let pixels: Vec<f32> = (0..shape.iter().product()).map(|_| rng.gen_range(-2.0..2.0)).collect();
     let labels: Vec<i64> = (0..batch).map(|_| rng.gen_range(0..classes)).collect();
-    (Tensor::from_slice(&pixels).view(shape), Tensor::from_slice(&labels))
+    (Tensor::from_slice(&pixels).view(shape.as_slice()), Tensor::from_slice(&labels))
 }
 
 /// One executor per run, each from its network's fresh weights, and each network's parameter bytes.
@@ -300,7 +161,7 @@ fn start_executors(runs: &[RunSpec], precision: Precision) -> anyhow::Result<(Ve
             let plan = Plan { threads: run.threads, ..Plan::new(&run.devices, run.placement.clone())? };
             let start =
                 Snapshot { variables: copy_variables(&vs, tch::Device::Cpu), momentum: Default::default() };
-            Ok(Executor::new(&run.config, &run.devices, plan, &start, SgdSettings::PAPER)?
+            Ok(Executor::new(&run.config.network(), &run.devices, plan, &start, SgdSettings::PAPER)?
                 .with_precision(precision))
         })
         .collect::<anyhow::Result<Vec<Executor>>>()?;

@@ -1,33 +1,81 @@
 //! `--placement auto`: the placement of a warp layer's terms on P devices, batch shares included, that
-//! the step-time model (parallel/step_model.rs) predicts fastest.
+//! the step-time model (planner/step_model.rs) predicts fastest.
 //!
 //! Candidates: every assignment of the whole terms to the P devices that leaves none empty, and for
-//! each, the same with every F'_j x1 term split over all devices instead (the only terms that split:
-//! parallel/placement/shares.rs), its shares chosen to even out the devices' work: water-filling, each device's
-//! share of the split terms' work filling it up to a common level, shares rounded to hundredths. The
-//! model scores every candidate; ties go to the first, so fewer splits win when they cost nothing.
+//! each, where the network lets pieces apart, the same with every F'_j x1 term split over all devices
+//! instead (the only terms that split: runtime/placement/shares.rs), its shares chosen to even out the
+//! devices' work: water-filling, each device's share of the split terms' work filling it up to a
+//! common level, shares rounded to hundredths. The model scores every candidate; ties go to the
+//! first, so fewer splits win when they cost nothing.
 
-use super::placement::Placement;
 use super::step_model::{predict, Link, Prediction, Profile};
-use crate::model::net::layer_operator;
 use crate::model::terms::{Term, Vector};
-use crate::model::NetConfig;
+use crate::model::Architecture;
+use crate::runtime::placement::{Entry, Placement};
 
 /// The word that asks for this placement, in place of one (`--placement auto`, a bench run's `auto`).
 pub const AUTO: &str = "auto";
+
+/// `--placement` (key `placement`): a placement in the paper's notation, or `auto`, resolved before
+/// the run to the placement [`best`] predicts fastest (`TrainConfig::with_auto_placement`). Read once,
+/// where its text enters (a flag, a config file); its terms are checked against the network's later.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum PlacementSetting {
+    Auto,
+    Given(Placement),
+}
+
+impl std::str::FromStr for PlacementSetting {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            AUTO => Ok(PlacementSetting::Auto),
+            text => text.parse().map(PlacementSetting::Given).map_err(|e: anyhow::Error| format!("{e:#}")),
+        }
+    }
+}
+
+impl std::fmt::Display for PlacementSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlacementSetting::Auto => f.write_str(AUTO),
+            PlacementSetting::Given(placement) => write!(f, "{placement}"),
+        }
+    }
+}
+
+impl TryFrom<String> for PlacementSetting {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
+    }
+}
+
+impl From<PlacementSetting> for String {
+    fn from(setting: PlacementSetting) -> String {
+        setting.to_string()
+    }
+}
 /// Shares are written with this many decimals.
 const SHARE_STEP: f64 = 0.01;
 /// Most candidates enumerated (P^terms grows fast: 4 devices and K = 3's 5 terms give 1,024).
 const MAX_CANDIDATES: usize = 20_000;
 
-/// The fastest placement of `config`'s terms on `devices` devices, with its prediction.
-pub fn best(config: &NetConfig, devices: usize, profile: &Profile, link: &Link) -> (Placement, Prediction) {
-    let terms = layer_operator(config).0;
+/// The fastest placement of `network`'s terms on `devices` devices, with its prediction.
+pub fn best(
+    network: &dyn Architecture,
+    devices: usize,
+    profile: &Profile,
+    link: &Link,
+) -> (Placement, Prediction) {
+    let terms = network.terms();
     let (splittable, whole): (Vec<Term>, Vec<Term>) =
         terms.iter().cloned().partition(|t| t.vector == Vector::Input);
     let mut best: Option<(Placement, Prediction)> = None;
     let mut consider = |placement: Placement| {
-        let prediction = predict(config, &placement, profile, link);
+        let prediction = predict(network, &placement, profile, link);
         if best.as_ref().is_none_or(|(_, b)| prediction.step_ms < b.step_ms) {
             best = Some((placement, prediction));
         }
@@ -35,18 +83,17 @@ pub fn best(config: &NetConfig, devices: usize, profile: &Profile, link: &Link) 
     for assignment in assignments(terms.len(), devices) {
         let groups = group(&terms, &assignment, devices);
         if groups.iter().all(|g| !g.is_empty()) {
-            consider(Placement::parse(&notation(&groups, &[]), &terms).expect("a valid placement"));
+            consider(placement(&groups, &[]).expect("a valid placement"));
         }
     }
-    if devices > 1 && !splittable.is_empty() {
+    if devices > 1 && !splittable.is_empty() && network.pieces_apart().is_ok() {
         for assignment in assignments(whole.len(), devices) {
             let groups = group(&whole, &assignment, devices);
-            let shares = water_fill(config, &groups, &splittable, profile, link, &terms);
-            let text = notation(
-                &groups,
-                &splittable.iter().map(|t| (t.clone(), shares.clone())).collect::<Vec<_>>(),
-            );
-            if let Ok(placement) = Placement::parse(&text, &terms) {
+            let shares = water_fill(network, &groups, &splittable, profile, link, &terms);
+            let split: Vec<(Term, Vec<f64>)> =
+                splittable.iter().map(|t| (t.clone(), shares.clone())).collect();
+            // None where a device is left empty, or a term's shares all round onto one device.
+            if let Some(placement) = placement(&groups, &split) {
                 consider(placement);
             }
         }
@@ -81,7 +128,7 @@ fn group(terms: &[Term], assignment: &[usize], devices: usize) -> Vec<Vec<Term>>
 /// Shares of the split terms per device that even out the predicted work: each device's busy time
 /// with the whole terms alone (an empty device: 0), then the split work poured onto the least busy.
 fn water_fill(
-    config: &NetConfig,
+    network: &dyn Architecture,
     groups: &[Vec<Term>],
     split: &[Term],
     profile: &Profile,
@@ -94,12 +141,12 @@ fn water_fill(
         .iter()
         .map(|g| match g.is_empty() {
             true => 0.0,
-            false => busy_alone(config, g, profile, link, terms),
+            false => busy_alone(network, g, profile, link, terms),
         })
         .collect();
     let with_split: Vec<Term> = groups.concat().into_iter().chain(split.iter().cloned()).collect();
-    let total_split = busy_alone(config, &with_split, profile, link, terms)
-        - busy_alone(config, &groups.concat(), profile, link, terms);
+    let total_split = busy_alone(network, &with_split, profile, link, terms)
+        - busy_alone(network, &groups.concat(), profile, link, terms);
     // The level L with sum over devices of max(0, L - load) = total_split.
     let mut sorted = load.clone();
     sorted.sort_by(f64::total_cmp);
@@ -117,14 +164,20 @@ fn water_fill(
 }
 
 /// The busy time of one device that evaluates `group` alone.
-fn busy_alone(config: &NetConfig, group: &[Term], profile: &Profile, link: &Link, terms: &[Term]) -> f64 {
+fn busy_alone(
+    network: &dyn Architecture,
+    group: &[Term],
+    profile: &Profile,
+    link: &Link,
+    terms: &[Term],
+) -> f64 {
     let mut rest: Vec<Term> = terms.iter().filter(|t| !group.contains(t)).cloned().collect();
     let mut groups = vec![group.to_vec()];
     if !rest.is_empty() {
         groups.push(std::mem::take(&mut rest));
     }
-    let placement = Placement::parse(&notation(&groups, &[]), terms).expect("a valid placement");
-    predict(config, &placement, profile, link).busy_ms[0]
+    let placement = placement(&groups, &[]).expect("a valid placement");
+    predict(network, &placement, profile, link).busy_ms[0]
 }
 
 /// Shares rounded to [`SHARE_STEP`], the last taking what the others leave, so that they sum to 1.
@@ -136,29 +189,32 @@ fn round_shares(raw: &[f64]) -> Vec<f64> {
     shares
 }
 
-/// The placement in the notation: `groups`' whole terms, then each split term with its share on every
-/// device whose share is above 0 (a device's share of 1 places the term there whole).
-fn notation(groups: &[Vec<Term>], split: &[(Term, Vec<f64>)]) -> String {
-    let brackets: Vec<String> = groups
+/// The placement of `groups`' whole terms and of each split term with its share on every device whose
+/// share is above 0 (a device's share of 1 places the term there whole); `None` where that leaves a
+/// device empty or a term's pieces do not make a split (shares::collect).
+fn placement(groups: &[Vec<Term>], split: &[(Term, Vec<f64>)]) -> Option<Placement> {
+    let entries: Vec<Vec<Entry>> = groups
         .iter()
         .enumerate()
         .map(|(d, g)| {
-            let mut entries: Vec<String> = g.iter().map(ToString::to_string).collect();
+            let mut entries: Vec<Entry> = g.iter().map(|t| (t.clone(), None)).collect();
             for (term, shares) in split {
                 match shares[d] {
-                    s if s >= 1.0 - SHARE_STEP / 2.0 => entries.push(term.to_string()),
-                    s if s > SHARE_STEP / 2.0 => entries.push(format!("{term}:{}", format_share(s))),
+                    s if s >= 1.0 - SHARE_STEP / 2.0 => entries.push((term.clone(), None)),
+                    s if s > SHARE_STEP / 2.0 => entries.push((term.clone(), Some(written(s)))),
                     _ => {}
                 }
             }
-            format!("[{}]", entries.join(","))
+            entries
         })
         .collect();
-    brackets.join(",")
+    if entries.iter().any(Vec::is_empty) {
+        return None;
+    }
+    Placement::from_entries(entries).ok()
 }
 
-/// A share as written: hundredths without trailing zeros (0.5, 0.45).
-fn format_share(share: f64) -> String {
-    let text = format!("{share:.2}");
-    text.trim_end_matches('0').trim_end_matches('.').to_string()
+/// A share as the notation writes it, hundredths: what a placement printed and read back holds.
+fn written(share: f64) -> f64 {
+    format!("{share:.2}").parse().expect("a decimal")
 }

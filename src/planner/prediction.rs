@@ -1,22 +1,26 @@
-//! The step-time model applied to benchmark runs: each run's predicted milliseconds, and `auto`
-//! placements resolved, from profiles measured on this machine (parallel/profile.rs) at each run's
-//! batch share and threads per device, or read from a profile file. Threads of this process are
-//! reached by [`links::THREADS`]; MPI ranks by the link measured to rank 1 ([`mpi_link`]).
+//! The step-time model applied to runs: each benchmark run's predicted milliseconds, and `auto`
+//! placements resolved (of benchmark runs and of training runs), from profiles measured on this
+//! machine (planner/profile.rs) at each run's batch share and threads per device, or read from a
+//! profile file. Threads of this process are reached by [`links::THREADS`]; MPI ranks by the link
+//! measured to rank 1 ([`mpi_link`]).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
+use serde::{Deserialize, Serialize};
 use tch::Device;
 
 use super::auto_placement;
 use super::comparison::RunSpec;
-use super::mpi::remote;
-use super::placement::Placement;
 use super::profile::{self, Bench};
+use super::stats::median;
 use super::step_model::{gradient_sum_ms, links, predict, predict_wrn, GradientSum, Link, Profile};
+use crate::base::atomic_file::write_atomic;
 use crate::error::input_error;
-use crate::model::net::layer_operator;
-use crate::model::{ModelKind, NetConfig};
+use crate::model::{Architecture, ModelKind};
 use crate::precision::Precision;
+use crate::runtime::mpi::remote;
+use crate::runtime::{Devices, Placement};
 
 /// Timed repeats of each piece of a profile (after one warm-up).
 const PROFILE_REPEATS: usize = 5;
@@ -53,7 +57,7 @@ impl Profiles {
     /// The profile at `key`.
     pub fn get(
         &mut self,
-        config: &NetConfig,
+        network: &dyn Architecture,
         key: ProfileKey,
         precision: Precision,
     ) -> anyhow::Result<&Profile> {
@@ -69,15 +73,15 @@ impl Profiles {
         Ok(self
             .known
             .entry(key)
-            .or_insert_with(|| profile::measure(config, batch, precision, bench, PROFILE_REPEATS)))
+            .or_insert_with(|| profile::measure(network, batch, precision, bench, PROFILE_REPEATS)))
     }
 }
 
 /// The link to rank 1 of this MPI job, measured: latency half a small message's round trip,
 /// bandwidth a large one's bytes over the rest of half its round trip.
 pub fn mpi_link() -> Link {
-    let small = remote::round_trip_ms(1, SMALL_BYTES, LINK_REPEATS) / 2.0;
-    let large = remote::round_trip_ms(1, LARGE_BYTES, LINK_REPEATS) / 2.0;
+    let small = median(&remote::round_trips_ms(1, SMALL_BYTES, LINK_REPEATS)) / 2.0;
+    let large = median(&remote::round_trips_ms(1, LARGE_BYTES, LINK_REPEATS)) / 2.0;
     Link { latency_ms: small, bytes_per_ms: LARGE_BYTES as f64 / (large - small).max(1e-6) }
 }
 
@@ -108,31 +112,31 @@ pub fn plan(
     Ok((predicted, mpi))
 }
 
-/// `--placement auto` for a training run of `config` on `devices` at `batch`: the fastest placement
+/// `--placement auto` for a training run of `network` on `devices` at `batch`: the fastest placement
 /// on all of them (one replica), from a profile measured on the first worker device, reached by
 /// threads of this process or, over MPI, by the link measured to rank 1 (copies between GPUs of one
 /// process are not modelled: counted as threads'). Returns it with its predicted step.
 pub fn auto_for_training(
-    config: &NetConfig,
-    devices: &super::Devices,
+    network: &dyn Architecture,
+    devices: &Devices,
     batch: i64,
     precision: Precision,
 ) -> anyhow::Result<(Placement, f64)> {
-    if config.model != ModelKind::Warp {
+    if network.terms().len() < 2 {
         crate::bail_input!("--placement auto chooses a WarpNet's placement; a WRN has no terms to place");
     }
     let link = if devices.mpi { mpi_link() } else { links::THREADS };
     let mut profiles = Profiles::measured_on(devices.workers.first().copied().unwrap_or(Device::Cpu));
     let threads = devices.threads_per_worker();
-    let profile = profiles.get(config, (batch, threads, busy_neighbours(devices, threads)), precision)?;
-    let (placement, prediction) = auto_placement::best(config, devices.len(), profile, &link);
+    let profile = profiles.get(network, (batch, threads, busy_neighbours(devices, threads)), precision)?;
+    let (placement, prediction) = auto_placement::best(network, devices.len(), profile, &link);
     Ok((placement, prediction.step_ms))
 }
 
 /// The CPU workers of `devices`, each on `threads` threads, that compute beside each one at once: the
 /// others of the run, as many as the cores hold (ranks under mpirun count as CPU workers of this
 /// host).
-fn busy_neighbours(devices: &super::Devices, threads: usize) -> usize {
+fn busy_neighbours(devices: &Devices, threads: usize) -> usize {
     let cpu_workers = match devices.mpi {
         true => devices.len(),
         false => devices.workers.iter().filter(|d| **d == Device::Cpu).count(),
@@ -149,11 +153,64 @@ fn run_replicas(run: &RunSpec) -> usize {
 /// A run's step from `profile` (measured at its replicas' share of the batch): one replica's, and
 /// the replicas' gradients summed: through the home in one process, by MPI's all-reduce over ranks.
 fn predicted_ms(run: &RunSpec, profile: &Profile, link: &Link) -> f64 {
-    let config = &run.config;
+    let network = &run.config;
     let replica = match &run.placement {
-        Some(placement) if placement.devices() > 1 => predict(config, placement, profile, link).step_ms,
-        _ if config.model == ModelKind::Wrn => predict_wrn(config, profile),
-        _ => predict(config, &Placement::single_device(&layer_operator(config).0), profile, link).step_ms,
+        Some(placement) if placement.devices() > 1 => predict(network, placement, profile, link).step_ms,
+        _ if run.config.model == ModelKind::Wrn => predict_wrn(network, profile),
+        _ => predict(network, &Placement::single_device(&network.terms()), profile, link).step_ms,
     };
-    replica + gradient_sum_ms(config, profile, run_replicas(run), link, GradientSum::over(run.devices.mpi))
+    replica + gradient_sum_ms(network, profile, run_replicas(run), link, GradientSum::over(run.devices.mpi))
+}
+
+/// A profile file: the profiles of one device kind at one or more batches (JSON).
+#[derive(Serialize, Deserialize)]
+struct ProfileFile {
+    profiles: Vec<Profile>,
+}
+
+/// The profiles of `file`; a missing or malformed file is one line naming it (exit 2).
+pub fn read_profiles(file: &Path) -> anyhow::Result<Vec<Profile>> {
+    let text = std::fs::read_to_string(file).map_err(|e| input_error(format!("{}: {e}", file.display())))?;
+    let parsed: ProfileFile = serde_json::from_str(&text)
+        .map_err(|e| input_error(format!("{}: not a warpnet profile file ({e})", file.display())))?;
+    Ok(parsed.profiles)
+}
+
+/// Writes `profiles` to `file` atomically, and says so.
+pub fn write_profiles(file: &Path, profiles: Vec<Profile>) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(&ProfileFile { profiles })?;
+    write_atomic(file, text.as_bytes())?;
+    println!("profiles written: {}", file.display());
+    Ok(())
+}
+
+/// The step-time model's prediction for each of `runs` at `batch` (their `auto` placements resolved
+/// and printed), from the profile file `files.0` or profiles measured here on the runs' own kind of
+/// device (the first worker of the first run in this process), written to `files.1`.
+pub fn predict_runs(
+    runs: &mut [RunSpec],
+    batch: i64,
+    precision: Precision,
+    (profile, save_profile): (Option<&Path>, Option<&Path>),
+) -> anyhow::Result<Vec<f64>> {
+    let mut profiles = match profile {
+        Some(file) => Profiles::from(read_profiles(file)?, file.display().to_string()),
+        None => Profiles::measured_on(
+            runs.iter()
+                .find(|r| !r.devices.mpi)
+                .and_then(|r| r.devices.workers.first().copied())
+                .unwrap_or(Device::Cpu),
+        ),
+    };
+    let (predicted, mpi) = plan(runs, batch, precision, &mut profiles)?;
+    if let Some(link) = mpi {
+        println!("MPI link to rank 1, measured: {link} (warpnet plan --link {})", link.figures());
+    }
+    if let Some(file) = save_profile {
+        write_profiles(file, profiles.known.values().cloned().collect())?;
+    }
+    for run in runs.iter().filter(|r| r.auto) {
+        println!("auto placement for {} on {}: {}", run.config.label(), run.devices, run.layout());
+    }
+    Ok(predicted)
 }

@@ -1,0 +1,94 @@
+//! What a network of warp layers is made of, for everything that builds, places or plans one: its
+//! layers and the units in each, the term list every layer evaluates, the modules around the layers
+//! (stem, between stages, head), its activation shapes, and what its tangents allow. The paper's Table 1
+//! network ([`NetConfig`], model/wrn/) is one architecture; a network of another kind of unit is
+//! another implementation of [`Architecture`], with nothing else to change.
+
+use std::fmt;
+use std::sync::Arc;
+
+use tch::nn::Path;
+use tch::Tensor;
+
+use super::config::NetConfig;
+use super::terms::Term;
+use super::unit::Unit;
+
+/// Where a warp layer sits: its stage and its index within the stage (both 0-based). Layers of one
+/// stage have one activation shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LayerIndex {
+    pub stage: usize,
+    pub layer: usize,
+}
+
+/// A module around the warp layers: the stem, the step between stages, the head.
+pub trait Module: Send + fmt::Debug {
+    /// In training mode (`train`) its normalisation statistics (if any) are the batch's.
+    fn forward(&self, x: &Tensor, train: bool) -> Tensor;
+}
+
+/// An architecture behind a shared handle: every device's thread builds its part from it.
+pub type Network = Arc<dyn Architecture>;
+
+/// A residual network grouped into warp layers of K units each.
+pub trait Architecture: Send + Sync + fmt::Debug {
+    /// Every warp layer, in forward order, stage by stage.
+    fn layers(&self) -> Vec<LayerIndex>;
+
+    /// Units per warp layer: K.
+    fn units_per_layer(&self) -> usize;
+
+    /// The terms every warp layer sums (model/terms.rs), in the paper's order.
+    fn terms(&self) -> Vec<Term>;
+
+    /// Unit `c` (0-based) of layer `at`, its variables created under `root`. Variables are named by
+    /// the architecture and stable (checkpoints read them by name).
+    fn unit(&self, root: &Path, at: LayerIndex, c: usize) -> Box<dyn Unit>;
+
+    /// The stem: an input batch to the first layer's x1. Built before the units, the head after them
+    /// (the order fixes each variable's random initial values).
+    fn stem(&self, root: &Path) -> Box<dyn Module>;
+
+    /// Between stages: the last layer's output of a stage to the next stage's x1 (no variables).
+    fn between_stages(&self) -> Box<dyn Module>;
+
+    /// The head: the last layer's output to the logits (B, classes).
+    fn head(&self, root: &Path) -> Box<dyn Module>;
+
+    /// One input sample's shape, (C, H, W) for images.
+    fn input_shape(&self) -> Vec<i64>;
+
+    /// Classes of the head's logits.
+    fn classes(&self) -> usize;
+
+    /// One sample's shape of the activations at stage `stage`: every warp layer's x1 there.
+    fn activation_shape(&self, stage: usize) -> Vec<i64>;
+
+    /// Bytes per batch row of what a piece of F'_j x1 at stage `stage` reads of unit j's
+    /// linearisation ([`Unit::rows`]): what crosses between devices when the piece is on another
+    /// device than F_j's.
+    fn linearization_row_bytes(&self, stage: usize) -> u64;
+
+    /// Whether a tangent pass reads its unit's primal pass at x1 (one that reads only weights needs no
+    /// primal pass and no linearisation sent between devices).
+    fn tangent_reads_primal(&self) -> bool;
+
+    /// Whether a piece of F'_j x1 on some rows of the batch can be evaluated apart from the others
+    /// (its linearisation is per row); if not, what the split needs, for the message.
+    fn pieces_apart(&self) -> Result<(), String>;
+
+    /// The network's name for tables and logs ("WarpNet1-13-1").
+    fn label(&self) -> String;
+
+    /// The configuration another MPI rank builds this architecture from; `None` for an architecture
+    /// that lives in this process only.
+    fn description(&self) -> Option<NetConfig>;
+}
+
+impl NetConfig {
+    /// This configuration as a shared [`Network`].
+    pub fn network(&self) -> Network {
+        Arc::new(self.clone())
+    }
+}
