@@ -42,7 +42,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WARPNET = os.environ.get("WARPNET_BIN") or os.path.join(ROOT, "target", "release", "warpnet")
 PYTORCH_SITE = os.path.join(ROOT, ".deps", "pytorch-2.11")
 TMP = os.path.join(ROOT, "runs", "bench", "tmp")
-# warpnet's allocator settings (src/parallel/memory.rs: no mmap, trim above 2 GiB, one arena) given to
+# warpnet's allocator settings (src/runtime/memory.rs: no mmap, trim above 2 GiB, one arena) given to
 # PyTorch through glibc's environment variables, so a ratio can tell the step from the allocator.
 SAME_MALLOC = ["env", "MALLOC_MMAP_MAX_=0", "MALLOC_TRIM_THRESHOLD_=2147483647", "MALLOC_ARENA_MAX=1"]
 

@@ -89,7 +89,9 @@ def graph_inside(folder):
                 continue
             with open(os.path.join(directory, name)) as f:
                 text = code(f.read())
-            up = r"\bsuper::super::([a-z_]+)" if os.sep in relative else r"\bsuper::([a-z_]+)"
+            # A top-level file's parent is the folder; so is a mod.rs one folder down (folder/x/mod.rs).
+            top = os.sep not in relative or relative.count(os.sep) == 1 and name == "mod.rs"
+            up = r"\bsuper::([a-z_]+)" if top else r"\bsuper::super::([a-z_]+)"
             targets = set(re.findall(rf"\bcrate::{folder}::([a-z_]+)", text)) | set(re.findall(up, text))
             edges.setdefault(source, set()).update(targets - {source})
     return edges

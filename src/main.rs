@@ -1,7 +1,7 @@
 //! `warpnet`: parse the command line, run it, turn errors into one line and an exit code.
 //!
 //! Under an MPI launcher every rank runs this: rank 0 runs the command, the other ranks serve the
-//! devices it places on them (parallel/mpi/) until it is done. Only rank 0 prints.
+//! devices it places on them (runtime/mpi/) until it is done. Only rank 0 prints.
 
 use std::process::ExitCode;
 

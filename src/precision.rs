@@ -16,16 +16,15 @@
 //! `at::autocast` for the CPU would need every worker thread and rank to enable it, and would cast
 //! inside the numerical proofs too. Explicit casts in the two layers that compute are one line each.)
 //!
-//! Memory layout, measured (docs/speed.md) and chosen per precision and device: the input is stored
-//! channels-last (NHWC) or NCHW, and convolutions, BatchNorm, ReLU, pooling and concatenation keep that
-//! layout through the network. bf16 is channels-last everywhere: oneDNN's bf16 kernels and cuDNN's
-//! tensor cores prefer it (warpnet's bf16 step 38% faster with it, PyTorch's 34%, on an AVX2 CPU;
-//! PyTorch's ~20% on AMX CPUs). fp32 is NCHW everywhere: channels-last measured 11% slower on an
-//! AVX-512 CPU, and though oneDNN's AVX2 kernels ran warpnet's fp32 step 4-25% faster in it, their
-//! fp32 channels-last reductions are serial: gradients off by up to 9.4e-4 against float64 where NCHW
-//! is off by 5e-6, and a step that depends on the thread count, which fp32, the reference precision
-//! of every proof and comparison, should not trade for speed (docs/speed.md). `warpnet bench
-//! --memory-format` measures the other choice.
+//! Memory layout, measured (docs/speed.md "Memory layout, per precision and device") and chosen per precision and device: the
+//! input is stored channels-last (NHWC) or NCHW, and convolutions, BatchNorm, ReLU, pooling and
+//! concatenation keep that layout through the network. bf16 is channels-last everywhere: oneDNN's bf16
+//! kernels and cuDNN's tensor cores prefer it (warpnet's bf16 step and PyTorch's alike measured faster
+//! with it). fp32 is NCHW everywhere: channels-last measured slower on an AVX-512 CPU, and where
+//! oneDNN's AVX2 kernels ran warpnet's fp32 step faster in it, their fp32 channels-last reductions are
+//! serial: gradients off against float64 by two orders of magnitude more than NCHW's, and a step that
+//! depends on the thread count, which fp32, the reference precision of every proof and comparison,
+//! should not trade for speed. `warpnet bench --memory-format` measures the other choice.
 
 use std::fmt;
 

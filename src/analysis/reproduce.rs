@@ -5,7 +5,7 @@
 //! Each row: one training run for the test error (on one device, which computes exactly what the
 //! placement computes, tests/parallel/parallel_executor.rs, except data-parallel rows, whose BN sees one replica's
 //! share of the batch: those train on their devices), then every row of a block timed side by side on
-//! its devices (parallel/comparison.rs) for RS = (t_WRN - t) / t_WRN against the block's WRN on one
+//! its devices (planner/comparison.rs) for RS = (t_WRN - t) / t_WRN against the block's WRN on one
 //! device, and against the data-parallel WRN on the row's devices.
 //!
 //! `paper`: the paper's networks, data (CIFAR-10/100), recipe (204 epochs) and GPUs (cuda:0..).
@@ -143,10 +143,7 @@ pub fn plan(
 fn row_devices(scale: Scale, paper: &PaperRow, cores: usize) -> Devices {
     match scale {
         Scale::Cpu => Devices::cpu(paper.devices.min(cores)),
-        Scale::Paper => {
-            let names: Vec<String> = (0..paper.devices).map(|i| format!("cuda:{i}")).collect();
-            names.join(",").parse().expect("cuda list parses")
-        }
+        Scale::Paper => Devices::of((0..paper.devices).map(tch::Device::Cuda).collect()),
     }
 }
 
@@ -266,7 +263,7 @@ fn timed_runs(
 pub fn baseline(network: &NetConfig, scale: Scale) -> RunSpec {
     let device = match scale {
         Scale::Cpu => Devices::cpu(1),
-        Scale::Paper => Devices { workers: vec![tch::Device::Cuda(0)], mpi: false },
+        Scale::Paper => Devices::of(vec![tch::Device::Cuda(0)]),
     };
     timed_runs(&network.as_model(ModelKind::Wrn), scale, &device, None).0
 }

@@ -4,7 +4,7 @@
 //! is the median over timed steps after warm-up steps (the first steps pay for allocations).
 //!
 //! One network (the default): images/s of one training step on one device. With `--run SPEC`... or
-//! `--table`: the speed-up comparison of parallel/comparison.rs, printed in the layout of the paper's
+//! `--table`: the speed-up comparison of planner/comparison.rs, printed in the layout of the paper's
 //! Tables 2, 3 and 5 and written as markdown and CSV.
 
 mod compare;
@@ -17,6 +17,7 @@ use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use super::flags::{parse_device, positive, PrecisionFlag, WarpFlags};
 use crate::base::optimizer::{Sgd, SgdSettings, PAPER_LR};
+use crate::model::config::BENCH_CLASSES;
 use crate::model::config::{INPUT_CHANNELS, INPUT_SIDE};
 use crate::model::warp::PrimalSharing;
 use crate::model::{op_count, DerivativeBn, ModelKind, Net, NetConfig, Variant};
@@ -55,7 +56,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub device: Device,
     /// Output classes of the synthetic task.
-    #[arg(long, default_value = "10", value_parser = positive)]
+    #[arg(long, default_value_t = BENCH_CLASSES, value_parser = positive)]
     pub classes: usize,
     #[arg(long, default_value = "0")]
     pub seed: u64,
@@ -71,7 +72,7 @@ pub struct BenchArgs {
     /// `auto`: the placement, batch shares included, the step-time model predicts fastest.
     #[arg(long, requires = "devices")]
     pub placement: Option<String>,
-    /// Also print each run's step as the step-time model predicts it (src/parallel/step_model.rs),
+    /// Also print each run's step as the step-time model predicts it (src/planner/step_model.rs),
     /// from profiles measured here or read with --profile; over MPI ranks, with the link to rank 1
     /// measured first.
     #[arg(long)]

@@ -171,7 +171,7 @@ impl Hardware {
     /// Training runs on cuda:0 where there is a GPU, else on the CPU (the preset's default).
     fn training_devices(self) -> Option<Devices> {
         match self {
-            Hardware::Gpus(_) => Some(Devices { workers: vec![tch::Device::Cuda(0)], mpi: false }),
+            Hardware::Gpus(_) => Some(Devices::of(vec![tch::Device::Cuda(0)])),
             Hardware::Cores(_) => None,
         }
     }
@@ -184,8 +184,7 @@ impl Hardware {
             Hardware::Cores(cores) => (tch::Device::Cpu, cores.min(MOST_DEVICES)),
         };
         let several = (0..count).map(|i| if one.is_cuda() { tch::Device::Cuda(i) } else { one }).collect();
-        let devices = |workers| Devices { workers, mpi: false };
-        (devices(vec![one]), (count >= 2).then(|| devices(several)))
+        (Devices::of(vec![one]), (count >= 2).then(|| Devices::of(several)))
     }
 
     /// A timed run of `config` on `devices`: one thread per CPU device.

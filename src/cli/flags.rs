@@ -30,15 +30,9 @@ impl WarpFlags {
     /// Refuses the flags when the network they would shape is a WRN (`context` names the flag that made
     /// it one, e.g. "--as wrn"): they mean nothing there, and accepting them silently would hide a typo.
     pub fn refuse_for_wrn(&self, context: &str) -> anyhow::Result<()> {
-        let given = [
-            ("--variant", self.variant.is_some()),
-            ("--max-order", self.max_order.is_some()),
-            ("--derivative-bn", self.derivative_bn.is_some()),
-        ];
-        match given.iter().find(|(_, is_given)| *is_given) {
-            Some((flag, _)) => {
-                crate::bail_input!("{flag} means nothing with {context} (a WRN has no warp terms)")
-            }
+        let given = [self.variant.is_some(), self.max_order.is_some(), self.derivative_bn.is_some()];
+        match crate::train::config::first_warp_flag(given) {
+            Some(flag) => crate::bail_input!("{flag} means nothing with {context} (a WRN has no warp terms)"),
             None => Ok(()),
         }
     }
@@ -80,11 +74,7 @@ pub fn positive(value: &str) -> Result<usize, String> {
 pub fn parse_device(text: &str) -> Result<Device, String> {
     match text {
         "cpu" => Ok(Device::Cpu),
-        "cuda" => Ok(Device::Cuda(0)),
-        _ => text
-            .strip_prefix("cuda:")
-            .and_then(|i| i.parse().ok())
-            .map(Device::Cuda)
+        text => crate::runtime::device::parse_gpu(text)
             .ok_or_else(|| format!("'{}': expected cpu, cuda or cuda:I", text.escape_default())),
     }
 }

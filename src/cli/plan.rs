@@ -1,4 +1,4 @@
-//! `warpnet plan`: the step-time model (src/parallel/step_model.rs) on its own, without timing a step:
+//! `warpnet plan`: the step-time model (src/planner/step_model.rs) on its own, without timing a step:
 //! for a WarpNet on P devices of one kind joined by a link, the fastest placement (or a given one), its
 //! predicted step, RS against its WRN twin on one device and against the data-parallel WRN on the same
 //! P devices, and the bytes each device holds. The profile is measured here (`--device`) or read from a

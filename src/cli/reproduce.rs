@@ -128,7 +128,7 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
 /// Times the rows `members` of one block side by side, with their RS baselines: the block's WRN on one
 /// device first, and the data-parallel WRN on each member's devices. A row that is one of those runs
 /// (the block's own WRN rows) is not timed again: its RS against itself is 0 by definition, not a
-/// second timing's noise. `auto` placements are resolved first (parallel/prediction.rs).
+/// second timing's noise. `auto` placements are resolved first (planner/prediction.rs).
 fn time_block(
     rows: &[PlannedRow],
     members: &[usize],

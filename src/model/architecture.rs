@@ -39,6 +39,11 @@ pub trait Architecture: Send + Sync + fmt::Debug {
     /// Units per warp layer: K.
     fn units_per_layer(&self) -> usize;
 
+    /// Stages: runs of layers of one activation shape (the Table 1 network's three).
+    fn stages(&self) -> usize {
+        self.layers().iter().map(|at| at.stage + 1).max().unwrap_or(0)
+    }
+
     /// The terms every warp layer sums (model/terms.rs), in the paper's order.
     fn terms(&self) -> Vec<Term>;
 

@@ -35,8 +35,8 @@ impl Net {
         let layers = architecture.layers();
         let terms = architecture.terms();
         let all_units: Vec<usize> = (0..architecture.units_per_layer()).collect();
-        let stage_count = layers.iter().map(|at| at.stage + 1).max().unwrap_or(0);
-        let mut stages: Vec<Stage> = (0..stage_count).map(|_| Stage { layers: Vec::new() }).collect();
+        let mut stages: Vec<Stage> =
+            (0..architecture.stages()).map(|_| Stage { layers: Vec::new() }).collect();
         for &at in &layers {
             stages[at.stage].layers.push(build_layer(root, architecture, at, &all_units, terms.clone()));
         }

@@ -36,7 +36,7 @@ pub struct Measured {
     /// Relative speed-up against the first run: (t_first - t) / t_first.
     pub rs: f64,
     pub step_ms: Vec<f64>,
-    /// The step-time model's figure for this run (parallel/prediction.rs), when asked for.
+    /// The step-time model's figure for this run (planner/prediction.rs), when asked for.
     pub predicted_ms: Option<f64>,
     /// Milliseconds per step each device of replica 0 spent working, home first (the rest of the
     /// step it waited).
@@ -46,7 +46,7 @@ pub struct Measured {
     pub traffic: Option<StepTraffic>,
 }
 
-/// What one timed step over MPI ranks moved, and what the layout predicts (parallel/volume.rs).
+/// What one timed step over MPI ranks moved, and what the layout predicts (planner/volume.rs).
 #[derive(Debug, Clone, Serialize)]
 pub struct StepTraffic {
     /// Bytes sent by every rank, summed (each message once).
@@ -55,7 +55,7 @@ pub struct StepTraffic {
     /// (a collective's buffer once per call each way).
     pub rank_bytes: Vec<f64>,
     /// Per rank: the bytes in and out of it on the wire, by the count of the algorithms MPI runs
-    /// (parallel/mpi/algorithms.rs; a message's own bytes).
+    /// (runtime/mpi/algorithms.rs; a message's own bytes).
     pub rank_wire_bytes: Vec<f64>,
     /// Per rank: milliseconds its threads spent in MPI calls.
     pub rank_mpi_ms: Vec<f64>,

@@ -126,7 +126,7 @@ pub fn auto_for_training(
         crate::bail_input!("--placement auto chooses a WarpNet's placement; a WRN has no terms to place");
     }
     let link = if devices.mpi { mpi_link() } else { links::THREADS };
-    let mut profiles = Profiles::measured_on(devices.workers.first().copied().unwrap_or(Device::Cpu));
+    let mut profiles = Profiles::measured_on(devices.workers().first().copied().unwrap_or(Device::Cpu));
     let threads = devices.threads_per_worker();
     let profile = profiles.get(network, (batch, threads, busy_neighbours(devices, threads)), precision)?;
     let (placement, prediction) = auto_placement::best(network, devices.len(), profile, &link);
@@ -139,7 +139,7 @@ pub fn auto_for_training(
 fn busy_neighbours(devices: &Devices, threads: usize) -> usize {
     let cpu_workers = match devices.mpi {
         true => devices.len(),
-        false => devices.workers.iter().filter(|d| **d == Device::Cpu).count(),
+        false => devices.workers().iter().filter(|d| **d == Device::Cpu).count(),
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     cpu_workers.min(cores / threads.max(1)).saturating_sub(1)
@@ -198,7 +198,7 @@ pub fn predict_runs(
         None => Profiles::measured_on(
             runs.iter()
                 .find(|r| !r.devices.mpi)
-                .and_then(|r| r.devices.workers.first().copied())
+                .and_then(|r| r.devices.workers().first().copied())
                 .unwrap_or(Device::Cpu),
         ),
     };

@@ -71,7 +71,7 @@ impl Clock {
 const KEPT_READINGS: usize = 3;
 
 /// Bytes `forward()`'s result keeps alive on the CPU heap (what its backward will read), or 0 where
-/// the heap cannot be read (parallel/memory.rs). Kept tensors are the same on every device: the
+/// the heap cannot be read (runtime/memory.rs). Kept tensors are the same on every device: the
 /// step-time model measures them on the CPU whatever device it times.
 fn kept_bytes<T>(forward: impl Fn() -> T) -> f64 {
     if !memory::measurable(Device::Cpu) {
@@ -110,7 +110,7 @@ pub fn measure(
     let Bench { device, threads, busy_neighbours } = bench;
     let restore = tch::get_num_threads();
     tch::set_num_threads(threads as i32);
-    let stages = stage_count(network);
+    let stages = network.stages();
     // Bytes first, alone: busy neighbours allocate from the same heap.
     let kept: Vec<StageBytes> = (0..stages).map(|s| stage_bytes(network, s, batch, precision)).collect();
     let (home_weight_bytes, home_kept_bytes) = home_bytes(network, batch, precision);
@@ -140,11 +140,6 @@ pub fn measure(
         n => format!("{name}, {precision}, {n} neighbour{} busy", if n == 1 { "" } else { "s" }),
     };
     Profile { device, batch, threads, busy_neighbours, stages, home, add, home_weight_bytes, home_kept_bytes }
-}
-
-/// Stages of `network`'s layers: each has one activation shape and one entry in a profile.
-pub fn stage_count(network: &dyn Architecture) -> usize {
-    network.layers().iter().map(|at| at.stage + 1).max().unwrap_or(0)
 }
 
 /// The first unit of stage `stage`, on `device`: what a profile times for every unit there.
@@ -267,7 +262,7 @@ fn home_bytes(network: &dyn Architecture, batch: i64, precision: Precision) -> (
     let vs = VarStore::new(Device::Cpu);
     let (stem, head) = (network.stem(&vs.root()), network.head(&vs.root()));
     let images = random(&input_shape(network, batch), precision, Device::Cpu);
-    let last = stage_count(network) - 1;
+    let last = network.stages() - 1;
     let features = random(&stage_shape(network, last, batch), precision, Device::Cpu).set_requires_grad(true);
     let kept = kept_bytes(|| (stem.forward(&images, true), head.forward(&features, true)));
     (memory::variable_bytes(&vs).0 as f64, kept)
@@ -280,7 +275,7 @@ fn home_costs(network: &dyn Architecture, batch: i64, precision: Precision, cloc
     let vs = VarStore::new(device);
     let (stem, head) = (network.stem(&vs.root()), network.head(&vs.root()));
     let between = network.between_stages();
-    let stages = stage_count(network);
+    let stages = network.stages();
     let images = random(&input_shape(network, batch), precision, device);
     let labels = Tensor::zeros([batch], (Kind::Int64, device));
     let features =

@@ -27,7 +27,7 @@ pub struct RunSpec {
     pub placement: Option<Placement>,
     /// `threads=T`: intra-op threads of every device; `None`: the cores shared among the workers.
     pub threads: Option<usize>,
-    /// `auto` in place of a placement: the step-time model's fastest (parallel/prediction.rs), chosen
+    /// `auto` in place of a placement: the step-time model's fastest (planner/prediction.rs), chosen
     /// before timing.
     pub auto: bool,
 }

@@ -1,5 +1,5 @@
 //! A step-time model: the time of one training step of a placement, predicted from the costs of its
-//! pieces on one device (a [`Profile`], measured by parallel/profile.rs or read from a file) and a
+//! pieces on one device (a [`Profile`], measured by planner/profile.rs or read from a file) and a
 //! [`Link`] between the home and its workers.
 //!
 //! The schedule is the executor's (runtime/replica/split.rs): per warp layer, the home sends x1 to
@@ -65,7 +65,7 @@ pub struct Profile {
     /// Intra-op threads it was measured with.
     pub threads: usize,
     /// Other devices of the same memory system kept busy meanwhile (CPU workers share caches and
-    /// memory bandwidth: a core computes ~9% slower beside a busy one here, docs/speed.md).
+    /// memory bandwidth: a core computes slower beside a busy one, docs/speed.md).
     #[serde(default)]
     pub busy_neighbours: usize,
     /// One per stage.
@@ -353,7 +353,7 @@ fn replicated_gradients_ms(
 pub fn predict_wrn(network: &dyn Architecture, profile: &Profile) -> f64 {
     let units_per_layer = network.units_per_layer() as f64;
     let layers = network.layers();
-    assert_eq!(profile.stages.len(), super::profile::stage_count(network), "one cost entry per stage");
+    assert_eq!(profile.stages.len(), network.stages(), "one cost entry per stage");
     profile.home
         + layers
             .iter()

@@ -5,7 +5,7 @@
 //! Per model-parallel replica with a batch share of B images and per warp layer at (C, H, W) (the
 //! network's activation shape), buffers of B x C x H x W activations are handed to MPI: x1 and the terms' sums (forward), the upstream
 //! gradient and the dL/dx1 (backward). With W workers on other ranks, from W = 2 on they go by the
-//! replica group's collectives (parallel/replica/group.rs): per direction the home hands its buffer to
+//! replica group's collectives (runtime/replica/group.rs): per direction the home hands its buffer to
 //! one broadcast, and every rank of the group hands its part to one reduction: W + 2 buffers. With one
 //! remote worker they go as messages, there and back: 2 buffers.
 //! Summed over the layers of the Table 1 network's three stages, (C, H, W) = (16kw, 32, 32),
@@ -19,7 +19,7 @@
 //! gradients in either precision). A data-parallel replica on another rank receives its images (B x
 //! the network's input shape, 3 x 32 x 32, A bytes each) and labels (B int64); with two replicas or more, every replica's home hands all its gradients
 //! to MPI's all-reduce: 4 bytes x (all parameters) per replica, counted once, as sent (what the
-//! all-reduce's algorithm moves on the wire: parallel/mpi/algorithms.rs).
+//! all-reduce's algorithm moves on the wire: runtime/mpi/algorithms.rs).
 //!
 //! A term split by batch (runtime/placement/shares.rs) adds its linearisation rows in every forward
 //! (`Architecture::linearization_row_bytes`: the Table 1 unit's B_piece x C x H x W ReLU mask booleans,

@@ -124,7 +124,7 @@ impl<C, R> Drop for Actor<C, R> {
 }
 
 /// The caller's end of a device, whatever carries its messages: a thread of this process ([`Actor`])
-/// or a device of another MPI rank (parallel/mpi/remote.rs). Each answers its commands in order.
+/// or a device of another MPI rank (runtime/mpi/remote.rs). Each answers its commands in order.
 pub trait Endpoint<C, R> {
     /// Sends a command without waiting for its reply.
     fn send(&self, command: C);

@@ -5,7 +5,7 @@
 //! `cuda:0,cuda:1,...`: one worker per GPU; `cuda` alone is `cuda:0`. The same code path serves both:
 //! tensors move between devices with `to_device`, which is free between CPU workers.
 //! `mpi` (under `mpirun -np N`): N workers, worker i on MPI rank i, on that rank's device: its local
-//! GPU where the host has GPUs, else its CPU (parallel/mpi/).
+//! GPU where the host has GPUs, else its CPU (runtime/mpi/).
 
 use std::fmt;
 use std::str::FromStr;
@@ -15,11 +15,14 @@ use tch::Device;
 /// Most workers one process starts (each is a thread; far more than any machine has cores or GPUs).
 pub const MAX_WORKERS: usize = 1024;
 
-/// The workers an executor runs on, in order.
+/// The workers an executor runs on, in order: devices of this process, or under `mpi` one per rank
+/// of the MPI job, counted when they are asked for (reading `mpi` asks MPI nothing: a config naming it
+/// reads outside a job too, to evaluate its run).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Devices {
-    pub workers: Vec<Device>,
+    /// The devices of this process; empty under `mpi`.
+    local: Vec<Device>,
     /// Worker i runs on MPI rank i (`mpi`); otherwise every worker is a thread of this process.
     pub mpi: bool,
 }
@@ -35,20 +38,47 @@ pub struct Place {
 impl Devices {
     /// N CPU workers.
     pub fn cpu(n: usize) -> Self {
-        Devices { workers: vec![Device::Cpu; n], mpi: false }
+        Devices::of(vec![Device::Cpu; n])
+    }
+
+    /// One worker per device of `workers`, threads of this process.
+    pub fn of(workers: Vec<Device>) -> Self {
+        Devices { local: workers, mpi: false }
+    }
+
+    /// One worker per rank of the MPI job this process runs in.
+    pub fn mpi() -> Self {
+        Devices { local: Vec::new(), mpi: true }
+    }
+
+    /// Every worker's device, in order. Under `mpi`, rank 0's view: one per rank of the job (none
+    /// outside one), each on this rank's device (each other rank puts what it hosts on its own,
+    /// runtime/serve.rs).
+    pub fn workers(&self) -> Vec<Device> {
+        match self.mpi {
+            true => vec![super::mpi::local_device(); self.len()],
+            false => self.local.clone(),
+        }
     }
 
     /// Where worker `i` runs.
     pub fn place(&self, i: usize) -> Place {
-        Place { rank: if self.mpi { i } else { 0 }, device: self.workers[i] }
+        match self.mpi {
+            true => Place { rank: i, device: super::mpi::local_device() },
+            false => Place { rank: 0, device: self.local[i] },
+        }
     }
 
+    /// Workers: the devices given, or the ranks of the MPI job (0 outside one).
     pub fn len(&self) -> usize {
-        self.workers.len()
+        match self.mpi {
+            true => super::mpi::ranks().unwrap_or(0),
+            false => self.local.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.workers.is_empty()
+        self.len() == 0
     }
 
     /// libtorch intra-op threads for one worker: the machine's cores shared among the CPU workers
@@ -57,7 +87,7 @@ impl Devices {
         if self.mpi {
             return super::mpi::threads_per_rank();
         }
-        let cpu_workers = self.workers.iter().filter(|d| **d == Device::Cpu).count().max(1);
+        let cpu_workers = self.local.iter().filter(|d| **d == Device::Cpu).count().max(1);
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         (cores / cpu_workers).max(1)
     }
@@ -71,9 +101,7 @@ impl FromStr for Devices {
         if text == "mpi" {
             // Outside an MPI job (reading an MPI run's config to evaluate it) there are no workers;
             // an executor asked for them says why (`Plan::new`).
-            let ranks = super::mpi::ranks().unwrap_or(0);
-            // Rank 0's view: each other rank puts what it hosts on its own device (parallel/hosted.rs).
-            return Ok(Devices { workers: vec![super::mpi::local_device(); ranks], mpi: true });
+            return Ok(Devices::mpi());
         }
         if text == "cpu" {
             return Ok(Devices::cpu(1));
@@ -89,21 +117,24 @@ impl FromStr for Devices {
         }
         let workers = text
             .split(',')
-            .map(|d| match d.trim() {
-                "cuda" => Ok(Device::Cuda(0)),
-                d => d
-                    .strip_prefix("cuda:")
-                    .and_then(|i| i.parse::<usize>().ok())
-                    .map(Device::Cuda)
-                    .ok_or_else(|| {
-                        format!("'{}': expected cpu, cpu:N, cuda:I[,cuda:J...] or mpi", d.escape_default())
-                    }),
+            .map(|d| {
+                parse_gpu(d.trim()).ok_or_else(|| {
+                    format!("'{}': expected cpu, cpu:N, cuda:I[,cuda:J...] or mpi", d.escape_default())
+                })
             })
             .collect::<Result<Vec<Device>, String>>()?;
         if workers.len() > MAX_WORKERS {
             return Err(format!("{} devices: at most {MAX_WORKERS}", workers.len()));
         }
-        Ok(Devices { workers, mpi: false })
+        Ok(Devices::of(workers))
+    }
+}
+
+/// `cuda` (GPU 0) or `cuda:I`; `None` for any other text.
+pub fn parse_gpu(text: &str) -> Option<Device> {
+    match text {
+        "cuda" => Some(Device::Cuda(0)),
+        text => text.strip_prefix("cuda:")?.parse().ok().map(Device::Cuda),
     }
 }
 
@@ -112,10 +143,10 @@ impl fmt::Display for Devices {
         if self.mpi {
             return write!(f, "mpi");
         }
-        if self.workers.iter().all(|d| *d == Device::Cpu) {
-            return write!(f, "cpu:{}", self.workers.len());
+        if self.local.iter().all(|d| *d == Device::Cpu) {
+            return write!(f, "cpu:{}", self.local.len());
         }
-        let names: Vec<String> = self.workers.iter().map(|d| name(*d)).collect();
+        let names: Vec<String> = self.local.iter().map(|d| name(*d)).collect();
         write!(f, "{}", names.join(","))
     }
 }
@@ -183,7 +214,7 @@ pub fn check_gpu(flag: &str, index: usize) -> anyhow::Result<()> {
 
 /// Checks that the GPUs named exist; one line naming the first that does not.
 pub fn check_available(devices: &Devices) -> anyhow::Result<()> {
-    for device in &devices.workers {
+    for device in &devices.workers() {
         if let Device::Cuda(i) = device {
             check_gpu("--devices", *i)?;
         }

@@ -57,7 +57,7 @@ impl Plan {
 
 /// Smallest replica group whose tensors go by MPI's collectives. Between two ranks a broadcast and a
 /// reduction are one message each way, as the commands and replies carrying the tensors are, and they
-/// add a command and an acknowledgement: 6-14% slower steps over 2 ranks here (docs/speed.md).
+/// add a command and an acknowledgement: slower steps over 2 ranks (measured in docs/speed.md).
 pub const COLLECTIVE_GROUP_MIN: usize = 3;
 
 /// The replica group of a split replica over MPI ranks: its home's rank, then the ranks of its
@@ -143,7 +143,7 @@ impl Executor {
             })
             .collect();
         let whole_steps = peers.is_some() || plan.replicas == 1;
-        let first_device = devices.workers.first().copied().unwrap_or(Device::Cpu);
+        let first_device = devices.workers().first().copied().unwrap_or(Device::Cpu);
         let memory_format = Precision::Fp32.memory_format(first_device);
         Ok(Executor { replicas, plan, precision: Precision::Fp32, memory_format, first_device, whole_steps })
     }

@@ -18,7 +18,7 @@
 //! ```text
 //! placement := group ("," group)*
 //! group     := "[" entry ("," entry)* "]"
-//! entry     := term (":" share)?            share: a fraction of the batch (parallel/placement/shares.rs)
+//! entry     := term (":" share)?            share: a fraction of the batch (runtime/placement/shares.rs)
 //! term      := (F<n> "'")* (F<n> | x1)      n >= 1; ' may also be written as the prime ′
 //! ```
 //!

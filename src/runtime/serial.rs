@@ -4,7 +4,7 @@
 //! A tensor is its kind, its memory layout, its shape and its elements in that layout, exactly what
 //! libtorch holds: the receiver gets bit-identical values laid out as the sender had them (a
 //! channels-last bf16 activation stays one, and crosses as 2 bytes per element). Both ends run the same
-//! binary (parallel/mpi/session.rs checks it at start-up), so the format needs no version.
+//! binary (runtime/mpi/session.rs checks it at start-up), so the format needs no version.
 //!
 //! Fields of type `Tensor`, `Vec<Tensor>`, `Named`, `Vec<Named>`, `Device` and `Network` take
 //! `#[serde(with = "serial::tensor")]`, `serial::tensor_list`, `serial::named`, `serial::named_list`,

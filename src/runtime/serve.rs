@@ -59,7 +59,7 @@ impl Served for Worker {
 }
 
 /// A term worker in a replica group: x1 and the upstream gradients arrive by the group's broadcast,
-/// the sums leave by its reduction (parallel/replica/group.rs); every other command as it is.
+/// the sums leave by its reduction (runtime/replica/group.rs); every other command as it is.
 struct GroupWorker {
     worker: Worker,
     group: Group,

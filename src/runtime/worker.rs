@@ -64,7 +64,7 @@ pub enum Command {
     },
     /// `Forward` whose x1 comes by the replica group's broadcast (its serde form, `bytes` long), and
     /// whose sum goes back by the group's reduction; replies `Reply::Done`. Answered by the hosted
-    /// worker on its rank (parallel/hosted.rs), which hands the worker itself a `Forward`.
+    /// worker on its rank (runtime/serve.rs), which hands the worker itself a `Forward`.
     ForwardInGroup { layer: usize, bytes: usize, train: bool },
     /// `Backward` whose gradient comes by the group's broadcast and whose dL/dx1 goes back by its
     /// reduction; replies `Reply::Done`. Answered as `ForwardInGroup` is.
@@ -125,7 +125,7 @@ pub struct WorkerSpec {
     pub network: Network,
     pub placement: Placement,
     pub group: usize,
-    /// The rank and device the worker runs on (another rank: built there, parallel/mpi/).
+    /// The rank and device the worker runs on (another rank: built there, runtime/mpi/).
     pub place: Place,
     /// Device the replies go to (the replica's home).
     #[serde(with = "serial::device")]

@@ -76,6 +76,14 @@ pub struct TrainConfig {
     pub checkpoint_every: Option<CheckpointEvery>,
 }
 
+/// The settings that shape a WarpNet's terms, as flags: they mean nothing for a WRN.
+const WARP_FLAGS: [&str; 3] = ["--variant", "--max-order", "--derivative-bn"];
+
+/// The first of [`WARP_FLAGS`] that is given (`given` in their order).
+pub fn first_warp_flag(given: [bool; 3]) -> Option<&'static str> {
+    WARP_FLAGS.into_iter().zip(given).find(|&(_, given)| given).map(|(flag, _)| flag)
+}
+
 /// How often `warpnet train` writes a checkpoint besides the one that ends each epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -244,7 +252,7 @@ impl TrainConfig {
 
     /// The precision of this run's steps on its devices (`--devices`, else the CPU).
     pub fn precision_choice(&self) -> Choice {
-        let devices = self.devices.as_ref().map_or_else(|| vec![tch::Device::Cpu], |d| d.workers.clone());
+        let devices = self.devices.as_ref().map_or_else(|| vec![tch::Device::Cpu], |d| d.workers());
         self.precision.resolve(&devices)
     }
 
@@ -294,12 +302,8 @@ impl TrainConfig {
     /// Checks values that flags alone cannot; the message names the flag.
     pub fn validate(&self) -> Result<(), String> {
         if self.model == ModelKind::Wrn {
-            let warp_flags = [
-                ("--variant", self.variant.is_some()),
-                ("--max-order", self.max_order.is_some()),
-                ("--derivative-bn", self.derivative_bn.is_some()),
-            ];
-            if let Some((flag, _)) = warp_flags.iter().find(|(_, given)| *given) {
+            let given = [self.variant.is_some(), self.max_order.is_some(), self.derivative_bn.is_some()];
+            if let Some(flag) = first_warp_flag(given) {
                 return Err(format!("{flag} means nothing for --model wrn (a WRN has no warp terms)"));
             }
         }

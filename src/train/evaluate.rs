@@ -82,7 +82,7 @@ pub fn evaluate(
 /// The trainer evaluates on the CPU: in the run's precision when the run trains there, and when it
 /// trains on GPUs, in bf16 only if the CPU computes bf16 natively (emulated bf16 is many times slower).
 pub(super) fn evaluation_precision(run: Precision, devices: Option<&crate::runtime::Devices>) -> Precision {
-    let on_cpu = devices.is_none_or(|d| d.workers.iter().all(|w| *w == Device::Cpu));
+    let on_cpu = devices.is_none_or(|d| d.workers().iter().all(|w| *w == Device::Cpu));
     if on_cpu {
         return run;
     }

@@ -3,9 +3,12 @@
 
 use std::process::{Command, Output};
 
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_warpnet");
+
 /// Runs `warpnet` with `args` and waits for it.
 pub fn warpnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_warpnet")).args(args).output().expect("warpnet runs")
+    Command::new(BIN).args(args).output().expect("warpnet runs")
 }
 
 /// Asserts exit code 2 and exactly one stderr line that starts with "error:" and mentions `needle`.

@@ -276,7 +276,7 @@ fn a_build_without_mpi_says_so() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("built without MPI"), "{stderr}");
 
-    let launched = std::process::Command::new(env!("CARGO_BIN_EXE_warpnet"))
+    let launched = std::process::Command::new(crate::binary::BIN)
         .args(["train", "--preset", "demo", "--dry-run"])
         .env("OMPI_COMM_WORLD_SIZE", "2")
         .env("OMPI_COMM_WORLD_RANK", "0")

@@ -49,7 +49,7 @@ fn setup_installs_the_cuda_libraries_where_a_gpu_is_listed_or_asked_for() {
 /// libtorch's CUDA half beside the libtorch_cpu.so the binary loads, found with `ldd` (the loader's
 /// own view, independent of the binary's code).
 fn libtorch_cuda() -> PathBuf {
-    let out = Command::new("ldd").arg(env!("CARGO_BIN_EXE_warpnet")).output().expect("ldd runs");
+    let out = Command::new("ldd").arg(crate::binary::BIN).output().expect("ldd runs");
     let listing = String::from_utf8_lossy(&out.stdout);
     let cpu = listing
         .lines()
@@ -83,11 +83,8 @@ fn a_gpu_asked_for_without_one_is_one_line_naming_the_fix() {
     };
     for (args, flag) in requests {
         // CUDA_VISIBLE_DEVICES hides a GPU the machine may have, so both cases are the no-GPU one.
-        let run = Command::new(env!("CARGO_BIN_EXE_warpnet"))
-            .args(&args)
-            .env("CUDA_VISIBLE_DEVICES", "")
-            .output()
-            .unwrap();
+        let run =
+            Command::new(crate::binary::BIN).args(&args).env("CUDA_VISIBLE_DEVICES", "").output().unwrap();
         let stderr = String::from_utf8_lossy(&run.stderr);
         assert_eq!(run.status.code(), Some(2), "{args:?}: {stderr}");
         let lines: Vec<&str> = stderr.lines().collect();

@@ -139,7 +139,7 @@ fn table2_at_cpu_scale_runs_end_to_end() {
 #[test]
 fn paper_scale_without_gpus_is_one_line_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_warpnet"))
+    let run = std::process::Command::new(crate::binary::BIN)
         .args(["reproduce", "table3", "--scale", "paper", "--out", dir.path().to_str().unwrap()])
         .env("CUDA_VISIBLE_DEVICES", "") // no device visible: what a CPU-only machine sees
         .output()

@@ -3,6 +3,9 @@
 //!
 //! One test binary per area (each links libtorch once); each module is one former test file.
 
+#[path = "../binary/mod.rs"]
+mod binary;
+
 mod any_unit;
 mod mpi;
 mod mpi_collectives;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use tch::Tensor;
 
-pub(super) const BIN: &str = env!("CARGO_BIN_EXE_warpnet");
+pub(super) use crate::binary::BIN;
 const TOLERANCE: f64 = 2e-4;
 const ABSOLUTE: f64 = 1e-6;
 

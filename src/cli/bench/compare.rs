@@ -1,5 +1,5 @@
 //! `warpnet bench --run ... | --table | --devices`: runs timed side by side on the parallel executor
-//! (parallel/comparison.rs), with predictions where asked, as one table (printed, bench.md, bench.csv)
+//! (planner/comparison.rs), with predictions where asked, as one table (printed, bench.md, bench.csv)
 //! and `--json`.
 
 use anyhow::Context;
@@ -17,7 +17,7 @@ use crate::runtime::Placement;
 /// The comparison table: every run timed side by side.
 pub(super) fn compare(base: &NetConfig, args: &BenchArgs) -> anyhow::Result<()> {
     let mut runs = comparison_runs(base, args)?;
-    let devices: Vec<Device> = runs.iter().flat_map(|r| r.devices.workers.clone()).collect();
+    let devices: Vec<Device> = runs.iter().flat_map(|r| r.devices.workers()).collect();
     let precision = args.precision.decide(&devices);
     let predict = args.predict || runs.iter().any(|r| r.auto) || args.profile.is_some();
     let predicted = match predict {
@@ -121,7 +121,7 @@ fn comparison_table(measured: &[Measured]) -> Table {
     table
 }
 
-/// Columns of runs over MPI ranks (parallel/mpi/stats.rs, volume.rs).
+/// Columns of runs over MPI ranks (runtime/mpi/stats.rs, volume.rs).
 const TRAFFIC_COLUMNS: [&str; 7] = [
     "MB moved per step",
     "MB per rank per step (sent + received)",

@@ -12,7 +12,7 @@ pub enum GradientSum {
     /// home and receives the sum, one after another.
     ThroughTheHome,
     /// By MPI's all-reduce among the replicas (ranks): the algorithm's rounds of latency, and the
-    /// bytes its busiest rank sends over the link (parallel/mpi/algorithms.rs).
+    /// bytes its busiest rank sends over the link (runtime/mpi/algorithms.rs).
     AllReduce,
 }
 

@@ -101,7 +101,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// The ranks of a collective group (parallel/mpi/collective.rs), in the group's order, and the id that
+/// The ranks of a collective group (runtime/mpi/collective.rs), in the group's order, and the id that
 /// tells it from the job's other groups: chosen by rank 0, the same on every member.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Members {

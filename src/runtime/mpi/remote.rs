@@ -1,6 +1,6 @@
 //! Devices on other ranks. The caller's end, [`Remote`], sends a device's commands as messages and
 //! receives its replies; the serving end, [`serve`], has the device built from its start message (by
-//! the builder it is given: parallel/hosted.rs) and passes each command to it and each reply back. This
+//! the builder it is given: runtime/serve.rs) and passes each command to it and each reply back. This
 //! file knows messages only as serde values and bytes, not what they ask.
 //!
 //! Every request goes to the serving rank with one tag, so MPI keeps them in order; its header says

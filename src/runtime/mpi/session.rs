@@ -79,7 +79,7 @@ pub fn start() -> anyhow::Result<Option<Session>> {
 /// Its default over 2 ranks is a chain of 8 KB segments, each moved on by one test of the request
 /// (transport.rs polls, with pauses between polls): a warp layer's sums took 9 times as long as by
 /// messages here. Over 3 to 6 ranks the default is a reduce-scatter then a gather, in which the root
-/// also sends; the tree's root only receives, one buffer per child (parallel/mpi/algorithms.rs). Read
+/// also sends; the tree's root only receives, one buffer per child (runtime/mpi/algorithms.rs). Read
 /// by Open MPI when MPI starts; other MPI libraries ignore it.
 #[cfg(feature = "mpi")]
 fn prefer_unsegmented_reductions() {

@@ -1,4 +1,4 @@
-//! A split replica's tensors over its group's MPI collectives (parallel/mpi/collective.rs): the home
+//! A split replica's tensors over its group's MPI collectives (runtime/mpi/collective.rs): the home
 //! broadcasts a warp layer's x1 (or upstream gradient) to the term workers on other ranks, and their
 //! replies, the sums of their terms (or their dL/dx1), are reduced to the home, so that the home's bytes
 //! per layer stay one buffer each way however many workers there are.

@@ -282,7 +282,7 @@ impl WorkerState {
             Command::Momentum => Reply::Named(self.sgd.momentum(Device::Cpu)),
             Command::Parameters => Reply::Names(self.sgd.names().map(String::from).collect()),
             Command::ForwardInGroup { .. } | Command::BackwardInGroup { .. } => {
-                unreachable!("answered by the hosted worker (parallel/hosted.rs)")
+                unreachable!("answered by the hosted worker (runtime/serve.rs)")
             }
         }
     }
