@@ -60,6 +60,7 @@ CHANGE = [
     dict(WRN_13_4, batch=64, threads=1, model="warp", k=2, nwarp=1, variant="warpnet1"),
     dict(WRN_13_4, batch=64, run="warpnet1 k=2 cpu:3 [F1],[F2],[F2'x1]"),
     dict(WRN_13_4, batch=64, run="warpnet1 k=2 cpu:2 [F1],[F2,F2'x1]"),
+    dict(WRN_13_4, batch=64, run="warpnet1 k=2 cpu:2 [F1,F2'x1:0.5],[F2,F2'x1:0.5]"),
 ]
 
 
