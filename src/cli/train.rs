@@ -203,12 +203,13 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     if verbosity == Verbosity::Normal && config.model == ModelKind::Warp {
         let net = config.net(splits.train.classes);
         let layer_terms = terms::build(net.variant, net.k, net.max_order);
-        println!(
-            "{}: each warp layer computes x{} = {}",
-            net.describe(),
-            net.k + 1,
-            terms::notation(&layer_terms)
-        );
+        let (listed, factored) = (terms::notation(&layer_terms), terms::factored_notation(&layer_terms));
+        // The paper's term list, and where terms share a Jacobian, the factored form that runs.
+        let evaluated = match factored == listed || net.variant == crate::model::Variant::Released {
+            true => String::new(),
+            false => format!(", evaluated as {factored}"),
+        };
+        println!("{}: each warp layer computes x{} = {listed}{evaluated}", net.describe(), net.k + 1);
     }
     let summary = train::train(&config, splits, &out, verbosity)?;
     report(&summary, &out, args.json)

@@ -79,6 +79,12 @@ pub trait Architecture: Send + Sync + fmt::Debug {
     /// primal pass and no linearisation sent between devices).
     fn tangent_reads_primal(&self) -> bool;
 
+    /// Whether its units' tangents are linear in v (true Jacobians are), so that terms sharing their
+    /// outermost Jacobian share one pass (model/warp.rs); a map that is not is evaluated term by term.
+    fn tangents_linear(&self) -> bool {
+        true
+    }
+
     /// Whether a piece of F'_j x1 on some rows of the batch can be evaluated apart from the others
     /// (its linearisation is per row); if not, what the split needs, for the message.
     fn pieces_apart(&self) -> Result<(), String>;

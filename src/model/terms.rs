@@ -8,7 +8,7 @@ use std::fmt;
 use super::config::Variant;
 
 /// The vector a term's Jacobian chain acts on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Vector {
     /// F_c(x1), the primal output of unit c.
     Primal(usize),
@@ -17,7 +17,7 @@ pub enum Vector {
 }
 
 /// One term: F'_{ck}(x1) ... F'_{c2}(x1) applied to `vector`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Term {
     pub vector: Vector,
     /// Units whose Jacobians at x1 are applied, innermost first.
@@ -99,4 +99,102 @@ pub fn warpnet1(k: usize) -> Vec<Term> {
     let first_order = (0..k).map(Term::primal);
     let jacobians_of_x1 = (1..k).map(|j| Term { vector: Vector::Input, chain: vec![j] });
     first_order.chain(jacobians_of_x1).collect()
+}
+
+/// A sum of terms factored by the linearity of the Jacobians (Horner's rule): the terms whose
+/// outermost Jacobian is F'_j share one tangent pass, F'_j applied to the sum of their inner parts,
+/// and an inner sum that several Jacobians (or several levels) need is one node, evaluated once.
+/// Exact K: v1 = F1, v_j = F_j + F'_j(v1 + ... + v_{j-1}), K - 1 tangent passes; WarpNet2 K: F'_j applied
+/// once to F1 + ... + F_{j-1}.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Factored {
+    /// Every distinct sum, each node's inner sums before it; the last is the whole sum.
+    pub nodes: Vec<Sum>,
+}
+
+/// One node of a [`Factored`] sum.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sum {
+    /// The terms it sums, in the order given.
+    pub terms: Vec<Term>,
+    /// The terms without a Jacobian: their vectors, added as they are.
+    pub vectors: Vec<Vector>,
+    /// (j, node): F'_j applied to the sum `nodes[node]`, by increasing j.
+    pub jacobians: Vec<(usize, usize)>,
+}
+
+impl Factored {
+    /// The node of the whole sum.
+    pub fn root(&self) -> usize {
+        self.nodes.len() - 1
+    }
+
+    /// Tangent passes its evaluation runs: distinct (j, node) applications reachable from the root.
+    pub fn tangent_passes(&self) -> usize {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut stack = vec![self.root()];
+        while let Some(node) = stack.pop() {
+            for &application in &self.nodes[node].jacobians {
+                if seen.insert(application) {
+                    stack.push(application.1);
+                }
+            }
+        }
+        seen.len()
+    }
+}
+
+/// `terms` factored (an empty list is the empty sum).
+pub fn factor(terms: &[Term]) -> Factored {
+    let mut factored = Factored { nodes: Vec::new() };
+    let mut known: std::collections::HashMap<Vec<Term>, usize> = std::collections::HashMap::new();
+    node_of(terms.to_vec(), &mut factored, &mut known);
+    factored
+}
+
+/// The node summing `terms`, made (inner sums first) unless a node of the same terms exists.
+fn node_of(
+    terms: Vec<Term>,
+    factored: &mut Factored,
+    known: &mut std::collections::HashMap<Vec<Term>, usize>,
+) -> usize {
+    let mut key = terms.clone();
+    key.sort();
+    if let Some(&node) = known.get(&key) {
+        return node;
+    }
+    let vectors = terms.iter().filter(|t| t.chain.is_empty()).map(|t| t.vector).collect();
+    let mut inner: std::collections::BTreeMap<usize, Vec<Term>> = std::collections::BTreeMap::new();
+    for term in terms.iter().filter(|t| !t.chain.is_empty()) {
+        let (&outer, rest) = term.chain.split_last().expect("a chain");
+        inner.entry(outer).or_default().push(Term { vector: term.vector, chain: rest.to_vec() });
+    }
+    let jacobians = inner.into_iter().map(|(j, inner)| (j, node_of(inner, factored, known))).collect();
+    factored.nodes.push(Sum { terms, vectors, jacobians });
+    known.insert(key, factored.nodes.len() - 1);
+    factored.nodes.len() - 1
+}
+
+/// "x1 + F1 + F2 + F3 + F2'F1 + F3'(F1 + F2)": a warp layer's output as the factored sum evaluates it
+/// (a Jacobian of a single term is printed as that term).
+pub fn factored_notation(terms: &[Term]) -> String {
+    let factored = factor(terms);
+    let mut out = String::from("x1");
+    for part in parts(&factored, factored.root()) {
+        out.push_str(&format!(" + {part}"));
+    }
+    out
+}
+
+/// The addends of node `node`, each in the notation.
+fn parts(factored: &Factored, node: usize) -> Vec<String> {
+    let sum = &factored.nodes[node];
+    let vectors = sum.terms.iter().filter(|t| t.chain.is_empty()).map(ToString::to_string);
+    let jacobians = sum.jacobians.iter().map(|&(j, inner)| match factored.nodes[inner].terms.as_slice() {
+        [single] => {
+            Term { vector: single.vector, chain: [single.chain.as_slice(), &[j]].concat() }.to_string()
+        }
+        _ => format!("F{}'({})", j + 1, parts(factored, inner).join(" + ")),
+    });
+    vectors.chain(jacobians).collect()
 }

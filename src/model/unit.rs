@@ -71,6 +71,12 @@ pub trait Unit: Send + fmt::Debug {
     /// The linearisation of a piece from the tensors [`Unit::rows`] gave.
     fn piece_linearization(&self, rows: Vec<Tensor>) -> Linearization;
 
+    /// Whether [`Unit::tangent`] is linear in v (a true Jacobian is), so that terms sharing their
+    /// outermost Jacobian can share one pass: F'(a) + F'(b) = F'(a + b).
+    fn tangent_is_linear(&self) -> bool {
+        true
+    }
+
     /// The unit as `Any`, for an analysis of one kind of unit (the WRN's ReLU mask flips).
     fn as_any(&self) -> &dyn Any;
 }

@@ -1,11 +1,15 @@
 //! The warp operator (paper eq. 3 and 5): a layer over K consecutive units evaluated from its input x1
 //! alone, as x1 plus a list of terms (model/terms.rs). This is the one place any term list is evaluated,
-//! for any kind of unit (model/unit.rs). K = 1 with the single term F1 is an ordinary residual unit
-//! x1 + F1(x1): the WRN is this same layer.
+//! for any kind of unit (model/unit.rs). The list stays the paper's; the evaluation factors it by the
+//! linearity of the Jacobians (`terms::factor`: terms sharing their outermost Jacobian F'_j share one
+//! tangent pass, F'_j of the sum of their inner parts), so exact and WarpNet2 layers cost K - 1 tangent
+//! passes, not one per term. A unit whose map is not linear in v (the released code's) is evaluated
+//! term by term. K = 1 with the single term F1 is an ordinary residual unit x1 + F1(x1): the WRN is
+//! this same layer.
 
 use tch::Tensor;
 
-use super::terms::{Term, Vector};
+use super::terms::{factor, Factored, Term, Vector};
 use super::unit::{Need, Primal, Unit};
 
 /// How the terms of a layer share the primal passes at x1.
@@ -38,17 +42,22 @@ impl Span {
 }
 
 /// What one device evaluates of a layer, as the runtime places its terms: the rows of each term (in
-/// the layer's term order), and the units whose linearisations it receives from, or sends to, another
-/// device's pieces. A layer on one device evaluates every term whole and exchanges nothing.
+/// the layer's term order), the units whose linearisations it receives from, or sends to, another
+/// device's pieces, and the units whose outputs F_i(x1) it receives from, or sends to, another
+/// device's terms. A layer on one device evaluates every term whole and exchanges nothing.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Assignment {
     /// Per term; empty: every term whole.
     pub spans: Vec<Span>,
-    /// Units whose linearisation rows another device sends: no primal pass runs here for them.
+    /// Units whose linearisation rows another device sends: no linearisation pass runs here for them.
     pub imported: Vec<usize>,
     /// Units whose linearisation rows this device sends to another's pieces: linearised here even
     /// where no term here applies their Jacobian.
     pub exported: Vec<usize>,
+    /// Units whose output another device sends: no output is computed here for them.
+    pub imported_outputs: Vec<usize>,
+    /// Units whose output this device sends to another's terms.
+    pub exported_outputs: Vec<usize>,
 }
 
 impl Assignment {
@@ -58,11 +67,34 @@ impl Assignment {
     }
 }
 
-/// The linearisation rows of `unit` that another device sent for this device's pieces.
+/// What another device sent for this device's terms.
 #[derive(Debug)]
-pub struct Imported {
-    pub unit: usize,
-    pub rows: Vec<Tensor>,
+pub enum Imported {
+    /// Rows of unit `unit`'s linearisation, for a piece of F'_unit x1 (`Unit::rows`).
+    Rows { unit: usize, rows: Vec<Tensor> },
+    /// F_unit(x1), for terms that start from it.
+    Output { unit: usize, value: Tensor },
+}
+
+impl Imported {
+    /// The linearisation rows of unit `c`, if this is them.
+    fn rows_of(&self, c: usize) -> Option<&[Tensor]> {
+        match self {
+            Imported::Rows { unit, rows } if *unit == c => Some(rows),
+            _ => None,
+        }
+    }
+}
+
+/// Puts the outputs another device sent (`imported`) into `primals` (indexed by unit), as if the
+/// passes had computed them here: the terms then read them as their vectors.
+pub fn receive_outputs(primals: &mut [Option<Primal>], imported: &[Imported]) {
+    for import in imported {
+        if let Imported::Output { unit, value } = import {
+            let slot = primals[*unit].get_or_insert(Primal { output: None, linearization: None });
+            slot.output = Some(value.shallow_clone());
+        }
+    }
 }
 
 /// A warp layer: K units and the terms that combine them. On a device of a model-parallel placement
@@ -84,7 +116,11 @@ impl WarpLayer {
     pub fn partial(units: Vec<Option<Box<dyn Unit>>>, terms: Vec<Term>) -> Self {
         assert!(!terms.is_empty(), "a warp layer has at least one term");
         let held = |u: usize| units.get(u).is_some_and(|slot| slot.is_some());
-        assert!(terms.iter().all(|t| t.units().all(held)), "every unit a term reads is held");
+        // A term's vector F_i(x1) may come from another device (`Imported::Output`); its Jacobians and
+        // a first-order term's unit are computed here.
+        let computed =
+            |t: &Term| t.chain.iter().all(|&j| held(j)) && (!t.chain.is_empty() || t.units().all(held));
+        assert!(terms.iter().all(computed), "every unit a term computes with is held");
         WarpLayer { units, terms, sharing: PrimalSharing::Shared }
     }
 
@@ -127,8 +163,8 @@ impl WarpLayer {
     }
 
     /// The terms' sum at x1 from the primal passes run here and, for the units `assignment` imports,
-    /// the linearisation rows another device sent (`imported`). A piece of a split term is evaluated
-    /// on its rows and counts zero elsewhere.
+    /// the linearisation rows another device sent (`imported`): the whole terms factored, then each
+    /// piece of a split term on its rows (zero elsewhere).
     pub fn sum_at(
         &self,
         x1: &Tensor,
@@ -137,25 +173,49 @@ impl WarpLayer {
         assignment: &Assignment,
     ) -> Tensor {
         let batch = x1.size()[0];
-        self.terms
-            .iter()
-            .enumerate()
-            .map(|(t, term)| {
-                let span = assignment.span(t);
-                if span == Span::WHOLE {
-                    return self.evaluate(term, x1, primals);
-                }
-                let (start, rows) = span.rows(batch);
-                let piece = self.evaluate(
-                    term,
-                    &x1.narrow(0, start, rows),
-                    &self.piece_primals(primals, imported, start, rows),
-                );
-                x1.zeros_like().slice_scatter(&piece, 0, start, start + rows, 1)
-                // x1's shape
-            })
-            .reduce(|sum, term| sum + term)
-            .expect("at least one term")
+        let is_whole = |t: usize| assignment.span(t) == Span::WHOLE;
+        let whole: Vec<Term> =
+            (0..self.terms.len()).filter(|&t| is_whole(t)).map(|t| self.terms[t].clone()).collect();
+        let pieces = self.terms.iter().enumerate().filter(|&(t, _)| !is_whole(t));
+        let whole_sum = (!whole.is_empty()).then(|| self.whole_sum(&whole, x1, primals));
+        let piece_sums = pieces.map(|(t, term)| {
+            let (start, rows) = assignment.span(t).rows(batch);
+            let piece = self.evaluate(
+                term,
+                &x1.narrow(0, start, rows),
+                &self.piece_primals(primals, imported, start, rows),
+            );
+            x1.zeros_like().slice_scatter(&piece, 0, start, start + rows, 1) // x1's shape
+        });
+        whole_sum.into_iter().chain(piece_sums).reduce(|sum, term| sum + term).expect("at least one term")
+    }
+
+    /// The sum of `terms` at x1, factored where every held unit's tangent is linear in v, else term by
+    /// term.
+    fn whole_sum(&self, terms: &[Term], x1: &Tensor, primals: &[Option<Primal>]) -> Tensor {
+        if self.held_units().all(|(_, unit)| unit.tangent_is_linear()) {
+            return self.evaluate_factored(&factor(terms), x1, primals);
+        }
+        terms.iter().map(|t| self.evaluate(t, x1, primals)).reduce(|sum, term| sum + term).expect("a term")
+    }
+
+    /// A factored sum at x1: every node (inner sums first) once, every F'_j application once.
+    pub fn evaluate_factored(&self, factored: &Factored, x1: &Tensor, primals: &[Option<Primal>]) -> Tensor {
+        let mut values: Vec<Tensor> = Vec::with_capacity(factored.nodes.len());
+        let mut applied: std::collections::HashMap<(usize, usize), Tensor> = Default::default();
+        for node in &factored.nodes {
+            let mut addends: Vec<Tensor> =
+                node.vectors.iter().map(|&v| self.vector(v, x1, primals)).collect();
+            for &(j, inner) in &node.jacobians {
+                let value = applied.entry((j, inner)).or_insert_with(|| {
+                    let at = primals[j].as_ref().and_then(|p| p.linearization.as_ref());
+                    self.unit(j).tangent(at.expect("linearised: its Jacobian is in a chain"), &values[inner])
+                });
+                addends.push(value.shallow_clone());
+            }
+            values.push(addends.into_iter().reduce(|sum, addend| sum + addend).expect("a non-empty sum"));
+        }
+        values.pop().expect("the root")
     }
 
     /// The primal pass at x1 of every unit that `terms` use, once each: its output where a term starts
@@ -171,7 +231,9 @@ impl WarpLayer {
         (0..self.units.len())
             .map(|c| {
                 let need = Need {
-                    output: terms.iter().any(|t| t.vector == Vector::Primal(c)),
+                    output: (terms.iter().any(|t| t.vector == Vector::Primal(c))
+                        && !assignment.imported_outputs.contains(&c))
+                        || assignment.exported_outputs.contains(&c),
                     linearization: (terms.iter().any(|t| t.chain.contains(&c))
                         || assignment.exported.contains(&c))
                         && !assignment.imported.contains(&c),
@@ -183,17 +245,21 @@ impl WarpLayer {
 
     /// One term's value at x1: its vector, then each Jacobian of its chain, innermost first.
     pub fn evaluate(&self, term: &Term, x1: &Tensor, primals: &[Option<Primal>]) -> Tensor {
-        let primal = |c: usize| primals[c].as_ref().expect("primal pass of every unit a term uses");
-        let vector = match term.vector {
+        term.chain.iter().fold(self.vector(term.vector, x1, primals), |v, &j| {
+            let at = primals[j].as_ref().and_then(|p| p.linearization.as_ref());
+            self.unit(j).tangent(at.expect("linearised: its Jacobian is in a chain"), &v)
+        })
+    }
+
+    /// A term's vector at x1: F_c(x1) from the primal pass of unit c, or x1 itself.
+    fn vector(&self, vector: Vector, x1: &Tensor, primals: &[Option<Primal>]) -> Tensor {
+        match vector {
             Vector::Primal(c) => {
-                primal(c).output.as_ref().expect("output of a unit a term starts from").shallow_clone()
+                let primal = primals[c].as_ref().expect("primal pass of every unit a term uses");
+                primal.output.as_ref().expect("output of a unit a term starts from").shallow_clone()
             }
             Vector::Input => x1.shallow_clone(),
-        };
-        term.chain.iter().fold(vector, |v, &j| {
-            let at = primal(j).linearization.as_ref().expect("linearised: its Jacobian is in a chain");
-            self.unit(j).tangent(at, &v)
-        })
+        }
     }
 
     /// What a piece on rows [start, start + rows) reads of the primal passes: each unit's linearisation
@@ -208,10 +274,10 @@ impl WarpLayer {
     ) -> Vec<Option<Primal>> {
         let piece = |linearization| Some(Primal { output: None, linearization: Some(linearization) });
         (0..primals.len())
-            .map(|c| match imported.iter().find(|i| i.unit == c) {
-                Some(i) => piece(
-                    self.unit(c).piece_linearization(i.rows.iter().map(Tensor::shallow_clone).collect()),
-                ),
+            .map(|c| match imported.iter().find_map(|i| i.rows_of(c)) {
+                Some(rows) => {
+                    piece(self.unit(c).piece_linearization(rows.iter().map(Tensor::shallow_clone).collect()))
+                }
                 None => {
                     let at = primals[c].as_ref()?.linearization.as_ref()?;
                     piece(self.unit(c).piece_linearization(self.unit(c).rows(at, start, rows)))

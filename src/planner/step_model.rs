@@ -9,18 +9,20 @@
 //!
 //!   home + sum over layers of [ max_w forward_w + max_w backward_w + messages ] + max_w sgd_w,
 //!
-//! where a worker's forward is its units' primal passes (a full pass where a term reads F_c's output,
-//! the linearisation pass alone where only F'_c's linearisation is needed: for the Table 1 unit with BN
-//! removed from F', its ReLU mask) plus one tangent pass per Jacobian in its terms (times the share of
-//! a piece), and its backward the same terms backpropagated (a linearisation is a constant: its pass has
-//! no backward). Costs of a piece scale with its rows. The costs are those of the units the network's
-//! architecture builds (planner/profile.rs).
+//! where a worker's forward is its units' primal passes (a full pass for each first-order term F_c it
+//! evaluates, the linearisation pass alone where only F'_c's linearisation is needed: for the Table 1
+//! unit with BN removed from F', its ReLU mask) plus its tangent passes (its whole terms factored, one
+//! pass per Jacobian they share; each piece's Jacobians times its share), and its backward the same
+//! backpropagated (a linearisation is a constant: its pass has no backward). An output F_i(x1) a term
+//! starts from on another worker than F_i's is received from there (a two-phase forward) and its
+//! gradient sent back (a two-phase backward). Costs of a piece scale with its rows. The costs are those
+//! of the units the network's architecture builds (planner/profile.rs).
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::terms::Vector;
+use crate::model::terms::{factor, Term};
 use crate::model::Architecture;
-use crate::runtime::placement::shares::{exchanges, Exchange};
+use crate::runtime::placement::shares::{exchanges, Exchange, Exchanged};
 use crate::runtime::placement::Placement;
 
 /// Milliseconds of the pieces of one warp layer's work at one stage's shape, on one device, at the
@@ -219,51 +221,62 @@ pub struct DeviceBytes {
 /// One worker's work for one warp layer, in milliseconds, and what it keeps for backward, in bytes.
 #[derive(Debug, Clone, Copy, Default)]
 struct WorkerCosts {
-    /// Its units' primal (or mask) passes.
+    /// Its units' primal (or linearisation) passes.
     primal: f64,
-    /// Its terms' tangent passes forward.
+    /// Its terms' tangent passes forward (factored: one per Jacobian shared by its whole terms).
     terms: f64,
     backward: f64,
     sgd: f64,
     kept_bytes: f64,
+    /// Outputs F_i(x1) it receives from other workers for its terms.
+    imported_outputs: usize,
 }
 
-/// One worker's costs for one warp layer at stage `s`.
-/// `exchanges`: the placement's linearisation exchanges; `reads_primal`: whether the network's tangents
-/// read their unit's primal pass.
+/// One worker's costs for one warp layer at stage `s`. `exchanges`: the placement's exchanges;
+/// `tangents`: whether the network's tangents read their unit's primal pass, and whether they are
+/// linear in v (so that whole terms sharing a Jacobian share its pass).
 fn worker_costs(
     placement: &Placement,
-    (reads_primal, exchanges): (bool, &[Exchange]),
+    ((reads_primal, linear), exchanges): ((bool, bool), &[Exchange]),
     worker: usize,
     stage: &StageCosts,
 ) -> WorkerCosts {
     let group = &placement.groups[worker];
     let mut costs = WorkerCosts::default();
+    let exchanged = |output: bool, to_or_from: fn(&Exchange) -> usize, c: usize| {
+        exchanges
+            .iter()
+            .any(|e| to_or_from(e) == worker && e.unit == c && (e.what == Exchanged::Output) == output)
+    };
     for c in placement.units_on(worker) {
-        let output = group.iter().any(|t| t.vector == Vector::Primal(c));
+        let output = group.contains(&Term::primal(c));
         let in_chain = group.iter().any(|t| t.chain.contains(&c));
-        let imported = exchanges.iter().any(|e| e.to == worker && e.unit == c);
-        let exported = exchanges.iter().any(|e| e.from == worker && e.unit == c);
-        let masked = reads_primal && (in_chain || exported);
+        let masked = reads_primal && (in_chain || exchanged(false, |e| e.from, c));
         if output {
             costs.primal += stage.unit_forward;
             costs.backward += stage.unit_backward;
             costs.kept_bytes += stage.unit_kept_bytes;
-        } else if masked && !imported {
+        } else if masked && !exchanged(false, |e| e.to, c) {
             costs.primal += stage.mask_forward;
             costs.kept_bytes += stage.mask_kept_bytes;
         }
     }
-    for term in group {
-        let share = placement
-            .split_of(term)
-            .and_then(|s| s.pieces.iter().find(|p| p.0 == worker))
-            .map_or(1.0, |p| p.1);
-        let jacobians = term.chain.len() as f64;
+    costs.imported_outputs = placement.imported_outputs(worker).len();
+    let share = |term: &Term| {
+        placement.split_of(term).and_then(|s| s.pieces.iter().find(|p| p.0 == worker)).map(|p| p.1)
+    };
+    let (whole, pieces): (Vec<&Term>, Vec<&Term>) = group.iter().partition(|t| share(t).is_none());
+    let whole: Vec<Term> = whole.into_iter().cloned().collect();
+    let passes = match linear {
+        true => factor(&whole).tangent_passes(),
+        false => whole.iter().map(|t| t.chain.len()).sum(),
+    };
+    let shares = pieces.iter().flat_map(|t| std::iter::repeat_n(share(t).expect("a piece"), t.chain.len()));
+    for share in std::iter::repeat_n(1.0, passes).chain(shares) {
         let piece = |half: f64, whole: f64| interpolate(share, half, whole);
-        costs.terms += jacobians * piece(stage.half_tangent_forward, stage.tangent_forward);
-        costs.backward += jacobians * piece(stage.half_tangent_backward, stage.tangent_backward);
-        costs.kept_bytes += jacobians * share * stage.tangent_kept_bytes;
+        costs.terms += piece(stage.half_tangent_forward, stage.tangent_forward);
+        costs.backward += piece(stage.half_tangent_backward, stage.tangent_backward);
+        costs.kept_bytes += share * stage.tangent_kept_bytes;
     }
     costs.sgd = placement.units_on(worker).len() as f64 * stage.unit_sgd;
     costs
@@ -287,8 +300,8 @@ pub fn predict(
     link: &Link,
 ) -> Prediction {
     let workers = placement.devices();
-    let reads_primal = network.tangent_reads_primal();
-    let exchanges = exchanges(placement, reads_primal);
+    let tangents = (network.tangent_reads_primal(), network.tangents_linear());
+    let exchanges = exchanges(placement, tangents.0);
     let two_phase = !exchanges.is_empty();
     let mut step = profile.home;
     let mut busy = vec![0.0; workers];
@@ -299,24 +312,31 @@ pub fn predict(
     for at in network.layers() {
         let stage = &profile.stages[at.stage];
         let costs: Vec<WorkerCosts> =
-            (0..workers).map(|w| worker_costs(placement, (reads_primal, &exchanges), w, stage)).collect();
+            (0..workers).map(|w| worker_costs(placement, (tangents, &exchanges), w, stage)).collect();
         let max = |f: &dyn Fn(&WorkerCosts) -> f64| costs.iter().map(f).fold(0.0, f64::max);
         let forward = match two_phase {
             true => max(&|c| c.primal) + max(&|c| c.terms),
             false => max(&|c| c.primal + c.terms),
         };
+        // Outputs received carry gradients back: the receivers find them first (their tangents'
+        // transposes, about their forward), then every worker runs its backward.
+        let backward = max(&|c| if c.imported_outputs > 0 { c.terms } else { 0.0 }) + max(&|c| c.backward);
         // Per worker: x1 out, its sum back, the upstream gradient out, its dL/dx1 back; the home adds
-        // the sums and the gradients; linearisation rows cross twice (to the home and on).
+        // the sums and the gradients; what workers send each other crosses twice (to the home and
+        // on), an output there and its gradient back.
         let messages = 4.0 * workers as f64 * link.message(stage.activation_bytes);
-        let masks = exchanges
+        let exchanged = exchanges
             .iter()
-            .map(|e| {
-                let (_, rows) = e.span.rows(profile.batch);
-                2.0 * link.message(stage.mask_bytes * rows as f64 / profile.batch as f64)
+            .map(|e| match e.what {
+                Exchanged::Rows(span) => {
+                    let (_, rows) = span.rows(profile.batch);
+                    2.0 * link.message(stage.mask_bytes * rows as f64 / profile.batch as f64)
+                }
+                Exchanged::Output => 4.0 * link.message(stage.activation_bytes),
             })
             .sum::<f64>();
         let adds = 2.0 * workers as f64 * profile.add[at.stage];
-        step += forward + max(&|c| c.backward) + messages + masks + adds;
+        step += forward + backward + messages + exchanged + adds;
         for (w, c) in costs.iter().enumerate() {
             busy[w] += c.primal + c.terms + c.backward + c.sgd;
             sgd[w] += c.sgd;

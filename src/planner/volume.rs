@@ -21,14 +21,16 @@
 //! to MPI's all-reduce: 4 bytes x (all parameters) per replica, counted once, as sent (what the
 //! all-reduce's algorithm moves on the wire: runtime/mpi/algorithms.rs).
 //!
-//! A term split by batch (runtime/placement/shares.rs) adds its linearisation rows in every forward
+//! An output F_i(x1) that a term on another worker starts from adds B x C x H x W activations per warp
+//! layer each way (the output, its gradient back). A term split by batch (runtime/placement/shares.rs)
+//! adds its linearisation rows in every forward
 //! (`Architecture::linearization_row_bytes`: the Table 1 unit's B_piece x C x H x W ReLU mask booleans,
 //! one byte each) per warp layer, from the rank of F_j to the home and from the home to the rank of the
 //! piece (each hop counted where it crosses ranks).
 
 use crate::model::Architecture;
 use crate::runtime::executor::{Plan, COLLECTIVE_GROUP_MIN};
-use crate::runtime::placement::shares::exchanges;
+use crate::runtime::placement::shares::{exchanges, Exchanged};
 use crate::runtime::Devices;
 /// Bytes of one int64 label.
 const LABEL: u64 = 8;
@@ -83,13 +85,19 @@ pub fn tensor_bytes_per_step(
         };
         total += buffers * share * activations_per_image(network) * activation_bytes;
         let placement = plan.placement.as_ref().expect("a split replica");
+        let row_bytes: u64 =
+            network.layers().iter().map(|at| network.linearization_row_bytes(at.stage)).sum();
         for e in exchanges(placement, network.tangent_reads_primal()) {
-            let rows = e.span.rows(share as i64).1 as u64;
             let hops =
                 [e.from, e.to].iter().filter(|&&g| devices.place(first + g).rank != home).count() as u64;
-            let row_bytes: u64 =
-                network.layers().iter().map(|at| network.linearization_row_bytes(at.stage)).sum();
-            total += hops * rows * row_bytes;
+            total += hops
+                * match e.what {
+                    Exchanged::Rows(span) => span.rows(share as i64).1 as u64 * row_bytes,
+                    // The output there, its gradient back.
+                    Exchanged::Output => {
+                        DIRECTIONS * share * activations_per_image(network) * activation_bytes
+                    }
+                };
         }
     }
     total

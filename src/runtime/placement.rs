@@ -208,13 +208,25 @@ impl Placement {
         self.groups.len()
     }
 
-    /// The units (0-based) whose weights device `device` must hold: every unit its terms read
-    /// (`F2'x1` reads unit 1, `F3'F2'F1` units 0, 1 and 2).
-    ///
-    /// # Panics
-    /// If `device >= self.devices()`.
+    /// The units (0-based) whose weights device `device` must hold: the units of its first-order terms
+    /// F_c and of every Jacobian its terms apply (`F2'x1` reads unit 1, `F3'F2'F1` units 1 and 2). A
+    /// term's vector F_i(x1) that another device evaluates is sent from there
+    /// ([`Placement::imported_outputs`]), so unit i is not held for it.
     pub fn units_on(&self, device: usize) -> BTreeSet<usize> {
-        self.groups[device].iter().flat_map(Term::units).collect()
+        let primal = self.groups[device].iter().filter(|t| t.chain.is_empty()).flat_map(Term::units);
+        let chains = self.groups[device].iter().flat_map(|t| t.chain.iter().copied());
+        primal.chain(chains).collect()
+    }
+
+    /// The units whose output F_i(x1) device `device`'s terms start from but another device evaluates
+    /// (the device of the term F_i): it receives F_i(x1) from there rather than computing it again.
+    pub fn imported_outputs(&self, device: usize) -> BTreeSet<usize> {
+        let group = &self.groups[device];
+        let starts = group.iter().filter_map(|t| match t.vector {
+            Vector::Primal(i) if !t.chain.is_empty() => Some(i),
+            _ => None,
+        });
+        starts.filter(|&i| !group.contains(&Term::primal(i))).collect()
     }
 
     /// The units held by more than one device, ascending. Each device computes a gradient for its copy

@@ -74,7 +74,7 @@ impl Served for GroupWorker {
             }
             worker::Command::BackwardInGroup { layer, bytes } => {
                 let grad = group::receive_broadcast(&self.group, bytes)?;
-                worker::Command::Backward { layer, grad, rows: Vec::new() }
+                worker::Command::Backward { layer, grad, returned: Vec::new() }
             }
             other => {
                 self.worker.send(other);

@@ -32,9 +32,9 @@ pub enum Command {
         train: bool,
         measure: bool,
     },
-    /// The first half of `Forward` where the placement exchanges linearisations
+    /// The first half of `Forward` where the placement exchanges outputs or linearisations
     /// (runtime/placement/shares.rs): the primal passes of layer `layer` at x1, kept for `Terms`;
-    /// replies `Reply::Rows` with the linearisation rows other workers' pieces read.
+    /// replies `Reply::Sent` with what other workers' terms read of them.
     Primal {
         layer: usize,
         #[serde(with = "serial::tensor")]
@@ -42,22 +42,22 @@ pub enum Command {
         train: bool,
         measure: bool,
     },
-    /// The second half: the sum of this worker's terms from the kept primal passes and the
-    /// linearisation rows sent for it; replies `Reply::Tensor` as `Forward` does.
-    Terms { layer: usize, rows: Vec<Rows>, measure: bool },
-    /// Backpropagate the last forward of `layer` for upstream gradient (B, C, H, W), and through the
-    /// linearisation rows it sent, the gradients their receivers found for them (`rows`): accumulates
-    /// the weight gradients and replies dL/dx1 of this worker's terms as `Reply::Tensor`.
+    /// The second half: the sum of this worker's terms from the kept primal passes and what other
+    /// workers sent for it; replies `Reply::Tensor` as `Forward` does.
+    Terms { layer: usize, received: Vec<Sent>, measure: bool },
+    /// Backpropagate the last forward of `layer` for upstream gradient (B, C, H, W), and through what
+    /// it sent, the gradients their receivers found for them (`returned`): accumulates the weight
+    /// gradients and replies dL/dx1 of this worker's terms as `Reply::Tensor`.
     Backward {
         layer: usize,
         #[serde(with = "serial::tensor")]
         grad: Tensor,
-        rows: Vec<Rows>,
+        returned: Vec<Sent>,
     },
-    /// Before `Backward`, where the linearisation rows a worker received carry gradients (a smooth
-    /// unit's): the gradient of <its terms' sum, `grad`> with respect to each of them; replies
-    /// `Reply::Rows`, addressed to the workers that sent them.
-    RowGradients {
+    /// Before `Backward`, where what a worker received carries gradients (an output, a smooth unit's
+    /// linearisation): the gradient of <its terms' sum, `grad`> with respect to each; replies
+    /// `Reply::Sent`, addressed to the workers that sent them.
+    ReceivedGradients {
         layer: usize,
         #[serde(with = "serial::tensor")]
         grad: Tensor,
@@ -93,24 +93,27 @@ pub enum Command {
     Parameters,
 }
 
-/// Rows of unit `unit`'s linearisation from worker `from` to worker `to`, whose pieces read them
-/// (runtime/placement/shares.rs); backwards, their gradients from `to`'s pieces to `from`.
+/// What worker `from` computed of unit `unit` for worker `to`'s terms (runtime/placement/shares.rs):
+/// the unit's output F_unit(x1), or the rows of its linearisation that `to`'s pieces read; backwards,
+/// their gradients from `to` to `from`.
 #[derive(Serialize, Deserialize)]
-pub struct Rows {
+pub struct Sent {
     pub from: usize,
     pub to: usize,
     pub unit: usize,
+    /// F_unit(x1) (one tensor) rather than linearisation rows.
+    pub output: bool,
     #[serde(with = "serial::tensor_list")]
     pub tensors: Vec<Tensor>,
-    /// Whether they carry gradients back to the weights and x1 of the worker that sent them (a
-    /// smooth unit's; the Table 1 unit's ReLU mask does not).
+    /// Whether they carry gradients back to the weights and x1 of the worker that sent them (an output
+    /// does, and a smooth unit's linearisation; the Table 1 unit's ReLU mask does not).
     pub differentiable: bool,
 }
 
 #[derive(Serialize, Deserialize)]
 pub enum Reply {
     Tensor(#[serde(with = "serial::tensor")] Tensor),
-    Rows(Vec<Rows>),
+    Sent(Vec<Sent>),
     Named(#[serde(with = "serial::named")] Named),
     Memory(DeviceMemory),
     Seconds(f64),
@@ -193,7 +196,7 @@ macro_rules! reply_holds {
 }
 reply_holds!(
     Tensor(Tensor),
-    Rows(Vec<Rows>),
+    Sent(Vec<Sent>),
     Named(Named),
     Seconds(f64),
     Names(Vec<String>),

@@ -109,10 +109,16 @@ pub(super) fn assert_same_step(got: &Path, expected: &Path) {
 
 /// The step over `ranks` MPI ranks with `placement` equals the step in one process on one device.
 fn model_parallel_matches_one_device(ranks: usize, placement: &str) {
+    variant_over_ranks_matches_one_device(ranks, "warpnet1", placement);
+}
+
+/// `model_parallel_matches_one_device` for `--variant variant`.
+fn variant_over_ranks_matches_one_device(ranks: usize, variant: &str, placement: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (over_ranks, alone) = (dir.path().join("mpi"), dir.path().join("one-device"));
-    run(mpirun(ranks, &[]).args(one_step(&over_ranks, &["--devices", "mpi", "--placement", placement])));
-    run(Command::new(BIN).args(one_step(&alone, &["--threads", "1"])));
+    let mpi = ["--variant", variant, "--devices", "mpi", "--placement", placement];
+    run(mpirun(ranks, &[]).args(one_step(&over_ranks, &mpi)));
+    run(Command::new(BIN).args(one_step(&alone, &["--variant", variant, "--threads", "1"])));
     assert_same_step(&over_ranks, &alone);
     let config = std::fs::read_to_string(over_ranks.join("config.toml")).unwrap();
     assert!(config.contains("devices = \"mpi\""), "the run records its devices:\n{config}");
@@ -132,6 +138,14 @@ fn split_term_over_ranks_step_equals_one_device() {
 #[test]
 fn three_ranks_model_parallel_step_equals_one_device() {
     model_parallel_matches_one_device(3, "[F1],[F2],[F2'x1]");
+}
+
+/// WarpNet2 K = 2 with F2'F1 away from F1: its worker receives F1(x1) from F1's rank (through the
+/// home) and sends its gradient back, over 2 and 3 ranks.
+#[test]
+fn an_output_sent_between_ranks_steps_as_one_device() {
+    variant_over_ranks_matches_one_device(2, "warpnet2", "[F1],[F2,F2'F1]");
+    variant_over_ranks_matches_one_device(3, "warpnet2", "[F1],[F2],[F2'F1]");
 }
 
 /// PIDs of the processes whose command line mentions `marker` and whose MPI rank is `rank`.

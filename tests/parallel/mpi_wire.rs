@@ -69,7 +69,7 @@ fn worker_commands_and_replies_round_trip() {
     match round_trip(&worker::Command::Backward {
         layer: 0,
         grad: transposed.shallow_clone(),
-        rows: Vec::new(),
+        returned: Vec::new(),
     }) {
         worker::Command::Backward { layer: 0, grad, .. } => assert_identical(&grad, &transposed.contiguous()),
         _ => panic!("a different command came back"),

@@ -132,6 +132,19 @@ fn model_parallel_matches_single_device() {
             "[F1,F2'x1:0.5],[F2,F3'x1:0.5],[F3,F2'x1:0.5,F3'x1:0.5]",
         ),
         (NetConfig::warp(2, 1, 1, 10, Variant::Released), "cpu:2", "[F1,F2'x1:0.5],[F2,F2'x1:0.5]"),
+        // Outputs sent between workers (runtime/placement/shares.rs): the device of F'_j receives
+        // F1 .. F_{j-1} from theirs and sends their gradients back; WarpNet2's two-phase schedule and
+        // the exact layer's, whose F3'F2'F1 needs F2'(F1) computed where F3' is; BN frozen in F'.
+        (NetConfig::warp(3, 1, 1, 10, Variant::Warpnet2), "cpu:3", "[F1],[F2,F2'F1],[F3,F3'F1,F3'F2]"),
+        (NetConfig::warp(3, 1, 1, 10, Variant::Exact), "cpu:3", "[F1],[F2,F2'F1],[F3,F3'F1,F3'F2,F3'F2'F1]"),
+        (
+            NetConfig {
+                derivative_bn: DerivativeBn::Frozen,
+                ..NetConfig::warp(2, 1, 1, 10, Variant::Warpnet2)
+            },
+            "cpu:2",
+            "[F1],[F2,F2'F1]",
+        ),
     ];
     for (i, (config, devices, placement)) in cases.iter().enumerate() {
         let initial = initial(config, i as i64);

@@ -157,9 +157,13 @@ fn units_on_and_replicated_units() {
     assert_eq!(two.units_on(1), BTreeSet::from([1]));
     assert!(two.replicated_units().is_empty());
 
+    // The higher-order terms' device applies F2' and F3'; F1(x1) and F2(x1) it receives from the
+    // devices of F1 and F2 (imported outputs), so unit 1 is not held there.
     let exact = Placement::default_for(Variant::Exact, 3, None);
-    assert_eq!(exact.units_on(3), BTreeSet::from([0, 1, 2]));
-    assert_eq!(exact.replicated_units(), vec![0, 1, 2]);
+    assert_eq!(exact.units_on(3), BTreeSet::from([1, 2]));
+    assert_eq!(exact.imported_outputs(3), BTreeSet::from([0, 1]));
+    assert_eq!(exact.replicated_units(), vec![1, 2]);
+    assert!(three.imported_outputs(2).is_empty(), "F2'x1 starts from x1");
 }
 
 #[test]

@@ -173,6 +173,11 @@ impl Architecture for NetConfig {
         self.jacobian() != Jacobian::Released
     }
 
+    /// The released map thresholds its vector: not linear.
+    fn tangents_linear(&self) -> bool {
+        self.jacobian() != Jacobian::Released
+    }
+
     /// With BN removed from F' (or the released map) a piece reads only its rows of the ReLU mask;
     /// BN tangents carry the whole batch's statistics.
     fn pieces_apart(&self) -> Result<(), String> {

@@ -190,6 +190,11 @@ impl Unit for ResidualUnit {
         }
     }
 
+    /// The released map thresholds the convolved vector: not linear in v, so never factored.
+    fn tangent_is_linear(&self) -> bool {
+        self.jacobian != Jacobian::Released
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
     }

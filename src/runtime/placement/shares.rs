@@ -118,27 +118,46 @@ pub fn check_pieces(splits: &[Split], network: &dyn Architecture) -> anyhow::Res
     }
 }
 
-/// The rows of unit `unit`'s linearisation that device `from` (which evaluates F_unit whole) sends
-/// device `to` (which holds a piece of F'_unit x1 on rows `span`) in every training forward.
+/// What one device sends another in every training forward, so that the receiver's terms read what
+/// the sender computed: the rows of unit `unit`'s linearisation that a piece of F'_unit x1 reads, or the
+/// output F_unit(x1) that a term of the receiver starts from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Exchange {
     pub unit: usize,
+    /// The device that evaluates F_unit whole.
     pub from: usize,
     pub to: usize,
-    pub span: Span,
+    pub what: Exchanged,
 }
 
-/// Every exchange of a warp layer's forward: none where a tangent reads no primal pass
-/// (`reads_primal` false: the released map).
+/// What an [`Exchange`] carries.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Exchanged {
+    /// The linearisation's rows `span` (the receiver's piece's rows).
+    Rows(Span),
+    /// F_unit(x1), whole.
+    Output,
+}
+
+/// Every exchange of a warp layer's forward: the outputs terms start from on another device than
+/// theirs, and the linearisation rows of pieces (none where a tangent reads no primal pass,
+/// `reads_primal` false: the released map).
 pub fn exchanges(placement: &Placement, reads_primal: bool) -> Vec<Exchange> {
-    if !reads_primal {
-        return Vec::new();
-    }
     let mut exchanges = Vec::new();
+    for to in 0..placement.devices() {
+        for unit in placement.imported_outputs(to) {
+            let from = placement.primal_device(unit);
+            exchanges.push(Exchange { unit, from, to, what: Exchanged::Output });
+        }
+    }
+    if !reads_primal {
+        return exchanges;
+    }
     for split in &placement.splits {
         let (unit, from) = (split.read_unit(), placement.primal_device(split.read_unit()));
         for &(to, _) in split.pieces.iter().filter(|&&(d, _)| d != from) {
-            exchanges.push(Exchange { unit, from, to, span: split.span(to).expect("a piece on `to`") });
+            let span = split.span(to).expect("a piece on `to`");
+            exchanges.push(Exchange { unit, from, to, what: Exchanged::Rows(span) });
         }
     }
     exchanges

@@ -23,7 +23,7 @@ use crate::runtime::mpi::Members;
 use crate::runtime::placement::shares::exchanges;
 use crate::runtime::placement::Placement;
 use crate::runtime::serial;
-use crate::runtime::worker::{self, Rows, Worker, WorkerSpec};
+use crate::runtime::worker::{self, Sent, Worker, WorkerSpec};
 
 /// The devices of a split replica's term workers, their intra-op threads, and over MPI ranks the
 /// replica group: the home's rank first, then the ranks of the workers on other ranks.
@@ -171,9 +171,9 @@ impl SplitReplica {
         }
         let started = std::time::Instant::now();
         let primal = || worker::Command::Primal { layer, x1: x1.shallow_clone(), train: true, measure };
-        let mut inboxes: Vec<Vec<Rows>> = self.workers.iter().map(|_| Vec::new()).collect();
+        let mut inboxes: Vec<Vec<Sent>> = self.workers.iter().map(|_| Vec::new()).collect();
         let mut differentiable = false;
-        for reply in self.each_worker(measure, |_| primal(), Worker::receive_as::<Vec<Rows>>) {
+        for reply in self.each_worker(measure, |_| primal(), Worker::receive_as::<Vec<Sent>>) {
             for rows in reply {
                 differentiable |= rows.differentiable;
                 inboxes[rows.to].push(rows);
@@ -183,7 +183,7 @@ impl SplitReplica {
         let mut inboxes = inboxes.into_iter();
         let terms = |_: usize| worker::Command::Terms {
             layer,
-            rows: inboxes.next().expect("one inbox per worker"),
+            received: inboxes.next().expect("one inbox per worker"),
             measure,
         };
         let sums = self.each_worker(measure, terms, Worker::receive_as::<Tensor>);
@@ -196,16 +196,16 @@ impl SplitReplica {
     /// each routed back to its sender, then every worker's backward through its terms and those rows.
     fn backward_through_rows(&mut self, layer: usize, grad: &Tensor) -> Tensor {
         let started = std::time::Instant::now();
-        let ask = |_| worker::Command::RowGradients { layer, grad: grad.shallow_clone() };
-        let mut inboxes: Vec<Vec<Rows>> = self.workers.iter().map(|_| Vec::new()).collect();
-        for rows in self.each_worker(false, ask, Worker::receive_as::<Vec<Rows>>).into_iter().flatten() {
+        let ask = |_| worker::Command::ReceivedGradients { layer, grad: grad.shallow_clone() };
+        let mut inboxes: Vec<Vec<Sent>> = self.workers.iter().map(|_| Vec::new()).collect();
+        for rows in self.each_worker(false, ask, Worker::receive_as::<Vec<Sent>>).into_iter().flatten() {
             inboxes[rows.to].push(rows);
         }
         let mut inboxes = inboxes.into_iter();
         let backward = |_| worker::Command::Backward {
             layer,
             grad: grad.shallow_clone(),
-            rows: inboxes.next().expect("one inbox per worker"),
+            returned: inboxes.next().expect("one inbox per worker"),
         };
         let sums = self.each_worker(false, backward, Worker::receive_as::<Tensor>);
         self.waiting += started.elapsed();
@@ -265,7 +265,8 @@ impl SplitReplica {
                 + match self.rows_differentiable[i] {
                     true => self.backward_through_rows(i, &g),
                     false => {
-                        let backward = |grad| worker::Command::Backward { layer: i, grad, rows: Vec::new() };
+                        let backward =
+                            |grad| worker::Command::Backward { layer: i, grad, returned: Vec::new() };
                         let in_group = |bytes| worker::Command::BackwardInGroup { layer: i, bytes };
                         self.sum_from_workers(false, &g, backward, in_group)
                     }

@@ -3,14 +3,14 @@
 
 use tch::{nn::VarStore, Device, Tensor};
 
-use super::{Command, Reply, Rows, WorkerSpec};
+use super::{Command, Reply, Sent, WorkerSpec};
 use crate::base::named::{assign_variables, copy_variables, Named};
 use crate::base::optimizer::Sgd;
 use crate::model::unit::Primal;
-use crate::model::warp::{Assignment, Imported, WarpLayer};
+use crate::model::warp::{receive_outputs, Assignment, Imported, WarpLayer};
 use crate::model::LayerIndex;
 use crate::runtime::memory::{heap_in_use, measurable, variable_bytes, DeviceMemory};
-use crate::runtime::placement::shares::{exchanges, Exchange};
+use crate::runtime::placement::shares::{exchanges, Exchange, Exchanged};
 
 /// What lives on the worker's thread.
 pub(super) struct WorkerState {
@@ -19,18 +19,18 @@ pub(super) struct WorkerState {
     home: Device,
     /// This worker's part of every warp layer, in forward order.
     layers: Vec<WarpLayer>,
-    /// What this worker evaluates of each layer: its terms' rows, the linearisations it imports and
-    /// exports (the same in every layer).
+    /// What this worker evaluates of each layer: its terms' rows, the outputs and linearisations it
+    /// imports and exports (the same in every layer).
     assignment: Assignment,
     /// Per layer, between a forward and its backward: (x1 as a leaf, the terms' sum).
     pending: Vec<Option<(Tensor, Tensor)>>,
     /// Per layer, between `Primal` and `Terms`: (x1 as a leaf, the primal passes run here).
     primals: Vec<Option<(Tensor, Vec<Option<Primal>>)>>,
-    /// Per layer, between a forward and its backward: the differentiable linearisation rows this
-    /// worker sent (as computed here, with their graph) and those it received (as leaves here).
-    sent: Vec<Vec<Rows>>,
-    received: Vec<Vec<Rows>>,
-    /// The linearisation rows this worker sends to other workers' pieces in every forward.
+    /// Per layer, between a forward and its backward: the differentiable tensors this worker sent (as
+    /// computed here, with their graph) and those it received (as leaves here).
+    sent: Vec<Vec<Sent>>,
+    received: Vec<Vec<Sent>>,
+    /// What this worker sends to other workers' terms in every forward.
     exports: Vec<Exchange>,
     /// The variables of the units whose F_c this worker evaluates.
     owned: Vec<String>,
@@ -75,13 +75,17 @@ impl WorkerState {
         let terms = spec.network.terms();
         assert!(group_terms.iter().all(|t| terms.contains(t)), "placement validated against the layer");
         let exchanges = exchanges(&spec.placement, spec.network.tangent_reads_primal());
-        let between = |to_or_from: fn(&Exchange) -> usize| -> Vec<usize> {
-            exchanges.iter().filter(|e| to_or_from(e) == spec.group).map(|e| e.unit).collect()
+        let units = |output: bool, to_or_from: fn(&Exchange) -> usize| -> Vec<usize> {
+            let matches =
+                |e: &&Exchange| to_or_from(e) == spec.group && (e.what == Exchanged::Output) == output;
+            exchanges.iter().filter(matches).map(|e| e.unit).collect()
         };
         let assignment = Assignment {
             spans: group_terms.iter().map(|t| spec.placement.span(spec.group, t)).collect(),
-            imported: between(|e| e.to),
-            exported: between(|e| e.from),
+            imported: units(false, |e| e.to),
+            exported: units(false, |e| e.from),
+            imported_outputs: units(true, |e| e.to),
+            exported_outputs: units(true, |e| e.from),
         };
         let mut owned = Vec::new();
         let layers: Vec<WarpLayer> =
@@ -139,60 +143,75 @@ impl WorkerState {
         reply
     }
 
-    /// `Command::Primal`: the primal passes of `layer` at x1, kept; the linearisation rows other
-    /// workers read (sent without their graph; the differentiable ones kept here for the backward).
+    /// `Command::Primal`: the primal passes of `layer` at x1, kept; what other workers' terms read of
+    /// them (sent without their graph; the differentiable ones kept here for the backward).
     fn primal(&mut self, layer: usize, x1: &Tensor, train: bool) -> Reply {
         let x1 = x1.to_device(self.device).detach().set_requires_grad(train);
         let warp = &self.layers[layer];
         let primals = warp.primal_passes(&warp.terms, &x1, train, &self.assignment);
         let batch = x1.size()[0];
-        let mut rows = Vec::new();
+        let mut replies = Vec::new();
         self.sent[layer].clear();
         for e in &self.exports {
-            let (start, count) = e.span.rows(batch);
-            let at = primals[e.unit].as_ref().and_then(|p| p.linearization.as_ref());
-            let tensors = warp.unit(e.unit).rows(at.expect("F_unit's pass linearises it"), start, count);
+            let primal = primals[e.unit].as_ref().expect("F_unit's pass runs here");
+            let tensors = match e.what {
+                Exchanged::Output => {
+                    vec![primal.output.as_ref().expect("exported outputs are computed").shallow_clone()]
+                }
+                Exchanged::Rows(span) => {
+                    let (start, count) = span.rows(batch);
+                    let at = primal.linearization.as_ref().expect("F_unit's pass linearises it");
+                    warp.unit(e.unit).rows(at, start, count)
+                }
+            };
             let differentiable = train && tensors.iter().any(Tensor::requires_grad);
-            let (from, to, unit) = (self.group, e.to, e.unit);
+            let (from, to, unit, output) = (self.group, e.to, e.unit, e.what == Exchanged::Output);
             let detached = tensors.iter().map(Tensor::detach).collect();
-            rows.push(Rows { from, to, unit, tensors: detached, differentiable });
+            replies.push(Sent { from, to, unit, output, tensors: detached, differentiable });
             if differentiable {
-                self.sent[layer].push(Rows { from, to, unit, tensors, differentiable });
+                self.sent[layer].push(Sent { from, to, unit, output, tensors, differentiable });
             }
         }
         self.primals[layer] = Some((x1, primals));
-        Reply::Rows(rows)
+        Reply::Sent(replies)
     }
 
-    /// `Command::Terms`: the sum of this worker's terms of `layer` from its kept primal passes and the
-    /// linearisation rows sent for it (leaves here, where they carry gradients).
-    fn terms(&mut self, layer: usize, rows: Vec<Rows>) -> Reply {
-        let (x1, primals) = self.primals[layer].take().expect("Primal before Terms");
+    /// `Command::Terms`: the sum of this worker's terms of `layer` from its kept primal passes and what
+    /// other workers sent for it (leaves here, where they carry gradients).
+    fn terms(&mut self, layer: usize, received: Vec<Sent>) -> Reply {
+        let (x1, mut primals) = self.primals[layer].take().expect("Primal before Terms");
         let device = self.device;
-        let rows: Vec<Rows> = rows
+        let received: Vec<Sent> = received
             .into_iter()
             .map(|r| {
                 let leaf = |t: &Tensor| t.to_device(device).detach().set_requires_grad(r.differentiable);
-                Rows { tensors: r.tensors.iter().map(leaf).collect(), ..r }
+                Sent { tensors: r.tensors.iter().map(leaf).collect(), ..r }
             })
             .collect();
-        let imported: Vec<Imported> = rows
+        let imported: Vec<Imported> = received
             .iter()
-            .map(|r| Imported { unit: r.unit, rows: r.tensors.iter().map(Tensor::shallow_clone).collect() })
+            .map(|r| match r.output {
+                true => Imported::Output { unit: r.unit, value: r.tensors[0].shallow_clone() },
+                false => Imported::Rows {
+                    unit: r.unit,
+                    rows: r.tensors.iter().map(Tensor::shallow_clone).collect(),
+                },
+            })
             .collect();
+        receive_outputs(&mut primals, &imported);
         let sum = self.layers[layer].sum_at(&x1, &primals, &imported, &self.assignment);
-        self.received[layer] = rows.into_iter().filter(|r| r.differentiable).collect();
+        self.received[layer] = received.into_iter().filter(|r| r.differentiable).collect();
         let reply = sum.detach().to_device(self.home);
         self.pending[layer] = Some((x1, sum));
         Reply::Tensor(reply)
     }
 
-    /// `Command::RowGradients`: d<sum, grad>/d(rows received), each addressed to its sender; the
-    /// graph is kept for the `Backward` that follows.
-    fn row_gradients(&mut self, layer: usize, grad: &Tensor) -> Reply {
+    /// `Command::ReceivedGradients`: d<sum, grad>/d(what was received), each addressed to its sender;
+    /// the graph is kept for the `Backward` that follows.
+    fn received_gradients(&mut self, layer: usize, grad: &Tensor) -> Reply {
         let received = &self.received[layer];
         if received.is_empty() {
-            return Reply::Rows(Vec::new());
+            return Reply::Sent(Vec::new());
         }
         let (_, sum) = self.pending[layer].as_ref().expect("a forward before its backward");
         let objective = (sum * grad.to_device(self.device)).sum(sum.kind());
@@ -203,22 +222,31 @@ impl WorkerState {
             .map(|r| {
                 let mut next = || gradients.next().expect("one gradient per leaf").to_device(self.home);
                 let tensors = r.tensors.iter().map(|_| next()).collect();
-                Rows { from: self.group, to: r.from, unit: r.unit, tensors, differentiable: false }
+                Sent {
+                    from: self.group,
+                    to: r.from,
+                    unit: r.unit,
+                    output: r.output,
+                    tensors,
+                    differentiable: false,
+                }
             })
             .collect();
-        Reply::Rows(rows)
+        Reply::Sent(rows)
     }
 
-    /// `Command::Backward`: the weight gradients of <sum, grad> plus, through each differentiable row
-    /// this worker sent, <row, its gradient at the receiver>; dL/dx1 of the same.
-    fn backward(&mut self, layer: usize, grad: &Tensor, rows: Vec<Rows>) -> Reply {
+    /// `Command::Backward`: the weight gradients of <sum, grad> plus, through each differentiable
+    /// tensor this worker sent, <tensor, its gradient at the receiver>; dL/dx1 of the same.
+    fn backward(&mut self, layer: usize, grad: &Tensor, returned: Vec<Sent>) -> Reply {
         let (x1, sum) = self.pending[layer].take().expect("a forward before its backward");
         self.received[layer].clear();
         let kind = sum.kind();
         // d/dtheta of <sum, grad> is the vector-Jacobian product grad^T d(sum)/dtheta.
         let mut objective = (sum * grad.to_device(self.device)).sum(kind);
-        for back in rows {
-            let sent = self.sent[layer].iter().find(|s| s.to == back.from && s.unit == back.unit);
+        for back in returned {
+            let sent = self.sent[layer]
+                .iter()
+                .find(|s| s.to == back.from && s.unit == back.unit && s.output == back.output);
             let sent = sent.expect("gradients come back for rows this worker sent");
             for (t, g) in sent.tensors.iter().zip(&back.tensors) {
                 objective = objective + (t * g.to_device(self.device)).sum(kind);
@@ -251,9 +279,11 @@ impl WorkerState {
             Command::Primal { layer, x1, train, measure } => {
                 self.measured(measure, |w| w.primal(layer, &x1, train))
             }
-            Command::Terms { layer, rows, measure } => self.measured(measure, |w| w.terms(layer, rows)),
-            Command::Backward { layer, grad, rows } => self.backward(layer, &grad, rows),
-            Command::RowGradients { layer, grad } => self.row_gradients(layer, &grad),
+            Command::Terms { layer, received, measure } => {
+                self.measured(measure, |w| w.terms(layer, received))
+            }
+            Command::Backward { layer, grad, returned } => self.backward(layer, &grad, returned),
+            Command::ReceivedGradients { layer, grad } => self.received_gradients(layer, &grad),
             Command::TakeGradients => {
                 let mut gradients = Named::new();
                 for (name, mut p) in self.vs.variables() {
