@@ -9,7 +9,7 @@
 #   scripts/gpu-check.sh [OUT_DIR]
 #     links the carried binaries against that machine's torch 2.11 (/opt/torch/.venv, or $TORCH_VENV)
 #     through LD_LIBRARY_PATH and runs, each step under its own time limit so that the whole finishes
-#     within 8 minutes on one H100 or H200 (the limits sum to 440 s):
+#     within 8 minutes on one H100 or H200 (the limits sum to 460 s):
 #       - the machine, and what scripts/setup.sh would install there (its --dry-run: the CUDA set);
 #       - the GPU-marked tests;
 #       - the main job, `warpnet demo`, on cuda:0 (3 epochs: the training path and the table, not the
@@ -17,6 +17,7 @@
 #       - `bench/compare.py --suite gpu` (WRN-37-4 and WarpNet1-37-4 with K=2, batch 128, cuda:0, against
 #         the same PyTorch step there, fp32) and `--suite gpu-precision` (bf16 against PyTorch's autocast);
 #       - `warpnet bench`'s executor table on workers sharing cuda:0, fp32 and bf16;
+#       - WarpNet2 and exact K = 3 (factored: K - 1 tangent passes) against their WRN twin on cuda:0;
 #       - `warpnet plan` from a profile measured on cuda:0, fp32 and bf16;
 #       - where the machine has OpenMPI, `warpnet bench --devices mpi` over 2 and 3 ranks on its GPU.
 #     Every step's output, its exit status and its seconds go to OUT_DIR/summary.md (default: $OUT, else
@@ -86,9 +87,9 @@ step "machine" 20 bash -c machine
 step "GPU-marked tests (tests/gpu.rs)" 55 "$GPU_DIR/gpu-tests" --ignored --test-threads 1
 step "the main job on cuda:0: warpnet demo --epochs 3" 55 \
   "$WARPNET_BIN" demo --epochs 3 --rounds 2 --out "$files/demo"
-step "bench/compare.py --suite gpu (fp32)" 65 \
+step "bench/compare.py --suite gpu (fp32)" 60 \
   "$python" bench/compare.py --suite gpu --rounds 2 --steps 8 --warmup 3 --out "$files/compare-fp32"
-step "bench/compare.py --suite gpu-precision (bf16)" 65 \
+step "bench/compare.py --suite gpu-precision (bf16)" 60 \
   "$python" bench/compare.py --suite gpu-precision --rounds 2 --steps 8 --warmup 3 --out "$files/compare-bf16"
 # The parallel executor's table on the one GPU: workers share cuda:0 and its default stream, so their
 # kernels queue one after another; this measures the executor's overhead there, not a multi-GPU speed-up.
@@ -99,6 +100,10 @@ for precision in fp32 bf16; do
     --run "wrn cuda:0" --run "wrn cuda:0,cuda:0" --run "warpnet1 k=2 cuda:0" \
     --run "warpnet1 k=2 cuda:0,cuda:0 [F1],[F2,F2'x1]" --run "warpnet1 k=2 cuda:0,cuda:0,cuda:0 [F1],[F2],[F2'x1]"
 done
+# Factored terms (K - 1 tangent passes): WarpNet2 and exact K = 3 against their WRN twin on cuda:0, bf16.
+step "warpnet bench: WRN-37-4 twins of WarpNet2 and exact K = 3 on cuda:0, batch 128, bf16" 30 \
+  "$WARPNET_BIN" bench --k 3 --nwarp 2 --width 4 --batch 128 --rounds 2 --steps 5 --warmup 2 --precision bf16 \
+  --out "$files/factored" --run "wrn cuda:0" --run "warpnet1 k=3 cuda:0" --run "warpnet2 k=3 cuda:0" --run "exact k=3 cuda:0"
 # A GPU profile for the step-time model (warpnet plan): WRN-37-4's units at batch 128 and the data-
 # parallel shares, saved so that this machine's predictions for NVLink and PCIe can be made from it.
 for precision in fp32 bf16; do
