@@ -39,9 +39,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 /// Makes `path` atomically with `write`, which is handed the temporary sibling to fill (a file, or a
-/// folder it creates), renamed over `path` once `write` succeeds.
+/// folder it creates), renamed over `path` once `write` succeeds. A write or rename that fails (a full
+/// disk, an I/O error) removes the temporary before it returns the error: it would hold the space the
+/// next attempt needs.
 pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> anyhow::Result<()>) -> anyhow::Result<()> {
     let tmp = temporary_sibling(path);
-    write(&tmp)?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot rename into place", path.display()))
+    let written = write(&tmp).and_then(|()| {
+        std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot rename into place", path.display()))
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp).or_else(|_| std::fs::remove_dir_all(&tmp));
+    }
+    written
 }

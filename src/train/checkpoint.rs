@@ -1,6 +1,11 @@
-//! Writing run artifacts atomically: to a temporary file in the same folder, then renamed over the
-//! target, so a crash never leaves a half-written file under the real name.
+//! Checkpoints and weights files, written atomically (a temporary file in the same folder renamed
+//! over the target, so a crash never leaves a half-written file under the real name), their tensors'
+//! checksums recorded in the sidecar and verified when read (checkpoint/integrity.rs); `--resume` takes
+//! the newest checkpoint that verifies.
 
+pub mod integrity;
+
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -29,10 +34,15 @@ pub fn save_weights(vs: &VarStore, path: &Path) -> anyhow::Result<()> {
 /// file and the first offending variable, and leaves `vs` untouched.
 pub fn load_weights(vs: &VarStore, path: &Path) -> anyhow::Result<()> {
     let first_line = |e: &dyn std::fmt::Display| e.to_string().lines().next().unwrap_or_default().to_string();
-    let stored: Named = Tensor::read_safetensors(path)
-        .map_err(|e| {
-            input_error(format!("{}: not a readable safetensors file ({})", path.display(), first_line(&e)))
-        })?
+    let stored = Tensor::read_safetensors(path).map_err(|e| {
+        input_error(format!("{}: not a readable safetensors file ({})", path.display(), first_line(&e)))
+    })?;
+    // A checkpoint's weights are checked against the checksums its sidecar recorded, where it has one.
+    let recorded = sidecar_of(path).and_then(|s| s.checksums);
+    if let Some(why) = recorded.and_then(|sums| integrity::mismatch(&stored, &sums)) {
+        crate::bail_input!("{}: damaged: {why}", path.display());
+    }
+    let stored: Named = stored
         .into_iter()
         // A checkpoint's safetensors also hold the optimizer's momentum: not part of the network.
         .filter(|(name, _)| !name.starts_with(MOMENTUM_PREFIX))
@@ -40,6 +50,14 @@ pub fn load_weights(vs: &VarStore, path: &Path) -> anyhow::Result<()> {
     check_names_and_shapes(path, vs, &stored)?;
     assign_variables(vs, &stored);
     Ok(())
+}
+
+/// The sidecar beside a checkpoint's weights (`step-N.json` beside `step-N.safetensors`), where one is
+/// there and reads.
+fn sidecar_of(weights: &Path) -> Option<Sidecar> {
+    let json = weights.with_extension("json");
+    let text = std::fs::read_to_string(&json).ok()?;
+    parse_sidecar(&text, &json).ok()
 }
 
 /// Checks that `stored` (read from `path`) holds exactly the variables of `vs` with their shapes.
@@ -111,6 +129,10 @@ pub struct Sidecar {
     pub train_seconds: f64,
     /// The seed of weights, data order and augmentation (also in `config`, kept here as the RNG state).
     pub seed: u64,
+    /// CRC-32 of every tensor of the safetensors beside it, by name (checkpoint/integrity.rs); absent
+    /// from checkpoints written before it was recorded, which are read unverified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksums: Option<BTreeMap<String, u32>>,
 }
 
 /// A checkpoint on disk: its safetensors and its sidecar.
@@ -137,10 +159,17 @@ pub fn save_checkpoint(
     let mut tensors: Vec<(String, Tensor)> =
         variables.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
     tensors.extend(momentum.iter().map(|(n, t)| (format!("{MOMENTUM_PREFIX}{n}"), t.shallow_clone())));
+    let sidecar = Sidecar { checksums: Some(integrity::checksums(&tensors)), ..sidecar.clone() };
     write_atomic_with(&tensors_path, |tmp| {
-        Tensor::write_safetensors(&tensors, tmp).with_context(|| format!("{}: cannot write", tmp.display()))
+        Tensor::write_safetensors(&tensors, tmp)
+            .with_context(|| format!("{}: cannot write", tmp.display()))?;
+        Ok(integrity::injected_failure(tmp)?)
+    })
+    .with_context(|| {
+        let bytes: usize = tensors.iter().map(|(_, t)| t.numel() * t.kind().elt_size_in_bytes()).sum();
+        format!("a checkpoint needs {:.1} MB free in {}", bytes as f64 / 1e6, dir.display())
     })?;
-    write_atomic(&dir.join(format!("{stem}.json")), serde_json::to_string_pretty(sidecar)?.as_bytes())?;
+    write_atomic(&dir.join(format!("{stem}.json")), serde_json::to_string_pretty(&sidecar)?.as_bytes())?;
     for old in complete_checkpoints(&dir)?.into_iter().rev().skip(keep.max(1)) {
         let _ = std::fs::remove_file(old.with_extension("safetensors"));
         let _ = std::fs::remove_file(old);
@@ -162,8 +191,8 @@ fn complete_checkpoints(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(found)
 }
 
-/// The newest complete checkpoint of the run folder `run`; an input error if there is none or its
-/// sidecar does not parse.
+/// The newest complete checkpoint of the run folder `run` that reads back whole and verifies; each
+/// newer one skipped is one warning line naming the file and why. An input error if there is none.
 pub fn latest_checkpoint(run: &Path) -> anyhow::Result<Checkpoint> {
     let dir = run.join(CHECKPOINTS);
     if !dir.is_dir() {
@@ -172,12 +201,38 @@ pub fn latest_checkpoint(run: &Path) -> anyhow::Result<Checkpoint> {
             run.display()
         );
     }
-    let Some(json) = complete_checkpoints(&dir)?.pop() else {
+    let complete = complete_checkpoints(&dir)?;
+    if complete.is_empty() {
         crate::bail_input!("--resume {}: no complete checkpoint in {}", run.display(), dir.display());
-    };
-    let text = std::fs::read_to_string(&json).with_context(|| format!("{}: cannot read", json.display()))?;
-    let sidecar = parse_sidecar(&text, &json)?;
-    Ok(Checkpoint { tensors: json.with_extension("safetensors"), sidecar })
+    }
+    for json in complete.iter().rev() {
+        match verified(json) {
+            Ok(checkpoint) => return Ok(checkpoint),
+            Err(why) => eprintln!("warning: {why:#}; resuming from an earlier checkpoint"),
+        }
+    }
+    crate::bail_input!(
+        "--resume {}: none of the {} checkpoints in {} verifies (each is named above)",
+        run.display(),
+        complete.len(),
+        dir.display()
+    )
+}
+
+/// The checkpoint whose sidecar is `json`, if the sidecar reads and the tensors beside it read back
+/// whole and match its checksums; else why not, naming the file.
+fn verified(json: &Path) -> anyhow::Result<Checkpoint> {
+    let text = std::fs::read_to_string(json).with_context(|| format!("{}: cannot read", json.display()))?;
+    let sidecar = parse_sidecar(&text, json)?;
+    let tensors = json.with_extension("safetensors");
+    let stored = Tensor::read_safetensors(&tensors).map_err(|e| {
+        let first = e.to_string().lines().next().unwrap_or_default().to_string();
+        anyhow::anyhow!("{}: not a readable safetensors file ({first})", tensors.display())
+    })?;
+    if let Some(why) = sidecar.checksums.as_ref().and_then(|sums| integrity::mismatch(&stored, sums)) {
+        anyhow::bail!("{}: damaged: {why}", tensors.display());
+    }
+    Ok(Checkpoint { tensors, sidecar })
 }
 
 /// Parses and checks a checkpoint sidecar read from `path` (named in errors): JSON of the right

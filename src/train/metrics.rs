@@ -87,6 +87,37 @@ impl MetricsLog {
             .collect()
     }
 
+    /// The records of `path` (none if it does not exist) and, where its last line does not read (an
+    /// append cut short by a crash), that line's number: it is left out. A line before the last that
+    /// does not read is an error, as in [`MetricsLog::read`].
+    pub fn read_tolerating_a_torn_end(path: &Path) -> anyhow::Result<(Vec<EpochRecord>, Option<usize>)> {
+        if !path.exists() {
+            return Ok((Vec::new(), None));
+        }
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let mut parsed: Vec<(usize, serde_json::Result<EpochRecord>)> = parse_records(&text).collect();
+        let torn = match parsed.last() {
+            Some((line, Err(_))) => Some(*line),
+            _ => None,
+        };
+        if torn.is_some() {
+            parsed.pop();
+        }
+        let records = parsed
+            .into_iter()
+            .map(|(line, record)| {
+                record.map_err(|e| {
+                    crate::error::input_error(format!(
+                        "{}: line {line}: not a metrics record: {e}",
+                        path.display()
+                    ))
+                })
+            })
+            .collect::<anyhow::Result<Vec<EpochRecord>>>()?;
+        Ok((records, torn))
+    }
+
     /// Replaces the log with exactly `records`, atomically.
     pub fn rewrite(path: &Path, records: &[EpochRecord]) -> anyhow::Result<()> {
         let mut text = String::new();
@@ -103,4 +134,21 @@ impl MetricsLog {
         self.file.flush()?;
         Ok(())
     }
+}
+
+/// The metrics of the run up to step `step` and the log to append to: records after the checkpoint's
+/// step (written before a kill) are dropped, they will be redone, and so is a last line cut short (an
+/// append a crash interrupted), with one warning.
+pub fn open_metrics(out_dir: &Path, step: usize) -> anyhow::Result<(Vec<EpochRecord>, MetricsLog)> {
+    let path = out_dir.join(super::run_folder::METRICS);
+    let (records, torn) = MetricsLog::read_tolerating_a_torn_end(&path)?;
+    if let Some(line) = torn {
+        eprintln!(
+            "warning: {}: line {line} is cut short (a crash during its append); dropped",
+            path.display()
+        );
+    }
+    let records: Vec<EpochRecord> = records.into_iter().filter(|r| r.step <= step).collect();
+    MetricsLog::rewrite(&path, &records)?;
+    Ok((records, MetricsLog::create(&path)?))
 }

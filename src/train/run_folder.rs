@@ -6,9 +6,13 @@
 //! RUN/metrics.jsonl       one line per epoch
 //! RUN/model.safetensors   final weights and BatchNorm statistics
 //! RUN/checkpoints/step-N.safetensors + .json   weights, statistics, momentum; the sidecar
+//! RUN/.lock               held by the one process that writes the run (`WriterLock`)
 //! ```
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use anyhow::Context;
 
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +45,69 @@ pub const DATA_INFO: &str = "data.json";
 pub const CONFIG: &str = "config.toml";
 /// One line per epoch (train/metrics.rs), in a run folder.
 pub const METRICS: &str = "metrics.jsonl";
+/// The file whose lock the run's one writer holds, in a run folder; it names that writer.
+pub const LOCK: &str = ".lock";
+
+/// The one writer of a run folder: an exclusive lock (flock) on RUN/.lock, held for the life of the
+/// run and released by the operating system when the process ends, however it ends, so a killed run
+/// leaves no stale lock. `train`, `train --resume` and the demo's trainings take it; readers (eval,
+/// predict, plot, convert) need none, since every file of a run is replaced by an atomic rename.
+#[derive(Debug)]
+pub struct WriterLock {
+    _file: std::fs::File,
+}
+
+impl WriterLock {
+    /// The lock of run folder `run` (created if missing); one line naming the folder and the process
+    /// that holds it if another does (exit 2).
+    pub fn acquire(run: &Path) -> anyhow::Result<WriterLock> {
+        std::fs::create_dir_all(run).with_context(|| format!("{}: cannot create", run.display()))?;
+        let path = run.join(LOCK);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("{}: cannot open", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                let holder = match holder.trim() {
+                    "" => "another process".to_string(),
+                    holder => holder.to_string(),
+                };
+                crate::bail_input!(
+                    "{}: another run writes this folder ({holder}); one writer at a time: wait for it to \
+                     end, or give another --out",
+                    run.display()
+                );
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("{}: cannot lock", path.display()))
+            }
+        }
+        let writer = format!("process {} on host {}", std::process::id(), host_name());
+        file.set_len(0)
+            .and_then(|()| file.write_all(writer.as_bytes()))
+            .and_then(|()| file.flush())
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+        Ok(WriterLock { _file: file })
+    }
+}
+
+/// This machine's host name ("unknown" where the system does not say).
+fn host_name() -> String {
+    let mut buffer = [0u8; 256];
+    // SAFETY: gethostname writes at most buffer.len() bytes into the buffer it is given.
+    let ok = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) } == 0;
+    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
+    match ok {
+        true => String::from_utf8_lossy(&buffer[..end]).into_owned(),
+        false => "unknown".into(),
+    }
+}
 
 impl DataInfo {
     pub fn write(&self, run: &Path) -> anyhow::Result<()> {
@@ -87,4 +154,12 @@ pub fn open(checkpoint: &Path) -> anyhow::Result<RunFiles> {
         crate::bail_input!("{}: {} class names", data_path.display(), data.class_names.len());
     }
     Ok(RunFiles { folder, config, data, weights: weights.to_path_buf() })
+}
+
+/// A new run's folder: created, with its config.toml and data.json.
+pub fn claim_folder(out_dir: &Path, config: &TrainConfig, data: DataInfo) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("{}: cannot create output folder", out_dir.display()))?;
+    write_atomic(&out_dir.join(CONFIG), toml::to_string(config)?.as_bytes())?;
+    data.write(out_dir)
 }

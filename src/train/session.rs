@@ -20,10 +20,11 @@ use super::evaluate::{evaluate, evaluation_precision};
 use super::metrics::{EpochRecord, MetricsLog};
 use super::outcome::{interrupt, parameter_count, Interrupted, RunSummary};
 use super::progress::{epoch_bar, print_epoch, Verbosity};
+use super::run_folder::WriterLock;
 use super::run_folder::{DataInfo, FINAL_WEIGHTS};
 use super::schedule::StepSchedule;
 use super::step::Stepper;
-use crate::base::atomic_file::{remove_stale_temporaries, write_atomic};
+use crate::base::atomic_file::remove_stale_temporaries;
 use crate::base::named::{assign_variables, copy_variables, Named};
 use crate::base::optimizer::Sgd;
 use crate::data::augment::Standardizer;
@@ -63,6 +64,8 @@ pub struct Session<'a> {
     records: Vec<EpochRecord>,
     log: MetricsLog,
     last_saved: Instant,
+    /// This process is the folder's one writer until the session ends.
+    _lock: WriterLock,
 }
 
 impl<'a> Session<'a> {
@@ -102,9 +105,11 @@ impl<'a> Session<'a> {
         };
         let stepper = stepper(&config, &net_config, &vs, momentum, precision)?;
         // Every check that can refuse the run is behind us: only now does a new run claim its folder,
-        // so a refused one leaves nothing there (its config.toml would make a rerun be refused).
+        // so a refused one leaves nothing there (its config.toml would make a rerun be refused). One
+        // writer at a time: a second `train --resume`, a requeued job, is refused here.
+        let lock = WriterLock::acquire(out_dir)?;
         if from.is_none() {
-            claim_folder(
+            super::run_folder::claim_folder(
                 out_dir,
                 &config,
                 DataInfo { class_names: splits.class_names.clone(), standardizer },
@@ -113,7 +118,7 @@ impl<'a> Session<'a> {
         // One run owns the folder: temporaries that a killed writer left are garbage.
         remove_stale_temporaries(out_dir);
         remove_stale_temporaries(&out_dir.join(CHECKPOINTS));
-        let (records, log) = open_metrics(out_dir, position)?;
+        let (records, log) = super::metrics::open_metrics(out_dir, position.step)?;
         let total_steps = config.iters.unwrap_or(config.epochs * steps_per_epoch);
         let session = Session {
             eval_precision: evaluation_precision(precision, config.devices.as_ref()),
@@ -143,6 +148,7 @@ impl<'a> Session<'a> {
             train_seconds,
             records,
             log,
+            _lock: lock,
         };
         session.announce(from.is_some(), &choice);
         Ok(session)
@@ -293,6 +299,7 @@ impl<'a> Session<'a> {
             progress: self.progress,
             train_seconds,
             seed: self.config.seed,
+            checksums: None, // save_checkpoint records them from what it writes
         };
         let variables = copy_variables(&self.vs, Device::Cpu);
         save_checkpoint(
@@ -315,7 +322,9 @@ impl<'a> Session<'a> {
                 checkpoints.display()
             );
         }
-        for file in [super::run_folder::CONFIG, super::run_folder::DATA_INFO, super::run_folder::METRICS] {
+        let files = [super::run_folder::CONFIG, super::run_folder::DATA_INFO, super::run_folder::METRICS];
+        // The lock's file too: this run ends with this error, and the folder is free for the next.
+        for file in files.into_iter().chain([super::run_folder::LOCK]) {
             let _ = std::fs::remove_file(self.out_dir.join(file));
         }
         anyhow::anyhow!(
@@ -384,22 +393,4 @@ fn stepper(
             Stepper::parallel(vs, momentum, &net_config.network(), devices, plan, sgd, precision)?
         }
     })
-}
-
-/// A new run's folder: created, with its config.toml and data.json.
-fn claim_folder(out_dir: &Path, config: &TrainConfig, data: DataInfo) -> anyhow::Result<()> {
-    std::fs::create_dir_all(out_dir)
-        .with_context(|| format!("{}: cannot create output folder", out_dir.display()))?;
-    write_atomic(&out_dir.join(super::run_folder::CONFIG), toml::to_string(config)?.as_bytes())?;
-    data.write(out_dir)
-}
-
-/// The metrics of the epochs up to `position` and the log to append to: lines of epochs after the
-/// checkpoint (written before a kill) are dropped, they will be redone.
-fn open_metrics(out_dir: &Path, position: Position) -> anyhow::Result<(Vec<EpochRecord>, MetricsLog)> {
-    let path = out_dir.join(super::run_folder::METRICS);
-    let records: Vec<EpochRecord> =
-        MetricsLog::read(&path)?.into_iter().filter(|r| r.epoch <= position.epoch).collect();
-    MetricsLog::rewrite(&path, &records)?;
-    Ok((records, MetricsLog::create(&path)?))
 }

@@ -40,6 +40,7 @@ fn valid_sidecar() -> Sidecar {
             data_wait_seconds: 0.25,
         },
         train_seconds: 120.5,
+        checksums: Some([("stem.conv.weight".to_string(), 0xdead_beef_u32)].into_iter().collect()),
     }
 }
 

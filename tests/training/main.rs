@@ -9,4 +9,5 @@ mod common;
 mod end_to_end;
 mod full_fashion_mnist;
 mod resume;
+mod run_folder_faults;
 mod warp_training;

@@ -12,7 +12,7 @@ use crate::common;
 
 /// Three epochs of 24 steps (1,536 images, batch 64) of the demo recipe on WRN-7-1, the lr dropping
 /// after the first: long enough to interrupt in the middle, short enough for CI.
-const RUN: [&str; 17] = [
+pub(super) const RUN: [&str; 17] = [
     "train",
     "--preset",
     "demo",
@@ -33,19 +33,19 @@ const RUN: [&str; 17] = [
     "--out",
 ];
 /// Steps of one epoch of RUN.
-const EPOCH: usize = 24;
+pub(super) const EPOCH: usize = 24;
 
-fn warpnet() -> Command {
+pub(super) fn warpnet() -> Command {
     Command::new(env!("CARGO_BIN_EXE_warpnet"))
 }
 
-fn finish(args: &[&str]) -> Output {
+pub(super) fn finish(args: &[&str]) -> Output {
     let out = warpnet().args(args).output().unwrap();
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     out
 }
 
-fn start(out: &Path, extra: &[&str]) -> Child {
+pub(super) fn start(out: &Path, extra: &[&str]) -> Child {
     let mut args: Vec<&str> = RUN.to_vec();
     args.push(out.to_str().unwrap());
     args.extend(extra);
@@ -53,7 +53,7 @@ fn start(out: &Path, extra: &[&str]) -> Child {
 }
 
 /// Waits until the run has a complete checkpoint (its .json sidecar) with at least `step` steps.
-fn wait_for_checkpoint(run: &Path, step: usize) {
+pub(super) fn wait_for_checkpoint(run: &Path, step: usize) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let found = std::fs::read_dir(run.join("checkpoints")).ok().is_some_and(|entries| {
@@ -72,7 +72,7 @@ fn wait_for_checkpoint(run: &Path, step: usize) {
 }
 
 /// Asserts two weight files hold the same tensors, bit for bit.
-fn assert_same_weights(a: &Path, b: &Path) {
+pub(super) fn assert_same_weights(a: &Path, b: &Path) {
     let read = |p: &Path| {
         let mut v = Tensor::read_safetensors(p).unwrap();
         v.sort_by(|x, y| x.0.cmp(&y.0));
@@ -87,7 +87,7 @@ fn assert_same_weights(a: &Path, b: &Path) {
 }
 
 /// The metrics lines without their timings.
-fn metrics(run: &Path) -> Vec<serde_json::Value> {
+pub(super) fn metrics(run: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()
         .lines()
@@ -101,7 +101,7 @@ fn metrics(run: &Path) -> Vec<serde_json::Value> {
 }
 
 /// The steps of the run's complete checkpoints, oldest first.
-fn checkpoint_steps(run: &Path) -> Vec<usize> {
+pub(super) fn checkpoint_steps(run: &Path) -> Vec<usize> {
     let mut steps: Vec<usize> = std::fs::read_dir(run.join("checkpoints"))
         .unwrap()
         .filter_map(|e| {
@@ -251,7 +251,7 @@ fn divergence_before_the_first_checkpoint_frees_the_folder() {
 }
 
 /// The files of a folder (names, sorted); empty when the folder does not exist.
-fn files(dir: &Path) -> Vec<String> {
+pub(super) fn files(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|entries| entries.map(|e| e.unwrap().file_name().into_string().unwrap()).collect())
         .unwrap_or_default();
