@@ -33,10 +33,7 @@ pub fn save_weights(vs: &VarStore, path: &Path) -> anyhow::Result<()> {
 /// network's variables with the network's shapes; any difference is one input-error line naming the
 /// file and the first offending variable, and leaves `vs` untouched.
 pub fn load_weights(vs: &VarStore, path: &Path) -> anyhow::Result<()> {
-    let first_line = |e: &dyn std::fmt::Display| e.to_string().lines().next().unwrap_or_default().to_string();
-    let stored = Tensor::read_safetensors(path).map_err(|e| {
-        input_error(format!("{}: not a readable safetensors file ({})", path.display(), first_line(&e)))
-    })?;
+    let stored = read_tensors(path)?;
     // A checkpoint's weights are checked against the checksums its sidecar recorded, where it has one.
     let recorded = sidecar_of(path).and_then(|s| s.checksums);
     if let Some(why) = recorded.and_then(|sums| integrity::mismatch(&stored, &sums)) {
@@ -50,6 +47,14 @@ pub fn load_weights(vs: &VarStore, path: &Path) -> anyhow::Result<()> {
     check_names_and_shapes(path, vs, &stored)?;
     assign_variables(vs, &stored);
     Ok(())
+}
+
+/// The tensors of a safetensors file; one input-error line naming it if it does not read.
+fn read_tensors(path: &Path) -> anyhow::Result<Vec<(String, Tensor)>> {
+    Tensor::read_safetensors(path).map_err(|e| {
+        let first = e.to_string().lines().next().unwrap_or_default().to_string();
+        input_error(format!("{}: not a readable safetensors file ({first})", path.display()))
+    })
 }
 
 /// The sidecar beside a checkpoint's weights (`step-N.json` beside `step-N.safetensors`), where one is
@@ -225,10 +230,7 @@ fn verified(json: &Path) -> anyhow::Result<Checkpoint> {
     let text = std::fs::read_to_string(json).with_context(|| format!("{}: cannot read", json.display()))?;
     let sidecar = parse_sidecar(&text, json)?;
     let tensors = json.with_extension("safetensors");
-    let stored = Tensor::read_safetensors(&tensors).map_err(|e| {
-        let first = e.to_string().lines().next().unwrap_or_default().to_string();
-        anyhow::anyhow!("{}: not a readable safetensors file ({first})", tensors.display())
-    })?;
+    let stored = read_tensors(&tensors)?;
     if let Some(why) = sidecar.checksums.as_ref().and_then(|sums| integrity::mismatch(&stored, sums)) {
         anyhow::bail!("{}: damaged: {why}", tensors.display());
     }
@@ -274,10 +276,7 @@ pub fn parse_sidecar(text: &str, path: &Path) -> anyhow::Result<Sidecar> {
 /// names and shapes of `vs` (one input-error line on any mismatch).
 pub fn read_checkpoint(checkpoint: &Checkpoint, vs: &VarStore) -> anyhow::Result<(Named, Named)> {
     let path = &checkpoint.tensors;
-    let first_line = |e: &dyn std::fmt::Display| e.to_string().lines().next().unwrap_or_default().to_string();
-    let stored = Tensor::read_safetensors(path).map_err(|e| {
-        input_error(format!("{}: not a readable safetensors file ({})", path.display(), first_line(&e)))
-    })?;
+    let stored = read_tensors(path)?;
     let (mut variables, mut momentum) = (Named::new(), Named::new());
     for (name, t) in stored {
         match name.strip_prefix(MOMENTUM_PREFIX) {
