@@ -177,6 +177,9 @@ pub fn channels_last(t: &Tensor) -> Tensor {
     if is_channels_last(t) {
         return t.shallow_clone();
     }
+    if t.dim() != 4 {
+        return t.contiguous(); // a layout of images (B, C, H, W) only: tokens and sequences as they are
+    }
     t.permute(NHWC).contiguous().permute(NCHW_FROM_NHWC)
 }
 

@@ -12,6 +12,7 @@ use tch::Tensor;
 
 use super::config::NetConfig;
 use super::terms::Term;
+use super::transformer::LmConfig;
 use super::unit::Unit;
 
 /// Where a warp layer sits: its stage and its index within the stage (both 0-based). Layers of one
@@ -92,9 +93,28 @@ pub trait Architecture: Send + Sync + fmt::Debug {
     /// The network's name for tables and logs ("WarpNet1-13-1").
     fn label(&self) -> String;
 
-    /// The configuration another MPI rank builds this architecture from; `None` for an architecture
-    /// that lives in this process only.
-    fn description(&self) -> Option<NetConfig>;
+    /// What another MPI rank builds this architecture from; `None` for an architecture that lives in
+    /// this process only.
+    fn description(&self) -> Option<Description>;
+}
+
+/// The architectures that can be built from a description (on another MPI rank, from a file).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Description {
+    /// The paper's Table 1 network.
+    Wrn(NetConfig),
+    /// The byte-level transformer language model.
+    Lm(LmConfig),
+}
+
+impl Description {
+    /// The architecture it describes.
+    pub fn network(self) -> Network {
+        match self {
+            Description::Wrn(config) => Arc::new(config),
+            Description::Lm(config) => Arc::new(config),
+        }
+    }
 }
 
 impl NetConfig {

@@ -8,9 +8,11 @@ use tch::{Kind, Reduction, Tensor};
 
 use super::layers::widened;
 
-/// Mean cross-entropy of `logits` (B, classes) against `labels` (B,), in at least fp32: a scalar.
+/// Mean cross-entropy of `logits` (B, classes) against `labels` (B,), in at least fp32: a scalar. A
+/// sequence model's (B, T, classes) against (B, T) is the mean over every position.
 pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Tensor {
-    widened(logits).cross_entropy_for_logits(labels)
+    let classes = *logits.size().last().expect("logits");
+    widened(logits).reshape([-1, classes]).cross_entropy_for_logits(&labels.reshape([-1]))
 }
 
 /// Cross-entropy of `logits` (B, classes) against `labels` (B,) summed over the batch, in at least fp32.

@@ -16,7 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tch::{Kind, Tensor};
 
 use crate::base::named::{Named, Snapshot};
-use crate::model::{NetConfig, Network};
+use crate::model::{Description, Network};
 use crate::precision::{is_channels_last, NCHW_FROM_NHWC, NHWC};
 
 /// `message` as bytes, appended to `bytes` (a header may precede it).
@@ -215,23 +215,23 @@ pub mod device {
     }
 }
 
-/// `Network` fields: the configuration the receiving rank builds the architecture from. An
+/// `Network` fields: the description the receiving rank builds the architecture from. An
 /// architecture without one (defined in this process alone) has no byte form.
 pub mod network {
     use super::*;
 
     pub fn serialize<S: Serializer>(network: &Network, serializer: S) -> Result<S::Ok, S::Error> {
-        let Some(config) = network.description() else {
+        let Some(description) = network.description() else {
             return Err(serde::ser::Error::custom(format!(
                 "{} is defined in this process alone: it cannot be built on another MPI rank",
                 network.label()
             )));
         };
-        config.serialize(serializer)
+        description.serialize(serializer)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Network, D::Error> {
-        Ok(NetConfig::deserialize(deserializer)?.network())
+        Ok(Description::deserialize(deserializer)?.network())
     }
 }
 

@@ -11,6 +11,7 @@ mod common;
 mod analysis;
 mod model_numerics;
 mod precision;
+mod transformer;
 mod warp_factored;
 mod warp_first_order;
 mod warp_gradients;

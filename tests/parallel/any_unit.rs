@@ -15,7 +15,7 @@ use warpnet::model::architecture::Module;
 use warpnet::model::terms::{self, Term};
 use warpnet::model::unit::{Linearization, Need, Primal, Unit};
 use warpnet::model::warp::WarpLayer;
-use warpnet::model::{Architecture, LayerIndex, Net, NetConfig, Network, Variant};
+use warpnet::model::{Architecture, Description, LayerIndex, Net, Network, Variant};
 use warpnet::planner::auto_placement;
 use warpnet::planner::profile::{self, Bench};
 use warpnet::planner::step_model::{links, predict, predict_wrn};
@@ -149,7 +149,7 @@ impl Architecture for FlatNet {
     fn label(&self) -> String {
         format!("FlatNet-{}x{}", self.layers, self.k)
     }
-    fn description(&self) -> Option<NetConfig> {
+    fn description(&self) -> Option<Description> {
         None
     }
 }

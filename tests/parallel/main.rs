@@ -13,3 +13,4 @@ mod mpi_wire;
 mod parallel_executor;
 mod placement;
 mod step_model;
+mod transformer_executor;

@@ -169,7 +169,7 @@ fn replica_commands_replies_and_starts_round_trip() {
     let initial = Snapshot { variables: named_copy(&variables), momentum: Named::new() };
     let sgd = SgdSettings::PAPER;
     let start = round_trip(&ReplicaStart { network: config.network(), layout, initial, sgd, peers: None });
-    assert_eq!(start.network.description(), Some(config.clone()));
+    assert_eq!(start.network.description(), Some(warpnet::model::Description::Wrn(config.clone())));
     assert_same_named(&start.initial.variables, &variables);
     assert!(start.initial.momentum.is_empty());
     assert_eq!((start.sgd.momentum, start.sgd.weight_decay), (0.9, 5e-4));

@@ -9,7 +9,7 @@ use std::any::Any;
 use tch::nn::Path;
 use tch::Tensor;
 
-use super::architecture::{Architecture, LayerIndex, Module};
+use super::architecture::{Architecture, Description, LayerIndex, Module};
 use super::config::{ModelKind, NetConfig, Variant, INPUT_SIDE, STAGES, STEM_CHANNELS};
 use super::layers::{BatchNorm2d, Conv3x3, Linear};
 use super::terms::{self, Term};
@@ -194,8 +194,8 @@ impl Architecture for NetConfig {
         NetConfig::label(self)
     }
 
-    fn description(&self) -> Option<NetConfig> {
-        Some(self.clone())
+    fn description(&self) -> Option<Description> {
+        Some(Description::Wrn(self.clone()))
     }
 }
 

@@ -1,0 +1,93 @@
+//! The transformer language model on the executor: its sublayers' terms placed on two workers (an
+//! output sent across, a term split by batch whose piece reads the other worker's linearisation) take
+//! the step the model takes on one device.
+//!
+//! Tolerance: float32, ||a - b|| <= 1e-4 ||b|| + 1e-7 per tensor: the workers add the same terms in
+//! another order and sum gradients from two devices (~1e-7 per operation, compounded over two
+//! blocks); a missing or misplaced term, or a gradient that did not come back, moves the step by
+//! percent.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tch::{nn::VarStore, Device, Tensor};
+use warpnet::base::named::{copy_variables, deep_copy, Named, Snapshot};
+use warpnet::base::optimizer::SgdSettings;
+use warpnet::model::transformer::norm::NormTangent;
+use warpnet::model::transformer::{LmConfig, LmVariant};
+use warpnet::model::{Net, Network};
+use warpnet::runtime::{Devices, Executor, Placement, Plan};
+
+/// Batch and context of the steps: tokens (4, 8).
+const BATCH: i64 = 4;
+const CONTEXT: i64 = 8;
+
+fn lm(variant: LmVariant) -> Network {
+    std::sync::Arc::new(LmConfig {
+        blocks: 2,
+        width: 16,
+        heads: 2,
+        context: CONTEXT as usize,
+        variant,
+        k: 2,
+        norm_tangent: NormTangent::Exact,
+    })
+}
+
+/// Tokens (B, T) and their next tokens (B, T), from a seeded generator.
+fn batch(seed: u64) -> (Tensor, Tensor) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let text: Vec<i64> = (0..BATCH * (CONTEXT + 1)).map(|_| rng.gen_range(0..256)).collect();
+    let text = Tensor::from_slice(&text).view([BATCH, CONTEXT + 1]);
+    (text.narrow(1, 0, CONTEXT).to_kind(tch::Kind::Float), text.narrow(1, 1, CONTEXT))
+}
+
+/// Two steps of `network` on `devices` with `placement` from `initial`: losses and variables.
+fn two_steps(
+    network: &Network,
+    initial: &Named,
+    devices: &str,
+    placement: Option<&str>,
+) -> (Vec<f64>, Named) {
+    let devices: Devices = devices.parse().unwrap();
+    let placement = placement.map(|p| Placement::parse(p, &network.terms()).unwrap());
+    let plan = Plan::new(&devices, placement).unwrap();
+    let start = Snapshot { variables: deep_copy(initial), momentum: Named::new() };
+    let mut executor = Executor::new(network, &devices, plan, &start, SgdSettings::PAPER).unwrap();
+    let losses = (0..2).map(|s| {
+        let (tokens, next) = batch(s);
+        executor.step(&tokens, &next, 0.1).loss
+    });
+    (losses.collect(), executor.variables(Device::Cpu))
+}
+
+#[test]
+fn placed_sublayers_step_as_one_device() {
+    let cases = [
+        (LmVariant::Parallel, "[F1],[F2]"),
+        // M'(x1) A(x1) away from A: A(x1) is sent across and its gradient comes back.
+        (LmVariant::Warpnet2, "[F1],[F2,F2'F1]"),
+        // M'(x1) x1 split by batch: the first worker's piece reads the MLP's linearisation rows
+        // (its norm's statistics and GELU's slope, which carry gradients back).
+        (LmVariant::Warpnet1, "[F1,F2'x1:0.5],[F2,F2'x1:0.5]"),
+    ];
+    for (i, (variant, placement)) in cases.into_iter().enumerate() {
+        let network = lm(variant);
+        tch::manual_seed(30 + i as i64);
+        let vs = VarStore::new(Device::Cpu);
+        let _net = Net::new(&vs.root(), &*network);
+        let initial = copy_variables(&vs, Device::Cpu);
+        let (one_losses, one) = two_steps(&network, &initial, "cpu:1", None);
+        let (two_losses, two) = two_steps(&network, &initial, "cpu:2", Some(placement));
+        for (a, b) in two_losses.iter().zip(&one_losses) {
+            assert!((a - b).abs() <= 1e-4 * b.abs(), "{variant:?} {placement}: loss {a} against {b}");
+        }
+        for (name, expected) in &one {
+            let difference = (&two[name] - expected).norm().double_value(&[]);
+            let size = expected.norm().double_value(&[]);
+            assert!(
+                difference <= 1e-4 * size + 1e-7,
+                "{variant:?} {placement}: {name} off by {difference} ({size})"
+            );
+        }
+    }
+}
