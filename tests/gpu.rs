@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 use warpnet::base::named::{assign_variables, copy_variables, deep_copy, Named, Snapshot};
-use warpnet::base::optimizer::Sgd;
+use warpnet::base::optimizer::Optimizer;
 use warpnet::base::optimizer::SgdSettings;
 use warpnet::model::{Net, NetConfig, Variant};
 use warpnet::precision::{Precision, PrecisionSetting};
@@ -43,7 +43,7 @@ fn loss_and_gradients(config: &NetConfig, initial: &Named, device: Device) -> (f
     let (images, labels) = batch(1, Kind::Double);
     let loss =
         net.forward(&images.to_device(device), true).cross_entropy_for_logits(&labels.to_device(device));
-    let sgd = Sgd::new(&vs, SgdSettings { weight_decay: 0.0, ..SgdSettings::PAPER });
+    let sgd = Optimizer::new(&vs, SgdSettings { weight_decay: 0.0, ..SgdSettings::PAPER });
     let gradients = sgd.gradients(&loss).iter().map(|g| g.to_device(Device::Cpu)).collect::<Vec<_>>();
     let named = sgd.names().map(str::to_string).zip(gradients).collect();
     (loss.double_value(&[]), named)
@@ -100,7 +100,7 @@ fn gpu_parallel_executor_matches_one_cpu_step() {
     let net = Net::new(&vs.root(), &config);
     let initial = copy_variables(&vs, Device::Cpu);
     let (images, labels) = batch(2, Kind::Float);
-    let mut reference = Sgd::new(&vs, sgd);
+    let mut reference = Optimizer::new(&vs, sgd);
     let loss = net.forward(&images, true).cross_entropy_for_logits(&labels);
     let gradients = reference.gradients(&loss);
     reference.step(&gradients, 0.1);
@@ -152,7 +152,7 @@ fn gpu_bf16_matches_cpu_fp32_within_bf16_rounding() {
             let logits = net.forward(&precision.input(&images.to_device(device)), false);
             let convolutions = warpnet::model::op_count::read().convolutions;
             let loss = warpnet::model::loss::cross_entropy(&logits, &labels.to_device(device));
-            let sgd = Sgd::new(&vs, SgdSettings { weight_decay: 0.0, ..SgdSettings::PAPER });
+            let sgd = Optimizer::new(&vs, SgdSettings { weight_decay: 0.0, ..SgdSettings::PAPER });
             let flat: Vec<Tensor> =
                 sgd.gradients(&loss).iter().map(|g| g.to_device(Device::Cpu).flatten(0, -1)).collect();
             (

@@ -1,12 +1,15 @@
-//! SGD with momentum and weight decay, PyTorch's update rule, with its state in plain tensors (so a
-//! checkpoint can hold it).
+//! The optimizers, PyTorch's update rules, with their state in plain tensors (so a checkpoint can hold
+//! it): SGD with momentum and weight decay (the paper's), and AdamW (the transformer's).
 //!
-//! For each parameter p with gradient g:  d = g + wd * p;  buf = momentum * buf + d;  p -= lr * buf.
+//! SGD, for each parameter p with gradient g:  d = g + wd * p;  buf = momentum * buf + d;  p -= lr * buf.
 //! (PyTorch starts buf at d on the first step; starting at zero gives the same first buf.)
 //!
-//! Gradients are values, not accumulators: [`Sgd::gradients`] returns dL/dp for every parameter
+//! AdamW at step t:  p -= lr * wd * p (matrices only: parameters of two or more dimensions);
+//! m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).
+//!
+//! Gradients are values, not accumulators: [`Optimizer::gradients`] returns dL/dp for every parameter
 //! (`torch.autograd.grad`), so nothing is zeroed between steps and gradients from several replicas can
-//! be summed before [`Sgd::step`].
+//! be summed before [`Optimizer::step`].
 
 use tch::{nn::VarStore, Tensor};
 
@@ -26,27 +29,72 @@ impl SgdSettings {
 /// The paper's initial learning rate (section 4.1); timing loops step at it.
 pub const PAPER_LR: f64 = 0.1;
 
-pub struct Sgd {
-    /// Trainable parameters by name, sorted by name so the update order never depends on a hash map.
-    params: Vec<(String, Tensor)>,
-    /// Momentum buffers, one per parameter, same shapes.
-    buffers: Vec<Tensor>,
-    pub settings: SgdSettings,
+/// What AdamW needs besides the learning rate.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AdamWSettings {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// Decoupled weight decay, on matrices only.
+    pub weight_decay: f64,
 }
 
-impl Sgd {
-    pub fn new(vs: &VarStore, settings: SgdSettings) -> Self {
+impl AdamWSettings {
+    /// GPT's: betas (0.9, 0.95), eps 1e-8, weight decay 0.1.
+    pub const GPT: AdamWSettings = AdamWSettings { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1 };
+}
+
+/// An update rule and its settings; every device of a run uses the same.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum OptimizerSettings {
+    Sgd(SgdSettings),
+    AdamW(AdamWSettings),
+}
+
+impl From<SgdSettings> for OptimizerSettings {
+    fn from(settings: SgdSettings) -> Self {
+        OptimizerSettings::Sgd(settings)
+    }
+}
+
+/// The state key of AdamW's second moment of parameter `name` (its first moment is under `name`).
+fn second_moment(name: &str) -> String {
+    format!("{name}{SECOND_MOMENT}")
+}
+/// Suffix of the second moments' keys in [`Optimizer::momentum`].
+const SECOND_MOMENT: &str = ".exp_avg_sq";
+/// The key of AdamW's step count in [`Optimizer::momentum`] (a scalar).
+const ADAMW_STEPS: &str = "adamw.steps";
+
+pub struct Optimizer {
+    /// Trainable parameters by name, sorted by name so the update order never depends on a hash map.
+    params: Vec<(String, Tensor)>,
+    /// Per parameter, same shapes: SGD's momentum buffer; AdamW's first and second moments.
+    buffers: Vec<Vec<Tensor>>,
+    /// Steps taken (AdamW's bias correction).
+    steps: i64,
+    pub settings: OptimizerSettings,
+}
+
+impl Optimizer {
+    pub fn new(vs: &VarStore, settings: impl Into<OptimizerSettings>) -> Self {
         let mut params: Vec<(String, Tensor)> =
             vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
         params.sort_by(|a, b| a.0.cmp(&b.0));
         Self::over(params, settings)
     }
 
-    /// SGD over the given (name, parameter) pairs, sorted by name.
-    pub fn over(mut params: Vec<(String, Tensor)>, settings: SgdSettings) -> Self {
+    /// An optimizer over the given (name, parameter) pairs, sorted by name.
+    pub fn over(mut params: Vec<(String, Tensor)>, settings: impl Into<OptimizerSettings>) -> Self {
         params.sort_by(|a, b| a.0.cmp(&b.0));
-        let buffers = params.iter().map(|(_, p)| p.zeros_like()).collect();
-        Sgd { params, buffers, settings }
+        let settings = settings.into();
+        let per_parameter = match settings {
+            OptimizerSettings::Sgd(_) => 1,
+            OptimizerSettings::AdamW(_) => 2,
+        };
+        let buffers =
+            params.iter().map(|(_, p)| (0..per_parameter).map(|_| p.zeros_like()).collect()).collect();
+        Optimizer { params, buffers, steps: 0, settings }
     }
 
     /// dL/dp for every parameter, in the order of [`Sgd::names`]; a parameter the loss does not reach
@@ -60,15 +108,32 @@ impl Sgd {
             .collect()
     }
 
-    /// One update with learning rate `lr` from `gradients` (one per parameter, as [`Sgd::gradients`]).
-    /// The gradients are read, not modified (several devices may hold the same summed gradient).
+    /// One update with learning rate `lr` from `gradients` (one per parameter, as
+    /// [`Optimizer::gradients`]). The gradients are read, not modified (several devices may hold the
+    /// same summed gradient).
     pub fn step(&mut self, gradients: &[Tensor], lr: f64) {
         assert_eq!(gradients.len(), self.params.len(), "one gradient per parameter");
+        self.steps += 1;
+        let steps = self.steps as i32;
         tch::no_grad(|| {
-            for (((_, p), buf), g) in self.params.iter_mut().zip(&mut self.buffers).zip(gradients) {
-                let decayed = g + &*p * self.settings.weight_decay; // d = g + wd * p
-                let _ = buf.g_mul_scalar_(self.settings.momentum).g_add_(&decayed); // buf = m * buf + d
-                let _ = p.g_add_(&(&*buf * -lr)); // p -= lr * buf
+            for (((_, p), buffers), g) in self.params.iter_mut().zip(&mut self.buffers).zip(gradients) {
+                match self.settings {
+                    OptimizerSettings::Sgd(s) => {
+                        let decayed = g + &*p * s.weight_decay; // d = g + wd * p
+                        let _ = buffers[0].g_mul_scalar_(s.momentum).g_add_(&decayed); // buf = m * buf + d
+                        let _ = p.g_add_(&(&buffers[0] * -lr)); // p -= lr * buf
+                    }
+                    OptimizerSettings::AdamW(s) => {
+                        if p.dim() >= 2 {
+                            let _ = p.g_mul_scalar_(1.0 - lr * s.weight_decay);
+                        }
+                        let _ = buffers[0].g_mul_scalar_(s.beta1).g_add_(&(g * (1.0 - s.beta1)));
+                        let _ = buffers[1].g_mul_scalar_(s.beta2).g_add_(&(g * g * (1.0 - s.beta2)));
+                        let first = &buffers[0] / (1.0 - s.beta1.powi(steps));
+                        let second = &buffers[1] / (1.0 - s.beta2.powi(steps));
+                        let _ = p.g_add_(&(first / (second.sqrt() + s.eps) * -lr));
+                    }
+                }
             }
         });
     }
@@ -78,24 +143,88 @@ impl Sgd {
         self.params.iter().map(|(n, _)| n.as_str())
     }
 
-    /// (name, momentum buffer) pairs, sorted by name.
-    pub fn state(&self) -> impl Iterator<Item = (&str, &Tensor)> {
-        self.names().zip(&self.buffers)
-    }
-
-    /// Copies of the momentum buffers by parameter name, on `device` (for a checkpoint).
+    /// Copies of the optimizer's state by key, on `device` (for a checkpoint): SGD's momentum buffers
+    /// and AdamW's first moments by parameter name, AdamW's second moments by name + ".exp_avg_sq" and
+    /// its step count.
     pub fn momentum(&self, device: tch::Device) -> std::collections::BTreeMap<String, Tensor> {
-        self.state().map(|(n, b)| (n.to_string(), b.to_device(device).copy())).collect()
+        let mut state = std::collections::BTreeMap::new();
+        for ((name, _), buffers) in self.params.iter().zip(&self.buffers) {
+            state.insert(name.clone(), buffers[0].to_device(device).copy());
+            if let Some(second) = buffers.get(1) {
+                state.insert(second_moment(name), second.to_device(device).copy());
+            }
+        }
+        if let OptimizerSettings::AdamW(_) = self.settings {
+            state.insert(ADAMW_STEPS.into(), Tensor::from(self.steps));
+        }
+        state
     }
 
-    /// Restores the momentum buffers from `values` (by parameter name; names it lacks keep theirs).
+    /// Restores the state from `values` (keys as [`Optimizer::momentum`] writes them; keys it lacks
+    /// keep theirs).
     pub fn set_momentum(&mut self, values: &std::collections::BTreeMap<String, Tensor>) {
         tch::no_grad(|| {
-            for ((name, _), buffer) in self.params.iter().zip(&mut self.buffers) {
-                if let Some(value) = values.get(name) {
-                    buffer.copy_(value);
+            for ((name, _), buffers) in self.params.iter().zip(&mut self.buffers) {
+                let keys = [name.clone(), second_moment(name)];
+                for (buffer, key) in buffers.iter_mut().zip(keys) {
+                    if let Some(value) = values.get(&key) {
+                        buffer.copy_(value);
+                    }
                 }
             }
         });
+        if let Some(steps) = values.get(ADAMW_STEPS) {
+            self.steps = steps.int64_value(&[]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two AdamW steps against the update rule computed by hand in f64 (the module docs'), one matrix
+    /// (decayed) and one vector (not): the same numbers to float64 rounding.
+    #[test]
+    fn adamw_steps_as_its_rule_says() {
+        let settings = AdamWSettings { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1 };
+        let matrix = Tensor::from_slice(&[1.0f64, -2.0, 0.5, 3.0]).view([2, 2]);
+        let vector = Tensor::from_slice(&[0.25f64, -1.5]);
+        let params = vec![("m".to_string(), matrix.copy()), ("v".to_string(), vector.copy())];
+        let mut adamw = Optimizer::over(params, OptimizerSettings::AdamW(settings));
+        let gradients = [
+            Tensor::from_slice(&[0.1f64, -0.2, 0.3, 0.4]).view([2, 2]),
+            Tensor::from_slice(&[-0.5f64, 0.05]),
+        ];
+        let lr = 0.01;
+        adamw.step(&gradients, lr);
+        adamw.step(&gradients, lr);
+        // By hand, element by element: the same gradient twice, so m_t = (1 - b1^t) g and
+        // v_t = (1 - b2^t) g^2, and the bias-corrected step is g / (|g| + eps) each time.
+        let expected = |p0: f64, g: f64, decayed: bool| {
+            let decay = if decayed { 1.0 - lr * settings.weight_decay } else { 1.0 };
+            let step = lr * g / (g.abs() + settings.eps);
+            (p0 * decay - step) * decay - step
+        };
+        let state = adamw.momentum(tch::Device::Cpu);
+        assert_eq!(state[ADAMW_STEPS].int64_value(&[]), 2);
+        for ((name, p0, decayed), g) in
+            [("m", &matrix, true), ("v", &vector, false)].into_iter().zip(&gradients)
+        {
+            let got =
+                Vec::<f64>::try_from(adamw.params.iter().find(|(n, _)| n == name).unwrap().1.flatten(0, -1))
+                    .unwrap();
+            let (p0, g) = (
+                Vec::<f64>::try_from(p0.flatten(0, -1)).unwrap(),
+                Vec::<f64>::try_from(g.flatten(0, -1)).unwrap(),
+            );
+            for ((got, p0), g) in got.iter().zip(p0).zip(g) {
+                assert!(
+                    (got - expected(p0, g, decayed)).abs() < 1e-12,
+                    "{name}: {got} against {}",
+                    expected(p0, g, decayed)
+                );
+            }
+        }
     }
 }

@@ -16,7 +16,7 @@ use serde::Serialize;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use super::flags::{parse_device, positive, PrecisionFlag, WarpFlags};
-use crate::base::optimizer::{Sgd, SgdSettings, PAPER_LR};
+use crate::base::optimizer::{Optimizer, SgdSettings, PAPER_LR};
 use crate::model::config::BENCH_CLASSES;
 use crate::model::config::{INPUT_CHANNELS, INPUT_SIDE};
 use crate::model::warp::PrimalSharing;
@@ -221,7 +221,7 @@ pub fn bench_training_step(config: &NetConfig, args: &BenchArgs, precision: Prec
     if args.per_term_primals {
         net.set_primal_sharing(PrimalSharing::PerTerm);
     }
-    let mut sgd = Sgd::new(&vs, SgdSettings::PAPER);
+    let mut sgd = Optimizer::new(&vs, SgdSettings::PAPER);
     let batch = args.batch as i64;
     let (channels, side) = (INPUT_CHANNELS as i64, INPUT_SIDE as i64);
     let images = Tensor::randn([batch, channels, side, side], (Kind::Float, device)); // (B, 3, 32, 32)

@@ -10,7 +10,7 @@ use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use super::stats::median;
 use super::step_model::{Profile, StageCosts};
-use crate::base::optimizer::{Sgd, SgdSettings};
+use crate::base::optimizer::{Optimizer, SgdSettings};
 use crate::model::unit::{Linearization, Need, Unit};
 use crate::model::{loss, Architecture, LayerIndex};
 use crate::precision::Precision;
@@ -234,7 +234,7 @@ fn stage_costs(
         }
         Err(_) => (tangent_forward / 2.0, tangent_backward / 2.0),
     };
-    let mut sgd = Sgd::new(&vs, SgdSettings::PAPER);
+    let mut sgd = Optimizer::new(&vs, SgdSettings::PAPER);
     let variables = vs.variables();
     let gradients: Vec<Tensor> = sgd.names().map(|n| variables[n].zeros_like()).collect();
     let unit_sgd = clock.time(|| sgd.step(&gradients, 0.0));

@@ -19,7 +19,7 @@ use super::mpi::Members;
 use super::placement::Placement;
 use super::replica::{self, Layout, Replica};
 use crate::base::named::{accumulate, deep_copy, Named, Snapshot};
-use crate::base::optimizer::SgdSettings;
+use crate::base::optimizer::OptimizerSettings;
 use crate::model::Network;
 use crate::precision::{MemoryFormat, Precision};
 
@@ -103,8 +103,9 @@ impl Executor {
         devices: &Devices,
         plan: Plan,
         initial: &Snapshot,
-        sgd: SgdSettings,
+        optimizer: impl Into<OptimizerSettings>,
     ) -> anyhow::Result<Self> {
+        let optimizer: OptimizerSettings = optimizer.into();
         super::device::check_available(devices)?;
         if let Some(placement) = &plan.placement {
             super::placement::shares::check_pieces(&placement.splits, &**network)?;
@@ -139,7 +140,7 @@ impl Executor {
                     },
                 };
                 let at = (home.rank, peers.clone());
-                Replica::spawn(network.clone(), layout, initial.deep_copy(), sgd, at)
+                Replica::spawn(network.clone(), layout, initial.deep_copy(), optimizer, at)
             })
             .collect();
         let whole_steps = peers.is_some() || plan.replicas == 1;

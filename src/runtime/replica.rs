@@ -22,7 +22,7 @@ use split::{SplitReplica, WorkerDevices};
 use super::hosted::{self, Hosted};
 use super::serial;
 use crate::base::named::{assign_variables, copy_variables, Named, Snapshot};
-use crate::base::optimizer::{Sgd, SgdSettings};
+use crate::base::optimizer::{Optimizer, OptimizerSettings};
 use crate::model::{loss, Net, Network};
 
 /// How a replica is laid out; `threads` are libtorch intra-op threads of the replica's own thread.
@@ -55,7 +55,7 @@ pub struct ReplicaStart {
     pub layout: Layout,
     #[serde(with = "serial::snapshot")]
     pub initial: Snapshot,
-    pub sgd: SgdSettings,
+    pub optimizer: OptimizerSettings,
     /// The homes of every replica, when the replicas sum their gradients over MPI.
     pub peers: Option<Members>,
 }
@@ -143,11 +143,11 @@ impl Replica {
         network: Network,
         layout: Layout,
         initial: Snapshot,
-        sgd: SgdSettings,
+        optimizer: OptimizerSettings,
         (rank, peers): (usize, Option<Members>),
     ) -> Self {
         if rank != super::mpi::rank() {
-            let start = ReplicaStart { network, layout, initial, sgd, peers };
+            let start = ReplicaStart { network, layout, initial, optimizer, peers };
             return Replica { link: Box::new(hosted::start(rank, Hosted::Replica, &start)) };
         }
         let name = match &layout {
@@ -158,12 +158,12 @@ impl Replica {
             let state = match layout {
                 Layout::Whole { device, threads } => {
                     tch::set_num_threads(threads as i32);
-                    State::Whole(WholeReplica::new(&*network, device, &initial, sgd))
+                    State::Whole(WholeReplica::new(&*network, device, &initial, optimizer))
                 }
                 Layout::Split { home, threads, placement, workers, threads_per_worker, collective } => {
                     tch::set_num_threads(threads as i32);
                     let devices = WorkerDevices { devices: workers, threads: threads_per_worker, collective };
-                    State::Split(SplitReplica::new(&network, home, &placement, &devices, &initial, sgd))
+                    State::Split(SplitReplica::new(&network, home, &placement, &devices, &initial, optimizer))
                 }
             };
             let peers = peers.as_ref().map(Group::new);
@@ -245,8 +245,9 @@ impl State {
                 r.gradients(&images, &labels, scale, measure)
             }
             (State::Whole(r), Command::Apply { gradients, lr }) => {
-                let mine: Vec<Tensor> = r.sgd.names().map(|n| gradients[n].to_device(r.device)).collect();
-                r.sgd.step(&mine, lr);
+                let mine: Vec<Tensor> =
+                    r.optimizer.names().map(|n| gradients[n].to_device(r.device)).collect();
+                r.optimizer.step(&mine, lr);
                 Reply::Done
             }
             (State::Split(r), Command::Apply { gradients, lr }) => r.apply(gradients, lr),
@@ -254,7 +255,7 @@ impl State {
             (State::Split(r), Command::Variables) => Reply::Variables(r.variables()),
             (State::Whole(_), Command::WorkerVariables) => Reply::PerWorker(Vec::new()),
             (State::Split(r), Command::WorkerVariables) => Reply::PerWorker(r.worker_variables()),
-            (State::Whole(r), Command::Momentum) => Reply::Variables(r.sgd.momentum(Device::Cpu)),
+            (State::Whole(r), Command::Momentum) => Reply::Variables(r.optimizer.momentum(Device::Cpu)),
             (State::Split(r), Command::Momentum) => Reply::Variables(r.momentum()),
             (_, Command::Busy | Command::Step { .. }) => unreachable!("answered by the replica's loop"),
         }
@@ -284,7 +285,7 @@ struct WholeReplica {
     vs: VarStore,
     net: Net,
     device: Device,
-    sgd: Sgd,
+    optimizer: Optimizer,
 }
 
 impl WholeReplica {
@@ -292,14 +293,14 @@ impl WholeReplica {
         network: &dyn crate::model::Architecture,
         device: Device,
         initial: &Snapshot,
-        sgd: SgdSettings,
+        optimizer: OptimizerSettings,
     ) -> Self {
         let vs = VarStore::new(device);
         let net = Net::new(&vs.root(), network);
         assign_variables(&vs, &initial.variables);
-        let mut sgd = Sgd::new(&vs, sgd);
-        sgd.set_momentum(&initial.momentum);
-        WholeReplica { vs, net, device, sgd }
+        let mut optimizer = Optimizer::new(&vs, optimizer);
+        optimizer.set_momentum(&initial.momentum);
+        WholeReplica { vs, net, device, optimizer }
     }
 
     fn gradients(&mut self, images: &Tensor, labels: &Tensor, scale: f64, measure: bool) -> Reply {
@@ -309,8 +310,8 @@ impl WholeReplica {
         let (loss, correct) = (loss::cross_entropy(&logits, &labels), loss::correct(&logits, &labels));
         let activations = heap_in_use().saturating_sub(before);
         let n = labels.size()[0] as f64;
-        let gradients = self.sgd.gradients(&(&loss * scale));
-        let gradients = self.sgd.names().map(String::from).zip(gradients).collect();
+        let gradients = self.optimizer.gradients(&(&loss * scale));
+        let gradients = self.optimizer.names().map(String::from).zip(gradients).collect();
         let memory = if measure {
             let (weights, optimizer) = variable_bytes(&self.vs);
             let activations = measurable(self.device).then_some(activations);

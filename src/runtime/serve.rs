@@ -46,7 +46,7 @@ fn build(message: &[u8]) -> anyhow::Result<Box<dyn Served>> {
                 }
             }
             let at = (super::mpi::rank(), start.peers);
-            Box::new(Replica::spawn(start.network, start.layout, start.initial, start.sgd, at))
+            Box::new(Replica::spawn(start.network, start.layout, start.initial, start.optimizer, at))
         }
     })
 }

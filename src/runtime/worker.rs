@@ -15,7 +15,7 @@ use super::mpi::Members;
 use super::placement::Placement;
 use super::serial;
 use crate::base::named::Named;
-use crate::base::optimizer::SgdSettings;
+use crate::base::optimizer::OptimizerSettings;
 use crate::model::Network;
 use state::WorkerState;
 
@@ -134,7 +134,7 @@ pub struct WorkerSpec {
     #[serde(with = "serial::device")]
     pub home: Device,
     pub threads: usize,
-    pub sgd: SgdSettings,
+    pub optimizer: OptimizerSettings,
     /// On another rank than its home: the replica group it joins for x1's broadcast and the sums'
     /// reduction (`ForwardInGroup`, `BackwardInGroup`).
     pub collective: Option<Members>,

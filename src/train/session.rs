@@ -26,7 +26,7 @@ use super::schedule::StepSchedule;
 use super::step::Stepper;
 use crate::base::atomic_file::remove_stale_temporaries;
 use crate::base::named::{assign_variables, copy_variables, Named};
-use crate::base::optimizer::Sgd;
+use crate::base::optimizer::Optimizer;
 use crate::data::augment::Standardizer;
 use crate::data::loader::{EpochPlan, Loader};
 use crate::data::{Dataset, Splits};
@@ -383,14 +383,14 @@ fn stepper(
 ) -> anyhow::Result<Stepper> {
     Ok(match &config.devices {
         None => {
-            let mut sgd = Sgd::new(vs, config.sgd());
+            let mut sgd = Optimizer::new(vs, config.sgd());
             sgd.set_momentum(&momentum);
             Stepper::Single { sgd, precision }
         }
         Some(devices) => {
             let plan = config.parallel_plan(net_config)?;
             let sgd = config.sgd();
-            Stepper::parallel(vs, momentum, &net_config.network(), devices, plan, sgd, precision)?
+            Stepper::parallel(vs, momentum, &net_config.network(), devices, plan, sgd.into(), precision)?
         }
     })
 }

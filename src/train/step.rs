@@ -4,14 +4,14 @@
 use tch::{nn::VarStore, Tensor};
 
 use crate::base::named::{assign_variables, copy_variables, Named, Snapshot};
-use crate::base::optimizer::Sgd;
+use crate::base::optimizer::Optimizer;
 use crate::model::{loss, Net};
 use crate::precision::Precision;
 use crate::runtime::executor::{Executor, StepResult};
 
 pub enum Stepper {
     /// Forward, backward and SGD on the network itself; the images are cast to `precision` first.
-    Single { sgd: Sgd, precision: Precision },
+    Single { sgd: Optimizer, precision: Precision },
     /// The network's weights live on the executor's devices; the trainer's copy is refreshed by
     /// [`Stepper::sync`] before it is evaluated or saved.
     Parallel(Executor),
@@ -43,7 +43,7 @@ impl Stepper {
         network: &crate::model::Network,
         devices: &crate::runtime::Devices,
         plan: crate::runtime::Plan,
-        sgd: crate::base::optimizer::SgdSettings,
+        sgd: crate::base::optimizer::OptimizerSettings,
         precision: Precision,
     ) -> anyhow::Result<Self> {
         let initial = Snapshot { variables: copy_variables(vs, tch::Device::Cpu), momentum };
@@ -76,7 +76,7 @@ pub enum Phase {
 /// times them); the loss is the mean cross-entropy of model/loss.rs.
 pub fn single_step(
     net: &Net,
-    sgd: &mut Sgd,
+    sgd: &mut Optimizer,
     input: &Tensor,
     labels: &Tensor,
     lr: f64,

@@ -21,7 +21,7 @@ use crate::common;
 
 use tch::{nn::VarStore, Device, Kind, Tensor};
 use warpnet::base::named::{copy_variables, deep_copy, Named, Snapshot};
-use warpnet::base::optimizer::Sgd;
+use warpnet::base::optimizer::Optimizer;
 use warpnet::base::optimizer::SgdSettings;
 use warpnet::model::{loss, DerivativeBn, Net, NetConfig, Variant};
 use warpnet::precision::Precision;
@@ -73,7 +73,7 @@ fn pass(
     train: bool,
     (images, labels): &(Tensor, Tensor),
 ) -> Pass {
-    let sgd = Sgd::new(vs, SGD);
+    let sgd = Optimizer::new(vs, SGD);
     warpnet::model::op_count::reset();
     let logits = net.forward(&precision.input(images), train);
     let convolutions = warpnet::model::op_count::read().convolutions;
@@ -165,7 +165,7 @@ fn executor_steps_in_bf16_with_fp32_master_weights() {
     let config = NetConfig::warp(2, 1, 1, 10, Variant::Warpnet1);
     let batch = batch(300);
     let (vs, net) = network(&config, 30);
-    let names: Vec<String> = Sgd::new(&vs, SGD).names().map(String::from).collect();
+    let names: Vec<String> = Optimizer::new(&vs, SGD).names().map(String::from).collect();
     let initial = copy_variables(&vs, Device::Cpu);
     let fp32 = pass(&net, &vs, Precision::Fp32, true, &batch);
     let terms = warpnet::model::Architecture::terms(&config);
@@ -204,7 +204,7 @@ fn single_device_bf16_steps_keep_fp32_master_weights() {
     let (vs, net) = network(&config, 40);
     let before = copy_variables(&vs, Device::Cpu);
     // No weight decay: only a gradient that reached a master weight moves it.
-    let sgd = Sgd::new(&vs, SgdSettings { weight_decay: 0.0, ..SGD });
+    let sgd = Optimizer::new(&vs, SgdSettings { weight_decay: 0.0, ..SGD });
     let mut stepper = warpnet::train::step::Stepper::Single { sgd, precision: Precision::Bf16 };
     for seed in 0..3 {
         let (images, labels) = batch(400 + seed);
@@ -219,7 +219,7 @@ fn single_device_bf16_steps_keep_fp32_master_weights() {
         .count();
     assert_eq!(
         moved,
-        Sgd::new(&vs, SgdSettings { momentum: 0.0, weight_decay: 0.0 }).names().count(),
+        Optimizer::new(&vs, SgdSettings { momentum: 0.0, weight_decay: 0.0 }).names().count(),
         "every parameter stepped"
     );
 }

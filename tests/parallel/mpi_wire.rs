@@ -4,7 +4,7 @@
 
 use tch::{Device, Kind, Tensor};
 use warpnet::base::named::{Named, Snapshot};
-use warpnet::base::optimizer::SgdSettings;
+use warpnet::base::optimizer::{OptimizerSettings, SgdSettings};
 use warpnet::model::{DerivativeBn, ModelKind, NetConfig, Variant};
 use warpnet::runtime::device::Place;
 use warpnet::runtime::memory::DeviceMemory;
@@ -167,12 +167,13 @@ fn replica_commands_replies_and_starts_round_trip() {
     };
     let variables = named();
     let initial = Snapshot { variables: named_copy(&variables), momentum: Named::new() };
-    let sgd = SgdSettings::PAPER;
-    let start = round_trip(&ReplicaStart { network: config.network(), layout, initial, sgd, peers: None });
+    let optimizer = SgdSettings::PAPER.into();
+    let start =
+        round_trip(&ReplicaStart { network: config.network(), layout, initial, optimizer, peers: None });
     assert_eq!(start.network.description(), Some(warpnet::model::Description::Wrn(config.clone())));
     assert_same_named(&start.initial.variables, &variables);
     assert!(start.initial.momentum.is_empty());
-    assert_eq!((start.sgd.momentum, start.sgd.weight_decay), (0.9, 5e-4));
+    assert_eq!(start.optimizer, OptimizerSettings::Sgd(SgdSettings { momentum: 0.9, weight_decay: 5e-4 }));
     match start.layout {
         Layout::Split { placement: p, workers, .. } => {
             assert_eq!(p.to_string(), placement.to_string());
@@ -187,12 +188,15 @@ fn replica_commands_replies_and_starts_round_trip() {
         place: Place { rank: 1, device: Device::Cpu },
         home: Device::Cpu,
         threads: 2,
-        sgd: SgdSettings::PAPER,
+        optimizer: SgdSettings::PAPER.into(),
         collective: Some(Members { id: 3, ranks: vec![0, 1] }),
     };
     let back = round_trip(&spec);
     assert_eq!(back.collective, spec.collective);
-    assert_eq!((back.group, back.place, back.threads, back.sgd), (1, spec.place, 2, SgdSettings::PAPER));
+    assert_eq!(
+        (back.group, back.place, back.threads, back.optimizer),
+        (1, spec.place, 2, SgdSettings::PAPER.into())
+    );
 }
 
 #[test]

@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{nn::VarStore, Device, Tensor};
 use warpnet::base::named::{copy_variables, deep_copy, Named, Snapshot};
-use warpnet::base::optimizer::Sgd;
+use warpnet::base::optimizer::Optimizer;
 use warpnet::base::optimizer::SgdSettings;
 use warpnet::model::{DerivativeBn, Net, NetConfig, Variant};
 use warpnet::runtime::{Devices, Executor, Placement, Plan};
@@ -43,7 +43,7 @@ fn reference(config: &NetConfig, initial: &Named, shards: i64, steps: i64) -> (V
     let vs = VarStore::new(Device::Cpu);
     let net = Net::new(&vs.root(), config);
     warpnet::base::named::assign_variables(&vs, initial);
-    let mut sgd = Sgd::new(&vs, SGD);
+    let mut sgd = Optimizer::new(&vs, SGD);
     let mut losses = Vec::new();
     for step in 0..steps {
         let (images, labels) = batch(100 + step as u64);

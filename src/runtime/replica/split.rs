@@ -12,7 +12,7 @@ use tch::{nn::VarStore, Device, Tensor};
 use super::group as replica_group;
 use super::Reply;
 use crate::base::named::{accumulate, assign_variables, copy_variables, deep_copy, Named, Snapshot};
-use crate::base::optimizer::{Sgd, SgdSettings};
+use crate::base::optimizer::{Optimizer, OptimizerSettings};
 use crate::model::architecture::Module;
 use crate::model::net::walk_layers;
 use crate::model::{loss, LayerIndex, Network};
@@ -50,7 +50,7 @@ pub(super) struct SplitReplica {
     worker_parameters: Vec<Vec<String>>,
     /// The variables of the units whose F_c each worker evaluates: the network's copies of them.
     worker_owned: Vec<BTreeSet<String>>,
-    sgd: Sgd,
+    optimizer: Optimizer,
     /// Whether workers send each other linearisation rows (a two-phase forward).
     exchanges: bool,
     /// Per layer, whether the rows sent in its last forward carry gradients back to their senders (a
@@ -67,7 +67,7 @@ impl SplitReplica {
         placement: &Placement,
         devices: &WorkerDevices,
         initial: &Snapshot,
-        sgd: SgdSettings,
+        optimizer: OptimizerSettings,
     ) -> Self {
         let vs = VarStore::new(home);
         let here = crate::runtime::mpi::rank();
@@ -86,7 +86,7 @@ impl SplitReplica {
                     place,
                     home,
                     threads: devices.threads,
-                    sgd,
+                    optimizer,
                     collective: devices.collective.clone().filter(|_| place.rank != here),
                 };
                 Worker::spawn(spec, deep_copy(&initial.variables), deep_copy(&initial.momentum))
@@ -102,8 +102,8 @@ impl SplitReplica {
         };
         let worker_parameters = ask(|| worker::Command::Parameters);
         let worker_owned = ask(|| worker::Command::Owned).into_iter().map(BTreeSet::from_iter).collect();
-        let mut sgd = Sgd::new(&vs, sgd);
-        sgd.set_momentum(&initial.momentum);
+        let mut optimizer = Optimizer::new(&vs, optimizer);
+        optimizer.set_momentum(&initial.momentum);
         SplitReplica {
             vs,
             stem,
@@ -115,7 +115,7 @@ impl SplitReplica {
             group,
             worker_parameters,
             worker_owned,
-            sgd,
+            optimizer,
             exchanges: !exchanges(placement, network.tangent_reads_primal()).is_empty(),
             rows_differentiable: vec![false; network.layers().len()],
             waiting: std::time::Duration::ZERO,
@@ -318,8 +318,8 @@ impl SplitReplica {
             let theirs = names.iter().map(|n| (n.clone(), gradients[n].copy())).collect();
             w.send(worker::Command::Apply { gradients: theirs, lr });
         }
-        let mine: Vec<Tensor> = self.sgd.names().map(|n| gradients[n].to_device(self.home)).collect();
-        self.sgd.step(&mine, lr);
+        let mine: Vec<Tensor> = self.optimizer.names().map(|n| gradients[n].to_device(self.home)).collect();
+        self.optimizer.step(&mine, lr);
         let started = std::time::Instant::now();
         for w in &self.workers {
             w.receive();
@@ -345,7 +345,7 @@ impl SplitReplica {
 
     /// Momentum buffers of the home's parameters and every worker's (a replicated unit's are equal).
     pub(super) fn momentum(&self) -> Named {
-        let mut all = self.sgd.momentum(Device::Cpu);
+        let mut all = self.optimizer.momentum(Device::Cpu);
         self.workers.iter().for_each(|w| w.send(worker::Command::Momentum));
         for w in &self.workers {
             for (name, t) in w.receive_as::<Named>() {

@@ -5,7 +5,7 @@ use tch::{nn::VarStore, Device, Tensor};
 
 use super::{Command, Reply, Sent, WorkerSpec};
 use crate::base::named::{assign_variables, copy_variables, Named};
-use crate::base::optimizer::Sgd;
+use crate::base::optimizer::Optimizer;
 use crate::model::unit::Primal;
 use crate::model::warp::{receive_outputs, Assignment, Imported, WarpLayer};
 use crate::model::LayerIndex;
@@ -34,7 +34,7 @@ pub(super) struct WorkerState {
     exports: Vec<Exchange>,
     /// The variables of the units whose F_c this worker evaluates.
     owned: Vec<String>,
-    sgd: Sgd,
+    optimizer: Optimizer,
     /// Heap bytes left allocated by measured forwards since the last `Memory` command.
     held_bytes: usize,
     /// This worker's name in memory reports.
@@ -92,8 +92,8 @@ impl WorkerState {
             spec.network.layers().into_iter().map(|at| build_part(spec, &vs, at, &mut owned)).collect();
         let exports = exchanges.into_iter().filter(|e| e.from == spec.group).collect();
         assign_variables(&vs, initial);
-        let mut sgd = Sgd::new(&vs, spec.sgd);
-        sgd.set_momentum(momentum);
+        let mut optimizer = Optimizer::new(&vs, spec.optimizer);
+        optimizer.set_momentum(momentum);
         let pending = (0..layers.len()).map(|_| None).collect();
         let primals = (0..layers.len()).map(|_| None).collect();
         let (sent, received) = (
@@ -118,7 +118,7 @@ impl WorkerState {
             received,
             exports,
             owned,
-            sgd,
+            optimizer,
             held_bytes: 0,
             name,
             group: spec.group,
@@ -297,8 +297,8 @@ impl WorkerState {
             }
             Command::Apply { gradients, lr } => {
                 let mine: Vec<Tensor> =
-                    self.sgd.names().map(|n| gradients[n].to_device(self.device)).collect();
-                self.sgd.step(&mine, lr);
+                    self.optimizer.names().map(|n| gradients[n].to_device(self.device)).collect();
+                self.optimizer.step(&mine, lr);
                 Reply::Done
             }
             Command::Variables => Reply::Named(copy_variables(&self.vs, Device::Cpu)),
@@ -309,8 +309,8 @@ impl WorkerState {
                 Reply::Memory(DeviceMemory { device: self.name.clone(), weights, optimizer, activations })
             }
             Command::Busy => Reply::Seconds(std::mem::take(&mut self.busy).as_secs_f64()),
-            Command::Momentum => Reply::Named(self.sgd.momentum(Device::Cpu)),
-            Command::Parameters => Reply::Names(self.sgd.names().map(String::from).collect()),
+            Command::Momentum => Reply::Named(self.optimizer.momentum(Device::Cpu)),
+            Command::Parameters => Reply::Names(self.optimizer.names().map(String::from).collect()),
             Command::ForwardInGroup { .. } | Command::BackwardInGroup { .. } => {
                 unreachable!("answered by the hosted worker (runtime/serve.rs)")
             }
