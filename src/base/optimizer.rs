@@ -57,6 +57,12 @@ impl From<SgdSettings> for OptimizerSettings {
     }
 }
 
+impl From<AdamWSettings> for OptimizerSettings {
+    fn from(settings: AdamWSettings) -> Self {
+        OptimizerSettings::AdamW(settings)
+    }
+}
+
 /// The state key of AdamW's second moment of parameter `name` (its first moment is under `name`).
 fn second_moment(name: &str) -> String {
     format!("{name}{SECOND_MOMENT}")

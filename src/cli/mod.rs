@@ -7,6 +7,7 @@ pub mod data;
 pub mod demo;
 pub mod eval;
 pub mod flags;
+pub mod lm;
 pub mod plan;
 pub mod plot;
 pub mod predict;
@@ -70,6 +71,8 @@ pub enum Command {
     Reproduce(reproduce::ReproduceArgs),
     /// Predict a WarpNet's step and RS on P devices from a profile, and choose its placement.
     Plan(plan::PlanArgs),
+    /// A byte-level transformer language model: train, resume, eval, generate, bench, plan, compare.
+    Lm(lm::LmArgs),
 }
 
 /// Runs the parsed command line.
@@ -86,6 +89,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Analyze(args)) => analyze::run(args),
         Some(Command::Reproduce(args)) => reproduce::run(args),
         Some(Command::Plan(args)) => plan::run(args),
+        Some(Command::Lm(args)) => lm::run(args),
         None => {
             println!("warpnet: no subcommand, so the demo: `warpnet demo` (see `warpnet --help`)");
             demo::run(demo::DemoArgs::default())

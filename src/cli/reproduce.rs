@@ -196,7 +196,7 @@ fn train_row(row: &PlannedRow, args: &ReproduceArgs, out: &std::path::Path) -> a
     } else {
         println!("{}: finished run in {}, reused", row.slug, dir.display());
     }
-    let records = MetricsLog::read(&metrics)?;
+    let records: Vec<crate::train::metrics::EpochRecord> = MetricsLog::read(&metrics)?;
     Ok(records.last().map(|r| r.test_error).unwrap_or(f64::NAN))
 }
 

@@ -15,6 +15,7 @@ pub mod imagenet32;
 pub mod loader;
 pub mod npy;
 pub mod spec;
+pub mod text;
 
 pub use dataset::{Dataset, Splits, IMAGE_BYTES, IMAGE_CHANNELS, IMAGE_SIDE};
 pub use spec::DataSpec;

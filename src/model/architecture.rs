@@ -68,6 +68,14 @@ pub trait Architecture: Send + Sync + fmt::Debug {
     /// Classes of the head's logits.
     fn classes(&self) -> usize;
 
+    /// A batch of `batch` random samples on `device` from libtorch's generator, for timing: inputs
+    /// (B, input...) in fp32, standard normal, and labels (B,) uniform over the classes.
+    fn random_batch(&self, batch: i64, device: tch::Device) -> (tch::Tensor, tch::Tensor) {
+        let shape: Vec<i64> = std::iter::once(batch).chain(self.input_shape()).collect();
+        let inputs = tch::Tensor::randn(shape.as_slice(), (tch::Kind::Float, device));
+        (inputs, tch::Tensor::randint(self.classes() as i64, [batch], (tch::Kind::Int64, device)))
+    }
+
     /// One sample's shape of the activations at stage `stage`: every warp layer's x1 there.
     fn activation_shape(&self, stage: usize) -> Vec<i64>;
 

@@ -123,7 +123,10 @@ pub fn auto_for_training(
     precision: Precision,
 ) -> anyhow::Result<(Placement, f64)> {
     if network.terms().len() < 2 {
-        crate::bail_input!("--placement auto chooses a WarpNet's placement; a WRN has no terms to place");
+        crate::bail_input!(
+            "--placement auto chooses where a warp layer's terms go; {} has one term per layer (nothing to place)",
+            network.label()
+        );
     }
     let link = if devices.mpi { mpi_link() } else { links::THREADS };
     let mut profiles = Profiles::measured_on(devices.workers().first().copied().unwrap_or(Device::Cpu));
@@ -131,6 +134,32 @@ pub fn auto_for_training(
     let profile = profiles.get(network, (batch, threads, busy_neighbours(devices, threads)), precision)?;
     let (placement, prediction) = auto_placement::best(network, devices.len(), profile, &link);
     Ok((placement, prediction.step_ms))
+}
+
+/// `network`'s step at `batch` predicted on one CPU device and, for P = 2..=`most` CPU workers of this
+/// process, the placement of its terms predicted fastest there: (P, placement, predicted ms) each,
+/// from profiles measured here (P = 1 computes on every core; P > 1 shares them).
+pub fn on_cpu_workers(
+    network: &dyn Architecture,
+    batch: i64,
+    precision: Precision,
+    most: usize,
+) -> anyhow::Result<Vec<(usize, Placement, f64)>> {
+    let mut profiles = Profiles::measured_on(Device::Cpu);
+    let one = Placement::single_device(&network.terms());
+    let mut rows = Vec::new();
+    for p in 1..=most {
+        let devices = Devices::cpu(p);
+        let threads = devices.threads_per_worker();
+        let profile =
+            profiles.get(network, (batch, threads, busy_neighbours(&devices, threads)), precision)?;
+        let (placement, prediction) = match p {
+            1 => (one.clone(), predict(network, &one, profile, &links::THREADS)),
+            _ => auto_placement::best(network, p, profile, &links::THREADS),
+        };
+        rows.push((p, placement, prediction.step_ms));
+    }
+    Ok(rows)
 }
 
 /// The CPU workers of `devices`, each on `threads` threads, that compute beside each one at once: the

@@ -171,11 +171,6 @@ fn stage_shape(network: &dyn Architecture, stage: usize, batch: i64) -> Vec<i64>
     std::iter::once(batch).chain(network.activation_shape(stage)).collect()
 }
 
-/// The shape (B, ...) of an input batch of `batch` samples.
-fn input_shape(network: &dyn Architecture, batch: i64) -> Vec<i64> {
-    std::iter::once(batch).chain(network.input_shape()).collect()
-}
-
 /// A unit's bytes at one stage: its weights, and what its primal pass, its linearisation pass and a
 /// tangent pass keep for backward.
 #[derive(Clone, Copy)]
@@ -261,7 +256,7 @@ fn stage_costs(
 fn home_bytes(network: &dyn Architecture, batch: i64, precision: Precision) -> (f64, f64) {
     let vs = VarStore::new(Device::Cpu);
     let (stem, head) = (network.stem(&vs.root()), network.head(&vs.root()));
-    let images = random(&input_shape(network, batch), precision, Device::Cpu);
+    let images = precision.input(&network.random_batch(batch, Device::Cpu).0);
     let last = network.stages() - 1;
     let features = random(&stage_shape(network, last, batch), precision, Device::Cpu).set_requires_grad(true);
     let kept = kept_bytes(|| (stem.forward(&images, true), head.forward(&features, true)));
@@ -276,8 +271,8 @@ fn home_costs(network: &dyn Architecture, batch: i64, precision: Precision, cloc
     let (stem, head) = (network.stem(&vs.root()), network.head(&vs.root()));
     let between = network.between_stages();
     let stages = network.stages();
-    let images = random(&input_shape(network, batch), precision, device);
-    let labels = Tensor::zeros([batch], (Kind::Int64, device));
+    let (images, labels) = network.random_batch(batch, device);
+    let images = precision.input(&images);
     let features =
         random(&stage_shape(network, stages - 1, batch), precision, device).set_requires_grad(true);
     let stem_ms = clock.time(|| (stem.forward(&images, true).sum(Kind::Float)).backward());

@@ -1,9 +1,11 @@
 //! Learning curves read from run folders: one metric of `metrics.jsonl` against epoch
-//! ([`crate::train::metrics::EpochRecord`] per line), split where a value is missing.
+//! ([`crate::train::metrics::EpochRecord`] per line), or a language model's validation bits per byte
+//! against step, split where a value is missing.
 
 use std::path::Path;
 
 use crate::error::input_error;
+use crate::train::lm::LmRecord;
 use crate::train::metrics::{parse_records, EpochRecord};
 use crate::train::run_folder::METRICS;
 
@@ -74,23 +76,9 @@ impl Curve {
 /// restarted or resumed into the same folder appends to the file): the records it supersedes are
 /// dropped. A value stored as `null` (a non-finite loss) leaves a gap. Blank lines are skipped.
 pub fn read_curve(dir: &Path, metric: Metric) -> anyhow::Result<Curve> {
-    if !dir.exists() {
-        crate::bail_input!("{}: no such run folder", dir.display());
-    }
-    if !dir.is_dir() {
-        crate::bail_input!(
-            "{}: not a folder (give the run folder written by `warpnet train`)",
-            dir.display()
-        );
-    }
-    let path = dir.join(METRICS);
-    if !path.is_file() {
-        crate::bail_input!("{}: missing (not a run folder written by `warpnet train`?)", path.display());
-    }
-    let text = std::fs::read_to_string(&path)
-        .map_err(|err| input_error(format!("{}: cannot read: {err}", path.display())))?;
+    let (path, text) = metrics_text(dir)?;
     let mut records: Vec<(u32, Option<f64>)> = Vec::new();
-    for (line, record) in parse_records(&text) {
+    for (line, record) in parse_records::<EpochRecord>(&text) {
         let at = || format!("{} line {line}", path.display());
         let record = record.map_err(|err| {
             // serde's own "at line 1 column C" would contradict the file's line number.
@@ -113,6 +101,53 @@ pub fn read_curve(dir: &Path, metric: Metric) -> anyhow::Result<Curve> {
     if records.is_empty() {
         crate::bail_input!("{}: empty (no epoch recorded yet)", path.display());
     }
+    Ok(Curve { label: folder_name(dir), segments: segments(records) })
+}
+
+/// The metrics log of the run folder `dir`: its path and text; one line naming what is missing.
+fn metrics_text(dir: &Path) -> anyhow::Result<(std::path::PathBuf, String)> {
+    if !dir.exists() {
+        crate::bail_input!("{}: no such run folder", dir.display());
+    }
+    if !dir.is_dir() {
+        crate::bail_input!(
+            "{}: not a folder (give the run folder written by `warpnet train`)",
+            dir.display()
+        );
+    }
+    let path = dir.join(METRICS);
+    if !path.is_file() {
+        crate::bail_input!("{}: missing (not a run folder written by `warpnet train`?)", path.display());
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|err| input_error(format!("{}: cannot read: {err}", path.display())))?;
+    Ok((path, text))
+}
+
+/// A language model's validation bits per byte against step, from `dir/metrics.jsonl`
+/// ([`LmRecord`] per line), labelled with the folder name; a missing value leaves a gap.
+pub fn read_lm_curve(dir: &Path) -> anyhow::Result<Curve> {
+    let (path, text) = metrics_text(dir)?;
+    let mut records: Vec<(u32, Option<f64>)> = Vec::new();
+    for (line, record) in parse_records::<LmRecord>(&text) {
+        let record = record.map_err(|e| {
+            input_error(format!(
+                "{} line {line}: not a language model's metrics record ({e})",
+                path.display()
+            ))
+        })?;
+        let step = u32::try_from(record.step).unwrap_or(u32::MAX);
+        records.retain(|(s, _)| *s < step);
+        records.push((step, Some(record.validation_bits_per_byte).filter(|v| v.is_finite())));
+    }
+    if records.is_empty() {
+        crate::bail_input!("{}: empty (no evaluation recorded yet)", path.display());
+    }
+    Ok(Curve { label: folder_name(dir), segments: segments(records) })
+}
+
+/// Points in order, split into segments where a value is missing.
+fn segments(records: Vec<(u32, Option<f64>)>) -> Vec<Vec<(u32, f64)>> {
     let mut segments: Vec<Vec<(u32, f64)>> = Vec::new();
     let mut current = Vec::new();
     for (epoch, value) in records {
@@ -125,7 +160,7 @@ pub fn read_curve(dir: &Path, metric: Metric) -> anyhow::Result<Curve> {
     if !current.is_empty() {
         segments.push(current);
     }
-    Ok(Curve { label: folder_name(dir), segments })
+    segments
 }
 
 /// The last component of `dir`, resolving `.` and `..`; the path itself where there is none.

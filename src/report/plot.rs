@@ -19,7 +19,7 @@ use plotters::element::MultiLineText;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-pub use super::curves::{read_curve, Curve, Metric};
+pub use super::curves::{read_curve, read_lm_curve, Curve, Metric};
 use crate::base::atomic_file::write_atomic;
 use crate::error::input_error;
 use legend::{place_legend, Corner, LEGEND_INSET};
@@ -104,6 +104,17 @@ pub fn plot_runs_titled(
         }
     }
     write_chart(&curves, out, &Axes::against_epoch(metric), title)
+}
+
+/// The chart a language model's run folder holds: validation bits per byte against step.
+pub const LM_CHART: &str = "validation-bpb.png";
+
+/// Draws validation bits per byte against step for every language model's run folder in `runs`, one
+/// line each labelled with its folder name, and writes the chart to `out`.
+pub fn plot_lm_runs(runs: &[PathBuf], out: &Path, title: Option<&str>) -> anyhow::Result<()> {
+    let curves = runs.iter().map(|dir| read_lm_curve(dir)).collect::<anyhow::Result<Vec<_>>>()?;
+    let axes = Axes { x: "step".into(), y: "validation bits per byte".into() };
+    write_chart(&curves, out, &axes, title)
 }
 
 /// Draws `curves` and writes the chart to `out` as PNG or SVG by its extension.

@@ -157,14 +157,30 @@ pub fn save_checkpoint(
     sidecar: &Sidecar,
     keep: usize,
 ) -> anyhow::Result<PathBuf> {
+    write_checkpoint(run, sidecar.position.step, (variables, momentum), keep, |checksums| {
+        Ok(serde_json::to_string_pretty(&Sidecar { checksums: Some(checksums), ..sidecar.clone() })?)
+    })
+}
+
+/// A checkpoint of any run at step `step`: the variables and the optimizer's state (`momentum`, its
+/// names prefixed) as step-NNNNNNNN.safetensors, then the sidecar `sidecar` makes from their checksums,
+/// each atomically; then all but the newest `keep` are deleted. A write that fails removes its
+/// temporary and says how much space the checkpoint needs.
+pub fn write_checkpoint(
+    run: &Path,
+    step: usize,
+    (variables, momentum): (&Named, &Named),
+    keep: usize,
+    sidecar: impl FnOnce(BTreeMap<String, u32>) -> anyhow::Result<String>,
+) -> anyhow::Result<PathBuf> {
     let dir = run.join(CHECKPOINTS);
     std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-    let stem = format!("step-{:08}", sidecar.position.step);
+    let stem = format!("step-{step:08}");
     let tensors_path = dir.join(format!("{stem}.safetensors"));
     let mut tensors: Vec<(String, Tensor)> =
         variables.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
     tensors.extend(momentum.iter().map(|(n, t)| (format!("{MOMENTUM_PREFIX}{n}"), t.shallow_clone())));
-    let sidecar = Sidecar { checksums: Some(integrity::checksums(&tensors)), ..sidecar.clone() };
+    let json = sidecar(integrity::checksums(&tensors))?;
     write_atomic_with(&tensors_path, |tmp| {
         Tensor::write_safetensors(&tensors, tmp)
             .with_context(|| format!("{}: cannot write", tmp.display()))?;
@@ -174,7 +190,7 @@ pub fn save_checkpoint(
         let bytes: usize = tensors.iter().map(|(_, t)| t.numel() * t.kind().elt_size_in_bytes()).sum();
         format!("a checkpoint needs {:.1} MB free in {}", bytes as f64 / 1e6, dir.display())
     })?;
-    write_atomic(&dir.join(format!("{stem}.json")), serde_json::to_string_pretty(&sidecar)?.as_bytes())?;
+    write_atomic(&dir.join(format!("{stem}.json")), json.as_bytes())?;
     for old in complete_checkpoints(&dir)?.into_iter().rev().skip(keep.max(1)) {
         let _ = std::fs::remove_file(old.with_extension("safetensors"));
         let _ = std::fs::remove_file(old);
@@ -199,6 +215,17 @@ fn complete_checkpoints(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 /// The newest complete checkpoint of the run folder `run` that reads back whole and verifies; each
 /// newer one skipped is one warning line naming the file and why. An input error if there is none.
 pub fn latest_checkpoint(run: &Path) -> anyhow::Result<Checkpoint> {
+    let (tensors, sidecar) = latest_verified(run, parse_sidecar, |s: &Sidecar| s.checksums.as_ref())?;
+    Ok(Checkpoint { tensors, sidecar })
+}
+
+/// [`latest_checkpoint`] for any run's sidecars: read by `parse`, their checksums by `checksums`.
+/// Returns the safetensors' path and the sidecar.
+pub fn latest_verified<S>(
+    run: &Path,
+    parse: impl Fn(&str, &Path) -> anyhow::Result<S>,
+    checksums: impl Fn(&S) -> Option<&BTreeMap<String, u32>>,
+) -> anyhow::Result<(PathBuf, S)> {
     let dir = run.join(CHECKPOINTS);
     if !dir.is_dir() {
         crate::bail_input!(
@@ -211,8 +238,8 @@ pub fn latest_checkpoint(run: &Path) -> anyhow::Result<Checkpoint> {
         crate::bail_input!("--resume {}: no complete checkpoint in {}", run.display(), dir.display());
     }
     for json in complete.iter().rev() {
-        match verified(json) {
-            Ok(checkpoint) => return Ok(checkpoint),
+        match verified(json, &parse, &checksums) {
+            Ok(found) => return Ok(found),
             Err(why) => eprintln!("warning: {why:#}; resuming from an earlier checkpoint"),
         }
     }
@@ -226,15 +253,19 @@ pub fn latest_checkpoint(run: &Path) -> anyhow::Result<Checkpoint> {
 
 /// The checkpoint whose sidecar is `json`, if the sidecar reads and the tensors beside it read back
 /// whole and match its checksums; else why not, naming the file.
-fn verified(json: &Path) -> anyhow::Result<Checkpoint> {
+fn verified<S>(
+    json: &Path,
+    parse: &impl Fn(&str, &Path) -> anyhow::Result<S>,
+    checksums: &impl Fn(&S) -> Option<&BTreeMap<String, u32>>,
+) -> anyhow::Result<(PathBuf, S)> {
     let text = std::fs::read_to_string(json).with_context(|| format!("{}: cannot read", json.display()))?;
-    let sidecar = parse_sidecar(&text, json)?;
+    let sidecar = parse(&text, json)?;
     let tensors = json.with_extension("safetensors");
     let stored = read_tensors(&tensors)?;
-    if let Some(why) = sidecar.checksums.as_ref().and_then(|sums| integrity::mismatch(&stored, sums)) {
+    if let Some(why) = checksums(&sidecar).and_then(|sums| integrity::mismatch(&stored, sums)) {
         anyhow::bail!("{}: damaged: {why}", tensors.display());
     }
-    Ok(Checkpoint { tensors, sidecar })
+    Ok((tensors, sidecar))
 }
 
 /// Parses and checks a checkpoint sidecar read from `path` (named in errors): JSON of the right
@@ -274,8 +305,7 @@ pub fn parse_sidecar(text: &str, path: &Path) -> anyhow::Result<Sidecar> {
 
 /// The network's variables and the optimizer's momentum buffers of a checkpoint, checked against the
 /// names and shapes of `vs` (one input-error line on any mismatch).
-pub fn read_checkpoint(checkpoint: &Checkpoint, vs: &VarStore) -> anyhow::Result<(Named, Named)> {
-    let path = &checkpoint.tensors;
+pub fn read_checkpoint(path: &Path, vs: &VarStore) -> anyhow::Result<(Named, Named)> {
     let stored = read_tensors(path)?;
     let (mut variables, mut momentum) = (Named::new(), Named::new());
     for (name, t) in stored {

@@ -1,10 +1,13 @@
-//! Per-epoch figures, written one JSON object per line to metrics.jsonl in the run folder.
+//! A run's figures, written one JSON object per line to metrics.jsonl in the run folder: the WRN's
+//! per epoch ([`EpochRecord`]), the language model's per evaluation (train/lm.rs); the log is the
+//! same for both.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// One epoch's figures. A non-finite figure (a diverged loss) is written as `null` (serde_json's form
@@ -39,13 +42,27 @@ pub struct EpochRecord {
     pub data_wait_seconds: f64,
 }
 
+/// A line of a metrics log: its records are kept up to a checkpoint's step on resume.
+pub trait Record: Serialize + DeserializeOwned {
+    /// Optimizer steps taken when it was written.
+    fn step(&self) -> usize;
+}
+
+impl Record for EpochRecord {
+    fn step(&self) -> usize {
+        self.step
+    }
+}
+
 /// A figure as written: a number, or `null` for one that was not finite.
-fn nan_from_null<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+pub fn nan_from_null<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
     Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
 }
 
 /// The records of a metrics file's text, each with its 1-based line number; blank lines are skipped.
-pub fn parse_records(text: &str) -> impl Iterator<Item = (usize, serde_json::Result<EpochRecord>)> + '_ {
+pub fn parse_records<T: DeserializeOwned>(
+    text: &str,
+) -> impl Iterator<Item = (usize, serde_json::Result<T>)> + '_ {
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
@@ -69,7 +86,7 @@ impl MetricsLog {
 
     /// The records of an existing log (none if there is no file); a malformed line is an input error
     /// naming the file and the line.
-    pub fn read(path: &Path) -> anyhow::Result<Vec<EpochRecord>> {
+    pub fn read<T: Record>(path: &Path) -> anyhow::Result<Vec<T>> {
         if !path.exists() {
             return Ok(Vec::new());
         }
@@ -90,13 +107,13 @@ impl MetricsLog {
     /// The records of `path` (none if it does not exist) and, where its last line does not read (an
     /// append cut short by a crash), that line's number: it is left out. A line before the last that
     /// does not read is an error, as in [`MetricsLog::read`].
-    pub fn read_tolerating_a_torn_end(path: &Path) -> anyhow::Result<(Vec<EpochRecord>, Option<usize>)> {
+    pub fn read_tolerating_a_torn_end<T: Record>(path: &Path) -> anyhow::Result<(Vec<T>, Option<usize>)> {
         if !path.exists() {
             return Ok((Vec::new(), None));
         }
         let text =
             std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-        let mut parsed: Vec<(usize, serde_json::Result<EpochRecord>)> = parse_records(&text).collect();
+        let mut parsed: Vec<(usize, serde_json::Result<T>)> = parse_records(&text).collect();
         let torn = match parsed.last() {
             Some((line, Err(_))) => Some(*line),
             _ => None,
@@ -114,12 +131,12 @@ impl MetricsLog {
                     ))
                 })
             })
-            .collect::<anyhow::Result<Vec<EpochRecord>>>()?;
+            .collect::<anyhow::Result<Vec<T>>>()?;
         Ok((records, torn))
     }
 
     /// Replaces the log with exactly `records`, atomically.
-    pub fn rewrite(path: &Path, records: &[EpochRecord]) -> anyhow::Result<()> {
+    pub fn rewrite<T: Record>(path: &Path, records: &[T]) -> anyhow::Result<()> {
         let mut text = String::new();
         for r in records {
             text.push_str(&serde_json::to_string(r)?);
@@ -128,7 +145,7 @@ impl MetricsLog {
         crate::base::atomic_file::write_atomic(path, text.as_bytes())
     }
 
-    pub fn append(&mut self, record: &EpochRecord) -> anyhow::Result<()> {
+    pub fn append<T: Record>(&mut self, record: &T) -> anyhow::Result<()> {
         let line = serde_json::to_string(record)?;
         writeln!(self.file, "{line}")?;
         self.file.flush()?;
@@ -139,16 +156,16 @@ impl MetricsLog {
 /// The metrics of the run up to step `step` and the log to append to: records after the checkpoint's
 /// step (written before a kill) are dropped, they will be redone, and so is a last line cut short (an
 /// append a crash interrupted), with one warning.
-pub fn open_metrics(out_dir: &Path, step: usize) -> anyhow::Result<(Vec<EpochRecord>, MetricsLog)> {
+pub fn open_metrics<T: Record>(out_dir: &Path, step: usize) -> anyhow::Result<(Vec<T>, MetricsLog)> {
     let path = out_dir.join(super::run_folder::METRICS);
-    let (records, torn) = MetricsLog::read_tolerating_a_torn_end(&path)?;
+    let (records, torn) = MetricsLog::read_tolerating_a_torn_end::<T>(&path)?;
     if let Some(line) = torn {
         eprintln!(
             "warning: {}: line {line} is cut short (a crash during its append); dropped",
             path.display()
         );
     }
-    let records: Vec<EpochRecord> = records.into_iter().filter(|r| r.step <= step).collect();
+    let records: Vec<T> = records.into_iter().filter(|r| r.step() <= step).collect();
     MetricsLog::rewrite(&path, &records)?;
     Ok((records, MetricsLog::create(&path)?))
 }

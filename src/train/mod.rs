@@ -3,6 +3,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod evaluate;
+pub mod lm;
 pub mod metrics;
 pub mod outcome;
 pub mod progress;

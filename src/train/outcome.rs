@@ -33,7 +33,7 @@ pub struct RunSummary {
 /// Training stopped by Ctrl-C (SIGINT) or a scheduler's SIGTERM after saving a checkpoint.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "interrupted by {} at step {step}; checkpoint {checkpoint} saved; continue with `{launcher}warpnet train --resume {run}`",
+    "interrupted by {} at step {step}; checkpoint {checkpoint} saved; continue with `{launcher}warpnet {command} --resume {run}`",
     signal_name(*signal)
 )]
 pub struct Interrupted {
@@ -44,6 +44,8 @@ pub struct Interrupted {
     pub run: PathBuf,
     /// "mpirun -np N " for a job over MPI ranks, else empty.
     pub launcher: String,
+    /// The subcommand that resumes it: "train", "lm train".
+    pub command: &'static str,
 }
 
 fn signal_name(signal: i32) -> &'static str {
@@ -51,6 +53,21 @@ fn signal_name(signal: i32) -> &'static str {
         libc::SIGINT => "Ctrl-C (SIGINT)",
         libc::SIGTERM => "SIGTERM",
         _ => "a signal",
+    }
+}
+
+impl Interrupted {
+    /// The stop of run `run` of `command` at `step` by `signal`, after its checkpoint `checkpoint`.
+    pub fn new(
+        signal: i32,
+        step: usize,
+        checkpoint: PathBuf,
+        run: &std::path::Path,
+        command: &'static str,
+    ) -> Self {
+        let launcher = crate::runtime::mpi::session::running()
+            .map_or(String::new(), |ranks| format!("mpirun -np {ranks} "));
+        Interrupted { signal, step, checkpoint, run: run.to_path_buf(), launcher, command }
     }
 }
 

@@ -28,6 +28,20 @@ pub fn epoch_bar(verbosity: Verbosity, steps: usize, epoch: usize, epochs: usize
     bar
 }
 
+/// The bar of a run of `steps` steps counted as one (a language model's; hidden when quiet).
+pub fn steps_bar(verbosity: Verbosity, steps: usize) -> ProgressBar {
+    if verbosity == Verbosity::Quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template("step [{bar:30}] {pos}/{len} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
 /// The one line of a finished epoch.
 pub fn print_epoch(verbosity: Verbosity, record: &EpochRecord, epochs: usize) {
     if verbosity == Verbosity::Quiet {

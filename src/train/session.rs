@@ -97,7 +97,7 @@ impl<'a> Session<'a> {
         let (position, progress, train_seconds, momentum) = match &from {
             None => (Position::default(), EpochProgress::default(), 0.0, Named::new()),
             Some(checkpoint) => {
-                let (variables, momentum) = read_checkpoint(checkpoint, &vs)?;
+                let (variables, momentum) = read_checkpoint(&checkpoint.tensors, &vs)?;
                 assign_variables(&vs, &variables);
                 let s = &checkpoint.sidecar;
                 (s.position, s.progress, s.train_seconds, momentum)
@@ -234,15 +234,7 @@ impl<'a> Session<'a> {
         let signal = interrupt().swap(0, Ordering::SeqCst) as i32;
         if signal != 0 {
             let saved = self.checkpoint(seconds)?;
-            return Err(Interrupted {
-                signal,
-                step: self.position.step,
-                checkpoint: saved,
-                run: self.out_dir.to_path_buf(),
-                launcher: crate::runtime::mpi::session::running()
-                    .map_or(String::new(), |ranks| format!("mpirun -np {ranks} ")),
-            }
-            .into());
+            return Err(Interrupted::new(signal, self.position.step, saved, self.out_dir, "train").into());
         }
         // The last step of an epoch is checkpointed after the epoch's evaluation.
         let every = self.config.checkpoint_every;
@@ -385,7 +377,7 @@ fn stepper(
         None => {
             let mut sgd = Optimizer::new(vs, config.sgd());
             sgd.set_momentum(&momentum);
-            Stepper::Single { sgd, precision }
+            Stepper::Single { optimizer: sgd, precision }
         }
         Some(devices) => {
             let plan = config.parallel_plan(net_config)?;

@@ -10,8 +10,9 @@ use crate::precision::Precision;
 use crate::runtime::executor::{Executor, StepResult};
 
 pub enum Stepper {
-    /// Forward, backward and SGD on the network itself; the images are cast to `precision` first.
-    Single { sgd: Optimizer, precision: Precision },
+    /// Forward, backward and the update on the network itself; the inputs are cast to `precision`
+    /// first.
+    Single { optimizer: Optimizer, precision: Precision },
     /// The network's weights live on the executor's devices; the trainer's copy is refreshed by
     /// [`Stepper::sync`] before it is evaluated or saved.
     Parallel(Executor),
@@ -21,8 +22,8 @@ impl Stepper {
     /// One SGD step on images (B, 3, H, W) and labels (B,) at learning rate `lr`.
     pub fn step(&mut self, net: &Net, images: &Tensor, labels: &Tensor, lr: f64) -> StepResult {
         match self {
-            Stepper::Single { sgd, precision } => {
-                single_step(net, sgd, &precision.input(images), labels, lr, |_| {})
+            Stepper::Single { optimizer, precision } => {
+                single_step(net, optimizer, &precision.input(images), labels, lr, |_| {})
             }
             Stepper::Parallel(executor) => executor.step(images, labels, lr),
         }
@@ -54,7 +55,7 @@ impl Stepper {
     /// The optimizer's momentum buffers by parameter name (for a checkpoint).
     pub fn momentum(&self) -> Named {
         match self {
-            Stepper::Single { sgd, .. } => sgd.momentum(tch::Device::Cpu),
+            Stepper::Single { optimizer, .. } => optimizer.momentum(tch::Device::Cpu),
             Stepper::Parallel(executor) => executor.momentum(),
         }
     }

@@ -205,7 +205,7 @@ fn single_device_bf16_steps_keep_fp32_master_weights() {
     let before = copy_variables(&vs, Device::Cpu);
     // No weight decay: only a gradient that reached a master weight moves it.
     let sgd = Optimizer::new(&vs, SgdSettings { weight_decay: 0.0, ..SGD });
-    let mut stepper = warpnet::train::step::Stepper::Single { sgd, precision: Precision::Bf16 };
+    let mut stepper = warpnet::train::step::Stepper::Single { optimizer: sgd, precision: Precision::Bf16 };
     for seed in 0..3 {
         let (images, labels) = batch(400 + seed);
         assert!(stepper.step(&net, &images, &labels, LR).loss.is_finite());

@@ -44,22 +44,30 @@ pub enum LmVariant {
     Exact,
 }
 
-/// The language model's shape.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The language model's shape; as flags, each with its default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct LmConfig {
     /// Transformer blocks N: 2N sublayers.
+    #[arg(long, default_value_t = 4)]
     pub blocks: usize,
     /// The stream's width D.
+    #[arg(long, default_value_t = 128)]
     pub width: usize,
     /// Attention heads (dividing D).
+    #[arg(long, default_value_t = 4)]
     pub heads: usize,
-    /// Tokens of the position table: the longest context.
+    /// Bytes of context: the position table's length.
+    #[arg(long, default_value_t = 128)]
     pub context: usize,
+    /// Which terms a warp layer keeps.
+    #[arg(long, value_enum, default_value_t = LmVariant::Warpnet2)]
     pub variant: LmVariant,
-    /// Sublayers per warp layer (ignored by `sequential`); divides 2N.
+    /// Sublayers per warp layer K (2: one block, 4: two); ignored by `sequential`; divides 2N.
+    #[arg(long, default_value_t = 2)]
     pub k: usize,
-    /// LayerNorm in the tangent passes.
+    /// LayerNorm in the tangent passes: exact, or frozen (its statistics at x1 held constant).
+    #[arg(long, value_enum, default_value_t = NormTangent::Exact)]
     pub norm_tangent: NormTangent,
 }
 
@@ -205,6 +213,14 @@ impl Architecture for LmConfig {
 
     fn classes(&self) -> usize {
         VOCABULARY
+    }
+
+    /// Random bytes: tokens (B, T) as fp32 values (the form the stem takes them in) and next bytes
+    /// (B, T).
+    fn random_batch(&self, batch: i64, device: tch::Device) -> (Tensor, Tensor) {
+        let shape = [batch, self.context as i64];
+        let tokens = Tensor::randint(VOCABULARY as i64, shape, (Kind::Float, device));
+        (tokens, Tensor::randint(VOCABULARY as i64, shape, (Kind::Int64, device)))
     }
 
     fn activation_shape(&self, _stage: usize) -> Vec<i64> {
