@@ -33,7 +33,7 @@ pub struct RunSummary {
 /// Training stopped by Ctrl-C (SIGINT) or a scheduler's SIGTERM after saving a checkpoint.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "interrupted by {} at step {step}; checkpoint {checkpoint} saved; continue with `{launcher}warpnet {command} --resume {run}`",
+    "interrupted by {} at step {step}; checkpoint {checkpoint} saved; continue with `{launcher}warpnet {resume} {run}`",
     signal_name(*signal)
 )]
 pub struct Interrupted {
@@ -44,8 +44,8 @@ pub struct Interrupted {
     pub run: PathBuf,
     /// "mpirun -np N " for a job over MPI ranks, else empty.
     pub launcher: String,
-    /// The subcommand that resumes it: "train", "lm train".
-    pub command: &'static str,
+    /// The command that resumes it, before the run folder: "train --resume", "lm resume".
+    pub resume: &'static str,
 }
 
 fn signal_name(signal: i32) -> &'static str {
@@ -57,17 +57,17 @@ fn signal_name(signal: i32) -> &'static str {
 }
 
 impl Interrupted {
-    /// The stop of run `run` of `command` at `step` by `signal`, after its checkpoint `checkpoint`.
+    /// The stop of run `run` at `step` by `signal`, after its checkpoint `checkpoint`; `resume` goes on.
     pub fn new(
         signal: i32,
         step: usize,
         checkpoint: PathBuf,
         run: &std::path::Path,
-        command: &'static str,
+        resume: &'static str,
     ) -> Self {
         let launcher = crate::runtime::mpi::session::running()
             .map_or(String::new(), |ranks| format!("mpirun -np {ranks} "));
-        Interrupted { signal, step, checkpoint, run: run.to_path_buf(), launcher, command }
+        Interrupted { signal, step, checkpoint, run: run.to_path_buf(), launcher, resume }
     }
 }
 

@@ -234,7 +234,9 @@ impl<'a> Session<'a> {
         let signal = interrupt().swap(0, Ordering::SeqCst) as i32;
         if signal != 0 {
             let saved = self.checkpoint(seconds)?;
-            return Err(Interrupted::new(signal, self.position.step, saved, self.out_dir, "train").into());
+            return Err(
+                Interrupted::new(signal, self.position.step, saved, self.out_dir, "train --resume").into()
+            );
         }
         // The last step of an epoch is checkpointed after the epoch's evaluation.
         let every = self.config.checkpoint_every;

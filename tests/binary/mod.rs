@@ -22,3 +22,60 @@ pub fn assert_rejected(args: &[&str], needle: &str) {
     assert!(lines[0].contains(needle), "{args:?}: {stderr:?} should mention {needle}");
     assert!(!stderr.contains("panicked"), "{args:?}: {stderr:?}");
 }
+
+/// A corpus for `warpnet lm` written into `dir`: `bytes` bytes of words drawn by a fixed LCG from a
+/// small vocabulary (made up here, so no corpus text lives in the repository), as `corpus.txt`.
+pub fn tiny_corpus(dir: &std::path::Path, bytes: usize) -> std::path::PathBuf {
+    const WORDS: [&str; 12] =
+        ["warp", "layer", "term", "unit", "residual", "tangent", "the", "of", "and", "to", "x1", "sum"];
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut text = String::with_capacity(bytes + 16);
+    while text.len() < bytes {
+        // Knuth's MMIX LCG; the high bits pick a word.
+        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        text.push_str(WORDS[(state >> 60) as usize % WORDS.len()]);
+        text.push(if state >> 59 & 1 == 0 { ' ' } else { '\n' });
+    }
+    text.truncate(bytes);
+    let path = dir.join("corpus.txt");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `warpnet lm train` of a one-block model of width 16 on `corpus`: small enough for a test to train
+/// in well under a second per hundred steps.
+pub fn lm_args(
+    corpus: &std::path::Path,
+    steps: usize,
+    eval_every: usize,
+    out: &std::path::Path,
+) -> Vec<String> {
+    let data = format!("text:{}", corpus.display());
+    let flags = [
+        "lm",
+        "train",
+        "--data",
+        &data,
+        "--blocks",
+        "1",
+        "--width",
+        "16",
+        "--heads",
+        "2",
+        "--context",
+        "16",
+        "--batch",
+        "4",
+        "--eval-batches",
+        "2",
+        "--precision",
+        "fp32",
+        "--threads",
+        "1",
+        "--quiet",
+    ];
+    let mut args: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
+    args.extend(["--steps".into(), steps.to_string(), "--eval-every".into(), eval_every.to_string()]);
+    args.extend(["--out".into(), out.display().to_string()]);
+    args
+}

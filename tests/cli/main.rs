@@ -10,6 +10,7 @@ mod analyze_cli;
 mod commands;
 mod configs;
 mod gpu_setup;
+mod lm;
 mod plot;
 mod reproduce;
 mod workflow;

@@ -9,6 +9,7 @@ mod binary;
 mod any_unit;
 mod mpi;
 mod mpi_collectives;
+mod mpi_lm;
 mod mpi_wire;
 mod parallel_executor;
 mod placement;

@@ -3,11 +3,14 @@
 //!
 //! One test binary per area (each links libtorch once); each module is one former test file.
 
+#[path = "../binary/mod.rs"]
+mod binary;
 #[path = "../common/mod.rs"]
 mod common;
 
 mod end_to_end;
 mod full_fashion_mnist;
+mod lm;
 mod resume;
 mod run_folder_faults;
 mod warp_training;

@@ -167,6 +167,9 @@ pub struct EvalArgs {
     /// Validation batches (default: the run's).
     #[arg(long)]
     pub batches: Option<usize>,
+    /// Bytes of context per validation window, at most the run's position table (default: all of it).
+    #[arg(long)]
+    pub context: Option<usize>,
     /// Print the figures as one JSON object on the last stdout line.
     #[arg(long)]
     pub json: bool,
@@ -185,14 +188,26 @@ struct Evaluated {
 fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let trained = folder::load(&args.run, |run| args.model.apply(run))?;
     let c = &trained.config;
-    let corpus = crate::data::text::Corpus::read(&c.data, c.validation_share, c.model.context)?;
-    let batches = corpus.validation_batches(args.batches.unwrap_or(c.eval_batches), c.batch, c.model.context);
+    let context = args.context.unwrap_or(c.model.context);
+    if context == 0 || context > c.model.context {
+        crate::bail_input!(
+            "--context {context}: must be between 1 and the position table of {} ({} positions)",
+            args.run.display(),
+            c.model.context
+        );
+    }
+    let count = args.batches.unwrap_or(c.eval_batches);
+    if count == 0 {
+        crate::bail_input!("--batches must be at least 1, got 0");
+    }
+    let corpus = crate::data::text::Corpus::read(&c.data, c.validation_share, context)?;
+    let batches = corpus.validation_batches(count, c.batch, context);
     let precision = c.precision_choice().precision;
     let loss = lm::evaluate::validation_loss(&trained.net, &batches, precision);
     let figures = Evaluated {
         model: c.model.label(),
         weights: trained.weights.clone(),
-        validation_bytes: batches.len() * c.batch * c.model.context,
+        validation_bytes: batches.len() * c.batch * context,
         validation_loss: loss,
         validation_bits_per_byte: loss / std::f64::consts::LN_2,
     };

@@ -40,7 +40,7 @@ use crate::train::step::Stepper;
 /// Version of the sidecar written below.
 pub const LM_CHECKPOINT_FORMAT: u32 = 1;
 /// The subcommand that resumes a run (named in the interruption's message).
-const COMMAND: &str = "lm train";
+const RESUME: &str = "lm resume";
 
 /// A checkpoint's JSON sidecar: what its safetensors do not hold.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -63,7 +63,8 @@ pub struct LmSidecar {
 pub fn train(config: &LmTrainConfig, out: &Path, verbosity: Verbosity) -> anyhow::Result<LmSummary> {
     if out.join(CONFIG).exists() {
         crate::bail_input!(
-            "--out {}: holds a run already (continue it with --resume, or choose another folder)",
+            "--out {}: holds a run already (continue it with `warpnet lm resume {}`, or choose another folder)",
+            out.display(),
             out.display()
         );
     }
@@ -220,7 +221,7 @@ impl<'a> Session<'a> {
             if signal != 0 {
                 bar.finish_and_clear();
                 let saved = self.checkpoint()?;
-                return Err(Interrupted::new(signal, self.step, saved, self.out, COMMAND).into());
+                return Err(Interrupted::new(signal, self.step, saved, self.out, RESUME).into());
             }
         }
         bar.finish_and_clear();
