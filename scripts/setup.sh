@@ -11,6 +11,8 @@
 #                Without it, build without `--features mpi`: everything but MPI ranks works.
 #   --test-data: also the full Fashion-MNIST from Debian's dataset-fashion-mnist package, which one test
 #                reads from /usr/share/datasets/fashion-mnist (needs root and apt-get).
+#   --fortunes:  also Debian's fortunes package (about 2.5 MB of English text in /usr/share/games/fortunes),
+#                the default corpus of `warpnet lm` (needs root and apt-get).
 #   --pytorch:   also a complete PyTorch 2.11 for Python (with its CUDA wheels, ~4 GB) -> .deps/pytorch-2.11,
 #                used only by the side-by-side benchmark in bench/.
 #   --dry-run:   prints which libtorch set this machine gets, and why, and installs nothing.
@@ -29,17 +31,19 @@ PIP="${PYTHON:-python3} -m pip"
 export PIP_ROOT_USER_ACTION=ignore  # pip's warning about root: .deps/ is this repository's, not the system's
 
 want_test_data=0
+want_fortunes=0
 want_pytorch=0
 want_set=""
 dry_run=0
 for arg in "$@"; do
   case "$arg" in
     --test-data) want_test_data=1 ;;
+    --fortunes) want_fortunes=1 ;;
     --pytorch) want_pytorch=1 ;;
     --cuda) want_set=cuda ;;
     --cpu) want_set=cpu ;;
     --dry-run) dry_run=1 ;;
-    *) echo "setup.sh: unknown option '$arg' (expected --cuda, --cpu, --test-data, --pytorch or --dry-run)" >&2; exit 2 ;;
+    *) echo "setup.sh: unknown option '$arg' (expected --cuda, --cpu, --test-data, --fortunes, --pytorch or --dry-run)" >&2; exit 2 ;;
   esac
 done
 
@@ -114,6 +118,10 @@ fi
 if [ "$want_test_data" = 1 ] && [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
   echo "setup.sh: installing Debian's dataset-fashion-mnist (full Fashion-MNIST, for one test)"
   apt_packages+=(dataset-fashion-mnist)
+fi
+if [ "$want_fortunes" = 1 ] && [ ! -f /usr/share/games/fortunes/fortunes ]; then
+  echo "setup.sh: installing Debian's fortunes (the default corpus of warpnet lm)"
+  apt_packages+=(fortunes)
 fi
 if [ "${#apt_packages[@]}" -gt 0 ]; then
   if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${apt_packages[@]}" >/dev/null; }; then

@@ -4,6 +4,7 @@
 pub mod agreement;
 pub mod block;
 pub mod gradients;
+pub mod lm_taylor;
 pub mod paths;
 pub mod reproduce;
 pub mod taylor;

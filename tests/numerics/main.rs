@@ -9,6 +9,7 @@ mod binary;
 mod common;
 
 mod analysis;
+mod lm_taylor;
 mod model_numerics;
 mod precision;
 mod transformer;

@@ -3,6 +3,7 @@
 
 mod bench;
 mod compare;
+mod taylor;
 
 use std::path::{Path, PathBuf};
 
@@ -38,6 +39,8 @@ pub enum LmCommand {
     Plan(bench::PlanArgs),
     /// The variants trained with one seed and budget, timed, and drawn side by side.
     Compare(compare::CompareArgs),
+    /// How far each warp layer of a trained model is from the sequential sublayers it stands for.
+    Taylor(taylor::TaylorArgs),
 }
 
 pub fn run(args: LmArgs) -> anyhow::Result<()> {
@@ -49,6 +52,7 @@ pub fn run(args: LmArgs) -> anyhow::Result<()> {
         LmCommand::Bench(args) => bench::bench(args),
         LmCommand::Plan(args) => bench::plan(args),
         LmCommand::Compare(args) => compare::run(args),
+        LmCommand::Taylor(args) => taylor::run(args),
     }
 }
 
