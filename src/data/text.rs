@@ -90,6 +90,12 @@ fn windows(bytes: &[u8], starts: &[usize], context: usize) -> TextBatch {
 /// A file's bytes, or a folder's regular files' by name (links and strfile `.dat` indexes left out);
 /// one line naming the path if it cannot be read.
 fn read_bytes(path: &Path) -> anyhow::Result<Vec<u8>> {
+    if path == Path::new(FORTUNES) && !path.exists() {
+        crate::bail_input!(
+            "--data fortunes: {FORTUNES} is missing; install Debian's fortunes (scripts/setup.sh --fortunes) \
+             or give --data text:PATH"
+        );
+    }
     let unreadable = |e: std::io::Error| input_error(format!("{}: cannot read ({e})", path.display()));
     if !path.is_dir() {
         return std::fs::read(path).map_err(unreadable);
