@@ -19,6 +19,7 @@
 #       - `warpnet bench`'s executor table on workers sharing cuda:0, fp32 and bf16;
 #       - WarpNet2 and exact K = 3 (factored: K - 1 tangent passes) against their WRN twin on cuda:0;
 #       - `warpnet plan` from a profile measured on cuda:0, fp32 and bf16;
+#       - `warpnet lm bench`: the byte-level GPT, sequential and warpnet2 K=2, on one worker on cuda:0;
 #       - where the machine has OpenMPI, `warpnet bench --devices mpi` over 2 and 3 ranks on its GPU.
 #     Every step's output, its exit status and its seconds go to OUT_DIR/summary.md (default: $OUT, else
 #     runs/gpu-check), the one file with every figure; the steps' own files go to
@@ -84,7 +85,7 @@ machine() {
 export python
 export -f machine
 step "machine" 20 bash -c machine
-step "GPU-marked tests (tests/gpu.rs)" 55 "$GPU_DIR/gpu-tests" --ignored --test-threads 1
+step "GPU-marked tests (tests/gpu.rs)" 45 "$GPU_DIR/gpu-tests" --ignored --test-threads 1
 step "the main job on cuda:0: warpnet demo --epochs 3" 55 \
   "$WARPNET_BIN" demo --epochs 3 --rounds 2 --out "$files/demo"
 step "bench/compare.py --suite gpu (fp32)" 60 \
@@ -109,10 +110,15 @@ step "warpnet bench: WRN-37-4 twins of WarpNet2 and exact K = 3 on cuda:0, batch
 for precision in fp32 bf16; do
   plan=("$WARPNET_BIN" plan --k 2 --nwarp 3 --width 4 --batch 128 --devices 2,3,4 --precision "$precision")
   profile="$files/gpu-profile-$precision.json"
-  step "warpnet plan: WarpNet1-37-4 K=2 from a cuda:0 profile, $precision" 30 bash -c \
+  step "warpnet plan: WarpNet1-37-4 K=2 from a cuda:0 profile, $precision" 25 bash -c \
     "$(printf '%q ' "${plan[@]}") --device cuda:0 --link nvlink4 --save-profile $profile && \
      $(printf '%q ' "${plan[@]}") --profile $profile --link pcie4"
 done
+# The language model (GPT-4x128, batch 32 x 128 bytes) on one worker on cuda:0: its sequential block
+# and warpnet2's restored term, bf16.
+step "warpnet lm bench: GPT-4x128 sequential and warpnet2 K=2 on cuda:0, bf16" 20 bash -c \
+  "for variant in sequential warpnet2; do $(printf '%q' "$WARPNET_BIN") lm bench --variant \$variant --devices cuda:0 \
+   --precision bf16 --steps 5 --json; done"
 # MPI ranks on the GPU (a rank's worker on its local GPU, tensors staged through host memory): two
 # data-parallel ranks sharing cuda:0, and the 3-rank placement, where the machine has OpenMPI and the
 # MPI build's libraries resolve; otherwise one line says why not.
