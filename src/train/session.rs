@@ -26,7 +26,6 @@ use super::schedule::StepSchedule;
 use super::step::Stepper;
 use crate::base::atomic_file::remove_stale_temporaries;
 use crate::base::named::{assign_variables, copy_variables, Named};
-use crate::base::optimizer::Optimizer;
 use crate::data::augment::Standardizer;
 use crate::data::loader::{EpochPlan, Loader};
 use crate::data::{Dataset, Splits};
@@ -375,16 +374,10 @@ fn stepper(
     momentum: Named,
     precision: Precision,
 ) -> anyhow::Result<Stepper> {
-    Ok(match &config.devices {
-        None => {
-            let mut sgd = Optimizer::new(vs, config.sgd());
-            sgd.set_momentum(&momentum);
-            Stepper::Single { optimizer: sgd, precision }
-        }
-        Some(devices) => {
-            let plan = config.parallel_plan(net_config)?;
-            let sgd = config.sgd();
-            Stepper::parallel(vs, momentum, &net_config.network(), devices, plan, sgd.into(), precision)?
-        }
-    })
+    let network = net_config.network();
+    let parallel = match &config.devices {
+        Some(devices) => Some((&network, devices, config.parallel_plan(net_config)?)),
+        None => None,
+    };
+    Stepper::new(vs, momentum, config.sgd().into(), precision, parallel)
 }

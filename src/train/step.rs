@@ -1,10 +1,10 @@
 //! One training step, on one device or through the parallel executor: the same loss, gradients and
-//! SGD update either way (tests/parallel/parallel_executor.rs), in fp32 or bf16 mixed precision.
+//! optimizer update either way (tests/parallel/parallel_executor.rs), in fp32 or bf16 mixed precision.
 
 use tch::{nn::VarStore, Tensor};
 
 use crate::base::named::{assign_variables, copy_variables, Named, Snapshot};
-use crate::base::optimizer::Optimizer;
+use crate::base::optimizer::{Optimizer, OptimizerSettings};
 use crate::model::{loss, Net};
 use crate::precision::Precision;
 use crate::runtime::executor::{Executor, StepResult};
@@ -36,19 +36,23 @@ impl Stepper {
         }
     }
 
-    /// The executor for `vs`'s network, starting from its current weights and `momentum`, stepping in
-    /// `precision`.
-    pub fn parallel(
+    /// The optimizer of `settings` on one device, or with `parallel` = (network, devices, plan) the
+    /// executor for `vs`'s network; either starts from `vs`'s weights and the optimizer state `state`
+    /// (a checkpoint's, or empty) and steps in `precision`.
+    pub fn new(
         vs: &VarStore,
-        momentum: Named,
-        network: &crate::model::Network,
-        devices: &crate::runtime::Devices,
-        plan: crate::runtime::Plan,
-        sgd: crate::base::optimizer::OptimizerSettings,
+        state: Named,
+        settings: OptimizerSettings,
         precision: Precision,
+        parallel: Option<(&crate::model::Network, &crate::runtime::Devices, crate::runtime::Plan)>,
     ) -> anyhow::Result<Self> {
-        let initial = Snapshot { variables: copy_variables(vs, tch::Device::Cpu), momentum };
-        let executor = Executor::new(network, devices, plan, &initial, sgd)?.with_precision(precision);
+        let Some((network, devices, plan)) = parallel else {
+            let mut optimizer = Optimizer::new(vs, settings);
+            optimizer.set_momentum(&state);
+            return Ok(Stepper::Single { optimizer, precision });
+        };
+        let initial = Snapshot { variables: copy_variables(vs, tch::Device::Cpu), momentum: state };
+        let executor = Executor::new(network, devices, plan, &initial, settings)?.with_precision(precision);
         Ok(Stepper::Parallel(executor))
     }
 

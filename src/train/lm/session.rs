@@ -23,7 +23,6 @@ use super::config::LmTrainConfig;
 use super::evaluate::{as_input, validation_loss, LmRecord, LmSummary};
 use crate::base::atomic_file::{remove_stale_temporaries, write_atomic};
 use crate::base::named::{assign_variables, copy_variables, Named};
-use crate::base::optimizer::Optimizer;
 use crate::data::text::{Corpus, TextBatch};
 use crate::model::{Architecture, Net, Network};
 use crate::precision::Precision;
@@ -312,23 +311,10 @@ pub(super) fn stepper(
     state: Named,
     precision: Precision,
 ) -> anyhow::Result<Stepper> {
-    Ok(match &config.devices {
-        None => {
-            let mut adamw = Optimizer::new(vs, config.adamw());
-            adamw.set_momentum(&state);
-            Stepper::Single { optimizer: adamw, precision }
-        }
-        Some(devices) => {
-            let network: Network = std::sync::Arc::new(config.model.clone());
-            Stepper::parallel(
-                vs,
-                state,
-                &network,
-                devices,
-                config.parallel_plan()?,
-                config.adamw().into(),
-                precision,
-            )?
-        }
-    })
+    let network: Network = std::sync::Arc::new(config.model.clone());
+    let parallel = match &config.devices {
+        Some(devices) => Some((&network, devices, config.parallel_plan()?)),
+        None => None,
+    };
+    Stepper::new(vs, state, config.adamw().into(), precision, parallel)
 }
