@@ -150,14 +150,18 @@ fn reference_gpt(vs: &VarStore, tokens: &Tensor, parallel: bool) -> Tensor {
     ln(&x, "head.norm").linear(&w("head.out.weight"), Some(&w("head.out.bias")))
 }
 
-/// The model's logits for `tokens` in float64 eval mode, and its variables.
-fn logits(lm: &LmConfig, seed: i64, tokens: &Tensor) -> (Tensor, VarStore) {
+/// A random float64 model and its variables.
+fn model(lm: &LmConfig, seed: i64) -> (Net, VarStore) {
     tch::manual_seed(seed);
     let mut vs = VarStore::new(Device::Cpu);
     let net = Net::new(&vs.root(), lm);
     vs.double();
-    let logits = tch::no_grad(|| net.forward(&tokens.to_kind(Kind::Double), false));
-    (logits, vs)
+    (net, vs)
+}
+
+/// The model's logits for `tokens` in eval mode.
+fn logits(net: &Net, tokens: &Tensor) -> Tensor {
+    tch::no_grad(|| net.forward(&tokens.to_kind(Kind::Double), false))
 }
 
 /// Float64 against float64 by another route (attention spelled out, its own reductions): 1e-10
@@ -167,7 +171,8 @@ fn the_sequential_and_parallel_models_are_the_gpt_blocks() {
     let _seeded = seed_exclusively(22);
     let tokens = tokens();
     for (variant, parallel) in [(LmVariant::Sequential, false), (LmVariant::Parallel, true)] {
-        let (ours, vs) = logits(&config(variant, 2, NormTangent::Exact), 7, &tokens);
+        let (net, vs) = model(&config(variant, 2, NormTangent::Exact), 7);
+        let ours = logits(&net, &tokens);
         assert_eq!(ours.size(), [BATCH, CONTEXT, 256]);
         let reference = tch::no_grad(|| reference_gpt(&vs, &tokens, parallel));
         let error =
@@ -195,8 +200,8 @@ fn no_logit_depends_on_a_later_token() {
     ] {
         for k in [2, 4] {
             let lm = config(variant, k, NormTangent::Exact);
-            let (before, _) = logits(&lm, 9, &tokens);
-            let (after, _) = logits(&lm, 9, &changed);
+            let (net, _vs) = model(&lm, 9);
+            let (before, after) = (logits(&net, &tokens), logits(&net, &changed));
             let upto = |l: &Tensor| l.narrow(1, 0, position + 1);
             let moved = (upto(&before) - upto(&after)).abs().max().double_value(&[]);
             assert!(moved == 0.0, "{variant:?} K={k}: a logit at or before {position} moved by {moved}");
