@@ -9,8 +9,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::nn::{Init, Path, VarStore};
 use tch::{Device, Kind, Tensor};
-use warpnet::base::named::{copy_variables, deep_copy, Named, Snapshot};
-use warpnet::base::optimizer::SgdSettings;
+use warpnet::base::named::copy_variables;
 use warpnet::model::architecture::Module;
 use warpnet::model::terms::{self, Term};
 use warpnet::model::unit::{Linearization, Need, Primal, Unit};
@@ -20,7 +19,9 @@ use warpnet::planner::auto_placement;
 use warpnet::planner::profile::{self, Bench};
 use warpnet::planner::step_model::{links, predict, predict_wrn};
 use warpnet::precision::Precision;
-use warpnet::runtime::{Devices, Executor, Placement, Plan};
+use warpnet::runtime::Placement;
+
+use crate::steps::two_steps;
 
 /// Features D of the vectors the units map, hidden width H of a unit, input features, classes.
 const FEATURES: i64 = 6;
@@ -192,28 +193,6 @@ fn batch(seed: u64) -> (Tensor, Tensor) {
     (Tensor::from_slice(&inputs).view([BATCH, INPUTS]), Tensor::from_slice(&labels))
 }
 
-/// Two SGD steps of `network` on `devices` with `placement`, from `initial`: the losses and the
-/// variables.
-fn two_steps(
-    network: &Network,
-    initial: &Named,
-    devices: &str,
-    placement: Option<&str>,
-) -> (Vec<f64>, Named) {
-    let devices: Devices = devices.parse().unwrap();
-    let placement = placement.map(|p| Placement::parse(p, &network.terms()).unwrap());
-    let plan = Plan::new(&devices, placement).unwrap();
-    let start = Snapshot { variables: deep_copy(initial), momentum: Named::new() };
-    let mut executor = Executor::new(network, &devices, plan, &start, SgdSettings::PAPER).unwrap();
-    let losses = (0..2)
-        .map(|step| {
-            let (inputs, labels) = batch(step);
-            executor.step(&inputs, &labels, 0.1).loss
-        })
-        .collect();
-    (losses, executor.variables(Device::Cpu))
-}
-
 /// WarpNet1 K = 2 with F2'x1 split by batch over two workers (its piece on the first reads F2's
 /// linearisation rows from the second) against the same network on one device.
 ///
@@ -227,8 +206,9 @@ fn the_executor_places_its_terms_and_splits_one() {
     let vs = VarStore::new(Device::Cpu);
     let _net = Net::new(&vs.root(), &*network);
     let initial = copy_variables(&vs, Device::Cpu);
-    let (one_losses, one) = two_steps(&network, &initial, "cpu:1", None);
-    let (split_losses, split) = two_steps(&network, &initial, "cpu:2", Some("[F1,F2'x1:0.5],[F2,F2'x1:0.5]"));
+    let (one_losses, one) = two_steps(&network, &initial, "cpu:1", None, batch);
+    let (split_losses, split) =
+        two_steps(&network, &initial, "cpu:2", Some("[F1,F2'x1:0.5],[F2,F2'x1:0.5]"), batch);
     for (a, b) in split_losses.iter().zip(&one_losses) {
         assert!((a - b).abs() <= 1e-5 * b.abs(), "loss {a} on two devices, {b} on one");
     }

@@ -14,4 +14,5 @@ mod mpi_wire;
 mod parallel_executor;
 mod placement;
 mod step_model;
+mod steps;
 mod transformer_executor;

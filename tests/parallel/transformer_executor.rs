@@ -10,12 +10,12 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{nn::VarStore, Device, Tensor};
-use warpnet::base::named::{copy_variables, deep_copy, Named, Snapshot};
-use warpnet::base::optimizer::SgdSettings;
+
+use crate::steps::two_steps;
+use warpnet::base::named::copy_variables;
 use warpnet::model::transformer::norm::NormTangent;
 use warpnet::model::transformer::{LmConfig, LmVariant};
 use warpnet::model::{Net, Network};
-use warpnet::runtime::{Devices, Executor, Placement, Plan};
 
 /// Batch and context of the steps: tokens (4, 8).
 const BATCH: i64 = 4;
@@ -41,25 +41,6 @@ fn batch(seed: u64) -> (Tensor, Tensor) {
     (text.narrow(1, 0, CONTEXT).to_kind(tch::Kind::Float), text.narrow(1, 1, CONTEXT))
 }
 
-/// Two steps of `network` on `devices` with `placement` from `initial`: losses and variables.
-fn two_steps(
-    network: &Network,
-    initial: &Named,
-    devices: &str,
-    placement: Option<&str>,
-) -> (Vec<f64>, Named) {
-    let devices: Devices = devices.parse().unwrap();
-    let placement = placement.map(|p| Placement::parse(p, &network.terms()).unwrap());
-    let plan = Plan::new(&devices, placement).unwrap();
-    let start = Snapshot { variables: deep_copy(initial), momentum: Named::new() };
-    let mut executor = Executor::new(network, &devices, plan, &start, SgdSettings::PAPER).unwrap();
-    let losses = (0..2).map(|s| {
-        let (tokens, next) = batch(s);
-        executor.step(&tokens, &next, 0.1).loss
-    });
-    (losses.collect(), executor.variables(Device::Cpu))
-}
-
 #[test]
 fn placed_sublayers_step_as_one_device() {
     let cases = [
@@ -76,8 +57,8 @@ fn placed_sublayers_step_as_one_device() {
         let vs = VarStore::new(Device::Cpu);
         let _net = Net::new(&vs.root(), &*network);
         let initial = copy_variables(&vs, Device::Cpu);
-        let (one_losses, one) = two_steps(&network, &initial, "cpu:1", None);
-        let (two_losses, two) = two_steps(&network, &initial, "cpu:2", Some(placement));
+        let (one_losses, one) = two_steps(&network, &initial, "cpu:1", None, batch);
+        let (two_losses, two) = two_steps(&network, &initial, "cpu:2", Some(placement), batch);
         for (a, b) in two_losses.iter().zip(&one_losses) {
             assert!((a - b).abs() <= 1e-4 * b.abs(), "{variant:?} {placement}: loss {a} against {b}");
         }
