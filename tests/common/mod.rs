@@ -76,6 +76,13 @@ pub fn seed_exclusively(seed: i64) -> std::sync::MutexGuard<'static, ()> {
     guard
 }
 
+/// Keeps other tests of the same binary from drawing while a test draws without a seed of its own
+/// (random messages, networks whose initial values it overwrites or does not depend on): its draws
+/// would otherwise land between another test's seeded ones and change that test's numbers.
+pub fn draw_exclusively() -> std::sync::MutexGuard<'static, ()> {
+    lock_generator()
+}
+
 /// Keeps other trainings of the same binary (those under [`seed_exclusively`] too) waiting until the
 /// returned guard drops: a training uses every core through libtorch's threads, and two at once on a
 /// 2-core machine take longer together than one after the other (their thread pools spin against

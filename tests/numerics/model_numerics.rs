@@ -15,6 +15,7 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 /// BatchNorm2d in training mode against a hand computation over a (2, 2, 2, 2) input, in f64.
 #[test]
 fn batch_norm_matches_hand_computation() {
+    let _drawing = crate::common::draw_exclusively();
     let mut vs = VarStore::new(Device::Cpu);
     let mut bn = BatchNorm2d::new(vs.root() / "bn", 2);
     vs.double();
@@ -72,6 +73,7 @@ fn closed_form_parameters(units: i64, kw: i64, classes: i64) -> i64 {
 
 #[test]
 fn parameter_count_matches_closed_formula() {
+    let _drawing = crate::common::draw_exclusively();
     for (k, nwarp, kw, classes) in
         [(1, 1, 1, 10), (1, 2, 4, 10), (2, 3, 4, 100), (3, 2, 2, 1000), (1, 6, 6, 10)]
     {
@@ -89,6 +91,7 @@ fn parameter_count_matches_closed_formula() {
 
 #[test]
 fn depth_label_and_stage_shapes() {
+    let _drawing = crate::common::draw_exclusively();
     let config = NetConfig::wrn(2, 4, 10);
     assert_eq!(config.label(), "WRN-13-4");
     let vs = VarStore::new(Device::Cpu);
@@ -101,6 +104,7 @@ fn depth_label_and_stage_shapes() {
 
 #[test]
 fn parameter_names_are_stable() {
+    let _drawing = crate::common::draw_exclusively();
     let vs = VarStore::new(Device::Cpu);
     let _net = Net::new(&vs.root(), &NetConfig::wrn(2, 1, 10));
     let mut names: Vec<String> = vs.variables().into_keys().collect();
@@ -127,6 +131,7 @@ fn parameter_names_are_stable() {
 /// `Net::forward`. Same ops in the same order, so they agree to f64 rounding.
 #[test]
 fn forward_equals_table1_composed_by_hand() {
+    let _drawing = crate::common::draw_exclusively();
     let config = NetConfig::wrn(2, 2, 10);
     let mut vs = VarStore::new(Device::Cpu);
     let net = Net::new(&vs.root(), &config);

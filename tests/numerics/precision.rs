@@ -37,9 +37,10 @@ const LR: f64 = 0.1;
 /// Images of a test batch: (B, 3, 32, 32).
 const BATCH: i64 = 8;
 
-/// Images (B, 3, 32, 32) and labels (B,) from a seed of their own.
+/// Images (B, 3, 32, 32) and labels (B,) from a seed of their own. Like [`network`], for a test that
+/// holds `common::draw_exclusively` throughout (its executors and networks draw too).
 fn batch(seed: i64) -> (Tensor, Tensor) {
-    let _seeded = common::seed_exclusively(seed);
+    tch::manual_seed(seed);
     let images = Tensor::randn([BATCH, 3, 32, 32], (Kind::Float, Device::Cpu));
     (images, Tensor::randint(10, [BATCH], (Kind::Int64, Device::Cpu)))
 }
@@ -47,7 +48,7 @@ fn batch(seed: i64) -> (Tensor, Tensor) {
 /// A network of `config` with seeded weights and (for eval-mode checks) random BatchNorm statistics,
 /// so that no BN is the identity.
 fn network(config: &NetConfig, seed: i64) -> (VarStore, Net) {
-    let _seeded = common::seed_exclusively(seed);
+    tch::manual_seed(seed);
     let vs = VarStore::new(Device::Cpu);
     let net = Net::new(&vs.root(), config);
     common::randomize_batch_norms(&vs);
@@ -104,6 +105,7 @@ fn cases() -> Vec<NetConfig> {
 /// BatchNorm in eval mode (an affine map): logits, loss and gradients within the rounding bound.
 #[test]
 fn bf16_forward_and_backward_match_fp32_within_bf16_rounding() {
+    let _drawing = common::draw_exclusively();
     for (i, config) in cases().iter().enumerate() {
         let (vs, net) = network(config, i as i64);
         let batch = batch(100 + i as i64);
@@ -133,6 +135,7 @@ fn bf16_forward_and_backward_match_fp32_within_bf16_rounding() {
 /// within the training-mode bound (module docs).
 #[test]
 fn bf16_training_step_matches_fp32_step() {
+    let _drawing = common::draw_exclusively();
     for (i, config) in cases().iter().enumerate() {
         let (vs, net) = network(config, 10 + i as i64);
         let batch = batch(200 + i as i64);
@@ -162,6 +165,7 @@ fn gradients_of_step(before: &Named, after: &Named, names: &[String]) -> Tensor 
 /// master weights and momentum stay fp32 on every device.
 #[test]
 fn executor_steps_in_bf16_with_fp32_master_weights() {
+    let _drawing = common::draw_exclusively();
     let config = NetConfig::warp(2, 1, 1, 10, Variant::Warpnet1);
     let batch = batch(300);
     let (vs, net) = network(&config, 30);
@@ -200,6 +204,7 @@ fn executor_steps_in_bf16_with_fp32_master_weights() {
 /// moved them (the gradients reached the master weights).
 #[test]
 fn single_device_bf16_steps_keep_fp32_master_weights() {
+    let _drawing = common::draw_exclusively();
     let config = NetConfig::wrn(2, 1, 10);
     let (vs, net) = network(&config, 40);
     let before = copy_variables(&vs, Device::Cpu);
@@ -228,6 +233,7 @@ fn single_device_bf16_steps_keep_fp32_master_weights() {
 /// stored channels-last when its input was.
 #[test]
 fn channels_last_layout_survives_the_network() {
+    let _drawing = common::draw_exclusively();
     let config = NetConfig::warp(2, 1, 2, 10, Variant::Warpnet1);
     let (_vs, net) = network(&config, 50);
     let (images, _) = batch(500);
@@ -250,6 +256,7 @@ fn channels_last_layout_survives_the_network() {
 /// 3.9e-3 per operation, where an activation read in the wrong layout gives errors of order 1.
 #[test]
 fn fp32_gradients_match_float64_in_both_layouts() {
+    let _drawing = common::draw_exclusively();
     use warpnet::precision::MemoryFormat;
     let config = NetConfig::warp(2, 1, 1, 10, Variant::Warpnet1);
     let (mut vs, net) = network(&config, 60);

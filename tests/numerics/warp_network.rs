@@ -15,6 +15,7 @@ fn names_and_shapes(vs: &VarStore) -> Vec<(String, Vec<i64>)> {
 
 #[test]
 fn warpnet_and_wrn_twin_have_identical_parameters() {
+    let _drawing = crate::common::draw_exclusively();
     for (k, nwarp) in [(2, 1), (3, 2), (2, 3)] {
         for variant in [Variant::Exact, Variant::Warpnet1, Variant::Warpnet2, Variant::Released] {
             let warp = NetConfig::warp(k, nwarp, 2, 10, variant);
@@ -30,6 +31,7 @@ fn warpnet_and_wrn_twin_have_identical_parameters() {
 
 #[test]
 fn wrn_checkpoint_round_trips_through_a_warpnet_bit_exactly() {
+    let _drawing = crate::common::draw_exclusively();
     let dir = tempfile::tempdir().unwrap();
     let warp = NetConfig::warp(2, 2, 1, 10, Variant::Warpnet1);
     let vs_wrn = VarStore::new(Device::Cpu);
@@ -60,6 +62,7 @@ fn wrn_checkpoint_round_trips_through_a_warpnet_bit_exactly() {
 
 #[test]
 fn k1_warpnet_is_the_wrn() {
+    let _drawing = crate::common::draw_exclusively();
     let wrn = NetConfig::wrn(3, 1, 10);
     for variant in [Variant::Exact, Variant::Warpnet1, Variant::Warpnet2, Variant::Released] {
         let warp = NetConfig::warp(1, 3, 1, 10, variant);

@@ -61,6 +61,7 @@ fn expected(variant: Variant, k: usize) -> op_count::OpCount {
 
 #[test]
 fn every_primal_pass_runs_once_per_layer() {
+    let _drawing = crate::common::draw_exclusively();
     for (variant, k) in
         [(Variant::Warpnet1, 2), (Variant::Warpnet2, 2), (Variant::Warpnet2, 3), (Variant::Exact, 3)]
     {
@@ -74,6 +75,7 @@ fn every_primal_pass_runs_once_per_layer() {
 
 #[test]
 fn per_term_primals_recompute_what_sharing_saves() {
+    let _drawing = crate::common::draw_exclusively();
     // Exact K=3: 7 terms; per term, every unit it names runs its own primal pass and its own tangents.
     // Shared and factored: 6 primal + 2 tangent passes x 2 = 10 convolutions per layer; per term: 3
     // single terms (2 each), 3 pairs (2 + 1 + 2 each) and the triple (2 + 1 + 1 + 4) = 6 + 15 + 8 = 29.
@@ -100,6 +102,7 @@ fn per_term_primals_recompute_what_sharing_saves() {
 
 #[test]
 fn a_pass_for_the_mask_alone_stops_at_the_mask() {
+    let _drawing = crate::common::draw_exclusively();
     // A device holding only F2'x1 needs unit 2's mask, not its output: with BN removed from F' the pass
     // runs conv1 only; frozen BN in F' needs BN2's batch statistics, hence conv2's output as well.
     let vs = VarStore::new(Device::Cpu);

@@ -162,7 +162,7 @@ impl Architecture for FlatNet {
 /// derivative, rounding by ~1e-16 / h = 1e-10; 1e-8 is far above both and far below a wrong term's O(1).
 #[test]
 fn a_second_kind_of_unit_is_warped_exactly() {
-    tch::manual_seed(3);
+    let _seeded = crate::common::seed_exclusively(3);
     let mut vs = VarStore::new(Device::Cpu);
     let net = FlatNet { k: 2, layers: 1, variant: Variant::Exact };
     let units: Vec<Box<dyn Unit>> =
@@ -201,7 +201,7 @@ fn batch(seed: u64) -> (Tensor, Tensor) {
 /// or misplaced piece, which changes the step by percent.
 #[test]
 fn the_executor_places_its_terms_and_splits_one() {
-    tch::manual_seed(5);
+    let _seeded = crate::common::seed_exclusively(5);
     let network: Network = std::sync::Arc::new(FlatNet { k: 2, layers: 2, variant: Variant::Warpnet1 });
     let vs = VarStore::new(Device::Cpu);
     let _net = Net::new(&vs.root(), &*network);
@@ -226,6 +226,7 @@ fn the_executor_places_its_terms_and_splits_one() {
 /// devices gives each its work, and `auto` chooses a placement of every term.
 #[test]
 fn the_planner_predicts_any_kind_of_unit() {
+    let _drawing = crate::common::draw_exclusively();
     let network = FlatNet { k: 2, layers: 3, variant: Variant::Warpnet1 };
     let bench = Bench { device: Device::Cpu, threads: 1, busy_neighbours: 0 };
     let profile = profile::measure(&network, BATCH, Precision::Fp32, bench, 3);

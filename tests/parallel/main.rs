@@ -5,6 +5,8 @@
 
 #[path = "../binary/mod.rs"]
 mod binary;
+#[path = "../common/mod.rs"]
+mod common;
 
 mod any_unit;
 mod mpi;

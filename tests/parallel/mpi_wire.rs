@@ -56,6 +56,7 @@ fn round_trip<T: Message>(value: &T) -> T {
 
 #[test]
 fn worker_commands_and_replies_round_trip() {
+    let _drawing = crate::common::draw_exclusively();
     let x1 = Tensor::randn([2, 16, 32, 32], (Kind::Float, Device::Cpu)); // (B, C, H, W)
     let forward = worker::Command::Forward { layer: 3, x1: x1.shallow_clone(), train: true, measure: false };
     match round_trip(&forward) {
@@ -103,6 +104,7 @@ fn worker_commands_and_replies_round_trip() {
 /// and arrive bit for bit, still channels-last (so the receiving worker computes in the same layout).
 #[test]
 fn bf16_channels_last_activations_round_trip_in_their_layout() {
+    let _drawing = crate::common::draw_exclusively();
     let x1 =
         warpnet::precision::Precision::Bf16.input(&Tensor::randn([2, 16, 8, 8], (Kind::Float, Device::Cpu)));
     assert!(warpnet::precision::is_channels_last(&x1) && x1.kind() == Kind::BFloat16);
@@ -124,6 +126,7 @@ fn named_copy(n: &Named) -> Named {
 
 #[test]
 fn replica_commands_replies_and_starts_round_trip() {
+    let _drawing = crate::common::draw_exclusively();
     let images = Tensor::randn([3, 3, 32, 32], (Kind::Float, Device::Cpu)); // (B, 3, H, W)
     let labels = Tensor::from_slice(&[1i64, 9, 0]); // (B,)
     let command = replica::Command::Gradients {

@@ -101,7 +101,9 @@ fn assert_close(what: &str, got: &Named, expected: &Named, trainable_only: bool)
     }
 }
 
-/// Initial weights (drawn once; the reference and the executor both start from this copy).
+/// Initial weights (drawn once; the reference and the executor both start from this copy). The
+/// calling test holds `common::draw_exclusively` throughout, so that no other test's draws land
+/// between the seed and these weights.
 fn initial(config: &NetConfig, seed: i64) -> Named {
     tch::manual_seed(seed);
     let vs = VarStore::new(Device::Cpu);
@@ -112,6 +114,7 @@ fn initial(config: &NetConfig, seed: i64) -> Named {
 /// Model parallelism: one replica, terms on workers. Two steps, so momentum is exercised too.
 #[test]
 fn model_parallel_matches_single_device() {
+    let _drawing = crate::common::draw_exclusively();
     let cases = [
         (NetConfig::warp(2, 1, 1, 10, Variant::Warpnet1), "cpu:3", "[F1],[F2],[F2'x1]"),
         (NetConfig::warp(2, 1, 1, 10, Variant::Warpnet1), "cpu:2", "[F1],[F2,F2'x1]"),
@@ -165,6 +168,7 @@ fn model_parallel_matches_single_device() {
 /// (the run keeps those of F2's worker, which model_parallel_matches_single_device checks).
 #[test]
 fn replicated_units_never_drift() {
+    let _drawing = crate::common::draw_exclusively();
     let config = NetConfig::warp(2, 1, 1, 10, Variant::Warpnet1);
     let (_, executor) = run_executor(&config, &initial(&config, 7), "cpu:3", Some("[F1],[F2],[F2'x1]"), 3);
     let workers = executor.worker_variables(0);
@@ -189,6 +193,7 @@ fn replicated_units_never_drift() {
 /// each shard on its own too. Running statistics differ by construction (replica 0 saw only its shard).
 #[test]
 fn data_parallel_matches_sharded_single_device() {
+    let _drawing = crate::common::draw_exclusively();
     for (config, devices) in
         [(NetConfig::wrn(2, 1, 10), "cpu:2"), (NetConfig::warp(2, 1, 1, 10, Variant::Warpnet1), "cpu:2")]
     {
@@ -206,6 +211,7 @@ fn data_parallel_matches_sharded_single_device() {
 /// inside each replica: its pieces share the replica's shard).
 #[test]
 fn hybrid_matches_sharded_single_device() {
+    let _drawing = crate::common::draw_exclusively();
     let config = NetConfig::warp(2, 1, 1, 10, Variant::Warpnet1);
     let initial = initial(&config, 5);
     let (expected_losses, expected) = reference(&config, &initial, 2, 2);
@@ -223,6 +229,7 @@ fn hybrid_matches_sharded_single_device() {
 /// the BN tangents carry the whole batch's statistics (parallel/placement/shares.rs). One line, an input error.
 #[test]
 fn split_terms_refuse_batch_coupled_tangents() {
+    let _drawing = crate::common::draw_exclusively();
     for mode in [DerivativeBn::Frozen, DerivativeBn::Exact] {
         let config = NetConfig { derivative_bn: mode, ..NetConfig::warp(2, 1, 1, 10, Variant::Warpnet1) };
         let devices: Devices = "cpu:2".parse().unwrap();
@@ -238,6 +245,7 @@ fn split_terms_refuse_batch_coupled_tangents() {
 
 #[test]
 fn plan_rejects_devices_that_do_not_fit_the_placement() {
+    let _drawing = crate::common::draw_exclusively();
     let config = NetConfig::warp(2, 1, 1, 10, Variant::Warpnet1);
     let terms = warpnet::model::Architecture::terms(&config);
     let placement = Placement::parse("[F1],[F2],[F2'x1]", &terms).unwrap();

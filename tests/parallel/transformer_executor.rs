@@ -43,6 +43,8 @@ fn batch(seed: u64) -> (Tensor, Tensor) {
 
 #[test]
 fn placed_sublayers_step_as_one_device() {
+    // Every case seeds below; no other test draws in between.
+    let _drawing = crate::common::draw_exclusively();
     let cases = [
         (LmVariant::Parallel, "[F1],[F2]"),
         // M'(x1) A(x1) away from A: A(x1) is sent across and its gradient comes back.
