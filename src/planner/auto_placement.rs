@@ -6,7 +6,11 @@
 //! instead (the only terms that split: runtime/placement/shares.rs), its shares chosen to even out the
 //! devices' work: water-filling, each device's share of the split terms' work filling it up to a
 //! common level, shares rounded to hundredths. The model scores every candidate; ties go to the
-//! first, so fewer splits win when they cost nothing.
+//! first, so fewer splits win when they cost nothing. Where the assignments number more than
+//! [`MAX_CANDIDATES`] (P^terms: WarpNet2 K = 4 on 5 devices has 9.8 million), the first of them are
+//! scored and local search goes on from there ([`search`]).
+
+use std::cmp::Ordering;
 
 use super::step_model::{predict, Link, Prediction, Profile};
 use crate::model::terms::{Term, Vector};
@@ -60,8 +64,14 @@ impl From<PlacementSetting> for String {
 }
 /// Shares are written with this many decimals.
 const SHARE_STEP: f64 = 0.01;
-/// Most candidates enumerated (P^terms grows fast: 4 devices and K = 3's 5 terms give 1,024).
+/// Most candidates enumerated (P^terms grows fast: 4 devices and K = 3's 5 terms give 1,024); past it,
+/// local search ([`descend`]) goes on from the best of them and from placements built by rule.
 const MAX_CANDIDATES: usize = 20_000;
+
+/// A scored candidate: the placement of one assignment of terms to devices and its prediction.
+type Scored = (Placement, Prediction);
+/// An assignment of items to devices (the device of item i at index i), with its score.
+type Assigned = (Vec<usize>, Scored);
 
 /// The fastest placement of `network`'s terms on `devices` devices, with its prediction.
 pub fn best(
@@ -73,35 +83,135 @@ pub fn best(
     let terms = network.terms();
     let (splittable, whole): (Vec<Term>, Vec<Term>) =
         terms.iter().cloned().partition(|t| t.vector == Vector::Input);
-    let mut best: Option<(Placement, Prediction)> = None;
-    let mut consider = |placement: Placement| {
+    let scored = |placement: Placement| {
         let prediction = predict(network, &placement, profile, link);
-        if best.as_ref().is_none_or(|(_, b)| prediction.step_ms < b.step_ms) {
-            best = Some((placement, prediction));
-        }
+        (placement, prediction)
     };
-    for assignment in assignments(terms.len(), devices) {
-        let groups = group(&terms, &assignment, devices);
-        if groups.iter().all(|g| !g.is_empty()) {
-            consider(placement(&groups, &[]).expect("a valid placement"));
-        }
-    }
+    // Every term whole on the device the assignment gives it; none left empty.
+    let whole_terms = |assignment: &[usize], devices: usize| {
+        let groups = group(&terms, assignment, devices);
+        groups
+            .iter()
+            .all(|g| !g.is_empty())
+            .then(|| scored(placement(&groups, &[]).expect("a valid placement")))
+    };
+    let mut best = search(&terms, devices, &whole_terms);
     if devices > 1 && !splittable.is_empty() && network.pieces_apart().is_ok() {
-        for assignment in assignments(whole.len(), devices) {
-            let groups = group(&whole, &assignment, devices);
+        // The whole terms assigned, every F'_j x1 split over all devices by water-filling. None where
+        // a device is left empty, or a term's shares all round onto one device.
+        let with_split = |assignment: &[usize], devices: usize| {
+            let groups = group(&whole, assignment, devices);
             let shares = water_fill(network, &groups, &splittable, profile, link, &terms);
             let split: Vec<(Term, Vec<f64>)> =
                 splittable.iter().map(|t| (t.clone(), shares.clone())).collect();
-            // None where a device is left empty, or a term's shares all round onto one device.
-            if let Some(placement) = placement(&groups, &split) {
-                consider(placement);
+            placement(&groups, &split).map(scored)
+        };
+        best = faster(best, search(&whole, devices, &with_split));
+    }
+    best.expect("at least one placement fits").1
+}
+
+/// How an assignment on some number of devices is scored: `None` where it makes no placement.
+type Score<'a> = dyn Fn(&[usize], usize) -> Option<Scored> + 'a;
+
+/// The fastest of `items`' assignments to `devices` devices that `score` accepts: all of them where
+/// they number at most [`MAX_CANDIDATES`] (ties go to the first in counting order, so fewer splits
+/// win when they cost nothing). Past that, the first [`MAX_CANDIDATES`], then local search from the
+/// best of them; from each term on the device of its outermost unit (units in equal blocks: the
+/// paper's placements); from the terms dealt round the devices in that order; and from the best
+/// assignment on one device fewer with the item that helps most moved to the new device.
+fn search(items: &[Term], devices: usize, score: &Score) -> Option<Assigned> {
+    let mut best: Option<Assigned> = None;
+    for assignment in assignments(items.len(), devices) {
+        if let Some(candidate) = score(&assignment, devices) {
+            if best.as_ref().is_none_or(|(_, b)| candidate.1.step_ms < b.1.step_ms) {
+                best = Some((assignment, candidate));
             }
         }
     }
-    best.expect("at least one placement fits")
+    let enumerated = devices.checked_pow(items.len() as u32).is_some_and(|n| n <= MAX_CANDIDATES);
+    if enumerated {
+        return best;
+    }
+    let mut starts: Vec<Assigned> = best.iter().cloned().collect();
+    starts.extend(by_rule(items, devices).into_iter().filter_map(|a| score(&a, devices).map(|s| (a, s))));
+    if let Some((fewer, _)) = search(items, devices - 1, score) {
+        let moved = (0..items.len()).filter_map(|i| {
+            let mut a = fewer.clone();
+            a[i] = devices - 1;
+            score(&a, devices).map(|s| (a, s))
+        });
+        starts
+            .extend(moved.min_by(|a, b| key(&a.1 .1).partial_cmp(&key(&b.1 .1)).unwrap_or(Ordering::Equal)));
+    }
+    for start in starts {
+        best = faster(best, Some(descend(start, devices, score)));
+    }
+    best
 }
 
-/// Every map of `items` items onto `devices` devices (device of item i at index i), in counting order.
+/// Two starts for local search: each term on the device of its outermost unit, the units in equal
+/// blocks over the devices; and the terms in that order dealt round the devices one by one.
+fn by_rule(items: &[Term], devices: usize) -> Vec<Vec<usize>> {
+    // The unit whose Jacobian applies last, or whose output a first-order term is; x1 (none): unit 0.
+    let outer = |t: &Term| t.chain.last().copied().or(t.units().next()).unwrap_or(0);
+    let units = items.iter().map(|t| outer(t) + 1).max().unwrap_or(1);
+    let blocks = items.iter().map(|t| outer(t) * devices / units).collect();
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| (outer(&items[i]), items[i].order()));
+    let mut dealt = vec![0; items.len()];
+    for (position, &i) in order.iter().enumerate() {
+        dealt[i] = position % devices;
+    }
+    vec![blocks, dealt]
+}
+
+/// What local search lowers: the predicted step, then the sum of the devices' squared busy times, so
+/// that a move off a device that is not the slowest, which leaves the step as it is but evens the
+/// load, still counts as progress (the step is a maximum, flat over most moves).
+fn key(prediction: &Prediction) -> (f64, f64) {
+    (prediction.step_ms, prediction.busy_ms.iter().map(|b| b * b).sum())
+}
+
+/// Steepest descent from `start`: of every move of one item to another device and every swap of two
+/// items on different devices, take the one that lowers [`key`] most, until none does. Each round
+/// scores at most items x devices + items^2 / 2 assignments.
+fn descend(start: Assigned, devices: usize, score: &Score) -> Assigned {
+    let mut here = start;
+    loop {
+        let current = here.0.clone();
+        let moves = (0..current.len()).flat_map(|i| (0..devices).map(move |d| vec![(i, d)]));
+        let swaps = (0..current.len())
+            .flat_map(|i| (i + 1..current.len()).map(move |j| (i, j)))
+            .filter(|&(i, j)| current[i] != current[j])
+            .map(|(i, j)| vec![(i, current[j]), (j, current[i])]);
+        let mut improved = false;
+        for change in moves.chain(swaps) {
+            let mut next = current.clone();
+            change.iter().for_each(|&(i, d)| next[i] = d);
+            if let Some(candidate) = score(&next, devices) {
+                if key(&candidate.1) < key(&here.1 .1) {
+                    here = (next, candidate);
+                    improved = true;
+                }
+            }
+        }
+        if !improved {
+            return here;
+        }
+    }
+}
+
+/// The faster of two; `a` where they tie.
+fn faster(a: Option<Assigned>, b: Option<Assigned>) -> Option<Assigned> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if b.1 .1.step_ms < a.1 .1.step_ms { b } else { a }),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The first [`MAX_CANDIDATES`] maps of `items` items onto `devices` devices (device of item i at
+/// index i), in counting order.
 fn assignments(items: usize, devices: usize) -> Vec<Vec<usize>> {
     let count = devices.checked_pow(items as u32).unwrap_or(usize::MAX).min(MAX_CANDIDATES);
     (0..count)
