@@ -110,9 +110,13 @@ step "warpnet bench: WRN-37-4 twins of WarpNet2 and exact K = 3 on cuda:0, batch
 for precision in fp32 bf16; do
   plan=("$WARPNET_BIN" plan --k 2 --nwarp 3 --width 4 --batch 128 --devices 2,3,4 --precision "$precision")
   profile="$files/gpu-profile-$precision.json"
-  step "warpnet plan: WarpNet1-37-4 K=2 from a cuda:0 profile, $precision" 25 bash -c \
+  # Then WarpNet2 K = 4 (WRN-49-4: the same units) on 3 and 4 devices, past what `auto` enumerates
+  # (3^10 and 4^10 assignments of its ten terms): the placements its local search finds.
+  searched=("$WARPNET_BIN" plan --k 4 --nwarp 2 --width 4 --batch 128 --devices 3,4 --variant warpnet2
+            --precision "$precision" --profile "$profile" --link nvlink4)
+  step "warpnet plan: WarpNet1-37-4 K=2 from a cuda:0 profile, and WarpNet2 K=4 placed by auto, $precision" 25 bash -c \
     "$(printf '%q ' "${plan[@]}") --device cuda:0 --link nvlink4 --save-profile $profile && \
-     $(printf '%q ' "${plan[@]}") --profile $profile --link pcie4"
+     $(printf '%q ' "${plan[@]}") --profile $profile --link pcie4 && $(printf '%q ' "${searched[@]}")"
 done
 # The language model (GPT-4x128, batch 32 x 128 bytes) on one worker on cuda:0: its sequential block
 # and warpnet2's restored term, bf16.

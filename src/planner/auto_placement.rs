@@ -122,15 +122,15 @@ type Score<'a> = dyn Fn(&[usize], usize) -> Option<Scored> + 'a;
 /// assignment on one device fewer with the item that helps most moved to the new device.
 fn search(items: &[Term], devices: usize, score: &Score) -> Option<Assigned> {
     let mut best: Option<Assigned> = None;
-    for assignment in assignments(items.len(), devices) {
+    let count = devices.checked_pow(items.len() as u32).unwrap_or(usize::MAX);
+    for assignment in assignments(items.len(), devices, count.min(MAX_CANDIDATES)) {
         if let Some(candidate) = score(&assignment, devices) {
             if best.as_ref().is_none_or(|(_, b)| candidate.1.step_ms < b.1.step_ms) {
                 best = Some((assignment, candidate));
             }
         }
     }
-    let enumerated = devices.checked_pow(items.len() as u32).is_some_and(|n| n <= MAX_CANDIDATES);
-    if enumerated {
+    if count <= MAX_CANDIDATES {
         return best;
     }
     let mut starts: Vec<Assigned> = best.iter().cloned().collect();
@@ -210,10 +210,9 @@ fn faster(a: Option<Assigned>, b: Option<Assigned>) -> Option<Assigned> {
     }
 }
 
-/// The first [`MAX_CANDIDATES`] maps of `items` items onto `devices` devices (device of item i at
-/// index i), in counting order.
-fn assignments(items: usize, devices: usize) -> Vec<Vec<usize>> {
-    let count = devices.checked_pow(items as u32).unwrap_or(usize::MAX).min(MAX_CANDIDATES);
+/// The first `count` maps of `items` items onto `devices` devices (device of item i at index i), in
+/// counting order.
+fn assignments(items: usize, devices: usize, count: usize) -> Vec<Vec<usize>> {
     (0..count)
         .map(|mut n| {
             (0..items)
