@@ -9,7 +9,7 @@ warpnet at least as fast).
 
     ./scripts/setup.sh --pytorch && cargo build --release
     python3 bench/lm_vs_pytorch.py                        # GPT-4x128, batch 32 x 128, fp32 and bf16
-    python3 bench/lm_vs_pytorch.py --precisions fp32 --rounds 5
+    python3 bench/lm_vs_pytorch.py --precisions fp32 --rounds 9
 """
 import argparse
 import json
@@ -38,8 +38,8 @@ def main():
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--context", type=int, default=128)
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--precisions", default="fp32,bf16")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()

@@ -5,7 +5,8 @@
 //! (PyTorch starts buf at d on the first step; starting at zero gives the same first buf.)
 //!
 //! AdamW at step t:  p -= lr * wd * p (matrices only: parameters of two or more dimensions);
-//! m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).
+//! m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+//! p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)  (PyTorch's order of operations).
 //!
 //! Gradients are values, not accumulators: [`Optimizer::gradients`] returns dL/dp for every parameter
 //! (`torch.autograd.grad`), so nothing is zeroed between steps and gradients from several replicas can
@@ -130,14 +131,21 @@ impl Optimizer {
                         let _ = p.g_add_(&(&buffers[0] * -lr)); // p -= lr * buf
                     }
                     OptimizerSettings::AdamW(s) => {
+                        // PyTorch's single-tensor AdamW, operation for operation: the update is
+                        // memory-bound, so each op is one pass over the tensor, in place where tch lets
+                        // it be (RESULTS.md, "The step against PyTorch").
                         if p.dim() >= 2 {
                             let _ = p.g_mul_scalar_(1.0 - lr * s.weight_decay);
                         }
-                        let _ = buffers[0].g_mul_scalar_(s.beta1).g_add_(&(g * (1.0 - s.beta1)));
-                        let _ = buffers[1].g_mul_scalar_(s.beta2).g_add_(&(g * g * (1.0 - s.beta2)));
-                        let first = &buffers[0] / (1.0 - s.beta1.powi(steps));
-                        let second = &buffers[1] / (1.0 - s.beta2.powi(steps));
-                        let _ = p.g_add_(&(first / (second.sqrt() + s.eps) * -lr));
+                        let (first, second) = buffers.split_at_mut(1);
+                        let _ = first[0].lerp_(g, 1.0 - s.beta1); // m += (1 - b1)(g - m)
+                        let _ = second[0].g_mul_scalar_(s.beta2).addcmul_(&(g * (1.0 - s.beta2)), g);
+                        let step_size = lr / (1.0 - s.beta1.powi(steps));
+                        let denominator = second[0]
+                            .sqrt()
+                            .g_div_scalar_((1.0 - s.beta2.powi(steps)).sqrt())
+                            .g_add_scalar_(s.eps);
+                        let _ = p.addcdiv_(&(&first[0] * -step_size), &denominator);
                     }
                 }
             }
