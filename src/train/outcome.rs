@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 
 use crate::precision::Precision;
+use crate::runtime::Devices;
 
 /// The figures of a finished run (the `--json` line of `warpnet train`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -69,6 +70,26 @@ impl Interrupted {
             .map_or(String::new(), |ranks| format!("mpirun -np {ranks} "));
         Interrupted { signal, step, checkpoint, run: run.to_path_buf(), launcher, resume }
     }
+}
+
+/// Threads, the GPUs' presence, the seed and the signal handlers: what a training process needs first.
+pub(super) fn set_up_process(
+    threads: Option<usize>,
+    devices: Option<&Devices>,
+    seed: u64,
+) -> anyhow::Result<()> {
+    if let Some(threads) = threads {
+        tch::set_num_threads(threads as i32);
+    }
+    // The GPUs are checked, which loads libtorch's CUDA half, before the first seed: seeding asks
+    // libtorch's CUDA hooks to seed the GPUs too, and libtorch creates those hooks once per process,
+    // as stubs that report no GPU when libtorch_cuda is not loaded yet.
+    if let Some(devices) = devices {
+        crate::runtime::device::check_available(devices)?;
+    }
+    tch::manual_seed(seed as i64);
+    interrupt();
+    Ok(())
 }
 
 /// The signal that asked training to stop, 0 while none has; the loop checks it after every step.

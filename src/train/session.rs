@@ -18,7 +18,7 @@ use super::checkpoint::{
 use super::config::TrainConfig;
 use super::evaluate::{evaluate, evaluation_precision};
 use super::metrics::{EpochRecord, MetricsLog};
-use super::outcome::{interrupt, parameter_count, Interrupted, RunSummary};
+use super::outcome::{interrupt, parameter_count, set_up_process, Interrupted, RunSummary};
 use super::progress::{epoch_bar, print_epoch, Verbosity};
 use super::run_folder::WriterLock;
 use super::run_folder::{DataInfo, FINAL_WEIGHTS};
@@ -76,7 +76,7 @@ impl<'a> Session<'a> {
         verbosity: Verbosity,
         from: Option<Checkpoint>,
     ) -> anyhow::Result<Self> {
-        set_up_process(config)?;
+        set_up_process(config.threads, config.devices.as_ref(), config.seed)?;
         // `auto` is decided once, here: the run folder records the choice and a resume keeps it.
         let choice = config.precision_choice();
         let precision = choice.precision;
@@ -348,22 +348,6 @@ impl<'a> Session<'a> {
             out: self.out_dir.to_path_buf(),
         })
     }
-}
-
-/// Threads, the GPUs' presence, the seed and the signal handlers: what the process needs first.
-fn set_up_process(config: &TrainConfig) -> anyhow::Result<()> {
-    if let Some(threads) = config.threads {
-        tch::set_num_threads(threads as i32);
-    }
-    // The GPUs are checked, which loads libtorch's CUDA half, before the first seed: seeding asks
-    // libtorch's CUDA hooks to seed the GPUs too, and libtorch creates those hooks once per process,
-    // as stubs that report no GPU when libtorch_cuda is not loaded yet.
-    if let Some(devices) = &config.devices {
-        crate::runtime::device::check_available(devices)?;
-    }
-    tch::manual_seed(config.seed as i64);
-    interrupt();
-    Ok(())
 }
 
 /// SGD on one device, or the parallel executor on the run's devices; momentum from a checkpoint.

@@ -13,13 +13,21 @@ pub fn warpnet(args: &[&str]) -> Output {
 
 /// Asserts exit code 2 and exactly one stderr line that starts with "error:" and mentions `needle`.
 pub fn assert_rejected(args: &[&str], needle: &str) {
+    assert_rejected_naming(args, &[needle]);
+}
+
+/// Asserts exit code 2 and exactly one stderr line that starts with "error:" and mentions every one
+/// of `needles`.
+pub fn assert_rejected_naming(args: &[&str], needles: &[&str]) {
     let out = warpnet(args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{args:?}: stderr {stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{args:?}: expected one line, got {stderr:?}");
     assert!(lines[0].starts_with("error:"), "{args:?}: {stderr:?}");
-    assert!(lines[0].contains(needle), "{args:?}: {stderr:?} should mention {needle}");
+    for needle in needles {
+        assert!(lines[0].contains(needle), "{args:?}: {stderr:?} should mention {needle}");
+    }
     assert!(!stderr.contains("panicked"), "{args:?}: {stderr:?}");
 }
 

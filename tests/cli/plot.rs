@@ -58,20 +58,11 @@ fn listing(dir: &Path) -> HashSet<String> {
     std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
 }
 
-/// Asserts exit code 2, exactly one stderr line that starts with "error:" and mentions every needle,
-/// and that nothing new appeared in `out_dir`.
+/// Asserts a one-line refusal naming every needle (binary::assert_rejected_naming), and that nothing
+/// new appeared in `out_dir`.
 fn assert_rejected(args: &[&str], needles: &[&str], out_dir: &Path) {
     let before = listing(out_dir);
-    let out = warpnet(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{args:?}: stderr {stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "{args:?}: expected one line, got {stderr:?}");
-    assert!(lines[0].starts_with("error:"), "{args:?}: {stderr:?}");
-    for needle in needles {
-        assert!(lines[0].contains(needle), "{args:?}: {stderr:?} should mention {needle}");
-    }
-    assert!(!stderr.contains("panicked"), "{args:?}: {stderr:?}");
+    binary::assert_rejected_naming(args, needles);
     assert_eq!(listing(out_dir), before, "{args:?} wrote a file");
 }
 

@@ -31,7 +31,7 @@ use crate::train::checkpoint::{
 };
 use crate::train::evaluate::evaluation_precision;
 use crate::train::metrics::{open_metrics, MetricsLog};
-use crate::train::outcome::{interrupt, parameter_count, Interrupted};
+use crate::train::outcome::{interrupt, parameter_count, set_up_process, Interrupted};
 use crate::train::progress::Verbosity;
 use crate::train::run_folder::{WriterLock, CONFIG, FINAL_WEIGHTS};
 use crate::train::step::Stepper;
@@ -118,14 +118,7 @@ impl<'a> Session<'a> {
         from: Option<(PathBuf, LmSidecar)>,
     ) -> anyhow::Result<Self> {
         config.validate().map_err(crate::error::input_error)?;
-        if let Some(threads) = config.threads {
-            tch::set_num_threads(threads as i32);
-        }
-        if let Some(devices) = &config.devices {
-            crate::runtime::device::check_available(devices)?;
-        }
-        tch::manual_seed(config.seed as i64);
-        interrupt();
+        set_up_process(config.threads, config.devices.as_ref(), config.seed)?;
         let choice = config.precision_choice();
         let config = LmTrainConfig { precision: choice.precision.into(), ..config }.with_auto_placement()?;
         let (context, batches) = (config.model.context, config.eval_batches);
