@@ -65,6 +65,7 @@ def main():
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--device", default="cpu", help="cpu, or cuda:I")
     p.add_argument("--adamw", choices=["foreach", "fused"], default="foreach")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
@@ -72,23 +73,24 @@ def main():
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    net = Gpt(a.blocks, a.width, a.heads, a.context)
+    device = torch.device(a.device)
+    net = Gpt(a.blocks, a.width, a.heads, a.context).to(device)
     matrices = [w for w in net.parameters() if w.dim() >= 2]
     others = [w for w in net.parameters() if w.dim() < 2]
     groups = [{"params": matrices, "weight_decay": 0.1}, {"params": others, "weight_decay": 0.0}]
     opt = torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.95), eps=1e-8,
                             **({"fused": True} if a.adamw == "fused" else {"foreach": True}))
-    tokens = torch.randint(VOCABULARY, (a.batch, a.context))
-    targets = torch.randint(VOCABULARY, (a.batch, a.context))
+    tokens = torch.randint(VOCABULARY, (a.batch, a.context), device=device)
+    targets = torch.randint(VOCABULARY, (a.batch, a.context), device=device)
     step_ms = []
     for i in range(a.warmup + a.steps):
         started = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.precision == "bf16"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=a.precision == "bf16"):
             loss = F.cross_entropy(net(tokens).view(-1, VOCABULARY).float(), targets.view(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        loss.item()
+        loss.item()  # waits for the step on a GPU
         if i >= a.warmup:
             step_ms.append((time.perf_counter() - started) * 1e3)
     ms = statistics.median(step_ms)
@@ -96,11 +98,11 @@ def main():
         "model": f"GPT-{a.blocks}x{a.width}",
         "parameters": sum(w.numel() for w in net.parameters()),
         "batch": a.batch, "context": a.context, "threads": torch.get_num_threads(),
-        "precision": a.precision, "adamw": a.adamw, "ms_per_step": ms,
+        "precision": a.precision, "adamw": a.adamw, "device": a.device, "ms_per_step": ms,
         "tokens_per_s": a.batch * a.context / (ms / 1e3), "step_ms": step_ms,
     }
     print(f"pytorch {torch.__version__} {result['model']} ({result['parameters']} parameters) batch {a.batch} "
-          f"x {a.context} threads {result['threads']} {a.precision} adamw {a.adamw}: {ms:.1f} ms/step "
+          f"x {a.context} threads {result['threads']} {a.device} {a.precision} adamw {a.adamw}: {ms:.1f} ms/step "
           f"(median of {a.steps}), {result['tokens_per_s']:.0f} tokens/s")
     if a.json:
         print(json.dumps(result))

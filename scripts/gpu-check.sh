@@ -9,7 +9,7 @@
 #   scripts/gpu-check.sh [OUT_DIR]
 #     links the carried binaries against that machine's torch 2.11 (/opt/torch/.venv, or $TORCH_VENV)
 #     through LD_LIBRARY_PATH and runs, each step under its own time limit so that the whole finishes
-#     within 8 minutes on one H100 or H200 (the limits sum to 460 s):
+#     within 8 minutes on one H100 or H200 (the limits sum to 480 s):
 #       - the machine, and what scripts/setup.sh would install there (its --dry-run: the CUDA set);
 #       - the GPU-marked tests;
 #       - the main job, `warpnet demo`, on cuda:0 (3 epochs: the training path and the table, not the
@@ -19,7 +19,8 @@
 #       - `warpnet bench`'s executor table on workers sharing cuda:0, fp32 and bf16;
 #       - WarpNet2 and exact K = 3 (factored: K - 1 tangent passes) against their WRN twin on cuda:0;
 #       - `warpnet plan` from a profile measured on cuda:0, fp32 and bf16;
-#       - `warpnet lm bench`: the byte-level GPT, sequential and warpnet2 K=2, on one worker on cuda:0;
+#       - the byte-level GPT on one worker on cuda:0: its sequential model against PyTorch's
+#         (bench/lm_vs_pytorch.py, bf16), and warpnet2 K=2 (`warpnet lm bench`);
 #       - where the machine has OpenMPI, `warpnet bench --devices mpi` over 2 and 3 ranks on its GPU.
 #     Every step's output, its exit status and its seconds go to OUT_DIR/summary.md (default: $OUT, else
 #     runs/gpu-check), the one file with every figure; the steps' own files go to
@@ -118,11 +119,12 @@ for precision in fp32 bf16; do
     "$(printf '%q ' "${plan[@]}") --device cuda:0 --link nvlink4 --save-profile $profile && \
      $(printf '%q ' "${plan[@]}") --profile $profile --link pcie4 && $(printf '%q ' "${searched[@]}")"
 done
-# The language model (GPT-4x128, batch 32 x 128 bytes) on one worker on cuda:0: its sequential block
-# and warpnet2's restored term, bf16.
-step "warpnet lm bench: GPT-4x128 sequential and warpnet2 K=2 on cuda:0, bf16" 20 bash -c \
-  "for variant in sequential warpnet2; do $(printf '%q' "$WARPNET_BIN") lm bench --variant \$variant --devices cuda:0 \
-   --precision bf16 --steps 5 --json; done"
+# The language model (GPT-4x128, batch 32 x 128 bytes) on one worker on cuda:0, bf16: its sequential
+# block against the same model and step in PyTorch (autocast, flash attention, fused AdamW), and
+# warpnet2's restored term.
+step "warpnet lm bench: GPT-4x128 sequential against PyTorch, and warpnet2 K=2, on cuda:0, bf16" 40 bash -c \
+  "\"\$python\" bench/lm_vs_pytorch.py --device cuda:0 --precisions bf16 --adamw fused --rounds 2 --steps 10 && \
+   $(printf '%q' "$WARPNET_BIN") lm bench --variant warpnet2 --devices cuda:0 --precision bf16 --steps 5 --json"
 # MPI ranks on the GPU (a rank's worker on its local GPU, tensors staged through host memory): two
 # data-parallel ranks sharing cuda:0, and the 3-rank placement, where the machine has OpenMPI and the
 # MPI build's libraries resolve; otherwise one line says why not.

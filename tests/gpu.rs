@@ -5,7 +5,8 @@
 //! gradient) as the CPU path, which the rest of the suite checks against finite differences; the
 //! parallel executor works with GPU workers; `warpnet train` runs on a GPU and its checkpoint evaluates
 //! on the CPU; bf16 mixed precision on the GPU (cuDNN's bf16 kernels) stays within bf16's rounding of
-//! the CPU's fp32, and `auto` picks it on a GPU of compute capability 8.0 or later.
+//! the CPU's fp32, and `auto` picks it on a GPU of compute capability 8.0 or later; so does the byte-level
+//! GPT's.
 
 mod common;
 
@@ -15,6 +16,7 @@ use tch::{nn::VarStore, Device, Kind, Tensor};
 use warpnet::base::named::{assign_variables, copy_variables, deep_copy, Named, Snapshot};
 use warpnet::base::optimizer::Optimizer;
 use warpnet::base::optimizer::SgdSettings;
+use warpnet::model::transformer::LmVariant;
 use warpnet::model::{Net, NetConfig, Variant};
 use warpnet::precision::{Precision, PrecisionSetting};
 use warpnet::runtime::{Devices, Executor, Placement, Plan};
@@ -176,6 +178,22 @@ fn gpu_bf16_matches_cpu_fp32_within_bf16_rounding() {
         );
     }
     assert_eq!(choice.precision, Precision::Bf16, "auto on a GPU of compute capability >= 8.0: {choice}");
+}
+
+/// The byte-level GPT in bf16 on the GPU against the CPU's fp32 (tests/numerics/transformer.rs does
+/// the same on the CPU): on a GPU the sequential model's attention is libtorch's fused kernel in bf16
+/// too, and warpnet2's tangent passes run in bf16; both within bf16's rounding bound.
+#[test]
+#[ignore = "needs a CUDA GPU: scripts/gpu-check.sh"]
+fn gpu_lm_bf16_matches_cpu_fp32_within_bf16_rounding() {
+    let device = cuda();
+    for variant in [LmVariant::Sequential, LmVariant::Warpnet2] {
+        let (logits, gradients, kind) = common::lm_against_cpu_fp32(variant, device, Precision::Bf16);
+        let bound = common::bf16_rounding_bound(common::lm_matrix_products(variant));
+        println!("GPT {variant:?} on {device:?}: logits {logits:.2e}, gradients {gradients:.2e}, bound {bound:.2e}");
+        assert_eq!(kind, Kind::BFloat16, "{variant:?}: the bf16 pass computes in bf16");
+        assert!(logits <= bound && gradients <= bound, "{variant:?}: logits {logits}, gradients {gradients}");
+    }
 }
 
 /// `warpnet train` on the GPU for a few steps; the checkpoint it writes evaluates on the CPU.

@@ -114,3 +114,67 @@ pub fn bf16_rounding_bound(convolutions: u64) -> f64 {
     let roundings = ROUNDINGS_PER_CONVOLUTION * (convolutions + 1) as f64;
     SLACK * roundings.sqrt() * BF16_U / 3f64.sqrt()
 }
+
+/// The matrix products of [`lm_against_cpu_fp32`]'s model in its forward pass, each rounding as a
+/// convolution does in [`bf16_rounding_bound`]: per block, attention's four (q, k, v together; q k^T;
+/// P v; W_o) and the MLP's two; warpnet2 adds M's tangent (W_1 and W_2 again) in each warp layer.
+pub fn lm_matrix_products(variant: warpnet::model::transformer::LmVariant) -> u64 {
+    const BLOCKS: u64 = 2;
+    let tangents = match variant {
+        warpnet::model::transformer::LmVariant::Warpnet2 => 2 * BLOCKS,
+        _ => 0,
+    };
+    6 * BLOCKS + tangents
+}
+
+/// A small byte-level GPT (2 blocks of width 32, 4 heads, context 16) in `variant` with K = 2, its
+/// logits and the gradient of every parameter for one batch of 4 sequences on `device` in `precision`
+/// against the same on the CPU in fp32, from the same weights: (logits' relative error, gradients'
+/// relative error, the logits' kind). The batch comes from its own generator.
+pub fn lm_against_cpu_fp32(
+    variant: warpnet::model::transformer::LmVariant,
+    device: Device,
+    precision: warpnet::precision::Precision,
+) -> (f64, f64, Kind) {
+    use warpnet::base::named::{assign_variables, copy_variables};
+    use warpnet::base::optimizer::{AdamWSettings, Optimizer};
+    use warpnet::model::transformer::{norm::NormTangent, LmConfig};
+    use warpnet::model::Net;
+    let lm = LmConfig {
+        blocks: 2, // lm_matrix_products counts these
+        width: 32,
+        heads: 4,
+        context: 16,
+        variant,
+        k: 2,
+        norm_tangent: NormTangent::Exact,
+    };
+    let initial = {
+        let _lock = seed_exclusively(5);
+        let vs = VarStore::new(Device::Cpu);
+        let _net = Net::new(&vs.root(), &lm);
+        copy_variables(&vs, Device::Cpu)
+    };
+    let bytes = |seed: u64| {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let values: Vec<i64> = (0..4 * 16).map(|_| rng.gen_range(0..256)).collect();
+        Tensor::from_slice(&values).view([4, 16])
+    };
+    let (tokens, next) = (bytes(11), bytes(12));
+    let pass = |device: Device, precision: warpnet::precision::Precision| {
+        let vs = VarStore::new(device);
+        let net = Net::new(&vs.root(), &lm);
+        assign_variables(&vs, &initial);
+        let input = precision.input(&tokens.to_kind(Kind::Float).to_device(device));
+        let logits = net.forward(&input, true);
+        let loss = warpnet::model::loss::cross_entropy(&logits, &next.to_device(device));
+        let adamw = Optimizer::new(&vs, AdamWSettings::GPT);
+        let flat: Vec<Tensor> =
+            adamw.gradients(&loss).iter().map(|g| g.to_device(Device::Cpu).flatten(0, -1)).collect();
+        (logits.to_device(Device::Cpu).to_kind(Kind::Float), Tensor::cat(&flat, 0), logits.kind())
+    };
+    let (cpu_logits, cpu_gradients, _) = pass(Device::Cpu, warpnet::precision::Precision::Fp32);
+    let (logits, gradients, kind) = pass(device, precision);
+    (relative_error(&logits, &cpu_logits), relative_error(&gradients, &cpu_gradients), kind)
+}

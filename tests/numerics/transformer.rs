@@ -10,7 +10,8 @@ use warpnet::model::transformer::{LmConfig, LmVariant};
 use warpnet::model::unit::{Need, Unit};
 use warpnet::model::{Architecture, LayerIndex, Net};
 
-use crate::common::{central_difference, seed_exclusively};
+use crate::common::{self, central_difference, seed_exclusively};
+use warpnet::precision::Precision;
 
 /// Blocks N, width D, heads H, context T, batch B of the tests.
 const BLOCKS: usize = 2;
@@ -211,5 +212,21 @@ fn no_logit_depends_on_a_later_token() {
                 "{variant:?} K={k}: the change reaches the later positions"
             );
         }
+    }
+}
+
+/// bf16 mixed precision against fp32 on the CPU, the same weights and batch: the sequential model and
+/// warpnet2 K = 2 (whose tangent passes run in bf16 too), logits and every gradient, within bf16's
+/// rounding bound (tests/common: about 0.1 for these 12-16 matrix products; measured 0.008-0.011,
+/// where a gradient that misses the fp32 master weights is 1). tests/gpu.rs runs the same comparison
+/// on a GPU, where the attention is libtorch's fused kernel.
+#[test]
+fn bf16_stays_within_its_rounding_of_fp32() {
+    for variant in [LmVariant::Sequential, LmVariant::Warpnet2] {
+        let (logits, gradients, kind) = common::lm_against_cpu_fp32(variant, Device::Cpu, Precision::Bf16);
+        println!("{variant:?}: logits {logits:.2e}, gradients {gradients:.2e}");
+        assert_eq!(kind, Kind::BFloat16, "{variant:?}: the bf16 pass computes in bf16");
+        let bound = common::bf16_rounding_bound(common::lm_matrix_products(variant));
+        assert!(logits <= bound && gradients <= bound, "{variant:?}: bound {bound:.2e}");
     }
 }

@@ -82,11 +82,12 @@ impl Unit for Attention {
     fn primal(&self, x1: &Tensor, _train: bool, need: Need) -> Primal {
         let y = self.norm.forward(x1);
         let (q, k, v) = self.queries_keys_values(&y, true);
-        if !need.linearization && matches!(q.kind(), Kind::Float | Kind::Double) {
+        if !need.linearization && (matches!(q.kind(), Kind::Float | Kind::Double) || q.device().is_cuda()) {
             // The output alone (every sublayer of the sequential and parallel models): libtorch's fused
-            // causal attention, which never forms the (B, H, T, T) probabilities. In fp32 it makes the
-            // GPT-4x128 step 13 % faster on this project's 2-core Xeon; in bf16 there it makes the step
-            // 2.9x slower (bench/lm_vs_pytorch.py), so bf16 keeps the spelled-out softmax.
+            // causal attention, which never forms the (B, H, T, T) probabilities. It makes the CPU's
+            // fp32 step faster, but its CPU bf16 kernel the step slower than the spelled-out softmax
+            // (RESULTS.md, "The step against PyTorch"), so a CPU's bf16 keeps the latter; on a GPU
+            // the fused kernel is flash attention in either precision.
             let heads =
                 Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, true, None, false);
             let output = need.output.then(|| self.proj.forward(&Attention::merge_heads(&heads)));
