@@ -88,14 +88,32 @@ impl fmt::Display for Choice {
     }
 }
 
+/// What a model's step is made of, for `auto`: where bf16 pays depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// Convolutions (the WRN and WarpNets): bf16 pays wherever the device computes bf16 natively.
+    Convolutions,
+    /// Small matrix products among LayerNorms, softmaxes and GELUs (the byte-level GPT): bf16 pays on
+    /// matrix units only (AMX, a GPU's tensor cores); with AVX512-BF16 alone the GPT's step is slower
+    /// in bf16 than in fp32, warpnet's and PyTorch's alike (RESULTS.md, "The step against PyTorch").
+    Transformer,
+}
+
 impl PrecisionSetting {
-    /// The precision for a run whose steps compute on `devices`: `auto` is bf16 only when every one
-    /// of them computes bf16 natively.
-    pub fn resolve(self, devices: &[Device]) -> Choice {
+    /// The precision for a run of `workload` whose steps compute on `devices`: `auto` is bf16 only
+    /// when every one of them computes bf16 natively, and for a transformer on matrix units.
+    pub fn resolve(self, devices: &[Device], workload: Workload) -> Choice {
         let support: Vec<Bf16Support> = unique(devices).into_iter().map(bf16_support).collect();
         let native = support.iter().all(|s| s.native);
-        let hardware = support.iter().map(|s| s.what.as_str()).collect::<Vec<_>>().join("; ");
-        let precision = match (self, native) {
+        let pays = match workload {
+            Workload::Convolutions => native,
+            Workload::Transformer => support.iter().all(|s| s.matrix_units),
+        };
+        let mut hardware = support.iter().map(|s| s.what.as_str()).collect::<Vec<_>>().join("; ");
+        if native && !pays {
+            hardware.push_str(" without matrix units: a transformer's step is faster in fp32");
+        }
+        let precision = match (self, pays) {
             (PrecisionSetting::Bf16, _) | (PrecisionSetting::Auto, true) => Precision::Bf16,
             (PrecisionSetting::Fp32, _) | (PrecisionSetting::Auto, false) => Precision::Fp32,
         };
@@ -193,9 +211,11 @@ pub fn is_channels_last(t: &Tensor) -> bool {
     t.stride() == [h * w * c, 1, w * c, c]
 }
 
-/// Whether a device computes bf16 natively, and what was found.
+/// Whether a device computes bf16 natively, whether it has matrix units for it, and what was found.
 struct Bf16Support {
     native: bool,
+    /// bf16 matrix products on units of their own (AMX tiles, tensor cores), not vector lanes.
+    matrix_units: bool,
     what: String,
 }
 
@@ -233,17 +253,22 @@ fn cpu_bf16() -> Bf16Support {
             (false, true) => "AVX512-BF16 on this CPU",
             (false, false) => "this CPU has neither AMX-BF16 nor AVX512-BF16",
         };
-        Bf16Support { native: amx || avx512, what: what.into() }
+        Bf16Support { native: amx || avx512, matrix_units: amx, what: what.into() }
     }
     #[cfg(target_arch = "aarch64")]
     {
         let native = std::arch::is_aarch64_feature_detected!("bf16");
         let what = if native { "BF16 on this CPU" } else { "this CPU has no BF16 instructions" };
-        Bf16Support { native, what: what.into() }
+        // BF16 includes BFMMLA, a matrix-multiply instruction: counted as matrix units.
+        Bf16Support { native, matrix_units: native, what: what.into() }
     }
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
-        Bf16Support { native: false, what: "no native bf16 known for this CPU architecture".into() }
+        Bf16Support {
+            native: false,
+            matrix_units: false,
+            what: "no native bf16 known for this CPU architecture".into(),
+        }
     }
 }
 
@@ -253,9 +278,14 @@ fn gpu_bf16(index: usize) -> Bf16Support {
     match compute_capability(index) {
         Some((major, minor)) => Bf16Support {
             native: major >= BF16_MAJOR,
+            matrix_units: major >= BF16_MAJOR,
             what: format!("cuda:{index} has compute capability {major}.{minor}"),
         },
-        None => Bf16Support { native: false, what: format!("cuda:{index}: compute capability unknown") },
+        None => Bf16Support {
+            native: false,
+            matrix_units: false,
+            what: format!("cuda:{index}: compute capability unknown"),
+        },
     }
 }
 

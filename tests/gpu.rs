@@ -18,7 +18,7 @@ use warpnet::base::optimizer::Optimizer;
 use warpnet::base::optimizer::SgdSettings;
 use warpnet::model::transformer::LmVariant;
 use warpnet::model::{Net, NetConfig, Variant};
-use warpnet::precision::{Precision, PrecisionSetting};
+use warpnet::precision::{Precision, PrecisionSetting, Workload};
 use warpnet::runtime::{Devices, Executor, Placement, Plan};
 
 const BATCH: i64 = 8;
@@ -137,7 +137,7 @@ fn gpu_parallel_executor_matches_one_cpu_step() {
 #[ignore = "needs a CUDA GPU: scripts/gpu-check.sh"]
 fn gpu_bf16_matches_cpu_fp32_within_bf16_rounding() {
     let device = cuda();
-    let choice = PrecisionSetting::Auto.resolve(&[device]);
+    let choice = PrecisionSetting::Auto.resolve(&[device], Workload::Convolutions);
     println!("auto on {device:?}: {choice}");
     for config in [NetConfig::wrn(2, 1, 10), NetConfig::warp(2, 1, 1, 10, Variant::Warpnet1)] {
         tch::manual_seed(9);
@@ -187,6 +187,8 @@ fn gpu_bf16_matches_cpu_fp32_within_bf16_rounding() {
 #[ignore = "needs a CUDA GPU: scripts/gpu-check.sh"]
 fn gpu_lm_bf16_matches_cpu_fp32_within_bf16_rounding() {
     let device = cuda();
+    let choice = PrecisionSetting::Auto.resolve(&[device], Workload::Transformer);
+    assert_eq!(choice.precision, Precision::Bf16, "auto for the GPT on tensor cores: {choice}");
     for variant in [LmVariant::Sequential, LmVariant::Warpnet2] {
         let (logits, gradients, kind) = common::lm_against_cpu_fp32(variant, device, Precision::Bf16);
         let bound = common::bf16_rounding_bound(common::lm_matrix_products(variant));

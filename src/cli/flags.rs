@@ -7,7 +7,7 @@ use serde::Serialize;
 use tch::Device;
 
 use crate::model::{DerivativeBn, Variant};
-use crate::precision::{Choice, PrecisionSetting};
+use crate::precision::{Choice, PrecisionSetting, Workload};
 
 /// How a warp layer is built (`--model warp`); unset flags keep the run's or the default value.
 #[derive(Debug, Clone, Default, Args, Serialize)]
@@ -50,10 +50,10 @@ pub struct PrecisionFlag {
 }
 
 impl PrecisionFlag {
-    /// The precision on `devices` (`auto` when the flag is not given); warns on stderr when bf16 would
-    /// be emulated.
+    /// The precision of a convolutional network on `devices` (`auto` when the flag is not given);
+    /// warns on stderr when bf16 would be emulated.
     pub fn decide(&self, devices: &[tch::Device]) -> Choice {
-        let choice = self.setting.unwrap_or_default().resolve(devices);
+        let choice = self.setting.unwrap_or_default().resolve(devices, Workload::Convolutions);
         if let Some(warning) = choice.warning() {
             eprintln!("{warning}");
         }

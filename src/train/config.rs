@@ -10,7 +10,7 @@ use crate::model::config::ANY_CLASSES;
 use crate::model::{Architecture, DerivativeBn, ModelKind, NetConfig, Variant};
 use crate::planner::auto_placement::PlacementSetting;
 use crate::planner::prediction;
-use crate::precision::{Choice, PrecisionSetting};
+use crate::precision::{Choice, PrecisionSetting, Workload};
 use crate::runtime::{Devices, Placement, Plan};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -253,7 +253,7 @@ impl TrainConfig {
     /// The precision of this run's steps on its devices (`--devices`, else the CPU).
     pub fn precision_choice(&self) -> Choice {
         let devices = self.devices.as_ref().map_or_else(|| vec![tch::Device::Cpu], |d| d.workers());
-        self.precision.resolve(&devices)
+        self.precision.resolve(&devices, Workload::Convolutions)
     }
 
     /// The executor's layout for `--devices` and `--placement` (see runtime/executor.rs), the

@@ -10,7 +10,7 @@ use crate::data::augment::Standardizer;
 use crate::data::loader::{EpochPlan, Loader};
 use crate::data::Dataset;
 use crate::model::{loss, Net};
-use crate::precision::{Precision, PrecisionSetting};
+use crate::precision::{Precision, PrecisionSetting, Workload};
 
 /// The k of the top-k error (ImageNet's convention, the paper's Table 4).
 pub const TOP_K: i64 = 5;
@@ -80,13 +80,18 @@ pub fn evaluate(
 }
 
 /// The trainer evaluates on the CPU: in the run's precision when the run trains there, and when it
-/// trains on GPUs, in bf16 only if the CPU computes bf16 natively (emulated bf16 is many times slower).
-pub(super) fn evaluation_precision(run: Precision, devices: Option<&crate::runtime::Devices>) -> Precision {
+/// trains on GPUs, in bf16 only if `auto` would pick it for `workload` on the CPU (emulated bf16 is many
+/// times slower).
+pub(super) fn evaluation_precision(
+    run: Precision,
+    devices: Option<&crate::runtime::Devices>,
+    workload: Workload,
+) -> Precision {
     let on_cpu = devices.is_none_or(|d| d.workers().iter().all(|w| *w == Device::Cpu));
     if on_cpu {
         return run;
     }
-    match PrecisionSetting::Auto.resolve(&[Device::Cpu]).precision {
+    match PrecisionSetting::Auto.resolve(&[Device::Cpu], workload).precision {
         Precision::Bf16 => run,
         Precision::Fp32 => Precision::Fp32,
     }

@@ -30,7 +30,7 @@ use crate::data::augment::Standardizer;
 use crate::data::loader::{EpochPlan, Loader};
 use crate::data::{Dataset, Splits};
 use crate::model::{Net, NetConfig};
-use crate::precision::Precision;
+use crate::precision::{Precision, Workload};
 
 /// Where the data and the loop live (the executor's workers may be elsewhere).
 const HOME: Device = Device::Cpu;
@@ -120,7 +120,7 @@ impl<'a> Session<'a> {
         let (records, log) = super::metrics::open_metrics(out_dir, position.step)?;
         let total_steps = config.iters.unwrap_or(config.epochs * steps_per_epoch);
         let session = Session {
-            eval_precision: evaluation_precision(precision, config.devices.as_ref()),
+            eval_precision: evaluation_precision(precision, config.devices.as_ref(), Workload::Convolutions),
             schedule: StepSchedule {
                 base: config.lr,
                 milestones: config.milestones.clone(),

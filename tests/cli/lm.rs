@@ -120,3 +120,26 @@ fn bench_and_plan_print_their_rows() {
         }
     }
 }
+
+/// `auto` gives the GPT bf16 only on matrix units: on an x86 CPU, where /proc/cpuinfo lists amx_bf16
+/// (with AVX512-BF16 alone its bf16 step is the slower); the run folder records the decision.
+#[test]
+#[cfg_attr(not(target_arch = "x86_64"), ignore = "the rule read from /proc/cpuinfo here is x86's")]
+fn auto_precision_of_the_gpt_asks_for_matrix_units() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = tiny_corpus(dir.path(), 8_000);
+    let run = dir.path().join("run");
+    let mut args = lm_args(&corpus, 2, 2, &run);
+    let at = args.iter().position(|a| a == "--precision").unwrap();
+    args[at + 1] = "auto".into();
+    let output = warpnet(&as_strs(&args));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").expect("/proc/cpuinfo (Linux)");
+    let flags = cpuinfo.lines().find(|l| l.starts_with("flags")).unwrap_or_default();
+    let expected = match flags.split_whitespace().any(|f| f == "amx_bf16") {
+        true => "bf16",
+        false => "fp32",
+    };
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(config.contains(&format!("precision = \"{expected}\"")), "{config}");
+}

@@ -12,7 +12,7 @@ use crate::base::optimizer::AdamWSettings;
 use crate::data::text;
 use crate::model::transformer::LmConfig;
 use crate::planner::auto_placement::PlacementSetting;
-use crate::precision::{Choice, PrecisionSetting};
+use crate::precision::{Choice, PrecisionSetting, Workload};
 use crate::runtime::{Devices, Plan};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
@@ -58,7 +58,9 @@ pub struct LmTrainConfig {
     /// libtorch intra-op threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// fp32, bf16 (mixed: matrix products in bfloat16, master weights and AdamW in fp32) or auto.
+    /// fp32, bf16 (mixed: matrix products in bfloat16, master weights and AdamW in fp32) or auto
+    /// (bf16 on matrix units: GPUs of compute capability 8.0+, AMX CPUs; fp32 elsewhere, AVX512-BF16
+    /// alone included, where the GPT's bf16 step is the slower).
     #[arg(long, value_enum, default_value_t)]
     pub precision: PrecisionSetting,
     /// Workers of the parallel executor (cpu:N, cuda:0,cuda:1, mpi); none: one device.
@@ -106,7 +108,7 @@ impl LmTrainConfig {
     /// The precision of this run's steps on its devices (`--devices`, else the CPU).
     pub fn precision_choice(&self) -> Choice {
         let devices = self.devices.as_ref().map_or_else(|| vec![tch::Device::Cpu], |d| d.workers());
-        self.precision.resolve(&devices)
+        self.precision.resolve(&devices, Workload::Transformer)
     }
 
     /// The executor's layout for --devices and --placement, the placement checked against the model's

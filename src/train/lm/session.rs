@@ -25,7 +25,7 @@ use crate::base::atomic_file::{remove_stale_temporaries, write_atomic};
 use crate::base::named::{assign_variables, copy_variables, Named};
 use crate::data::text::{Corpus, TextBatch};
 use crate::model::{Architecture, Net, Network};
-use crate::precision::Precision;
+use crate::precision::{Precision, Workload};
 use crate::train::checkpoint::{
     latest_verified, read_checkpoint, save_weights, write_checkpoint, CHECKPOINTS,
 };
@@ -159,7 +159,8 @@ impl<'a> Session<'a> {
                 context
             );
         }
-        let eval_precision = evaluation_precision(choice.precision, config.devices.as_ref());
+        let eval_precision =
+            evaluation_precision(choice.precision, config.devices.as_ref(), Workload::Transformer);
         Ok(Session {
             config,
             out,
