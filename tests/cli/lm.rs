@@ -143,3 +143,58 @@ fn auto_precision_of_the_gpt_asks_for_matrix_units() {
     let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
     assert!(config.contains(&format!("precision = \"{expected}\"")), "{config}");
 }
+
+/// `lm compare` on a tiny model: one row per variant, the table, the JSON and the chart; a second call
+/// reads the finished runs back (the same figures, no run trained again).
+#[test]
+fn compare_trains_each_variant_once_and_tables_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = tiny_corpus(dir.path(), 8_000);
+    let (data, out) = (format!("text:{}", corpus.display()), dir.path().join("compare"));
+    let args = [
+        "lm",
+        "compare",
+        "--data",
+        &data,
+        "--variants",
+        "sequential,warpnet2:2",
+        "--blocks",
+        "1",
+        "--width",
+        "16",
+        "--heads",
+        "2",
+        "--context",
+        "16",
+        "--batch",
+        "4",
+        "--eval-batches",
+        "2",
+        "--steps",
+        "4",
+        "--eval-every",
+        "2",
+        "--threads",
+        "1",
+        "--bench-steps",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ];
+    let first = last_json(&warpnet(&args));
+    let rows = first.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{first}");
+    assert_eq!(rows[0]["variant"], "sequential");
+    assert_eq!(rows[1]["variant"], "warpnet2 K=2");
+    for file in ["compare.md", "compare.json", "validation-bpb.png"] {
+        assert!(out.join(file).exists(), "{file}");
+    }
+    let metrics = out.join("warpnet2-K2-seed0").join("metrics.jsonl");
+    let written = std::fs::metadata(&metrics).unwrap().modified().unwrap();
+    let second = last_json(&warpnet(&args));
+    for (a, b) in rows.iter().zip(second.as_array().unwrap()) {
+        assert_eq!(a["bits_per_byte"], b["bits_per_byte"], "read back, not trained again");
+    }
+    assert_eq!(std::fs::metadata(&metrics).unwrap().modified().unwrap(), written, "no run trained again");
+}

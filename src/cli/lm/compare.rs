@@ -2,8 +2,9 @@
 //! each timed on one device and on two CPU workers with the placement the step-time model predicts
 //! fastest, in one table, one chart of their validation curves, and a sample of text from each.
 //!
-//! A variant whose run folder holds a finished run is read back, and one cut short is resumed, so an
-//! interrupted comparison continues where it stopped.
+//! Every run trains first, then every variant is timed, so the timings are taken together. A variant
+//! whose run folder holds a finished run is read back, and one cut short is resumed, so an interrupted
+//! comparison continues where it stopped.
 
 use std::path::{Path, PathBuf};
 
@@ -26,9 +27,9 @@ use crate::train::Verbosity;
 /// Steps of every run, and between evaluations, unless flags say otherwise.
 const COMPARE_STEPS: &str = "250";
 const COMPARE_EVAL_EVERY: &str = "50";
-/// One precision for every variant's training and timings: fp32, the faster one for this model on CPUs
-/// without AMX (GPT-4x128 on a 2-core AVX512-BF16 Xeon: 149 ms per step in fp32, 225 in bf16), where
-/// `auto` would choose bf16.
+/// One precision for every variant's training and timings, the same on every machine (so a folder's runs
+/// are reused wherever the comparison runs): fp32, which `auto` also picks for the GPT on CPUs without
+/// matrix units.
 const COMPARE_PRECISION: &str = "fp32";
 /// The CPU workers of the parallel column.
 const WORKERS: usize = 2;
@@ -97,22 +98,25 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
     args.base.validate().map_err(crate::error::input_error)?;
     std::fs::create_dir_all(&args.out)
         .map_err(|e| crate::error::input_error(format!("--out {}: {e}", args.out.display())))?;
+    let models: Vec<LmConfig> = args
+        .variants
+        .iter()
+        .map(|&(variant, k)| LmConfig { variant, k, ..args.base.model.clone() })
+        .collect();
+    for model in &models {
+        model.validate().map_err(|e| crate::error::input_error(format!("--variants: {e}")))?;
+    }
+    // Every run first, then every timing: the timings are taken together, after the training.
+    let bits_per_variant =
+        models.iter().map(|model| train_seeds(&args, model)).collect::<anyhow::Result<Vec<_>>>()?;
     let mut rows = Vec::new();
     let mut firsts = Vec::new();
-    for &(variant, k) in &args.variants {
-        let model = LmConfig { variant, k, ..args.base.model.clone() };
-        model.validate().map_err(|e| crate::error::input_error(format!("--variants: {e}")))?;
-        let name = super::variant_label(&model).replace(' ', "-").replace('=', "");
-        let mut bits = Vec::new();
-        for &seed in &args.seeds {
-            let config = LmTrainConfig { model: model.clone(), seed, ..args.base.clone() };
-            let dir = args.out.join(format!("{name}-seed{seed}"));
-            bits.push(trained(&config, &dir)?);
-        }
+    for (model, bits) in models.iter().zip(bits_per_variant) {
+        let name = run_name(model);
         let first = args.out.join(format!("{name}-seed{}", args.seeds[0]));
         let sample = folder::load(&first, |m| m.clone())?;
         let text = generate(&sample.net, model.context, b"", SAMPLE_BYTES, SAMPLE);
-        let (one, parallel, predicted) = timings(&args, &model)?;
+        let (one, parallel, predicted) = timings(&args, model)?;
         println!(
             "{name}: {:.4} bits per byte, {:.1} ms per step, {:.1} on {WORKERS} workers",
             mean(&bits),
@@ -120,7 +124,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
             parallel.0
         );
         rows.push(Row {
-            variant: super::variant_label(&model),
+            variant: super::variant_label(model),
             bits_per_byte: bits,
             one_device_ms: one,
             parallel_ms: parallel.0,
@@ -149,6 +153,20 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         crate::cli::print_json(&rows)?;
     }
     Ok(())
+}
+
+/// The run folders' stem of `model`'s runs: "warpnet2-K2".
+fn run_name(model: &LmConfig) -> String {
+    super::variant_label(model).replace(' ', "-").replace('=', "")
+}
+
+/// The final validation bits per byte of `model`'s run with each seed (folder NAME-seedS).
+fn train_seeds(args: &CompareArgs, model: &LmConfig) -> anyhow::Result<Vec<f64>> {
+    let seeds = args.seeds.iter().map(|&seed| {
+        let config = LmTrainConfig { model: model.clone(), seed, ..args.base.clone() };
+        trained(&config, &args.out.join(format!("{}-seed{seed}", run_name(model))))
+    });
+    seeds.collect()
 }
 
 /// The final validation bits per byte of `config`'s run in `dir`: trained, resumed, or read back.
