@@ -50,8 +50,29 @@ pub fn tiny_corpus(dir: &std::path::Path, bytes: usize) -> std::path::PathBuf {
     path
 }
 
-/// `warpnet lm train` of a one-block model of width 16 on `corpus`: small enough for a test to train
-/// in well under a second per hundred steps.
+/// The shape and batch of the tests' language model: one block of width 16, context 16, batches of 4,
+/// evaluated on 2 batches, fp32 on one thread.
+pub const TINY_LM: [&str; 16] = [
+    "--blocks",
+    "1",
+    "--width",
+    "16",
+    "--heads",
+    "2",
+    "--context",
+    "16",
+    "--batch",
+    "4",
+    "--eval-batches",
+    "2",
+    "--precision",
+    "fp32",
+    "--threads",
+    "1",
+];
+
+/// `warpnet lm train` of [`TINY_LM`] on `corpus`: small enough for a test to train in well under a
+/// second per hundred steps.
 pub fn lm_args(
     corpus: &std::path::Path,
     steps: usize,
@@ -59,30 +80,8 @@ pub fn lm_args(
     out: &std::path::Path,
 ) -> Vec<String> {
     let data = format!("text:{}", corpus.display());
-    let flags = [
-        "lm",
-        "train",
-        "--data",
-        &data,
-        "--blocks",
-        "1",
-        "--width",
-        "16",
-        "--heads",
-        "2",
-        "--context",
-        "16",
-        "--batch",
-        "4",
-        "--eval-batches",
-        "2",
-        "--precision",
-        "fp32",
-        "--threads",
-        "1",
-        "--quiet",
-    ];
-    let mut args: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
+    let flags = ["lm", "train", "--data", &data, "--quiet"].into_iter().chain(TINY_LM);
+    let mut args: Vec<String> = flags.map(|s| s.to_string()).collect();
     args.extend(["--steps".into(), steps.to_string(), "--eval-every".into(), eval_every.to_string()]);
     args.extend(["--out".into(), out.display().to_string()]);
     args

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::binary::{assert_rejected, lm_args, tiny_corpus, warpnet};
+use crate::binary::{assert_rejected, lm_args, tiny_corpus, warpnet, TINY_LM};
 
 fn as_strs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
@@ -151,37 +151,10 @@ fn compare_trains_each_variant_once_and_tables_them() {
     let dir = tempfile::tempdir().unwrap();
     let corpus = tiny_corpus(dir.path(), 8_000);
     let (data, out) = (format!("text:{}", corpus.display()), dir.path().join("compare"));
-    let args = [
-        "lm",
-        "compare",
-        "--data",
-        &data,
-        "--variants",
-        "sequential,warpnet2:2",
-        "--blocks",
-        "1",
-        "--width",
-        "16",
-        "--heads",
-        "2",
-        "--context",
-        "16",
-        "--batch",
-        "4",
-        "--eval-batches",
-        "2",
-        "--steps",
-        "4",
-        "--eval-every",
-        "2",
-        "--threads",
-        "1",
-        "--bench-steps",
-        "1",
-        "--out",
-        out.to_str().unwrap(),
-        "--json",
-    ];
+    let mut args = vec!["lm", "compare", "--data", &data, "--variants", "sequential,warpnet2:2"];
+    args.extend(TINY_LM);
+    let out_arg = out.to_str().unwrap();
+    args.extend(["--steps", "4", "--eval-every", "2", "--bench-steps", "1", "--out", out_arg, "--json"]);
     let first = last_json(&warpnet(&args));
     let rows = first.as_array().unwrap();
     assert_eq!(rows.len(), 2, "{first}");
