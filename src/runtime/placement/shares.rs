@@ -21,14 +21,13 @@
 
 use std::fmt;
 
+use super::notation::FLAG;
 use super::Placement;
 use crate::bail_input;
 use crate::model::terms::{Term, Vector};
 use crate::model::warp::Span;
 use crate::model::Architecture;
 
-/// The flag whose value a placement is.
-const FLAG: &str = "--placement";
 /// Shares of one term must sum to 1 within this (they are written as decimals).
 const SUM_TOLERANCE: f64 = 1e-6;
 
