@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::checkpoint::CHECKPOINTS;
 use super::config::TrainConfig;
-use crate::base::atomic_file::write_atomic;
+use crate::base::atomic_file::{remove_stale_temporaries, write_atomic};
 use crate::data::augment::Standardizer;
 use crate::error::input_error;
 
@@ -59,7 +59,8 @@ pub struct WriterLock {
 
 impl WriterLock {
     /// The lock of run folder `run` (created if missing); one line naming the folder and the process
-    /// that holds it if another does (exit 2).
+    /// that holds it if another does (exit 2). Once it is held, the temporaries a killed writer left
+    /// in the folder and its checkpoints are removed: with one writer at a time they are garbage.
     pub fn acquire(run: &Path) -> anyhow::Result<WriterLock> {
         std::fs::create_dir_all(run).with_context(|| format!("{}: cannot create", run.display()))?;
         let path = run.join(LOCK);
@@ -93,6 +94,8 @@ impl WriterLock {
             .and_then(|()| file.write_all(writer.as_bytes()))
             .and_then(|()| file.flush())
             .with_context(|| format!("{}: cannot write", path.display()))?;
+        remove_stale_temporaries(run);
+        remove_stale_temporaries(&run.join(CHECKPOINTS));
         Ok(WriterLock { _file: file })
     }
 }

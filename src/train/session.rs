@@ -24,7 +24,6 @@ use super::run_folder::WriterLock;
 use super::run_folder::{DataInfo, FINAL_WEIGHTS};
 use super::schedule::StepSchedule;
 use super::step::Stepper;
-use crate::base::atomic_file::remove_stale_temporaries;
 use crate::base::named::{assign_variables, copy_variables, Named};
 use crate::data::augment::Standardizer;
 use crate::data::loader::{EpochPlan, Loader};
@@ -93,30 +92,16 @@ impl<'a> Session<'a> {
         let vs = VarStore::new(HOME);
         let net = Net::new(&vs.root(), &net_config);
         let standardizer = Standardizer::fit(&splits.train);
-        let (position, progress, train_seconds, momentum) = match &from {
-            None => (Position::default(), EpochProgress::default(), 0.0, Named::new()),
-            Some(checkpoint) => {
-                let (variables, momentum) = read_checkpoint(&checkpoint.tensors, &vs)?;
-                assign_variables(&vs, &variables);
-                let s = &checkpoint.sidecar;
-                (s.position, s.progress, s.train_seconds, momentum)
-            }
-        };
+        let (position, progress, train_seconds, momentum) = restore(from.as_ref(), &vs)?;
         let stepper = stepper(&config, &net_config, &vs, momentum, precision)?;
         // Every check that can refuse the run is behind us: only now does a new run claim its folder,
         // so a refused one leaves nothing there (its config.toml would make a rerun be refused). One
         // writer at a time: a second `train --resume`, a requeued job, is refused here.
         let lock = WriterLock::acquire(out_dir)?;
         if from.is_none() {
-            super::run_folder::claim_folder(
-                out_dir,
-                &config,
-                DataInfo { class_names: splits.class_names.clone(), standardizer },
-            )?;
+            let data = DataInfo { class_names: splits.class_names.clone(), standardizer };
+            super::run_folder::claim_folder(out_dir, &config, data)?;
         }
-        // One run owns the folder: temporaries that a killed writer left are garbage.
-        remove_stale_temporaries(out_dir);
-        remove_stale_temporaries(&out_dir.join(CHECKPOINTS));
         let (records, log) = super::metrics::open_metrics(out_dir, position.step)?;
         let total_steps = config.iters.unwrap_or(config.epochs * steps_per_epoch);
         let session = Session {
@@ -364,4 +349,19 @@ fn stepper(
         None => None,
     };
     Stepper::new(vs, momentum, config.sgd().into(), precision, parallel)
+}
+
+/// Where a resumed run stands, with its weights and statistics assigned into `vs`; a new run's start
+/// without a checkpoint.
+fn restore(
+    from: Option<&Checkpoint>,
+    vs: &VarStore,
+) -> anyhow::Result<(Position, EpochProgress, f64, Named)> {
+    let Some(checkpoint) = from else {
+        return Ok((Position::default(), EpochProgress::default(), 0.0, Named::new()));
+    };
+    let (variables, momentum) = read_checkpoint(&checkpoint.tensors, vs)?;
+    assign_variables(vs, &variables);
+    let s = &checkpoint.sidecar;
+    Ok((s.position, s.progress, s.train_seconds, momentum))
 }

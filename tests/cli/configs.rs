@@ -148,28 +148,46 @@ const CPU: Recipe = (15, 128, 0.1, &[9, 13], 0.1, 5e-4, 0.9);
 /// Why `resolved` (the dry run's config of configs/`relative`) breaks the file name's promise, if it does.
 fn check_promise(relative: &str, header: &str, resolved: &TrainConfig) -> Result<(), String> {
     let p = promise(relative)?;
-    let wrn = p.method == "wrn";
-    let mut wrong = Vec::new();
-    let mut expect = |what: &str, ok: bool, detail: String| {
+    let mut wrong = Findings::default();
+    check_network(&p, resolved, &mut wrong)?;
+    check_devices(&p, resolved, &mut wrong)?;
+    check_recipe(&p, resolved, &mut wrong)?;
+    check_header(&p, relative, header, &mut wrong);
+    if wrong.0.is_empty() {
+        Ok(())
+    } else {
+        Err(wrong.0.join("; "))
+    }
+}
+
+/// What a config gets wrong against its name, one entry per setting.
+#[derive(Default)]
+struct Findings(Vec<String>);
+
+impl Findings {
+    fn expect(&mut self, what: &str, ok: bool, detail: String) {
         if !ok {
-            wrong.push(format!("{what}: {detail}"));
+            self.0.push(format!("{what}: {detail}"));
         }
-    };
-    let c = resolved;
-    let model = if wrn { ModelKind::Wrn } else { ModelKind::Warp };
-    expect("model", c.model == model, format!("{:?}", c.model));
+    }
+}
+
+/// The network and the data the name promises.
+fn check_network(p: &Promise, c: &TrainConfig, wrong: &mut Findings) -> Result<(), String> {
+    let model = if p.method == "wrn" { ModelKind::Wrn } else { ModelKind::Warp };
+    wrong.expect("model", c.model == model, format!("{:?}", c.model));
     let variant = match p.method.as_str() {
         "wrn" => None,
         "warpnet1" => Some(Variant::Warpnet1),
         "warpnet2" => Some(Variant::Warpnet2),
         other => return Err(format!("unknown method '{other}' in the name")),
     };
-    expect("variant", c.variant == variant, format!("{:?}", c.variant));
-    expect("k", c.k == p.k, c.k.to_string());
-    expect("nwarp", c.nwarp == p.nwarp, c.nwarp.to_string());
-    expect("width", c.width == p.width, c.width.to_string());
-    expect("max_order", c.max_order.is_none(), format!("{:?}", c.max_order));
-    expect("derivative_bn", c.derivative_bn.is_none(), format!("{:?}", c.derivative_bn));
+    wrong.expect("variant", c.variant == variant, format!("{:?}", c.variant));
+    wrong.expect("k", c.k == p.k, c.k.to_string());
+    wrong.expect("nwarp", c.nwarp == p.nwarp, c.nwarp.to_string());
+    wrong.expect("width", c.width == p.width, c.width.to_string());
+    wrong.expect("max_order", c.max_order.is_none(), format!("{:?}", c.max_order));
+    wrong.expect("derivative_bn", c.derivative_bn.is_none(), format!("{:?}", c.derivative_bn));
     let data = match p.folder.as_str() {
         "cifar10" => "cifar10:data/cifar-10-batches-bin",
         "cifar100" => "cifar100:data/cifar-100-binary",
@@ -177,9 +195,13 @@ fn check_promise(relative: &str, header: &str, resolved: &TrainConfig) -> Result
         "cpu" => "fashion-mnist",
         other => return Err(format!("unknown folder '{other}'")),
     };
-    expect("data", c.data.to_string() == data, c.data.to_string());
+    wrong.expect("data", c.data.to_string() == data, c.data.to_string());
+    Ok(())
+}
 
-    // Devices: one GPU per bracket of the paper's assignment; a WRN on one GPU unless the name says more.
+/// Devices: one GPU per bracket of the paper's assignment; a WRN on one GPU unless the name says more.
+fn check_devices(p: &Promise, c: &TrainConfig, wrong: &mut Findings) -> Result<(), String> {
+    let wrn = p.method == "wrn";
     let device_count = match (p.folder.as_str(), wrn) {
         ("cpu", true) => 1,
         ("cpu", false) => 2,
@@ -190,8 +212,8 @@ fn check_promise(relative: &str, header: &str, resolved: &TrainConfig) -> Result
         "cpu" => Some(format!("cpu:{device_count}")),
         _ => Some(cuda(device_count)),
     };
-    expect("devices", c.devices.as_ref().map(|d| d.to_string()) == devices, format!("{:?}", c.devices));
-    expect(
+    wrong.expect("devices", c.devices.as_ref().map(|d| d.to_string()) == devices, format!("{:?}", c.devices));
+    wrong.expect(
         "devices count",
         c.devices.as_ref().map_or(1, |d| d.len()) == device_count,
         format!("{:?}", c.devices),
@@ -201,16 +223,20 @@ fn check_promise(relative: &str, header: &str, resolved: &TrainConfig) -> Result
         return Err(format!("no paper assignment for {} K = {} on {device_count} devices", p.method, p.k));
     }
     let unspaced = |s: &str| s.chars().filter(|ch| !ch.is_whitespace()).collect::<String>();
-    expect(
+    wrong.expect(
         "placement",
         c.placement.as_ref().map(|p| unspaced(&p.to_string())) == placement.map(unspaced),
         format!("{:?}, expected {placement:?}", c.placement),
     );
     if let Some(text) = c.placement.as_ref().map(ToString::to_string) {
         let brackets = text.matches('[').count();
-        expect("one bracket per device", brackets == device_count, format!("{brackets} brackets"));
+        wrong.expect("one bracket per device", brackets == device_count, format!("{brackets} brackets"));
     }
+    Ok(())
+}
 
+/// The training recipe of the paper's section for the name's data.
+fn check_recipe(p: &Promise, c: &TrainConfig, wrong: &mut Findings) -> Result<(), String> {
     let recipe = match (p.folder.as_str(), p.table) {
         ("cpu", _) => CPU,
         (_, 2 | 3 | 5) => CIFAR,
@@ -218,15 +244,19 @@ fn check_promise(relative: &str, header: &str, resolved: &TrainConfig) -> Result
         (_, t) => return Err(format!("no Table {t} in the paper's experiments")),
     };
     let (epochs, batch, lr, milestones, gamma, wd, momentum) = recipe;
-    expect("epochs", c.epochs == epochs && c.iters.is_none(), format!("{} / iters {:?}", c.epochs, c.iters));
-    expect("batch", c.batch == batch, c.batch.to_string());
-    expect("lr", c.lr == lr, c.lr.to_string());
-    expect("milestones", c.milestones == milestones, format!("{:?}", c.milestones));
-    expect("gamma", c.gamma == gamma, c.gamma.to_string());
-    expect("wd", c.wd == wd, c.wd.to_string());
-    expect("momentum", c.momentum == momentum, c.momentum.to_string());
+    let iters = c.iters;
+    wrong.expect("epochs", c.epochs == epochs && iters.is_none(), format!("{} / iters {iters:?}", c.epochs));
+    wrong.expect("batch", c.batch == batch, c.batch.to_string());
+    wrong.expect("lr", c.lr == lr, c.lr.to_string());
+    wrong.expect("milestones", c.milestones == milestones, format!("{:?}", c.milestones));
+    wrong.expect("gamma", c.gamma == gamma, c.gamma.to_string());
+    wrong.expect("wd", c.wd == wd, c.wd.to_string());
+    wrong.expect("momentum", c.momentum == momentum, c.momentum.to_string());
+    Ok(())
+}
 
-    // The header names the table, the network as the paper labels it, and the command that runs it.
+/// The header names the table, the network as the paper labels it, and the command that runs it.
+fn check_header(p: &Promise, relative: &str, header: &str, wrong: &mut Findings) {
     let method = match p.method.as_str() {
         "wrn" => "WRN",
         "warpnet1" => "WarpNet1",
@@ -239,12 +269,7 @@ fn check_promise(relative: &str, header: &str, resolved: &TrainConfig) -> Result
         "Paper:".to_string(),
         format!("warpnet train --config configs/{relative}"),
     ] {
-        expect("header", header.contains(&needle), format!("does not mention {needle:?}"));
-    }
-    if wrong.is_empty() {
-        Ok(())
-    } else {
-        Err(wrong.join("; "))
+        wrong.expect("header", header.contains(&needle), format!("does not mention {needle:?}"));
     }
 }
 

@@ -248,6 +248,20 @@ fn mutate(rng: &mut ChaCha8Rng) -> (String, usize, String) {
     let mut bytes = text.unwrap().into_bytes();
     let kind = rng.gen_range(0..8);
     let described = match kind {
+        0..=3 => mutate_bytes(rng, kind, &mut bytes),
+        _ => {
+            let (edited, described) = mutate_structure(rng, kind, &value);
+            bytes = edited;
+            described
+        }
+    };
+    // parse_sidecar takes text: bytes that are no longer UTF-8 arrive as replacement characters.
+    (String::from_utf8_lossy(&bytes).into_owned(), kind, described)
+}
+
+/// Mutations 0..4 of the text as bytes: a byte flipped, the text cut, bytes inserted or deleted.
+fn mutate_bytes(rng: &mut ChaCha8Rng, kind: usize, bytes: &mut Vec<u8>) -> String {
+    match kind {
         0 => {
             let at = rng.gen_range(0..bytes.len());
             let mask = rng.gen_range(1..=255u8);
@@ -272,43 +286,50 @@ fn mutate(rng: &mut ChaCha8Rng) -> (String, usize, String) {
             bytes.drain(start..end);
             format!("deleted bytes {start}..{end}")
         }
+        _ => unreachable!("byte mutations are kinds 0..4"),
+    }
+}
+
+/// Mutations 4..8 of the JSON value, written back as text: a number, a node or a field changed.
+fn mutate_structure(rng: &mut ChaCha8Rng, kind: usize, value: &Value) -> (Vec<u8>, String) {
+    match kind {
         4 => {
             // A number replaced by a token written straight into the text.
-            let numbers = nodes_where(&value, Value::is_number);
+            let numbers = nodes_where(value, Value::is_number);
             let pointer = numbers.choose(rng).unwrap();
             let token = NUMBER_TOKENS.choose(rng).unwrap();
             let mut marked = value.clone();
             *marked.pointer_mut(pointer).unwrap() = json!("@NUMBER@");
-            bytes = marked.to_string().replace("\"@NUMBER@\"", token).into_bytes();
-            format!("number at {pointer} written as {token}")
+            let bytes = marked.to_string().replace("\"@NUMBER@\"", token).into_bytes();
+            (bytes, format!("number at {pointer} written as {token}"))
         }
         5 => {
             // A number (or, one time in four, any node) replaced by another JSON value.
             let any = rng.gen_bool(0.25);
-            let targets = nodes_where(&value, |v| any || v.is_number());
+            let targets = nodes_where(value, |v| any || v.is_number());
             let pointer = targets.choose(rng).unwrap();
             let new = replacement(rng);
             let mut edited = value.clone();
             *edited.pointer_mut(pointer).unwrap() = new.clone();
-            bytes = edited.to_string().into_bytes();
-            format!("{pointer:?} replaced by {new}")
+            let bytes = edited.to_string().into_bytes();
+            (bytes, format!("{pointer:?} replaced by {new}"))
         }
         6 => {
             // A field deleted from any object.
-            let fields: Vec<String> = nodes_where(&value, |_| true)
+            let fields: Vec<String> = nodes_where(value, |_| true)
                 .into_iter()
-                .filter(|p| !p.is_empty() && parent_is_object(&value, p))
+                .filter(|p| !p.is_empty() && parent_is_object(value, p))
                 .collect();
             let pointer = fields.choose(rng).unwrap();
             let (parent, key) = pointer.rsplit_once('/').unwrap();
             let mut edited = value.clone();
             edited.pointer_mut(parent).unwrap().as_object_mut().unwrap().remove(key);
-            bytes = edited.to_string().into_bytes();
-            format!("field {pointer} deleted")
+            let bytes = edited.to_string().into_bytes();
+            (bytes, format!("field {pointer} deleted"))
         }
         _ => {
             // An unknown field added to any object.
-            let objects = nodes_where(&value, Value::is_object);
+            let objects = nodes_where(value, Value::is_object);
             let pointer = objects.choose(rng).unwrap();
             let name = UNKNOWN_FIELDS.choose(rng).unwrap();
             let new = replacement(rng);
@@ -319,12 +340,10 @@ fn mutate(rng: &mut ChaCha8Rng) -> (String, usize, String) {
                 .as_object_mut()
                 .unwrap()
                 .insert(name.to_string(), new.clone());
-            bytes = edited.to_string().into_bytes();
-            format!("field {name:?}: {new} added to {pointer:?}")
+            let bytes = edited.to_string().into_bytes();
+            (bytes, format!("field {name:?}: {new} added to {pointer:?}"))
         }
-    };
-    // parse_sidecar takes text: bytes that are no longer UTF-8 arrive as replacement characters.
-    (String::from_utf8_lossy(&bytes).into_owned(), kind, described)
+    }
 }
 
 fn parent_is_object(value: &Value, pointer: &str) -> bool {

@@ -21,7 +21,7 @@ use tch::{nn::VarStore, Device};
 
 use super::config::LmTrainConfig;
 use super::evaluate::{as_input, validation_loss, LmRecord, LmSummary};
-use crate::base::atomic_file::{remove_stale_temporaries, write_atomic};
+use crate::base::atomic_file::write_atomic;
 use crate::base::named::{assign_variables, copy_variables, Named};
 use crate::data::text::{Corpus, TextBatch};
 use crate::model::{Architecture, Net, Network};
@@ -141,8 +141,6 @@ impl<'a> Session<'a> {
                 .map_err(|e| crate::error::input_error(format!("--out {}: {e}", out.display())))?;
             write_atomic(&out.join(CONFIG), toml::to_string(&config)?.as_bytes())?;
         }
-        remove_stale_temporaries(out);
-        remove_stale_temporaries(&out.join(CHECKPOINTS));
         let (records, log) = open_metrics(out, step)?;
         if verbosity == Verbosity::Normal {
             let resumed = if from.is_some() { format!(", resumed at step {step}") } else { String::new() };
