@@ -41,6 +41,11 @@ impl Devices {
         Devices::of(vec![Device::Cpu; n])
     }
 
+    /// A run's devices: those of `--devices`, else one worker on the CPU.
+    pub fn or_one_cpu(devices: Option<&Devices>) -> Self {
+        devices.cloned().unwrap_or_else(|| Devices::cpu(1))
+    }
+
     /// One worker per device of `workers`, threads of this process.
     pub fn of(workers: Vec<Device>) -> Self {
         Devices { local: workers, mpi: false }

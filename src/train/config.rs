@@ -252,15 +252,14 @@ impl TrainConfig {
 
     /// The precision of this run's steps on its devices (`--devices`, else the CPU).
     pub fn precision_choice(&self) -> Choice {
-        let devices = self.devices.as_ref().map_or_else(|| vec![tch::Device::Cpu], |d| d.workers());
-        self.precision.resolve(&devices, Workload::Convolutions)
+        self.precision.resolve(&Devices::or_one_cpu(self.devices.as_ref()).workers(), Workload::Convolutions)
     }
 
     /// The executor's layout for `--devices` and `--placement` (see runtime/executor.rs), the
     /// placement checked against `net`'s terms; `auto` must have been resolved
     /// ([`TrainConfig::with_auto_placement`]).
     pub fn parallel_plan(&self, net: &NetConfig) -> anyhow::Result<Plan> {
-        let devices = self.devices.clone().unwrap_or_else(|| Devices::cpu(1));
+        let devices = Devices::or_one_cpu(self.devices.as_ref());
         let placement = match &self.placement {
             Some(PlacementSetting::Given(placement)) => {
                 placement.check(&net.terms())?;

@@ -107,14 +107,13 @@ impl LmTrainConfig {
 
     /// The precision of this run's steps on its devices (`--devices`, else the CPU).
     pub fn precision_choice(&self) -> Choice {
-        let devices = self.devices.as_ref().map_or_else(|| vec![tch::Device::Cpu], |d| d.workers());
-        self.precision.resolve(&devices, Workload::Transformer)
+        self.precision.resolve(&Devices::or_one_cpu(self.devices.as_ref()).workers(), Workload::Transformer)
     }
 
     /// The executor's layout for --devices and --placement, the placement checked against the model's
     /// terms (`auto` resolved before: [`LmTrainConfig::with_auto_placement`]).
     pub fn parallel_plan(&self) -> anyhow::Result<Plan> {
-        let devices = self.devices.clone().unwrap_or_else(|| Devices::cpu(1));
+        let devices = Devices::or_one_cpu(self.devices.as_ref());
         let placement = match &self.placement {
             Some(PlacementSetting::Given(placement)) => {
                 placement.check(&crate::model::Architecture::terms(&self.model))?;
