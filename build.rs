@@ -5,7 +5,7 @@
 //!   LD_LIBRARY_PATH. DT_RPATH (not RUNPATH) is used so that libtorch's own dependencies
 //!   (libcudart.so.13 of the CUDA 13 wheel) are found through it as well.
 //! - Compiles csrc/fused_adamw.cpp against libtorch's headers: PyTorch's fused AdamW, which tch does
-//!   not bind (src/base/fused_adamw.rs).
+//!   not bind (src/base/optimizer/fused_adamw.rs).
 use std::path::{Path, PathBuf};
 
 /// What the C++ standard library's ABI must be to call into the libtorch of PyPI's torch 2.11 wheel

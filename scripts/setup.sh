@@ -6,6 +6,8 @@
 #                libraries that wheel asks for (cuDNN, cuBLAS, cuSPARSE, NCCL, ...; about 2.6 GB more) into
 #                the same folder, where libtorch's own run path finds them: no variable to set, and no
 #                rebuild after adding them. --cpu keeps a GPU machine on the CPU set (about 1 GB).
+#   A C++ compiler (Debian's g++) where none is found: torch-sys and warpnet's csrc/fused_adamw.cpp
+#                are compiled against libtorch's headers by the build; needs root or sudo, and apt-get.
 #   OpenMPI (Debian's libopenmpi-dev and openmpi-bin, with libclang-dev for the mpi crate's bindings),
 #                for `--features mpi` (`--devices mpi` under mpirun); needs root or sudo, and apt-get.
 #                Without it, build without `--features mpi`: everything but MPI ranks works.
@@ -109,6 +111,10 @@ fi
 
 if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
 apt_packages=()
+if ! command -v c++ >/dev/null; then
+  echo "setup.sh: installing Debian's g++ (the build compiles C++ against libtorch's headers)"
+  apt_packages+=(g++)
+fi
 # mpicc (libopenmpi-dev) tells the mpi crate where MPI is; mpirun (openmpi-bin) launches; libclang
 # generates the crate's bindings.
 if ! command -v mpicc >/dev/null || ! command -v mpirun >/dev/null || ! ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1; then
@@ -125,7 +131,7 @@ if [ "$want_fortunes" = 1 ] && [ ! -f /usr/share/games/fortunes/fortunes ]; then
 fi
 if [ "${#apt_packages[@]}" -gt 0 ]; then
   if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${apt_packages[@]}" >/dev/null; }; then
-    echo "setup.sh: could not apt-get install ${apt_packages[*]}; without OpenMPI, build and test without --features mpi" >&2
+    echo "setup.sh: could not apt-get install ${apt_packages[*]}; install them yourself (without OpenMPI, build and test without --features mpi)" >&2
     exit 2
   fi
 fi

@@ -14,7 +14,7 @@
 
 mod fused_adamw;
 
-use fused_adamw::{Moments, Rule};
+use fused_adamw::Moments;
 use tch::{nn::VarStore, Tensor};
 
 /// What SGD needs besides the learning rate; every device of a run uses the same.
@@ -152,13 +152,8 @@ impl Optimizer {
                 &params,
                 &grads,
                 Moments { first: &first, second: &second, step: self.steps },
-                Rule {
-                    lr,
-                    beta1: s.beta1,
-                    beta2: s.beta2,
-                    weight_decay: if decayed { s.weight_decay } else { 0.0 },
-                    eps: s.eps,
-                },
+                AdamWSettings { weight_decay: if decayed { s.weight_decay } else { 0.0 }, ..s },
+                lr,
             );
         }
     }

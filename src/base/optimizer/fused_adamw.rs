@@ -1,12 +1,14 @@
 //! PyTorch's fused AdamW (`torch.optim.AdamW(fused=True)`), the one libtorch operator warpnet calls
 //! outside tch: `_fused_adamw_` updates every parameter and both moments in one pass over each
 //! tensor, on the CPU and on CUDA, where the same update written as tch operations takes about ten
-//! passes and as many temporaries (docs/speed.md). csrc/fused_adamw.cpp wraps it; build.rs compiles
+//! passes and three temporaries (RESULTS.md, "The step against PyTorch"). csrc/fused_adamw.cpp wraps it; build.rs compiles
 //! that file against libtorch's headers.
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 
 use tch::Tensor;
+
+use super::AdamWSettings;
 
 /// Longest libtorch error message kept, in bytes.
 const ERROR_BYTES: usize = 1024;
@@ -30,7 +32,7 @@ extern "C" {
     ) -> c_int;
 }
 
-/// The moments and settings of one fused update.
+/// The moments of one fused update.
 pub struct Moments<'a> {
     /// First moments m, one per parameter, updated in place.
     pub first: &'a [&'a Tensor],
@@ -40,20 +42,10 @@ pub struct Moments<'a> {
     pub step: i64,
 }
 
-/// The hyper-parameters of one fused update.
-pub struct Rule {
-    pub lr: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    /// Decoupled: p -= lr * weight_decay * p before the Adam step.
-    pub weight_decay: f64,
-    pub eps: f64,
-}
-
-/// One AdamW step of `params` (updated in place) from `grads` (read only), all on one device and of
-/// one kind. Panics with libtorch's message where libtorch refuses (mismatched shapes or devices: a
+/// One AdamW step of `params` (updated in place) from `grads` (read only) at learning rate `lr`, every
+/// parameter decayed by `settings.weight_decay`; all on one device and of one kind. Panics with libtorch's message where libtorch refuses (mismatched shapes or devices: a
 /// bug of the caller, never an input error).
-pub fn step(params: &[&Tensor], grads: &[&Tensor], moments: Moments<'_>, rule: Rule) {
+pub fn step(params: &[&Tensor], grads: &[&Tensor], moments: Moments<'_>, settings: AdamWSettings, lr: f64) {
     let n = params.len();
     assert!(
         grads.len() == n && moments.first.len() == n && moments.second.len() == n,
@@ -83,11 +75,11 @@ pub fn step(params: &[&Tensor], grads: &[&Tensor], moments: Moments<'_>, rule: R
             v.as_ptr(),
             s.as_ptr(),
             n,
-            rule.lr,
-            rule.beta1,
-            rule.beta2,
-            rule.weight_decay,
-            rule.eps,
+            lr,
+            settings.beta1,
+            settings.beta2,
+            settings.weight_decay,
+            settings.eps,
             error.as_mut_ptr(),
             ERROR_BYTES,
         )

@@ -15,19 +15,19 @@ pub(super) const CLOSE: char = ']';
 /// Separates the terms in a group, and the groups.
 pub(super) const SEPARATOR: char = ',';
 /// Separates a term from its share of the batch: `F2'x1:0.45`.
-pub(super) const SHARE: char = ':';
+const SHARE: char = ':';
 /// Marks a Jacobian: `F2'` is F'_2(x1).
-pub(super) const PRIME: char = '\'';
+const PRIME: char = '\'';
 /// The Unicode prime, accepted in place of [`PRIME`].
-pub(super) const UNICODE_PRIME: char = '\u{2032}';
+const UNICODE_PRIME: char = '\u{2032}';
 /// The letter of a unit: `F2` is unit 2 (1-based).
-pub(super) const UNIT_LETTER: char = 'F';
+const UNIT_LETTER: char = 'F';
 /// The layer's input, the innermost vector of WarpNet1's F'_j x1.
-pub(super) const INPUT: &str = "x1";
+const INPUT: &str = "x1";
 /// An example in error messages.
-pub(super) const EXAMPLE: &str = "[F1],[F2],[F2'x1]";
+const EXAMPLE: &str = "[F1],[F2],[F2'x1]";
 /// Longest stretch of the user's text quoted in an error message, in characters.
-pub(super) const MAX_QUOTE: usize = 40;
+const MAX_QUOTE: usize = 40;
 
 /// Parses one term in the paper's notation, 1-based: `F1`, `F2'F1`, `F3'F2'F1`, `F2'x1` (`'` or `′`).
 ///
@@ -198,7 +198,7 @@ fn parse_group(inside: &str, bracket: &str, device: usize) -> anyhow::Result<Vec
 }
 
 /// `text` for a one-line message: whitespace runs as one space, at most [`MAX_QUOTE`] characters.
-pub(super) fn quote(text: &str) -> String {
+fn quote(text: &str) -> String {
     let single_spaced = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if single_spaced.chars().count() <= MAX_QUOTE {
         single_spaced
