@@ -6,7 +6,7 @@
 //! parallel executor works with GPU workers; `warpnet train` runs on a GPU and its checkpoint evaluates
 //! on the CPU; bf16 mixed precision on the GPU (cuDNN's bf16 kernels) stays within bf16's rounding of
 //! the CPU's fp32, and `auto` picks it on a GPU of compute capability 8.0 or later; so does the byte-level
-//! GPT's.
+//! GPT's; AdamW's update on the GPU (libtorch's fused CUDA kernel) is the CPU's.
 
 mod common;
 
@@ -14,8 +14,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 use warpnet::base::named::{assign_variables, copy_variables, deep_copy, Named, Snapshot};
-use warpnet::base::optimizer::Optimizer;
 use warpnet::base::optimizer::SgdSettings;
+use warpnet::base::optimizer::{AdamWSettings, Optimizer};
 use warpnet::model::transformer::LmVariant;
 use warpnet::model::{Net, NetConfig, Variant};
 use warpnet::precision::{Precision, PrecisionSetting, Workload};
@@ -228,4 +228,44 @@ fn gpu_training_run_writes_a_checkpoint_the_cpu_evaluates() {
         .unwrap();
     assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
     assert!(String::from_utf8_lossy(&eval.stdout).contains("error"));
+}
+
+/// AdamW's update on cuda:0 (libtorch's fused CUDA kernel, through csrc/fused_adamw.cpp) against the
+/// same update on the CPU (its fused CPU kernel, which src/base/optimizer.rs's unit test checks against
+/// the rule by hand): a decayed matrix and an undecayed vector, three steps, float32; the weights and
+/// both moments. Tolerance 1e-5 relative to the largest value: both compute in float32, a few ulps per
+/// step and operation apart.
+#[test]
+#[ignore = "needs a CUDA GPU: scripts/gpu-check.sh"]
+fn gpu_adamw_update_matches_the_cpu() {
+    let device = cuda();
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut random = |shape: &[i64]| {
+        let n = shape.iter().product::<i64>() as usize;
+        let values: Vec<f32> = (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        Tensor::from_slice(&values).view(shape)
+    };
+    let (matrix, vector) = (random(&[64, 32]), random(&[32]));
+    let gradients = [random(&[64, 32]), random(&[32])];
+    let updated = |device: Device| {
+        // Copies of their own (to_device on the CPU would share the originals' storage); the optimizer
+        // updates them in place.
+        let (m, v) = (matrix.copy().to_device(device), vector.copy().to_device(device));
+        let params = vec![("m".to_string(), m.shallow_clone()), ("v".to_string(), v.shallow_clone())];
+        let mut adamw = Optimizer::over(params, AdamWSettings::GPT);
+        let gradients: Vec<Tensor> = gradients.iter().map(|g| g.to_device(device)).collect();
+        for _ in 0..3 {
+            adamw.step(&gradients, 1e-2);
+        }
+        let mut state = adamw.momentum(Device::Cpu);
+        state.insert("m (weights)".into(), m.to_device(Device::Cpu));
+        state.insert("v (weights)".into(), v.to_device(Device::Cpu));
+        state
+    };
+    let (cpu, gpu) = (updated(Device::Cpu), updated(device));
+    for (name, expected) in &cpu {
+        let scale = expected.abs().max().double_value(&[]).max(f64::MIN_POSITIVE);
+        let error = (&gpu[name] - expected).abs().max().double_value(&[]) / scale;
+        assert!(error < 1e-5, "{name}: cuda against cpu {error:.2e} of the largest value");
+    }
 }
