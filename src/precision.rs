@@ -31,6 +31,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+mod hardware;
+
 /// What a user asks for (`--precision`, key `precision` of a config file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -40,8 +42,9 @@ pub enum PrecisionSetting {
     /// Mixed precision: convolutions and the linear head in bfloat16 (emulated, and slow, on hardware
     /// without native bf16: a warning says so).
     Bf16,
-    /// bf16 where the device computes it natively (a CPU with AMX-BF16 or AVX512-BF16, a GPU of compute
-    /// capability 8.0 or later), fp32 elsewhere.
+    /// bf16 where it pays: on a GPU of compute capability 8.0 or later and a CPU with AMX-BF16; on a
+    /// CPU with AVX512-BF16 alone, for convolutions when a timed one runs clearly faster in bf16
+    /// (precision/hardware.rs); fp32 elsewhere.
     #[default]
     Auto,
 }
@@ -91,7 +94,8 @@ impl fmt::Display for Choice {
 /// What a model's step is made of, for `auto`: where bf16 pays depends on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workload {
-    /// Convolutions (the WRN and WarpNets): bf16 pays wherever the device computes bf16 natively.
+    /// Convolutions (the WRN and WarpNets): bf16 pays on matrix units, and on vector lanes on some CPUs
+    /// but not others (timed there).
     Convolutions,
     /// Small matrix products among LayerNorms, softmaxes and GELUs (the byte-level GPT): bf16 pays on
     /// matrix units only (AMX, a GPU's tensor cores); with AVX512-BF16 alone the GPT's step is slower
@@ -101,23 +105,32 @@ pub enum Workload {
 
 impl PrecisionSetting {
     /// The precision for a run of `workload` whose steps compute on `devices`: `auto` is bf16 only
-    /// when every one of them computes bf16 natively, and for a transformer on matrix units.
+    /// where it pays on every one of them (precision/hardware.rs: the flags, and on CPUs whose bf16
+    /// is vector lanes only, a timed convolution).
     pub fn resolve(self, devices: &[Device], workload: Workload) -> Choice {
-        let support: Vec<Bf16Support> = unique(devices).into_iter().map(bf16_support).collect();
+        let support = hardware::of(devices);
         let native = support.iter().all(|s| s.native);
-        let pays = match workload {
-            Workload::Convolutions => native,
-            Workload::Transformer => support.iter().all(|s| s.matrix_units),
+        let (precision, why): (Precision, Vec<String>) = match self {
+            PrecisionSetting::Fp32 | PrecisionSetting::Bf16 => {
+                let precision =
+                    if self == PrecisionSetting::Fp32 { Precision::Fp32 } else { Precision::Bf16 };
+                (precision, support.iter().map(|s| s.describe().to_string()).collect())
+            }
+            PrecisionSetting::Auto => {
+                let verdicts: Vec<_> = support.iter().map(|s| s.verdict(workload)).collect();
+                let pays = verdicts.iter().all(|v| v.pays);
+                (
+                    if pays { Precision::Bf16 } else { Precision::Fp32 },
+                    verdicts.into_iter().map(|v| v.why).collect(),
+                )
+            }
         };
-        let mut hardware = support.iter().map(|s| s.what.as_str()).collect::<Vec<_>>().join("; ");
-        if native && !pays {
-            hardware.push_str(" without matrix units: a transformer's step is faster in fp32");
+        Choice {
+            precision,
+            setting: self,
+            hardware: why.join("; "),
+            emulated: precision == Precision::Bf16 && !native,
         }
-        let precision = match (self, pays) {
-            (PrecisionSetting::Bf16, _) | (PrecisionSetting::Auto, true) => Precision::Bf16,
-            (PrecisionSetting::Fp32, _) | (PrecisionSetting::Auto, false) => Precision::Fp32,
-        };
-        Choice { precision, setting: self, hardware, emulated: precision == Precision::Bf16 && !native }
     }
 }
 
@@ -209,105 +222,4 @@ pub fn is_channels_last(t: &Tensor) -> bool {
     }
     let (c, h, w) = (size[1], size[2], size[3]);
     t.stride() == [h * w * c, 1, w * c, c]
-}
-
-/// Whether a device computes bf16 natively, whether it has matrix units for it, and what was found.
-struct Bf16Support {
-    native: bool,
-    /// bf16 matrix products on units of their own (AMX tiles, tensor cores), not vector lanes.
-    matrix_units: bool,
-    what: String,
-}
-
-fn unique(devices: &[Device]) -> Vec<Device> {
-    let mut seen: Vec<Device> = Vec::new();
-    for &device in devices {
-        if !seen.contains(&device) {
-            seen.push(device);
-        }
-    }
-    if seen.is_empty() {
-        seen.push(Device::Cpu);
-    }
-    seen
-}
-
-fn bf16_support(device: Device) -> Bf16Support {
-    match device {
-        Device::Cuda(i) => gpu_bf16(i),
-        _ => cpu_bf16(),
-    }
-}
-
-/// AMX-BF16 or AVX512-BF16 on x86-64 (what oneDNN's native bf16 kernels need), BF16 on AArch64.
-fn cpu_bf16() -> Bf16Support {
-    #[cfg(target_arch = "x86_64")]
-    {
-        // CPUID leaf 7: subleaf 0 EDX bit 22 is AMX-BF16 (std's detection of it is not stable yet);
-        // AVX512-BF16 (subleaf 1 EAX bit 5) through std, which also checks the OS saves ZMM state.
-        const AMX_BF16_BIT: u32 = 1 << 22;
-        let amx = std::arch::x86_64::__cpuid_count(7, 0).edx & AMX_BF16_BIT != 0;
-        let avx512 = std::arch::is_x86_feature_detected!("avx512bf16");
-        let what = match (amx, avx512) {
-            (true, _) => "AMX-BF16 on this CPU",
-            (false, true) => "AVX512-BF16 on this CPU",
-            (false, false) => "this CPU has neither AMX-BF16 nor AVX512-BF16",
-        };
-        Bf16Support { native: amx || avx512, matrix_units: amx, what: what.into() }
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        let native = std::arch::is_aarch64_feature_detected!("bf16");
-        let what = if native { "BF16 on this CPU" } else { "this CPU has no BF16 instructions" };
-        // BF16 includes BFMMLA, a matrix-multiply instruction: counted as matrix units.
-        Bf16Support { native, matrix_units: native, what: what.into() }
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        Bf16Support {
-            native: false,
-            matrix_units: false,
-            what: "no native bf16 known for this CPU architecture".into(),
-        }
-    }
-}
-
-/// Compute capability 8.0 (Ampere) or later: bf16 tensor cores.
-fn gpu_bf16(index: usize) -> Bf16Support {
-    const BF16_MAJOR: i32 = 8;
-    match compute_capability(index) {
-        Some((major, minor)) => Bf16Support {
-            native: major >= BF16_MAJOR,
-            matrix_units: major >= BF16_MAJOR,
-            what: format!("cuda:{index} has compute capability {major}.{minor}"),
-        },
-        None => Bf16Support {
-            native: false,
-            matrix_units: false,
-            what: format!("cuda:{index}: compute capability unknown"),
-        },
-    }
-}
-
-/// (major, minor) from the CUDA runtime that libtorch's CUDA half loaded (tch does not expose it).
-fn compute_capability(index: usize) -> Option<(i32, i32)> {
-    // cudaDeviceAttr values of cudaDevAttrComputeCapabilityMajor and ...Minor (CUDA runtime API).
-    const MAJOR: i32 = 75;
-    const MINOR: i32 = 76;
-    type GetAttribute = unsafe extern "C" fn(*mut i32, i32, i32) -> i32;
-    let names = [c"libcudart.so.13", c"libcudart.so.12", c"libcudart.so"];
-    // SAFETY: dlopen/dlsym with valid C strings; the handle stays open for the process, and the
-    // symbol has the runtime API's signature cudaError_t (int *value, cudaDeviceAttr attr, int device).
-    unsafe {
-        let handle = names.iter().map(|n| libc::dlopen(n.as_ptr(), libc::RTLD_NOW)).find(|h| !h.is_null())?;
-        let symbol = libc::dlsym(handle, c"cudaDeviceGetAttribute".as_ptr());
-        if symbol.is_null() {
-            return None;
-        }
-        let get: GetAttribute = std::mem::transmute(symbol);
-        let (mut major, mut minor) = (0, 0);
-        let device = i32::try_from(index).ok()?;
-        let ok = get(&mut major, MAJOR, device) == 0 && get(&mut minor, MINOR, device) == 0;
-        ok.then_some((major, minor))
-    }
 }

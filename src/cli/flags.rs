@@ -42,8 +42,8 @@ impl WarpFlags {
 #[derive(Debug, Clone, Copy, Default, Args, Serialize)]
 pub struct PrecisionFlag {
     /// fp32, bf16 (mixed precision: convolutions and the linear head in bfloat16; BatchNorm statistics,
-    /// loss, SGD and master weights in fp32) or auto (default: bf16 where the device computes it
-    /// natively: AMX-BF16 or AVX512-BF16 CPUs, GPUs of compute capability 8.0+; fp32 elsewhere).
+    /// loss, SGD and master weights in fp32) or auto (default: bf16 where it pays: AMX-BF16 CPUs, GPUs
+    /// of compute capability 8.0+, AVX512-BF16 CPUs where a timed convolution is faster in it; else fp32).
     #[arg(long = "precision", value_enum, value_name = "PRECISION")]
     #[serde(rename = "precision", skip_serializing_if = "Option::is_none")]
     pub setting: Option<PrecisionSetting>,
