@@ -2,8 +2,8 @@
 //!
 //! Flags decide where they can: no native bf16 -> fp32; matrix units (AMX tiles, a GPU's tensor cores)
 //! -> bf16. Between the two, a CPU whose bf16 is vector lanes only (AVX512-BF16 without AMX), a flag
-//! does not tell: the same oneDNN build ran WRN convolutions 2x faster in bf16 than in fp32 on an AMD
-//! EPYC and 1.4x slower on an Intel Xeon, both with AVX512-BF16 (docs/speed.md). There, for
+//! does not tell: the same oneDNN build ran WRN convolutions 1.4-2x faster in bf16 than in fp32 on
+//! AMD EPYCs and about 1.5x slower on an Intel Xeon, all with AVX512-BF16 (docs/speed.md). There, for
 //! convolutions, one 3x3 convolution is timed in both precisions once per process and bf16 is taken
 //! only when it is clearly faster. A transformer's step is slower in bf16 on such CPUs wherever it was
 //! measured (RESULTS.md), so it is not timed.
