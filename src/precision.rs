@@ -43,7 +43,7 @@ pub enum PrecisionSetting {
     /// without native bf16: a warning says so).
     Bf16,
     /// bf16 where it pays: on a GPU of compute capability 8.0 or later and a CPU with AMX-BF16; on a
-    /// CPU with AVX512-BF16 alone, for convolutions when a timed one runs clearly faster in bf16
+    /// CPU with AVX512-BF16 alone, when the workload's kernel, timed, runs clearly faster in bf16
     /// (precision/hardware.rs); fp32 elsewhere.
     #[default]
     Auto,
@@ -91,22 +91,20 @@ impl fmt::Display for Choice {
     }
 }
 
-/// What a model's step is made of, for `auto`: where bf16 pays depends on it.
+/// What a model's step is made of, for `auto`: on CPUs with bf16 lanes only, its kernel is what is
+/// timed (precision/hardware.rs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workload {
-    /// Convolutions (the WRN and WarpNets): bf16 pays on matrix units, and on vector lanes on some CPUs
-    /// but not others (timed there).
+    /// Convolutions (the WRN and WarpNets).
     Convolutions,
-    /// Small matrix products among LayerNorms, softmaxes and GELUs (the byte-level GPT): bf16 pays on
-    /// matrix units only (AMX, a GPU's tensor cores); with AVX512-BF16 alone the GPT's step is slower
-    /// in bf16 than in fp32, warpnet's and PyTorch's alike (RESULTS.md, "The step against PyTorch").
+    /// Small matrix products among LayerNorms, softmaxes and GELUs (the byte-level GPT).
     Transformer,
 }
 
 impl PrecisionSetting {
     /// The precision for a run of `workload` whose steps compute on `devices`: `auto` is bf16 only
     /// where it pays on every one of them (precision/hardware.rs: the flags, and on CPUs whose bf16
-    /// is vector lanes only, a timed convolution).
+    /// is vector lanes only, the workload's kernel timed).
     pub fn resolve(self, devices: &[Device], workload: Workload) -> Choice {
         let support = hardware::of(devices);
         let native = support.iter().all(|s| s.native);

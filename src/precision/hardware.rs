@@ -2,11 +2,11 @@
 //!
 //! Flags decide where they can: no native bf16 -> fp32; matrix units (AMX tiles, a GPU's tensor cores)
 //! -> bf16. Between the two, a CPU whose bf16 is vector lanes only (AVX512-BF16 without AMX), a flag
-//! does not tell: the same oneDNN build ran WRN convolutions 1.4-2x faster in bf16 than in fp32 on
-//! AMD EPYCs and about 1.5x slower on an Intel Xeon, all with AVX512-BF16 (docs/speed.md). There, for
-//! convolutions, one 3x3 convolution is timed in both precisions once per process and bf16 is taken
-//! only when it is clearly faster. A transformer's step is slower in bf16 on such CPUs wherever it was
-//! measured (RESULTS.md), so it is not timed.
+//! does not tell: with the same oneDNN build and the same flags, an AMD EPYC ran WRN convolutions
+//! 1.4-2x and the byte-level GPT's step 1.8x faster in bf16 than in fp32, an Intel Xeon ran them about
+//! 1.5x and 1.6x slower (docs/speed.md, RESULTS.md). There the workload's kernel is timed in both
+//! precisions once per process (a 3x3 convolution; a transformer's MLP) and bf16 is taken only when it
+//! is clearly faster.
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -15,9 +15,9 @@ use tch::{Device, Kind, Tensor};
 
 use super::{Precision, Workload};
 
-/// `auto` takes bf16 on lanes-only CPUs when a convolution runs at least this many times as fast in
-/// bf16 as in fp32: a tie, or a difference of the size of this machine's noise, keeps fp32, the
-/// reference precision of every proof and comparison.
+/// `auto` takes bf16 on lanes-only CPUs when the workload's kernel runs at least this many times as
+/// fast in bf16 as in fp32: a tie, or a difference of the size of this machine's noise, keeps fp32,
+/// the reference precision of every proof and comparison.
 const MIN_BF16_SPEEDUP: f64 = 1.1;
 
 /// Whether a device computes bf16 natively, whether it has matrix units for it, and what was found.
@@ -58,41 +58,48 @@ impl Bf16Support {
         &self.what
     }
 
-    /// Whether bf16 pays for `workload` here; may time a convolution (see the module docs).
+    /// Whether bf16 pays for `workload` here; on a lanes-only CPU, times its kernel (module docs).
     pub(super) fn verdict(&self, workload: Workload) -> Verdict {
-        let what = &self.what;
-        match workload {
-            _ if !self.native || self.matrix_units => Verdict { pays: self.native, why: what.clone() },
-            Workload::Transformer => Verdict {
-                pays: false,
-                why: format!("{what} without matrix units: a transformer's step is faster in fp32"),
-            },
-            Workload::Convolutions => lanes_verdict(what, conv_bf16_speedup()),
+        match self.native && !self.matrix_units {
+            true => lanes_verdict(&self.what, workload, bf16_speedup(workload)),
+            false => Verdict { pays: self.native, why: self.what.clone() },
         }
     }
 }
 
-/// The verdict for convolutions on a lanes-only CPU whose convolution ran `speedup` times as fast in
-/// bf16 as in fp32.
-fn lanes_verdict(what: &str, speedup: f64) -> Verdict {
+/// The verdict for `workload` on a lanes-only CPU whose kernel ran `speedup` times as fast in bf16
+/// as in fp32.
+fn lanes_verdict(what: &str, workload: Workload, speedup: f64) -> Verdict {
     let pays = speedup >= MIN_BF16_SPEEDUP;
     let than = if pays { "" } else { ", below the 1.1x that bf16 needs" };
-    Verdict {
-        pays,
-        why: format!("{what}; a 3x3 convolution ran {speedup:.2}x as fast in bf16 as in fp32 here{than}"),
+    let kernel = kernel_name(workload);
+    Verdict { pays, why: format!("{what}; {kernel} ran {speedup:.2}x as fast in bf16 as in fp32 here{than}") }
+}
+
+/// What is timed for a workload, in the header's words.
+fn kernel_name(workload: Workload) -> &'static str {
+    match workload {
+        Workload::Convolutions => "a 3x3 convolution",
+        Workload::Transformer => "an MLP (linear, GELU, linear)",
     }
 }
 
-/// How many times as fast a 3x3 convolution's forward and backward run in bf16 as in fp32 on this
-/// CPU with the threads set now: timed once per process (about 0.1 s), the two precisions
-/// interleaved, each the fastest of a few repeats after one that lets oneDNN build its kernels.
-fn conv_bf16_speedup() -> f64 {
+/// How many times as fast `workload`'s kernel runs forward and backward in bf16 as in fp32 on this
+/// CPU with the threads set now: timed once per process and workload (about 0.1 s), the two
+/// precisions interleaved, each the fastest of a few repeats after one that lets oneDNN build its
+/// kernels.
+fn bf16_speedup(workload: Workload) -> f64 {
     const REPEATS: usize = 5;
-    static SPEEDUP: OnceLock<f64> = OnceLock::new();
-    *SPEEDUP.get_or_init(|| {
+    static CONVOLUTION: OnceLock<f64> = OnceLock::new();
+    static MLP: OnceLock<f64> = OnceLock::new();
+    let (cell, time): (_, fn(Precision) -> f64) = match workload {
+        Workload::Convolutions => (&CONVOLUTION, time_convolution),
+        Workload::Transformer => (&MLP, time_mlp),
+    };
+    *cell.get_or_init(|| {
         let (mut fp32, mut bf16) = (f64::INFINITY, f64::INFINITY);
         for repeat in 0..=REPEATS {
-            let (a, b) = (time_conv(Precision::Fp32), time_conv(Precision::Bf16));
+            let (a, b) = (time(Precision::Fp32), time(Precision::Bf16));
             if repeat > 0 {
                 (fp32, bf16) = (fp32.min(a), bf16.min(b));
             }
@@ -101,18 +108,40 @@ fn conv_bf16_speedup() -> f64 {
     })
 }
 
-/// Seconds for one forward and backward of a 3x3 convolution computed as the networks compute it in
-/// `precision` (input in the precision's kind and layout, fp32 weights cast at use); fixed values, so
-/// the seeded generator is not drawn from and a run's weights do not depend on the timing.
-fn time_conv(precision: Precision) -> f64 {
+// The two kernels compute as the networks do in `precision`: the input in the precision's kind (and
+// layout), fp32 weights cast at use. Their values are fixed, so the seeded generator is not drawn
+// from and a run's weights do not depend on the timing.
+
+/// Fixed values, `n` of them.
+fn pattern(n: i64) -> Tensor {
+    Tensor::arange(n, (Kind::Float, Device::Cpu)).sin()
+}
+
+/// Seconds for one forward and backward of a 3x3 convolution.
+fn time_convolution(precision: Precision) -> f64 {
     // (B, C, H, W): a WRN's middle stage at a small batch; weights (C, C, 3, 3).
     const SHAPE: [i64; 4] = [32, 32, 16, 16];
     let channels = SHAPE[1];
-    let pattern = |n: i64| Tensor::arange(n, (Kind::Float, Device::Cpu)).sin();
     let x = precision.input(&pattern(SHAPE.iter().product()).view(SHAPE)).set_requires_grad(true);
     let weight = pattern(channels * channels * 9).view([channels, channels, 3, 3]).set_requires_grad(true);
     let start = Instant::now();
     let y = x.conv2d(&weight.to_kind(x.kind()), None::<Tensor>, [1, 1], [1, 1], [1, 1], 1);
+    y.sum(Kind::Float).backward();
+    start.elapsed().as_secs_f64()
+}
+
+/// Seconds for one forward and backward of a transformer's MLP, W_2 GELU(W_1 x).
+fn time_mlp(precision: Precision) -> f64 {
+    // (tokens, D): 8 sequences of 128 bytes of the default GPT's width; hidden 4D as its MLP's.
+    const TOKENS: i64 = 1024;
+    const WIDTH: i64 = 128;
+    const HIDDEN: i64 = 4 * WIDTH;
+    let x = pattern(TOKENS * WIDTH).view([TOKENS, WIDTH]).to_kind(precision.kind()).set_requires_grad(true);
+    let fc = pattern(HIDDEN * WIDTH).view([HIDDEN, WIDTH]).set_requires_grad(true);
+    let proj = pattern(WIDTH * HIDDEN).view([WIDTH, HIDDEN]).set_requires_grad(true);
+    let start = Instant::now();
+    let h = x.linear::<Tensor>(&fc.to_kind(x.kind()), None).gelu("none");
+    let y = h.linear::<Tensor>(&proj.to_kind(x.kind()), None);
     y.sum(Kind::Float).backward();
     start.elapsed().as_secs_f64()
 }
@@ -202,47 +231,48 @@ mod tests {
     use super::*;
 
     const LANES: &str = "AVX512-BF16 on this CPU";
-
-    fn lanes_only() -> Bf16Support {
-        Bf16Support { native: true, matrix_units: false, what: LANES.into() }
-    }
+    const WORKLOADS: [Workload; 2] = [Workload::Convolutions, Workload::Transformer];
 
     /// The threshold decides, and the header says what was measured: 1.79x on an AMD EPYC -> bf16,
     /// 0.65x on an Intel Xeon -> fp32, a tie or noise (1.05x) -> fp32.
     #[test]
-    fn lanes_take_bf16_only_when_the_convolution_is_clearly_faster() {
-        for (speedup, pays) in [(1.79, true), (MIN_BF16_SPEEDUP, true), (1.05, false), (0.65, false)] {
-            let verdict = lanes_verdict(LANES, speedup);
-            assert_eq!(verdict.pays, pays, "{speedup}x");
-            assert!(verdict.why.contains(&format!("ran {speedup:.2}x as fast in bf16")), "{}", verdict.why);
-            assert_eq!(verdict.why.contains("below"), !pays, "{}", verdict.why);
+    fn lanes_take_bf16_only_when_the_kernel_is_clearly_faster() {
+        for workload in WORKLOADS {
+            for (speedup, pays) in [(1.79, true), (MIN_BF16_SPEEDUP, true), (1.05, false), (0.65, false)] {
+                let verdict = lanes_verdict(LANES, workload, speedup);
+                assert_eq!(verdict.pays, pays, "{speedup}x");
+                let ran = format!("{} ran {speedup:.2}x as fast in bf16", kernel_name(workload));
+                assert!(verdict.why.contains(&ran), "{}", verdict.why);
+                assert_eq!(verdict.why.contains("below"), !pays, "{}", verdict.why);
+            }
         }
     }
 
-    /// Flags decide without a timing where they can; a transformer on lanes keeps fp32.
+    /// Flags decide without a timing where they can.
     #[test]
-    fn flags_decide_matrix_units_and_no_bf16_and_transformers() {
+    fn flags_decide_matrix_units_and_no_bf16() {
         let amx = Bf16Support { native: true, matrix_units: true, what: "AMX-BF16 on this CPU".into() };
         let none = Bf16Support { native: false, matrix_units: false, what: "neither".into() };
-        for workload in [Workload::Convolutions, Workload::Transformer] {
-            assert!(amx.verdict(workload).pays);
-            assert!(!none.verdict(workload).pays);
+        for workload in WORKLOADS {
+            let (with_amx, without) = (amx.verdict(workload), none.verdict(workload));
+            assert!(with_amx.pays && !without.pays);
+            assert!(!with_amx.why.contains(" ran ") && !without.why.contains(" ran "), "no timing");
         }
-        let transformer = lanes_only().verdict(Workload::Transformer);
-        assert!(!transformer.pays && transformer.why.contains("without matrix units"), "{}", transformer.why);
     }
 
-    /// The timing itself: both precisions run and give a finite, positive ratio, the same on a second
-    /// ask (decided once per process), and the global generator is left as it was.
+    /// Each timing: both precisions run and give a finite, positive ratio, the same on a second ask
+    /// (decided once per process), and the global generator is left as it was.
     #[test]
-    fn the_convolution_timing_is_decided_once_and_draws_nothing() {
-        tch::manual_seed(7);
-        let before = Tensor::randn([4], (Kind::Float, Device::Cpu));
-        tch::manual_seed(7);
-        let speedup = conv_bf16_speedup();
-        let after = Tensor::randn([4], (Kind::Float, Device::Cpu));
-        assert!(speedup.is_finite() && speedup > 0.0, "{speedup}");
-        assert_eq!(conv_bf16_speedup(), speedup);
-        assert!(before.equal(&after), "the timing drew from the seeded generator");
+    fn each_timing_is_decided_once_and_draws_nothing() {
+        for workload in WORKLOADS {
+            tch::manual_seed(7);
+            let before = Tensor::randn([4], (Kind::Float, Device::Cpu));
+            tch::manual_seed(7);
+            let speedup = bf16_speedup(workload);
+            let after = Tensor::randn([4], (Kind::Float, Device::Cpu));
+            assert!(speedup.is_finite() && speedup > 0.0, "{speedup}");
+            assert_eq!(bf16_speedup(workload), speedup);
+            assert!(before.equal(&after), "the timing drew from the seeded generator");
+        }
     }
 }

@@ -86,3 +86,35 @@ pub fn lm_args(
     args.extend(["--out".into(), out.display().to_string()]);
     args
 }
+
+/// The first CPU's flags in /proc/cpuinfo (Linux).
+pub fn cpu_flags() -> Vec<String> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").expect("/proc/cpuinfo (Linux)");
+    let flags = cpuinfo.lines().find(|l| l.starts_with("flags")).unwrap_or_default();
+    flags.split_whitespace().map(str::to_string).collect()
+}
+
+/// What `--precision auto` must have chosen on this x86-64 CPU for a run whose header is in
+/// `stdout`, read independently of the binary's CPUID code: fp32 where /proc/cpuinfo lists neither
+/// amx_bf16 nor avx512_bf16, bf16 with amx_bf16 (neither timed), and with avx512_bf16 alone what the
+/// ratio of the timed kernel printed in the header says: bf16 from 1.1x (src/precision/hardware.rs).
+pub fn auto_precision_expected(stdout: &str) -> &'static str {
+    let flags = cpu_flags();
+    let has = |flag: &str| flags.iter().any(|f| f == flag);
+    let before = stdout.split_once("x as fast in bf16").map(|(before, _)| before);
+    let ratio = before
+        .and_then(|b| b.rsplit(' ').next())
+        .map(|r| r.parse::<f64>().unwrap_or_else(|_| panic!("a timed ratio before 'x as fast': {stdout}")));
+    match (has("amx_bf16"), has("avx512_bf16")) {
+        (false, true) if ratio.expect("a timed ratio in the header") >= 1.1 => "bf16",
+        (false, true) => "fp32",
+        (amx, _) => {
+            assert!(ratio.is_none(), "timed where the flags decide: {stdout}");
+            if amx {
+                "bf16"
+            } else {
+                "fp32"
+            }
+        }
+    }
+}

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::binary::{assert_rejected, lm_args, tiny_corpus, warpnet, TINY_LM};
+use crate::binary::{assert_rejected, auto_precision_expected, lm_args, tiny_corpus, warpnet, TINY_LM};
 
 fn as_strs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
@@ -121,25 +121,23 @@ fn bench_and_plan_print_their_rows() {
     }
 }
 
-/// `auto` gives the GPT bf16 only on matrix units: on an x86 CPU, where /proc/cpuinfo lists amx_bf16
-/// (with AVX512-BF16 alone its bf16 step is the slower); the run folder records the decision.
+/// `auto` for the GPT: bf16 on matrix units, fp32 without native bf16, and on AVX512-BF16 alone
+/// what its timed MLP says (tests/binary: `auto_precision_expected`); the run folder records it.
 #[test]
 #[cfg_attr(not(target_arch = "x86_64"), ignore = "the rule read from /proc/cpuinfo here is x86's")]
-fn auto_precision_of_the_gpt_asks_for_matrix_units() {
+fn auto_precision_of_the_gpt_is_what_pays_here() {
     let dir = tempfile::tempdir().unwrap();
     let corpus = tiny_corpus(dir.path(), 8_000);
     let run = dir.path().join("run");
     let mut args = lm_args(&corpus, 2, 2, &run);
     let at = args.iter().position(|a| a == "--precision").unwrap();
     args[at + 1] = "auto".into();
+    args.retain(|a| a != "--quiet"); // the header says what was timed
     let output = warpnet(&as_strs(&args));
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").expect("/proc/cpuinfo (Linux)");
-    let flags = cpuinfo.lines().find(|l| l.starts_with("flags")).unwrap_or_default();
-    let expected = match flags.split_whitespace().any(|f| f == "amx_bf16") {
-        true => "bf16",
-        false => "fp32",
-    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let expected = auto_precision_expected(&stdout);
+    assert!(stdout.contains(&format!("precision {expected} (auto: ")), "{stdout}");
     let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
     assert!(config.contains(&format!("precision = \"{expected}\"")), "{config}");
 }

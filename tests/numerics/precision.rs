@@ -28,7 +28,7 @@ use warpnet::precision::Precision;
 use warpnet::runtime::{Devices, Executor, Placement, Plan};
 
 use crate::binary;
-use binary::warpnet;
+use binary::{auto_precision_expected, cpu_flags, warpnet};
 
 /// Bound on the gradients of a training-mode step (module docs: BatchNorm's cancellation).
 const TRAIN_MODE_GRADIENTS: f64 = 0.4;
@@ -302,13 +302,6 @@ fn cpuinfo_lists_bf16() -> bool {
     cpu_flags().iter().any(|f| f == "amx_bf16" || f == "avx512_bf16")
 }
 
-/// The first CPU's flags in /proc/cpuinfo.
-fn cpu_flags() -> Vec<String> {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").expect("/proc/cpuinfo (Linux)");
-    let flags = cpuinfo.lines().find(|l| l.starts_with("flags")).unwrap_or_default();
-    flags.split_whitespace().map(str::to_string).collect()
-}
-
 /// The demo recipe on WRN-7-1 for `epochs` epochs of 16 steps (1,024 images, batch 64).
 fn demo_run<'a>(out: &'a str, epochs: &'a str, precision: &'a str) -> Vec<&'a str> {
     let run = [
@@ -415,21 +408,8 @@ fn auto_records_what_this_machine_computes_in() {
         "--out",
         run.to_str().unwrap(),
     ]);
-    // No native bf16 -> fp32; AMX -> bf16; AVX512-BF16 alone -> whichever a timed convolution favours,
-    // and the header says what it measured.
-    let flags = cpu_flags();
-    let measured = flags.contains(&"avx512_bf16".to_string()) && !flags.contains(&"amx_bf16".to_string());
-    let ran = stdout.split("a 3x3 convolution ran ").nth(1).and_then(|rest| rest.split('x').next());
-    let speedup: Option<f64> = ran.map(|r| r.parse().unwrap_or_else(|_| panic!("a ratio: {stdout}")));
-    let expected = match (cpuinfo_lists_bf16(), measured) {
-        (false, _) => "fp32",
-        (true, false) => "bf16",
-        // The threshold of precision/hardware.rs, on the ratio as printed (two decimals).
-        (true, true) if speedup.expect("the timed ratio in the header") >= 1.1 => "bf16",
-        (true, true) => "fp32",
-    };
+    let expected = auto_precision_expected(&stdout);
     assert!(stdout.contains(&format!("precision {expected} (auto: ")), "{stdout}");
-    assert_eq!(stdout.contains("a 3x3 convolution ran"), measured, "{stdout}");
     let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
     assert!(config.contains(&format!("precision = \"{expected}\"")), "{config}");
 }

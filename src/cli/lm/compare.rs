@@ -28,8 +28,7 @@ use crate::train::Verbosity;
 const COMPARE_STEPS: &str = "250";
 const COMPARE_EVAL_EVERY: &str = "50";
 /// One precision for every variant's training and timings, the same on every machine (so a folder's runs
-/// are reused wherever the comparison runs): fp32, which `auto` also picks for the GPT on CPUs without
-/// matrix units.
+/// are reused wherever the comparison runs, and its figures compare across machines): fp32.
 const COMPARE_PRECISION: &str = "fp32";
 /// The CPU workers of the parallel column.
 const WORKERS: usize = 2;

@@ -59,8 +59,8 @@ pub struct LmTrainConfig {
     #[arg(long)]
     pub threads: Option<usize>,
     /// fp32, bf16 (mixed: matrix products in bfloat16, master weights and AdamW in fp32) or auto
-    /// (bf16 on matrix units: GPUs of compute capability 8.0+, AMX CPUs; fp32 elsewhere, AVX512-BF16
-    /// alone included, where the GPT's bf16 step is the slower).
+    /// (bf16 on matrix units: GPUs of compute capability 8.0+, AMX CPUs; with AVX512-BF16 alone where a
+    /// timed MLP runs clearly faster in it; fp32 elsewhere).
     #[arg(long, value_enum, default_value_t)]
     pub precision: PrecisionSetting,
     /// Workers of the parallel executor (cpu:N, cuda:0,cuda:1, mpi); none: one device.
