@@ -17,12 +17,12 @@ use tch::Tensor;
 use super::mpi::{assert_same_step_of, mpirun, run, BIN};
 use crate::binary::{lm_args, tiny_corpus};
 
-fn lm_over_two_ranks_matches_one_device(variant: &str, placement: &str) {
+fn lm_over_two_ranks_matches_one_device(variant: &str, norm_tangent: &str, placement: &str) {
     let dir = tempfile::tempdir().unwrap();
     let corpus = tiny_corpus(dir.path(), 4_000);
     let (over_ranks, alone) = (dir.path().join("mpi"), dir.path().join("one-device"));
     // Three steps with the learning rate up at once (a warm-up of one step), so every step moves.
-    let settings = ["--variant", variant, "--warmup", "1"];
+    let settings = ["--variant", variant, "--norm-tangent", norm_tangent, "--warmup", "1"];
     let job =
         |out: &std::path::Path| lm_args(&corpus, 3, 3, out).into_iter().chain(settings.map(String::from));
     run(mpirun(2, &[]).args(job(&over_ranks)).args(["--devices", "mpi", "--placement", placement]));
@@ -39,12 +39,15 @@ fn without_key_bias(name: &str, tensor: Tensor) -> Tensor {
     Tensor::cat(&[&parts[0], &parts[2]], 0)
 }
 
+/// With LayerNorm's statistics frozen in the tangent (v -> gamma v / sigma), so that the split
+/// M'(x1) x1 is not small: the exact LayerNorm ignores its input's scale and makes it ~1e-4 of
+/// M'(x1) v, where a lost piece could hide in the tolerance.
 #[test]
 fn lm_with_a_split_term_over_two_ranks_equals_one_device() {
-    lm_over_two_ranks_matches_one_device("warpnet1", "[F1,F2'x1:0.5],[F2,F2'x1:0.5]");
+    lm_over_two_ranks_matches_one_device("warpnet1", "frozen", "[F1,F2'x1:0.5],[F2,F2'x1:0.5]");
 }
 
 #[test]
 fn lm_with_an_output_sent_between_ranks_equals_one_device() {
-    lm_over_two_ranks_matches_one_device("warpnet2", "[F1],[F2,F2'F1]");
+    lm_over_two_ranks_matches_one_device("warpnet2", "exact", "[F1],[F2,F2'F1]");
 }

@@ -220,8 +220,14 @@ impl WorkerState {
         let rows = received
             .iter()
             .map(|r| {
-                let mut next = || gradients.next().expect("one gradient per leaf").to_device(self.home);
-                let tensors = r.tensors.iter().map(|_| next()).collect();
+                let mut gradient_of = |leaf: &Tensor| {
+                    let g = gradients.next().expect("one gradient per leaf");
+                    // A received tensor the sum does not read has none (a frozen LayerNorm's tangent
+                    // reads 1/sigma, not the normalised input): zero, of its shape.
+                    let g = if g.defined() { g } else { leaf.zeros_like() };
+                    g.to_device(self.home)
+                };
+                let tensors = r.tensors.iter().map(&mut gradient_of).collect();
                 Sent {
                     from: self.group,
                     to: r.from,
