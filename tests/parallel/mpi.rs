@@ -115,16 +115,22 @@ pub(super) fn assert_same_step_of(got: &Path, expected: &Path, compared: impl Fn
 
 /// The step over `ranks` MPI ranks with `placement` equals the step in one process on one device.
 fn model_parallel_matches_one_device(ranks: usize, placement: &str) {
-    variant_over_ranks_matches_one_device(ranks, "warpnet1", placement);
+    variant_over_ranks_matches_one_device(ranks, ("warpnet1", 2), placement);
 }
 
-/// `model_parallel_matches_one_device` for `--variant variant`.
-fn variant_over_ranks_matches_one_device(ranks: usize, variant: &str, placement: &str) {
+/// `model_parallel_matches_one_device` for `--variant variant` with warp layers of `k` units.
+fn variant_over_ranks_matches_one_device(ranks: usize, (variant, k): (&str, usize), placement: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (over_ranks, alone) = (dir.path().join("mpi"), dir.path().join("one-device"));
     let mpi = ["--variant", variant, "--devices", "mpi", "--placement", placement];
-    run(mpirun(ranks, &[]).args(one_step(&over_ranks, &mpi)));
-    run(Command::new(BIN).args(one_step(&alone, &["--variant", variant, "--threads", "1"])));
+    // SMALL_JOB's K replaced by `k`.
+    let with_k = |mut args: Vec<String>| {
+        let at = args.iter().position(|a| a == "--k").expect("SMALL_JOB gives --k") + 1;
+        args[at] = k.to_string();
+        args
+    };
+    run(mpirun(ranks, &[]).args(with_k(one_step(&over_ranks, &mpi))));
+    run(Command::new(BIN).args(with_k(one_step(&alone, &["--variant", variant, "--threads", "1"]))));
     assert_same_step(&over_ranks, &alone);
     let config = std::fs::read_to_string(over_ranks.join("config.toml")).unwrap();
     assert!(config.contains("devices = \"mpi\""), "the run records its devices:\n{config}");
@@ -150,8 +156,17 @@ fn three_ranks_model_parallel_step_equals_one_device() {
 /// home) and sends its gradient back, over 2 and 3 ranks.
 #[test]
 fn an_output_sent_between_ranks_steps_as_one_device() {
-    variant_over_ranks_matches_one_device(2, "warpnet2", "[F1],[F2,F2'F1]");
-    variant_over_ranks_matches_one_device(3, "warpnet2", "[F1],[F2],[F2'F1]");
+    variant_over_ranks_matches_one_device(2, ("warpnet2", 2), "[F1],[F2,F2'F1]");
+    variant_over_ranks_matches_one_device(3, ("warpnet2", 2), "[F1],[F2],[F2'F1]");
+}
+
+/// K = 3 over 3 ranks, each rank one unit's primal and the Jacobian terms of that unit: WarpNet2's
+/// two-phase schedule (F3'(F1 + F2) on the third rank from F1 and F2 received from the other two),
+/// and the exact layer, whose F3'F2'F1 needs F2'(F1) computed again beside F3'.
+#[test]
+fn outputs_sent_between_three_ranks_at_k_3_step_as_one_device() {
+    variant_over_ranks_matches_one_device(3, ("warpnet2", 3), "[F1],[F2,F2'F1],[F3,F3'F1,F3'F2]");
+    variant_over_ranks_matches_one_device(3, ("exact", 3), "[F1],[F2,F2'F1],[F3,F3'F1,F3'F2,F3'F2'F1]");
 }
 
 /// PIDs of the processes whose command line mentions `marker` and whose MPI rank is `rank`.
