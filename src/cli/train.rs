@@ -222,10 +222,11 @@ fn resume(run_dir: &Path, args: &TrainArgs) -> anyhow::Result<()> {
     if format!("{args:?}") != format!("{alone:?}") {
         crate::bail_input!("--resume continues a run as it was configured: give no other settings with it");
     }
+    let lock = train::run_folder::WriterLock::acquire_for_resume(run_dir)?;
     let checkpoint = train::checkpoint::latest_checkpoint(run_dir)?;
     let splits = data::load(&checkpoint.sidecar.config.data)?;
     let verbosity = if args.quiet { Verbosity::Quiet } else { Verbosity::Normal };
-    let summary = train::resume(run_dir, splits, checkpoint, verbosity)?;
+    let summary = train::resume(run_dir, splits, (checkpoint, lock), verbosity)?;
     report(&summary, run_dir, args.json)
 }
 

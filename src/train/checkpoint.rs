@@ -4,12 +4,14 @@
 //! the newest checkpoint that verifies.
 
 pub mod integrity;
+mod weights;
+
+pub use weights::{load_weights, save_weights};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use std::collections::HashSet;
 
 use tch::nn::VarStore;
 use tch::Tensor;
@@ -17,37 +19,10 @@ use tch::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::config::TrainConfig;
-use crate::base::atomic_file::{write_atomic, write_atomic_with};
-use crate::base::named::{assign_variables, Named};
+use crate::base::atomic_file::write_atomic_with;
+use crate::base::named::Named;
 use crate::data::augment::Standardizer;
 use crate::error::input_error;
-
-/// Saves every variable of `vs` (weights and BatchNorm running statistics) as safetensors, atomically.
-pub fn save_weights(vs: &VarStore, path: &Path) -> anyhow::Result<()> {
-    write_atomic_with(path, |tmp| {
-        vs.save(tmp).with_context(|| format!("{}: cannot write weights", tmp.display()))
-    })
-}
-
-/// Loads weights saved by [`save_weights`] into `vs`, after checking that the file holds exactly the
-/// network's variables with the network's shapes; any difference is one input-error line naming the
-/// file and the first offending variable, and leaves `vs` untouched.
-pub fn load_weights(vs: &VarStore, path: &Path) -> anyhow::Result<()> {
-    let stored = read_tensors(path)?;
-    // A checkpoint's weights are checked against the checksums its sidecar recorded, where it has one.
-    let recorded = sidecar_of(path).and_then(|s| s.checksums);
-    if let Some(why) = recorded.and_then(|sums| integrity::mismatch(&stored, &sums)) {
-        crate::bail_input!("{}: damaged: {why}", path.display());
-    }
-    let stored: Named = stored
-        .into_iter()
-        // A checkpoint's safetensors also hold the optimizer's momentum: not part of the network.
-        .filter(|(name, _)| !name.starts_with(MOMENTUM_PREFIX))
-        .collect();
-    check_names_and_shapes(path, vs, &stored)?;
-    assign_variables(vs, &stored);
-    Ok(())
-}
 
 /// The tensors of a safetensors file; one input-error line naming it if it does not read.
 fn read_tensors(path: &Path) -> anyhow::Result<Vec<(String, Tensor)>> {
@@ -55,38 +30,6 @@ fn read_tensors(path: &Path) -> anyhow::Result<Vec<(String, Tensor)>> {
         let first = e.to_string().lines().next().unwrap_or_default().to_string();
         input_error(format!("{}: not a readable safetensors file ({first})", path.display()))
     })
-}
-
-/// The sidecar beside a checkpoint's weights (`step-N.json` beside `step-N.safetensors`), where one is
-/// there and reads.
-fn sidecar_of(weights: &Path) -> Option<Sidecar> {
-    let json = weights.with_extension("json");
-    let text = std::fs::read_to_string(&json).ok()?;
-    parse_sidecar(&text, &json).ok()
-}
-
-/// Checks that `stored` (read from `path`) holds exactly the variables of `vs` with their shapes.
-fn check_names_and_shapes(path: &Path, vs: &VarStore, stored: &Named) -> anyhow::Result<()> {
-    let mut expected: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    expected.sort_by(|a, b| a.0.cmp(&b.0));
-    for (name, variable) in &expected {
-        let Some(value) = stored.get(name) else {
-            crate::bail_input!("{}: has no {name}: weights of another network", path.display());
-        };
-        if value.size() != variable.size() {
-            crate::bail_input!(
-                "{}: {name} has shape {:?}, the network expects {:?}: weights of another size",
-                path.display(),
-                value.size(),
-                variable.size()
-            );
-        }
-    }
-    let known: HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
-    if let Some(name) = stored.keys().find(|n| !known.contains(n.as_str())) {
-        crate::bail_input!("{}: holds {name}, which this network does not have", path.display());
-    }
-    Ok(())
 }
 
 /// Version of the checkpoint layout written below; a checkpoint of another version is refused.
@@ -181,16 +124,25 @@ pub fn write_checkpoint(
         variables.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
     tensors.extend(momentum.iter().map(|(n, t)| (format!("{MOMENTUM_PREFIX}{n}"), t.shallow_clone())));
     let json = sidecar(integrity::checksums(&tensors))?;
+    let needs = || {
+        let bytes: usize = tensors.iter().map(|(_, t)| t.numel() * t.kind().elt_size_in_bytes()).sum();
+        format!("a checkpoint needs {:.1} MB free in {}", bytes as f64 / 1e6, dir.display())
+    };
     write_atomic_with(&tensors_path, |tmp| {
         Tensor::write_safetensors(&tensors, tmp)
             .with_context(|| format!("{}: cannot write", tmp.display()))?;
         Ok(integrity::injected_failure(tmp)?)
     })
-    .with_context(|| {
-        let bytes: usize = tensors.iter().map(|(_, t)| t.numel() * t.kind().elt_size_in_bytes()).sum();
-        format!("a checkpoint needs {:.1} MB free in {}", bytes as f64 / 1e6, dir.display())
-    })?;
-    write_atomic(&dir.join(format!("{stem}.json")), json.as_bytes())?;
+    .with_context(needs)?;
+    let sidecar_written = write_atomic_with(&dir.join(format!("{stem}.json")), |tmp| {
+        std::fs::write(tmp, json.as_bytes()).with_context(|| format!("{}: cannot write", tmp.display()))?;
+        Ok(integrity::injected_failure(tmp)?)
+    });
+    if let Err(e) = sidecar_written {
+        // Without its sidecar the checkpoint is incomplete, ignored by --resume and never pruned.
+        let _ = std::fs::remove_file(&tensors_path);
+        return Err(e.context(needs()));
+    }
     for old in complete_checkpoints(&dir)?.into_iter().rev().skip(keep.max(1)) {
         let _ = std::fs::remove_file(old.with_extension("safetensors"));
         let _ = std::fs::remove_file(old);
@@ -219,13 +171,8 @@ pub fn latest_checkpoint(run: &Path) -> anyhow::Result<Checkpoint> {
     Ok(Checkpoint { tensors, sidecar })
 }
 
-/// [`latest_checkpoint`] for any run's sidecars: read by `parse`, their checksums by `checksums`.
-/// Returns the safetensors' path and the sidecar.
-pub fn latest_verified<S>(
-    run: &Path,
-    parse: impl Fn(&str, &Path) -> anyhow::Result<S>,
-    checksums: impl Fn(&S) -> Option<&BTreeMap<String, u32>>,
-) -> anyhow::Result<(PathBuf, S)> {
+/// The checkpoints folder of a run folder `run` that `--resume` reads; an input error if it has none.
+pub fn checkpoints_of(run: &Path) -> anyhow::Result<PathBuf> {
     let dir = run.join(CHECKPOINTS);
     if !dir.is_dir() {
         crate::bail_input!(
@@ -233,6 +180,17 @@ pub fn latest_verified<S>(
             run.display()
         );
     }
+    Ok(dir)
+}
+
+/// [`latest_checkpoint`] for any run's sidecars: read by `parse`, their checksums by `checksums`.
+/// Returns the safetensors' path and the sidecar.
+pub fn latest_verified<S>(
+    run: &Path,
+    parse: impl Fn(&str, &Path) -> anyhow::Result<S>,
+    checksums: impl Fn(&S) -> Option<&BTreeMap<String, u32>>,
+) -> anyhow::Result<(PathBuf, S)> {
+    let dir = checkpoints_of(run)?;
     let complete = complete_checkpoints(&dir)?;
     if complete.is_empty() {
         crate::bail_input!("--resume {}: no complete checkpoint in {}", run.display(), dir.display());
@@ -314,7 +272,7 @@ pub fn read_checkpoint(path: &Path, vs: &VarStore) -> anyhow::Result<(Named, Nam
             None => variables.insert(name, t),
         };
     }
-    check_names_and_shapes(path, vs, &variables)?;
+    weights::check_names_and_shapes(path, vs, &variables)?;
     for (name, p) in vs.variables().into_iter().filter(|(_, t)| t.requires_grad()) {
         match momentum.get(&name) {
             Some(m) if m.size() == p.size() => {}

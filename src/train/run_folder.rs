@@ -98,6 +98,14 @@ impl WriterLock {
         remove_stale_temporaries(&run.join(CHECKPOINTS));
         Ok(WriterLock { _file: file })
     }
+
+    /// The lock of the run folder `run` that `--resume` continues, taken before any of its checkpoints
+    /// is read: a second writer is refused in one line, before it warns about a checkpoint or reads
+    /// data, and no live writer's checkpoint is pruned while this one chooses among them.
+    pub fn acquire_for_resume(run: &Path) -> anyhow::Result<WriterLock> {
+        super::checkpoint::checkpoints_of(run)?;
+        WriterLock::acquire(run)
+    }
 }
 
 /// This machine's host name ("unknown" where the system does not say).

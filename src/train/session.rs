@@ -73,8 +73,10 @@ impl<'a> Session<'a> {
         mut splits: Splits,
         out_dir: &'a Path,
         verbosity: Verbosity,
-        from: Option<Checkpoint>,
+        from: Option<(Checkpoint, WriterLock)>,
     ) -> anyhow::Result<Self> {
+        // A resumed run holds its folder's lock already (taken before its checkpoint was chosen).
+        let (from, held) = from.map_or((None, None), |(checkpoint, lock)| (Some(checkpoint), Some(lock)));
         set_up_process(config.threads, config.devices.as_ref(), config.seed)?;
         // `auto` is decided once, here: the run folder records the choice and a resume keeps it.
         let choice = config.precision_choice();
@@ -97,7 +99,10 @@ impl<'a> Session<'a> {
         // Every check that can refuse the run is behind us: only now does a new run claim its folder,
         // so a refused one leaves nothing there (its config.toml would make a rerun be refused). One
         // writer at a time: a second `train --resume`, a requeued job, is refused here.
-        let lock = WriterLock::acquire(out_dir)?;
+        let lock = match held {
+            Some(lock) => lock,
+            None => WriterLock::acquire(out_dir)?,
+        };
         if from.is_none() {
             let data = DataInfo { class_names: splits.class_names.clone(), standardizer };
             super::run_folder::claim_folder(out_dir, &config, data)?;

@@ -10,6 +10,7 @@ use super::checkpoint::Checkpoint;
 use super::config::TrainConfig;
 pub use super::outcome::{parameter_count, Interrupted, RunSummary};
 use super::progress::Verbosity;
+use super::run_folder::WriterLock;
 use super::session::Session;
 use crate::data::Splits;
 
@@ -32,11 +33,13 @@ pub fn train(
     run(&config, splits, out_dir, verbosity, None)
 }
 
-/// Continues the run in `run_dir` from its newest checkpoint, with the configuration it was started with.
+/// Continues the run in `run_dir` from its newest checkpoint, with the configuration it was started
+/// with; `lock` is the folder's, taken before the checkpoint was chosen
+/// ([`WriterLock::acquire_for_resume`]).
 pub fn resume(
     run_dir: &Path,
     splits: Splits,
-    checkpoint: Checkpoint,
+    (checkpoint, lock): (Checkpoint, WriterLock),
     verbosity: Verbosity,
 ) -> anyhow::Result<RunSummary> {
     if splits.train.classes != checkpoint.sidecar.classes {
@@ -48,7 +51,7 @@ pub fn resume(
         );
     }
     let config = checkpoint.sidecar.config.clone();
-    run(&config, splits, run_dir, verbosity, Some(checkpoint))
+    run(&config, splits, run_dir, verbosity, Some((checkpoint, lock)))
 }
 
 fn run(
@@ -56,7 +59,7 @@ fn run(
     splits: Splits,
     out_dir: &Path,
     verbosity: Verbosity,
-    from: Option<Checkpoint>,
+    from: Option<(Checkpoint, WriterLock)>,
 ) -> anyhow::Result<RunSummary> {
     let mut session = Session::start(config, splits, out_dir, verbosity, from)?;
     while session.position.step < session.total_steps {

@@ -83,9 +83,10 @@ fn an_lm_run_interrupted_three_ways_resumes_to_the_same_weights() {
     assert_same_weights(&whole.join("model.safetensors"), &killed.join("model.safetensors"));
     assert_eq!(metrics(&whole), metrics(&killed));
 
-    // The second checkpoint write fails as on a full disk: one line, exit 1, the first intact.
+    // The second checkpoint's tensors (its 3rd file) fail as on a full disk: one line, exit 1, the
+    // first checkpoint intact.
     let full = dir.path().join("full");
-    let out = lm(&corpus, &full).env("WARPNET_CHECKPOINT_WRITE_FAILS_AT", "2").output().unwrap();
+    let out = lm(&corpus, &full).env("WARPNET_CHECKPOINT_WRITE_FAILS_AT", "3").output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");

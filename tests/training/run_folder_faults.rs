@@ -42,8 +42,14 @@ fn a_second_writer_is_refused_until_the_first_is_gone() {
     args.push(folder.to_str().unwrap());
     let mut first = warpnet().args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     wait_for_checkpoint(&folder, EPOCH);
-    // A requeued job's `--resume` beside the live run: refused, naming the folder and the holder.
+    // A requeued job's `--resume` beside the live run: refused, naming the folder and the holder,
+    // before it reads any checkpoint: a damaged newest one (a copy half done, say) draws no warning.
+    let damaged = folder.join("checkpoints").join("step-99999999");
+    std::fs::write(damaged.with_extension("json"), b"{").unwrap();
+    std::fs::write(damaged.with_extension("safetensors"), b"").unwrap();
     let second = warpnet().args(["train", "--resume", folder.to_str().unwrap(), "--quiet"]).output().unwrap();
+    std::fs::remove_file(damaged.with_extension("json")).unwrap();
+    std::fs::remove_file(damaged.with_extension("safetensors")).unwrap();
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -117,26 +123,35 @@ fn resume_falls_back_past_a_damaged_checkpoint() {
 }
 
 /// The second checkpoint's write fails as on a full disk (the test hook of train/checkpoint/
-/// integrity.rs): one error line saying what space it needs, exit 1, no temporary left, the first
-/// checkpoint intact; `--resume` completes from it to the uninterrupted run's weights. A torn last
-/// line in metrics.jsonl (a crash during its append) is then dropped with one warning.
+/// integrity.rs), once in its tensors and once in its sidecar, after its tensors were renamed into
+/// place: one error line saying what space it needs, exit 1, no temporary and no sidecar-less tensors
+/// left, the first checkpoint intact; `--resume` completes from it to the uninterrupted run's weights.
+/// A torn last line in metrics.jsonl (a crash during its append) is then dropped with one warning.
 #[test]
 fn a_full_disk_and_a_torn_metrics_line_lose_only_the_unsaved_work() {
     let _cores = common::one_training_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let whole = dir.path().join("whole");
     assert!(run(&whole, &[], &[]).status.success());
-    let full = dir.path().join("full");
-    let out = run(&full, &[], &[("WARPNET_CHECKPOINT_WRITE_FAILS_AT", "2")]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("No space left on device") && stderr.contains("MB free"), "{stderr}");
-    let left = files(&full.join("checkpoints"));
-    assert_eq!(left, ["step-00000024.json", "step-00000024.safetensors"], "no temporary, the first intact");
-    let stderr = resume(&full);
-    assert!(warnings(&stderr).is_empty(), "{stderr}");
-    assert_same_weights(&whole.join("model.safetensors"), &full.join("model.safetensors"));
+    // A checkpoint is two files: the 3rd file written is the second checkpoint's tensors, the 4th its
+    // sidecar.
+    for (fails_at, which) in [("3", "tensors"), ("4", "sidecar")] {
+        let full = dir.path().join(format!("full-{which}"));
+        let out = run(&full, &[], &[("WARPNET_CHECKPOINT_WRITE_FAILS_AT", fails_at)]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{which}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{which}: {stderr}");
+        assert!(
+            stderr.contains("No space left on device") && stderr.contains("MB free"),
+            "{which}: {stderr}"
+        );
+        let left = files(&full.join("checkpoints"));
+        let first = ["step-00000024.json", "step-00000024.safetensors"];
+        assert_eq!(left, first, "{which}: nothing of the failed write left, the first intact");
+        let stderr = resume(&full);
+        assert!(warnings(&stderr).is_empty(), "{which}: {stderr}");
+        assert_same_weights(&whole.join("model.safetensors"), &full.join("model.safetensors"));
+    }
 
     let torn = dir.path().join("torn");
     let mut child = start(&torn, &[]);
@@ -153,6 +168,35 @@ fn a_full_disk_and_a_torn_metrics_line_lose_only_the_unsaved_work() {
     assert!(warnings[0].contains("metrics.jsonl") && warnings[0].contains("cut short"), "{stderr}");
     assert_same_weights(&whole.join("model.safetensors"), &torn.join("model.safetensors"));
     assert_eq!(metrics(&whole), metrics(&torn));
+}
+
+/// The final weights carry their checksums too (RUN/model.crc32.json): a byte flipped inside a tensor
+/// of RUN/model.safetensors, which still reads as safetensors, makes `eval` and `predict` refuse it
+/// in one line naming the file, exit 2; the intact folder evaluates.
+#[test]
+fn a_damaged_final_weights_file_is_refused_by_its_readers() {
+    let _cores = common::one_training_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole");
+    assert!(run(&whole, &[], &[]).status.success());
+    assert!(whole.join("model.crc32.json").is_file(), "the checksums beside the weights");
+    finish(&["eval", "--checkpoint", whole.to_str().unwrap()]);
+    let damaged = dir.path().join("damaged");
+    copy_folder(&whole, &damaged);
+    let weights = damaged.join("model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let inside_the_last_tensor = bytes.len() - 100;
+    bytes[inside_the_last_tensor] ^= 0x10;
+    std::fs::write(&weights, bytes).unwrap();
+    let image = damaged.join("image.png");
+    image::save_buffer(&image, &[128u8; 28 * 28], 28, 28, image::ColorType::L8).unwrap();
+    for args in [vec!["eval", "--checkpoint"], vec!["predict", image.to_str().unwrap(), "--checkpoint"]] {
+        let out = warpnet().args(&args).arg(&damaged).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains("model.safetensors: damaged"), "{args:?}: {stderr}");
+    }
 }
 
 /// Damage done to a checkpoint's file: which file (its extension), a name, what is done to its bytes.

@@ -40,11 +40,12 @@ pub fn mismatch(stored: &[(String, Tensor)], expected: &BTreeMap<String, u32>) -
         .map(|n| format!("lacks {n}, which its sidecar lists"))
 }
 
-/// Test hook: the n-th checkpoint this process writes (1-based) fails as on a full disk, after half of
-/// it is written: `WARPNET_CHECKPOINT_WRITE_FAILS_AT=n`.
+/// Test hook: the n-th checkpoint file this process writes (1-based; a checkpoint is two files, its
+/// tensors then its sidecar, so 2c - 1 is the c-th checkpoint's tensors and 2c its sidecar) fails as on
+/// a full disk, after half of it is written: `WARPNET_CHECKPOINT_WRITE_FAILS_AT=n`.
 const FAIL_AT_VARIABLE: &str = "WARPNET_CHECKPOINT_WRITE_FAILS_AT";
 
-/// Checkpoints this process has started to write.
+/// Checkpoint files this process has started to write.
 static WRITES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Fails, as a full disk does, where [`FAIL_AT_VARIABLE`] names this write, leaving half a file at

@@ -85,8 +85,10 @@ pub fn resume(run: &Path, verbosity: Verbosity) -> anyhow::Result<LmSummary> {
         }
         Ok(sidecar)
     };
+    // The folder's lock first, so that a second writer is refused before any checkpoint is read.
+    let lock = WriterLock::acquire_for_resume(run)?;
     let (tensors, sidecar) = latest_verified(run, parse, |s| Some(&s.checksums))?;
-    Session::start(sidecar.config.clone(), run, verbosity, Some((tensors, sidecar)))?.run()
+    Session::start(sidecar.config.clone(), run, verbosity, Some((tensors, sidecar, lock)))?.run()
 }
 
 /// A run while it trains.
@@ -115,8 +117,10 @@ impl<'a> Session<'a> {
         config: LmTrainConfig,
         out: &'a Path,
         verbosity: Verbosity,
-        from: Option<(PathBuf, LmSidecar)>,
+        from: Option<(PathBuf, LmSidecar, WriterLock)>,
     ) -> anyhow::Result<Self> {
+        // A resumed run holds its folder's lock already (taken before its checkpoint was chosen).
+        let (from, held) = from.map_or((None, None), |(tensors, s, lock)| (Some((tensors, s)), Some(lock)));
         config.validate().map_err(crate::error::input_error)?;
         set_up_process(config.threads, config.devices.as_ref(), config.seed)?;
         let choice = config.precision_choice();
@@ -135,7 +139,10 @@ impl<'a> Session<'a> {
             }
         };
         let stepper = stepper(&config, &vs, momentum, choice.precision)?;
-        let lock = WriterLock::acquire(out)?;
+        let lock = match held {
+            Some(lock) => lock,
+            None => WriterLock::acquire(out)?,
+        };
         if from.is_none() {
             std::fs::create_dir_all(out)
                 .map_err(|e| crate::error::input_error(format!("--out {}: {e}", out.display())))?;
