@@ -70,10 +70,14 @@ fn a_gpu_asked_for_without_one_is_one_line_naming_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let train = ["train", "--preset", "demo", "--epochs", "1", "--limit-train", "64", "--devices", "cuda:0"];
-    let requests: [(Vec<&str>, &str); 3] = [
+    let lm_out = dir.path().join("lm-run");
+    let mut lm_train = crate::binary::lm_args(&crate::binary::tiny_corpus(dir.path(), 4096), 4, 2, &lm_out);
+    lm_train.extend(["--devices".into(), "cuda:0".into()]);
+    let requests: [(Vec<&str>, &str); 4] = [
         ([&train[..], &["--out", out.to_str().unwrap()]].concat(), "--devices"),
         (vec!["bench", "--nwarp", "1", "--device", "cuda:0"], "--device"),
         (vec!["plan", "--k", "2", "--nwarp", "1", "--device", "cuda:0"], "--device"),
+        (lm_train.iter().map(String::as_str).collect(), "--devices"),
     ];
     // With the libraries, the line says that no GPU is present; without, which library is missing and
     // the command that installs them.
@@ -97,5 +101,5 @@ fn a_gpu_asked_for_without_one_is_one_line_naming_the_fix() {
             );
         }
     }
-    assert!(!out.join("checkpoints").exists(), "nothing trained");
+    assert!(!out.join("checkpoints").exists() && !lm_out.join("checkpoints").exists(), "nothing trained");
 }
