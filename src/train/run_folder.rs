@@ -5,6 +5,7 @@
 //! RUN/data.json           class names and the standardisation statistics of the training set
 //! RUN/metrics.jsonl       one line per epoch
 //! RUN/model.safetensors   final weights and BatchNorm statistics
+//! RUN/model.crc32.json    their tensors' CRC-32, verified when they are read
 //! RUN/checkpoints/step-N.safetensors + .json   weights, statistics, momentum; the sidecar
 //! RUN/.lock               held by the one process that writes the run (`WriterLock`)
 //! ```

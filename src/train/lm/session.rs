@@ -8,6 +8,7 @@
 //! RUN/config.toml        the resolved LmTrainConfig
 //! RUN/metrics.jsonl      one LmRecord per evaluation
 //! RUN/model.safetensors  the final weights
+//! RUN/model.crc32.json   their tensors' CRC-32, verified when they are read
 //! RUN/checkpoints/       step-N.safetensors (weights, AdamW state) + step-N.json (LmSidecar)
 //! ```
 
