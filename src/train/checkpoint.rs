@@ -128,16 +128,16 @@ pub fn write_checkpoint(
         let bytes: usize = tensors.iter().map(|(_, t)| t.numel() * t.kind().elt_size_in_bytes()).sum();
         format!("a checkpoint needs {:.1} MB free in {}", bytes as f64 / 1e6, dir.display())
     };
-    write_atomic_with(&tensors_path, |tmp| {
-        Tensor::write_safetensors(&tensors, tmp)
-            .with_context(|| format!("{}: cannot write", tmp.display()))?;
-        Ok(integrity::injected_failure(tmp)?)
-    })
-    .with_context(needs)?;
-    let sidecar_written = write_atomic_with(&dir.join(format!("{stem}.json")), |tmp| {
-        std::fs::write(tmp, json.as_bytes()).with_context(|| format!("{}: cannot write", tmp.display()))?;
-        Ok(integrity::injected_failure(tmp)?)
-    });
+    // Each file atomically, through the test hook that fails a write as a full disk does.
+    let write_file = |path: &Path, write: &dyn Fn(&Path) -> anyhow::Result<()>| {
+        write_atomic_with(path, |tmp| {
+            write(tmp).with_context(|| format!("{}: cannot write", tmp.display()))?;
+            Ok(integrity::injected_failure(tmp)?)
+        })
+    };
+    write_file(&tensors_path, &|tmp| Ok(Tensor::write_safetensors(&tensors, tmp)?)).with_context(needs)?;
+    let sidecar_written =
+        write_file(&dir.join(format!("{stem}.json")), &|tmp| Ok(std::fs::write(tmp, &json)?));
     if let Err(e) = sidecar_written {
         // Without its sidecar the checkpoint is incomplete, ignored by --resume and never pruned.
         let _ = std::fs::remove_file(&tensors_path);
